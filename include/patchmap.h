@@ -1,0 +1,340 @@
+/* patchmap.h: the sliding-window patch matrix (im2col) of an n-D array, and
+ * any other lazily computed buffer, as ordinary contiguous read-only memory
+ * whose pages are filled on first touch and evicted under a memory budget.
+ *
+ * Conventions. Functions return 0 (or a count) on success and a negative
+ * code on failure: -errno for system errors (-ENOMEM, -EPERM, ...) or -PM_E*
+ * for bad input; pm_strerror() names either in words. No function prints,
+ * aborts, exits or sets errno. Option structs start with `size` (set it to
+ * sizeof the struct, or 0 for "the current version"); a zero field means its
+ * documented default. Handles are freed by their close function, which
+ * accepts NULL. All functions are thread-safe unless said otherwise. */
+#ifndef PATCHMAP_H
+#define PATCHMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PM_API __attribute__((visibility("default")))
+
+#define PM_VERSION_MAJOR 0
+#define PM_VERSION_MINOR 1
+#define PM_VERSION_PATCH 0
+
+/* The library's version as "MAJOR.MINOR.PATCH" (static storage). */
+PM_API const char *pm_version(void);
+
+/* ---------------------------------------------------------------- errors */
+
+/* Input errors, returned negated. Each is a kind of EINVAL (or EOVERFLOW for
+ * PM_ETOOBIG); pm_error_errno() gives that errno. */
+enum pm_error {
+	PM_EFIRST = 1000,
+	PM_ENULL = PM_EFIRST,   /* a required pointer is NULL */
+	PM_EOPTSIZE,            /* opts->size names no known version */
+	PM_EDTYPE,              /* unknown source dtype */
+	PM_EOUTDTYPE,           /* output dtype not SAME, F32, F64 or the source's */
+	PM_ENDIM,               /* ndim is 0 or above PM_MAX_DIMS */
+	PM_ECHANNEL,            /* channel axis out of range, or no spatial axis left */
+	PM_ESHAPE,              /* an axis has extent 0 */
+	PM_EWINDOW,             /* a window size is 0 */
+	PM_ESTEP,               /* a step is 0 */
+	PM_EDILATION,           /* a dilation is 0 */
+	PM_EPAD,                /* padding negative or absurd (above PM_MAX_PAD) */
+	PM_EPADMODE,            /* unknown padding mode */
+	PM_EPADVALUE,           /* constant pad value not representable in the source dtype */
+	PM_EWINDOWBIG,          /* window (with dilation) larger than the padded axis */
+	PM_EORDER,              /* unknown column order */
+	PM_ELAYOUT,             /* unknown layout */
+	PM_EPITCH,              /* row pitch below the row, or not a multiple of the element */
+	PM_EAFFINE,             /* scale/offset asked with an integer output dtype */
+	PM_ETOOBIG,             /* a size overflows, or exceeds what can be reserved */
+	PM_EBACKEND,            /* unknown backend, or PATCHMAP_BACKEND names none */
+	PM_ECHUNK,              /* chunk size not a power of two multiple of the page size */
+	PM_ETHREADS,            /* a negative thread count */
+	PM_ELENGTH,             /* region length 0 */
+	PM_ERANGE,              /* a read past the end of the matrix */
+	PM_ELAST
+};
+
+/* Text for a code returned by this library (negative or positive; 0 is
+ * "success"). Static storage, never NULL. */
+PM_API const char *pm_strerror(int code);
+
+/* The errno that best describes `code` (EINVAL for input errors, the errno
+ * itself for system errors), positive. For callers that must set errno. */
+PM_API int pm_error_errno(int code);
+
+/* ---------------------------------------------------------------- dtypes */
+
+enum pm_dtype {
+	PM_DTYPE_SAME = 0, /* output only: the source's dtype */
+	PM_DTYPE_U8,
+	PM_DTYPE_I8,
+	PM_DTYPE_U16,
+	PM_DTYPE_I16,
+	PM_DTYPE_U32,
+	PM_DTYPE_I32,
+	PM_DTYPE_F32,
+	PM_DTYPE_F64,
+	PM_DTYPE_COUNT
+};
+
+/* Bytes per element of `dtype`, 0 if unknown (and for PM_DTYPE_SAME). */
+PM_API size_t pm_dtype_size(int dtype);
+/* numpy's short name ("uint8", "float32", ...), or NULL if unknown. */
+PM_API const char *pm_dtype_name(int dtype);
+
+/* ------------------------------------------------------- lazy memory */
+
+enum pm_backend {
+	PM_BACKEND_AUTO = 0, /* PATCHMAP_BACKEND if set, else uffd, else sigsegv */
+	PM_BACKEND_UFFD,     /* userfaultfd; pages moved in from a recycled pool */
+	PM_BACKEND_SIGSEGV,  /* PROT_NONE reservation + SIGSEGV handler + mremap */
+	PM_BACKEND_EAGER,    /* everything computed at open, ordinary memory */
+	PM_BACKEND_COUNT
+};
+
+/* "auto", "uffd", "sigsegv", "eager"; NULL if unknown. */
+PM_API const char *pm_backend_name(int backend);
+/* The backend named `name` (as above), or -PM_EBACKEND. */
+PM_API int pm_backend_parse(const char *name);
+
+#define PM_BUDGET_UNLIMITED SIZE_MAX
+#define PM_DEFAULT_BUDGET ((size_t)256 << 20)
+
+/* How a lazy buffer is kept. Zero fields take the defaults. */
+struct pm_lazy_opts {
+	int backend;      /* enum pm_backend; default AUTO */
+	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET,
+	                     PM_BUDGET_UNLIMITED for no limit; at least one chunk
+	                     is always allowed */
+	size_t chunk;     /* bytes filled per fault: a power of two, at least the
+	                     page size; default 2 MiB */
+	int threads;      /* filler threads; default: the number of online CPUs,
+	                     at most 8 */
+	int readahead;    /* chunks filled ahead of a sequential reader; default
+	                     8 (bounded by half the budget); negative: none */
+	unsigned flags;   /* PM_LAZY_* */
+};
+
+/* uffd backend: leave resident pages writable (no write protection). A
+ * stray write then changes the page until it is evicted, instead of
+ * faulting; about 15 % faster. */
+#define PM_LAZY_WRITABLE 0x1u
+
+/* What happened so far to a lazy buffer. Counters only grow. */
+struct pm_stats {
+	int backend;                  /* enum pm_backend in force */
+	unsigned mechanism;           /* PM_MECH_* bits: how the backend works here */
+	size_t chunk_bytes;
+	size_t budget_bytes;          /* as enforced: a whole number of chunks */
+	uint64_t faults;              /* faults served (first touches of absent chunks) */
+	uint64_t chunks_filled;       /* fill callbacks run (faults and read-ahead) */
+	uint64_t bytes_filled;
+	uint64_t evictions;
+	uint64_t readahead_fills;     /* chunks filled before anyone touched them */
+	uint64_t readahead_hits;      /* of those, chunks later touched */
+	uint64_t fill_errors;         /* failed fill callbacks */
+	uint64_t resident_bytes;      /* now */
+	uint64_t peak_resident_bytes;
+	uint64_t fill_ns;             /* time spent in the fill callback */
+};
+
+#define PM_MECH_UFFD_FULL      0x01u /* userfaultfd handles kernel accesses too */
+#define PM_MECH_UFFD_USER_ONLY 0x02u /* UFFD_USER_MODE_ONLY: a kernel access of an
+                                        absent page (read(2) into it, write(2)
+                                        from it) fails with EFAULT */
+#define PM_MECH_MOVE           0x04u /* pages recycled by UFFDIO_MOVE */
+#define PM_MECH_COPY           0x08u /* pages copied in by UFFDIO_COPY (old kernels) */
+#define PM_MECH_MREMAP         0x10u /* pages recycled by mremap */
+#define PM_MECH_HUGEPAGES      0x20u /* the pool is backed by 2 MiB huge pages */
+#define PM_MECH_WRITE_PROTECT  0x40u /* resident pages fault on write */
+#define PM_MECH_POISON         0x80u /* failed chunks poisoned (UFFDIO_POISON) */
+
+/* ---------------------------------------------------------------- region */
+
+/* A lazily computed read-only buffer: a virtual range of `length` bytes whose
+ * content is produced, chunk by chunk, by a fill callback. */
+typedef struct pm_region pm_region;
+
+/* Writes bytes [offset, offset + len) of the buffer to dst and returns 0, or
+ * returns a negative errno. `offset` is a multiple of the chunk size and
+ * `len` is at most the chunk size. Called from the region's filler threads
+ * (ordinary threads with all signals blocked), concurrently for different
+ * offsets; never from a signal handler. The content must be a pure function
+ * of the offset: an evicted chunk is filled again on its next touch. */
+typedef int (*pm_fill_fn)(void *ctx, size_t offset, void *dst, size_t len);
+
+struct pm_region_opts {
+	size_t size;               /* sizeof(struct pm_region_opts) or 0 */
+	size_t length;             /* bytes, > 0 */
+	pm_fill_fn fill;           /* required */
+	void *ctx;                 /* passed to fill; borrowed until close */
+	struct pm_lazy_opts lazy;
+};
+
+/* Reserves the range and starts its filler threads. On success *out owns the
+ * region (free with pm_region_close); on failure *out is NULL and nothing is
+ * left allocated. A lazy region's pages are not inherited by fork(): in the
+ * child, any access to them raises SIGSEGV (the eager backend's are ordinary
+ * memory and are inherited). */
+PM_API int pm_region_open(const struct pm_region_opts *opts, pm_region **out);
+
+/* Unmaps the range and stops the threads. Any pointer into the region dies
+ * with it; no thread may still read it. Returns the first fill error the
+ * region met (0 if none) so that a failure is never lost. NULL: no-op. */
+PM_API int pm_region_close(pm_region *r);
+
+/* The first byte of the buffer: valid until pm_region_close. Reading an
+ * absent page blocks the reader until its chunk is filled; a chunk whose fill
+ * failed raises SIGBUS in the reader (the error stays queryable). Writing
+ * raises SIGSEGV (unless PM_LAZY_WRITABLE). */
+PM_API const void *pm_region_data(const pm_region *r);
+PM_API size_t pm_region_length(const pm_region *r);
+
+/* Copies the current counters to *st. */
+PM_API int pm_region_stats(const pm_region *r, struct pm_stats *st);
+
+/* The first fill error met (a negative errno), or 0. */
+PM_API int pm_region_error(const pm_region *r);
+
+/* ---------------------------------------------------------------- matrix */
+
+#define PM_MAX_DIMS 8
+/* Largest padding accepted on one side of one axis. */
+#define PM_MAX_PAD ((int64_t)1 << 32)
+
+/* A strided n-D array, as numpy describes one. Not copied: the data must
+ * outlive every matrix built on it and must not change meanwhile (an evicted
+ * page is recomputed from it). */
+struct pm_source {
+	const void *data;                /* the element at index (0, ..., 0) */
+	int dtype;                       /* enum pm_dtype, not SAME */
+	int ndim;                        /* 1..PM_MAX_DIMS */
+	size_t shape[PM_MAX_DIMS];
+	ptrdiff_t strides[PM_MAX_DIMS];  /* bytes; any sign, may be 0 */
+	bool has_channels;               /* if true, axis channel_axis holds */
+	int channel_axis;                /* channels: never windowed nor padded */
+};
+
+/* Fills src as a C-contiguous array of the given shape. Returns 0 or
+ * -PM_EDTYPE / -PM_ENDIM / -PM_ENULL / -PM_ETOOBIG. */
+PM_API int pm_source_contiguous(struct pm_source *src, const void *data, int dtype,
+				int ndim, const size_t *shape);
+
+/* The window along one spatial axis. */
+struct pm_window {
+	size_t size;        /* window extent in samples, >= 1 */
+	size_t step;        /* distance between window starts, >= 1 */
+	size_t dilation;    /* distance between samples of a window, >= 1 */
+	int64_t pad_before; /* virtual samples added before the axis, >= 0 */
+	int64_t pad_after;  /* ... and after it */
+};
+
+enum pm_pad_mode {
+	PM_PAD_ZERO = 0,   /* 0 */
+	PM_PAD_CONSTANT,   /* pad_value */
+	PM_PAD_EDGE,       /* the nearest edge sample (numpy "edge") */
+	PM_PAD_REFLECT,    /* mirrored, edge not repeated: c b | a b c | b a (numpy "reflect") */
+	PM_PAD_SYMMETRIC,  /* mirrored, edge repeated: b a | a b c | c b (numpy "symmetric") */
+	PM_PAD_WRAP,       /* periodic: b c | a b c | a b (numpy "wrap") */
+	PM_PAD_COUNT
+};
+
+enum pm_order {
+	PM_ORDER_WINDOW = 0, /* columns (y, x, c): sliding_window_view(...).reshape, scikit-learn */
+	PM_ORDER_CHANNEL,    /* columns (c, y, x): PyTorch unfold, Caffe im2col */
+	PM_ORDER_COUNT
+};
+
+enum pm_layout {
+	PM_LAYOUT_ROWS = 0, /* one row per window */
+	PM_LAYOUT_COLS,     /* the transpose: one column per window */
+	PM_LAYOUT_COUNT
+};
+
+struct pm_matrix_opts {
+	size_t size;                           /* sizeof(struct pm_matrix_opts) or 0 */
+	struct pm_source source;
+	struct pm_window window[PM_MAX_DIMS];  /* one per spatial axis, in the
+	                                          source's axis order, the
+	                                          channel axis skipped */
+	int pad_mode;                          /* enum pm_pad_mode */
+	double pad_value;                      /* PM_PAD_CONSTANT: in source units */
+	int dtype;                             /* output: SAME (default), F32, F64,
+	                                          or the source's dtype */
+	bool affine;                           /* apply scale * x + offset, computed
+	                                          in the (float) output dtype */
+	double scale;
+	double offset;
+	int order;                             /* enum pm_order */
+	int layout;                            /* enum pm_layout */
+	size_t row_pitch;                      /* bytes from one stored row to the
+	                                          next (0: packed); the gap reads
+	                                          as zeros */
+	struct pm_lazy_opts lazy;
+};
+
+/* The shape of a patch matrix. Windows are numbered in row-major order of
+ * their positions (out_shape), as sliding_window_view(...)[::step] gives
+ * them; window elements in the chosen column order. */
+struct pm_matrix_info {
+	size_t rows, cols;          /* of the stored matrix (after the layout) */
+	size_t ld;                  /* leading dimension in elements (BLAS lda) */
+	size_t elem_size;           /* bytes */
+	size_t bytes;               /* rows * ld * elem_size */
+	int dtype;                  /* output dtype, resolved */
+	int nspatial;               /* spatial axes */
+	size_t out_shape[PM_MAX_DIMS]; /* window positions per spatial axis */
+	size_t windows;             /* product of out_shape */
+	size_t window_elems;        /* samples per window, channels included */
+	size_t channels;            /* 1 without a channel axis */
+};
+
+typedef struct pm_matrix pm_matrix;
+
+/* Validates opts and computes the matrix's shape without allocating or
+ * touching the source data. */
+PM_API int pm_matrix_describe(const struct pm_matrix_opts *opts,
+			      struct pm_matrix_info *info);
+
+/* Builds the patch matrix of opts->source lazily (or eagerly, per
+ * opts->lazy.backend). On success *out owns it (pm_matrix_close frees it);
+ * on failure *out is NULL and nothing is left allocated. The source data is
+ * borrowed, not copied. */
+PM_API int pm_matrix_open(const struct pm_matrix_opts *opts, pm_matrix **out);
+
+/* As pm_region_close. NULL: no-op. */
+PM_API int pm_matrix_close(pm_matrix *m);
+
+/* The matrix: `rows` rows of `ld` elements (`cols` of them used), row-major,
+ * read-only, valid until pm_matrix_close. Hand it to BLAS as is. */
+PM_API const void *pm_matrix_data(const pm_matrix *m);
+PM_API size_t pm_matrix_rows(const pm_matrix *m);
+PM_API size_t pm_matrix_cols(const pm_matrix *m);
+PM_API size_t pm_matrix_ld(const pm_matrix *m);
+PM_API size_t pm_matrix_elem_size(const pm_matrix *m);
+PM_API size_t pm_matrix_bytes(const pm_matrix *m);
+PM_API int pm_matrix_dtype(const pm_matrix *m);
+PM_API int pm_matrix_info(const pm_matrix *m, struct pm_matrix_info *info);
+
+/* Computes bytes [offset, offset + len) of the matrix straight into dst,
+ * without touching the mapping: for exporters, and for callers that cannot
+ * take a page fault (a kernel access under UFFD_USER_MODE_ONLY). Any offset
+ * and length; -PM_ERANGE past the end. */
+PM_API int pm_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len);
+
+PM_API int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st);
+PM_API int pm_matrix_error(const pm_matrix *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PATCHMAP_H */

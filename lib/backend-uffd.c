@@ -1,0 +1,390 @@
+/* backend-uffd.c: userfaultfd. The range is registered for missing faults; a
+ * poller thread turns each fault into a pm__fault() step. Filled pool slots
+ * are moved onto the chunk with UFFDIO_MOVE (whole 2 MiB huge pages when the
+ * chunk allows, one page-table entry per move) and moved back on eviction, so
+ * physical pages are recycled, never freed. Resident chunks are write-
+ * protected, so a stray write faults as on read-only memory. Kernels without
+ * UFFDIO_MOVE get UFFDIO_COPY + MADV_DONTNEED, correct but slow. */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "backend.h"
+#include "sys.h"
+
+#define THP_SIZE ((size_t)2 << 20)
+
+struct uffd {
+	int fd;
+	int stop_fd;
+	pthread_t poller;
+	bool poller_started;
+	bool move, wp, poison;
+	uint64_t reg_mode;
+};
+
+/* Opens a userfaultfd the way this process may: the system call, then
+ * /dev/userfaultfd, then user-mode-only (kernel accesses not handled). */
+static int uffd_new(bool *user_only)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int err = -errno, dev;
+
+	*user_only = false;
+	if (fd >= 0)
+		return fd;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	fd = (int)syscall(SYS_userfaultfd, UFFD_USER_MODE_ONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0) {
+		*user_only = true;
+		return fd;
+	}
+	return err;
+}
+
+static int uffd_api(int fd, uint64_t want, uint64_t *got)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	int err = pm__ioctl(fd, UFFDIO_API, &api);
+
+	if (!err && got)
+		*got = api.features;
+	return err;
+}
+
+/* What the kernel offers, asked once per process. */
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int probe_err;
+static uint64_t probe_features;
+static bool thp_enabled;
+
+static void probe_run(void)
+{
+	bool user_only;
+	int fd = uffd_new(&user_only);
+	char buf[128] = "";
+	FILE *f;
+
+	if (fd < 0) {
+		probe_err = fd;
+	} else {
+		probe_err = uffd_api(fd, 0, &probe_features);
+		close(fd);
+	}
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			thp_enabled = !strstr(buf, "[never]");
+		fclose(f);
+	}
+}
+
+static int uffd_probe(bool for_auto)
+{
+	pthread_once(&probe_once, probe_run);
+	if (probe_err)
+		return probe_err;
+	if (!(probe_features & UFFD_FEATURE_THREAD_ID))
+		return -ENOSYS;
+	/* Without MOVE it works, slowly (UFFDIO_COPY): "auto" then prefers
+	 * the SIGSEGV backend. */
+	return !for_auto || probe_features & UFFD_FEATURE_MOVE ? 0 : -ENOSYS;
+}
+
+static int range_ioctl(int fd, unsigned long req, void *addr, size_t len)
+{
+	struct uffdio_range rg = { (uintptr_t)addr, len };
+
+	return pm__ioctl(fd, req, &rg);
+}
+
+static int do_register(struct uffd *u, void *addr, size_t len)
+{
+	struct uffdio_register reg = { .range = { (uintptr_t)addr, len }, .mode = u->reg_mode };
+
+	return pm__ioctl(u->fd, UFFDIO_REGISTER, &reg);
+}
+
+static char *chunk_addr(const struct pm_region *r, size_t c)
+{
+	return r->base + c * r->chunk;
+}
+
+/* Moves len bytes; the kernel may stop early (-EAGAIN) and say how far. */
+static int move_pages(int fd, char *dst, char *src, size_t len, uint64_t mode)
+{
+	while (len) {
+		struct uffdio_move m = { (uintptr_t)dst, (uintptr_t)src, len, mode, 0 };
+		int err = pm__ioctl(fd, UFFDIO_MOVE, &m);
+
+		if (err && !(err == -EAGAIN && m.move > 0))
+			return err;
+		if (!err)
+			return 0;
+		dst += m.move;
+		src += m.move;
+		len -= (size_t)m.move;
+	}
+	return 0;
+}
+
+static int copy_pages(int fd, char *dst, char *src, size_t len)
+{
+	while (len) {
+		struct uffdio_copy cp = { (uintptr_t)dst, (uintptr_t)src, len, 0, 0 };
+		int err = pm__ioctl(fd, UFFDIO_COPY, &cp);
+
+		if (err && !(err == -EAGAIN && cp.copy > 0))
+			return err;
+		if (!err)
+			return 0;
+		dst += cp.copy;
+		src += cp.copy;
+		len -= (size_t)cp.copy;
+	}
+	return 0;
+}
+
+/* Async-signal-safe, like every op the front-end calls. */
+static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
+{
+	struct uffd *u = r->bk;
+	char *dst = chunk_addr(r, c), *src = pm__slot_addr(r, slot);
+	int err;
+
+	if (!u->move)
+		return copy_pages(u->fd, dst, src, r->chunk);
+	err = move_pages(u->fd, dst, src, r->chunk, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
+	if (err || !u->wp)
+		return err;
+	/* Protect before anyone is woken: no window for a stray write. */
+	struct uffdio_writeprotect wp = { { (uintptr_t)dst, r->chunk },
+					  UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE };
+	err = pm__ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp);
+	range_ioctl(u->fd, UFFDIO_WAKE, dst, r->chunk);
+	return err;
+}
+
+static int uffd_map_out(struct pm_region *r, size_t c, size_t slot)
+{
+	struct uffd *u = r->bk;
+	char *src = chunk_addr(r, c);
+
+	if (!u->move)
+		return madvise(src, r->chunk, MADV_DONTNEED) ? -errno : 0;
+	return move_pages(u->fd, pm__slot_addr(r, slot), src, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE);
+}
+
+static int populate(char *p, size_t len)
+{
+	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	for (size_t i = 0; i < len; i += 4096) /* kernels before 5.14 */
+		((volatile char *)p)[i] = 0;
+	return 0;
+}
+
+static int uffd_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
+{
+	struct uffd *u = r->bk;
+	char *p = pm__slot_addr(r, slot);
+	int err;
+
+	if (!fresh)
+		return 0;
+	/* Populate first, then register: a move needs its destination
+	 * registered, and a registered missing page would fault to us. */
+	err = populate(p, r->chunk);
+	if (!err && u->move)
+		err = do_register(u, p, r->chunk);
+	return err;
+}
+
+static void uffd_poison(struct pm_region *r, size_t c)
+{
+	struct uffd *u = r->bk;
+	struct uffdio_poison p = { { (uintptr_t)chunk_addr(r, c), r->chunk }, 0, 0 };
+
+	if (u->poison)
+		pm__ioctl(u->fd, UFFDIO_POISON, &p);
+}
+
+static void on_fault(struct pm_region *r, struct uffd *u, const struct uffd_msg *m)
+{
+	char *a = (char *)(uintptr_t)m->arg.pagefault.address;
+	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
+	size_t c;
+	uint32_t st;
+
+	if (a < r->base || a >= r->base + r->span) {
+		/* A pool page went missing: never expected. Give it a page so
+		 * that no filler hangs; the chunk's content is refilled anyway. */
+		struct uffdio_zeropage z = { { (uintptr_t)a & ~(uintptr_t)4095, 4096 }, 0, 0 };
+
+		pm__ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
+		return;
+	}
+	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+		/* A write to a resident, read-only chunk: what the MMU would do. */
+		pm__tgkill(r->pid, tid, SIGSEGV);
+		return;
+	}
+	c = (size_t)(a - r->base) / r->chunk;
+	atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
+	st = pm__fault(r, c, tid);
+	if (st == PM__RESIDENT || (st == PM__FAILED && u->poison))
+		range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
+	else if (st == PM__FAILED)
+		pm__tgkill(r->pid, tid, SIGBUS);
+}
+
+static void *poller_main(void *arg)
+{
+	struct pm_region *r = arg;
+	struct uffd *u = r->bk;
+	struct pollfd p[2] = { { .fd = u->fd, .events = POLLIN }, { .fd = u->stop_fd, .events = POLLIN } };
+	struct uffd_msg msgs[32];
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return NULL;
+		if (p[1].revents)
+			return NULL;
+		n = read(u->fd, msgs, sizeof(msgs));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				on_fault(r, u, &msgs[i]);
+	}
+}
+
+static void uffd_close(struct pm_region *r)
+{
+	struct uffd *u = r->bk;
+
+	if (!u)
+		return;
+	if (r->base)
+		munmap(r->base, r->span);
+	if (r->pool)
+		munmap(r->pool, r->nslots * r->chunk);
+	if (u->fd >= 0)
+		close(u->fd);
+	if (u->stop_fd >= 0)
+		close(u->stop_fd);
+	free(u);
+	r->bk = NULL;
+}
+
+static void uffd_detach(struct pm_region *r)
+{
+	struct uffd *u = r->bk;
+	uint64_t one = 1;
+
+	if (u && u->poller_started) {
+		if (write(u->stop_fd, &one, sizeof(one)) < 0) {
+			/* an eventfd write of 1 cannot fail */
+		}
+		pthread_join(u->poller, NULL);
+		u->poller_started = false;
+	}
+}
+
+static int uffd_open(struct pm_region *r)
+{
+	struct uffd *u = calloc(1, sizeof(*u));
+	size_t align = r->chunk > THP_SIZE ? r->chunk : THP_SIZE;
+	uint64_t want, got = 0;
+	bool user_only, huge;
+	sigset_t all, old;
+	int err, advice;
+
+	if (!u)
+		return -ENOMEM;
+	r->bk = u;
+	u->stop_fd = -1;
+	u->fd = uffd_new(&user_only);
+	if (u->fd < 0) {
+		err = u->fd;
+		goto fail;
+	}
+	want = UFFD_FEATURE_THREAD_ID | (probe_features & (UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON));
+	if ((want & UFFD_FEATURE_MOVE) && !(r->flags & PM_LAZY_WRITABLE))
+		want |= probe_features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	if ((err = uffd_api(u->fd, want, &got)))
+		goto fail;
+	u->move = got & UFFD_FEATURE_MOVE;
+	u->wp = got & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	u->poison = got & UFFD_FEATURE_POISON;
+	u->reg_mode = UFFDIO_REGISTER_MODE_MISSING | (u->wp ? UFFDIO_REGISTER_MODE_WP : 0);
+
+	/* The kernel moves pages only between writable VMAs; the consumer
+	 * sees a const pointer, and write protection keeps it honest. */
+	r->base = pm__reserve(r->span, align, u->move ? PROT_READ | PROT_WRITE : PROT_READ);
+	r->pool = pm__reserve(r->nslots * r->chunk, align, PROT_READ | PROT_WRITE);
+	if (!r->base || !r->pool) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	huge = thp_enabled && r->chunk % THP_SIZE == 0;
+	advice = huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE;
+	madvise(r->base, r->span, advice);
+	madvise(r->pool, r->nslots * r->chunk, advice);
+	/* A child must not share the pages (a move needs them exclusive) nor
+	 * see an unserved range: there, any access raises SIGSEGV. */
+	if (madvise(r->base, r->span, MADV_DONTFORK) ||
+	    madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) {
+		err = -errno;
+		goto fail;
+	}
+	if ((err = do_register(u, r->base, r->span)))
+		goto fail;
+	u->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->stop_fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	atomic_store(&r->mechanism, (user_only ? PM_MECH_UFFD_USER_ONLY : PM_MECH_UFFD_FULL) |
+					    (u->move ? PM_MECH_MOVE : PM_MECH_COPY) |
+					    (huge ? PM_MECH_HUGEPAGES : 0) |
+					    (u->wp ? PM_MECH_WRITE_PROTECT : 0) |
+					    (u->poison ? PM_MECH_POISON : 0));
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = -pthread_create(&u->poller, NULL, poller_main, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		goto fail;
+	pthread_setname_np(u->poller, "patchmap-uffd");
+	u->poller_started = true;
+	return 0;
+fail:
+	uffd_close(r);
+	r->base = r->pool = NULL;
+	return err;
+}
+
+const struct pm__backend_ops pm__backend_uffd = {
+	.id = PM_BACKEND_UFFD,
+	.probe = uffd_probe,
+	.open = uffd_open,
+	.slot_prepare = uffd_slot_prepare,
+	.map_in = uffd_map_in,
+	.map_out = uffd_map_out,
+	.poison = uffd_poison,
+	.detach = uffd_detach,
+	.close = uffd_close,
+};

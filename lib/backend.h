@@ -1,0 +1,45 @@
+/* backend.h: what a backend provides to the region core.
+ *
+ * A lazy backend reserves the range and the pool, delivers faults to
+ * pm__fault() from its front-end (a thread, or a signal handler), and moves
+ * pages: map_in makes a filled pool slot appear at a chunk, map_out moves a
+ * chunk's pages back to a slot. Both move whole chunks; afterwards the source
+ * range is still reserved but empty, and reads of an empty chunk fault again.
+ * A chunk is moved by one thread at a time (the owner of its transitional
+ * state), so these need no locking of their own. map_in and poison are also
+ * called from the front-end: they must be async-signal-safe. The eager
+ * backend does everything in open and leaves the rest NULL. */
+#ifndef PM_BACKEND_H
+#define PM_BACKEND_H
+
+#include "region.h"
+
+struct pm__backend_ops {
+	int id;
+	/* Largest number of slots the backend can keep (0: no limit). */
+	size_t max_slots;
+	/* 0 if the backend works in this process (cached), else why not.
+	 * for_auto: also require it to be fast here. */
+	int (*probe)(bool for_auto);
+	/* Reserves r->span bytes at r->base and r->nslots chunks at r->pool,
+	 * sets r->mechanism, readies the fault path. All or nothing. */
+	int (*open)(struct pm_region *r);
+	/* Makes the slot writable for a fill; `fresh`: its first use. */
+	int (*slot_prepare)(struct pm_region *r, size_t slot, bool fresh);
+	/* After a fill, before the slot may be mapped (NULL: nothing). */
+	int (*slot_seal)(struct pm_region *r, size_t slot);
+	int (*map_in)(struct pm_region *r, size_t c, size_t slot);
+	int (*map_out)(struct pm_region *r, size_t c, size_t slot);
+	/* Chunk c failed: from now on an access raises SIGBUS; wake waiters. */
+	void (*poison)(struct pm_region *r, size_t c);
+	/* Stops new faults reaching the core (before the fillers stop). */
+	void (*detach)(struct pm_region *r);
+	/* Undoes open (after the fillers stopped). */
+	void (*close)(struct pm_region *r);
+};
+
+extern const struct pm__backend_ops pm__backend_uffd;
+extern const struct pm__backend_ops pm__backend_sigsegv;
+extern const struct pm__backend_ops pm__backend_eager;
+
+#endif

@@ -1,0 +1,415 @@
+/* fill.c: the im2col fill. A stored row (a window; in the transposed layout,
+ * one window element across all windows) is cut into lines along its
+ * innermost dimension, and each line is a strided run of source samples that
+ * one conversion kernel produces. Written for speed: every fault pays it. */
+#include <string.h>
+
+#include "fill.h"
+
+/* Samples may sit at any address (a raw file mapped at an odd offset, a byte
+ * range of the matrix cut mid-element), so every access goes through these. */
+typedef uint8_t u8_u;
+typedef int8_t i8_u;
+typedef uint16_t u16_u __attribute__((aligned(1)));
+typedef int16_t i16_u __attribute__((aligned(1)));
+typedef uint32_t u32_u __attribute__((aligned(1)));
+typedef int32_t i32_u __attribute__((aligned(1)));
+typedef float f32_u __attribute__((aligned(1)));
+typedef double f64_u __attribute__((aligned(1)));
+
+#define KERNEL(NAME, ST, DT, EXPR)                                                  \
+	static void line_##NAME(void *dst, const char *src, size_t n, ptrdiff_t ss, \
+				const struct pm__affine *af)                        \
+	{                                                                           \
+		DT##_u *restrict d = dst;                                           \
+		(void)af;                                                           \
+		if (ss == (ptrdiff_t)sizeof(ST##_u)) {                              \
+			const ST##_u *restrict s = (const ST##_u *)src;             \
+			for (size_t i = 0; i < n; i++) {                            \
+				ST##_u x = s[i];                                    \
+				d[i] = EXPR;                                        \
+			}                                                           \
+			return;                                                     \
+		}                                                                   \
+		for (size_t i = 0; i < n; i++) {                                    \
+			ST##_u x = *(const ST##_u *)(src + (ptrdiff_t)i * ss);      \
+			d[i] = EXPR;                                                \
+		}                                                                   \
+	}                                                                           \
+	static void block_##NAME(char *dst, size_t dstep, const char *src,          \
+				 ptrdiff_t sstep, size_t lines, size_t n,           \
+				 const struct pm__affine *af)                       \
+	{                                                                           \
+		(void)af;                                                           \
+		for (size_t l = 0; l < lines; l++) {                                \
+			DT##_u *restrict d = (DT##_u *)(dst + l * dstep);           \
+			const ST##_u *restrict s =                                  \
+				(const ST##_u *)(src + (ptrdiff_t)l * sstep);       \
+			for (size_t i = 0; i < n; i++) {                            \
+				ST##_u x = s[i];                                    \
+				d[i] = EXPR;                                        \
+			}                                                           \
+		}                                                                   \
+	}
+
+/* The affine step is done in the output type, as numpy's
+ * x.astype(t) * t(scale) + t(offset) does; fill.c is built without FMA
+ * contraction so that the rounding is the same. */
+#define FOR_OUTPUTS(ST)                                                          \
+	KERNEL(ST##_f32, ST, f32, (float)x)                                      \
+	KERNEL(ST##_f64, ST, f64, (double)x)                                     \
+	KERNEL(ST##_f32a, ST, f32, (float)x * af->fscale + af->foffset)          \
+	KERNEL(ST##_f64a, ST, f64, (double)x * af->dscale + af->doffset)
+
+FOR_OUTPUTS(u8)
+FOR_OUTPUTS(i8)
+FOR_OUTPUTS(u16)
+FOR_OUTPUTS(i16)
+FOR_OUTPUTS(u32)
+FOR_OUTPUTS(i32)
+FOR_OUTPUTS(f32)
+FOR_OUTPUTS(f64)
+KERNEL(u8_u8, u8, u8, x)
+KERNEL(i8_i8, i8, i8, x)
+KERNEL(u16_u16, u16, u16, x)
+KERNEL(i16_i16, i16, i16, x)
+KERNEL(u32_u32, u32, u32, x)
+KERNEL(i32_i32, i32, i32, x)
+
+#define ROW(ST, SAME)                                                            \
+	{ { line_##SAME, line_##ST##_f32, line_##ST##_f64 },                     \
+	  { line_##SAME, line_##ST##_f32a, line_##ST##_f64a } }
+#define BROW(ST, SAME)                                                           \
+	{ { block_##SAME, block_##ST##_f32, block_##ST##_f64 },                  \
+	  { block_##SAME, block_##ST##_f32a, block_##ST##_f64a } }
+
+/* [source dtype][affine][0: same integer type, 1: f32, 2: f64] */
+static const pm__line_fn line_kernels[PM_DTYPE_COUNT][2][3] = {
+	[PM_DTYPE_U8] = ROW(u8, u8_u8),     [PM_DTYPE_I8] = ROW(i8, i8_i8),
+	[PM_DTYPE_U16] = ROW(u16, u16_u16), [PM_DTYPE_I16] = ROW(i16, i16_i16),
+	[PM_DTYPE_U32] = ROW(u32, u32_u32), [PM_DTYPE_I32] = ROW(i32, i32_i32),
+	[PM_DTYPE_F32] = ROW(f32, f32_f32), [PM_DTYPE_F64] = ROW(f64, f64_f64),
+};
+static const pm__block_fn block_kernels[PM_DTYPE_COUNT][2][3] = {
+	[PM_DTYPE_U8] = BROW(u8, u8_u8),     [PM_DTYPE_I8] = BROW(i8, i8_i8),
+	[PM_DTYPE_U16] = BROW(u16, u16_u16), [PM_DTYPE_I16] = BROW(i16, i16_i16),
+	[PM_DTYPE_U32] = BROW(u32, u32_u32), [PM_DTYPE_I32] = BROW(i32, i32_i32),
+	[PM_DTYPE_F32] = BROW(f32, f32_f32), [PM_DTYPE_F64] = BROW(f64, f64_f64),
+};
+
+void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
+{
+	const struct pm__dim *D = g->row;
+	int m = g->nrow, out = g->dtype == PM_DTYPE_F32 ? 1 : g->dtype == PM_DTYPE_F64 ? 2 : 0;
+
+	memset(f, 0, sizeof(*f));
+	f->g = *g;
+	f->line = line_kernels[g->src_dtype][g->affine][out];
+	f->block = block_kernels[g->src_dtype][g->affine][out];
+	f->af = (struct pm__affine){ (float)g->scale, (float)g->offset, g->scale, g->offset };
+	f->line(f->pad_out, (const char *)g->pad_sample, 1, (ptrdiff_t)g->in_size, &f->af);
+
+	/* A line is the innermost row dim, a spatial one; when the channel is
+	 * innermost (window-major order), the line is the last window axis with
+	 * all channels of each of its pixels. */
+	if (m >= 2 && D[m - 1].axis < 0) {
+		f->line_dim = m - 2;
+		f->line_ch = D[m - 1].extent;
+	} else {
+		f->line_dim = m - 1;
+		f->line_ch = 1;
+	}
+	f->line_axis = D[f->line_dim].axis;
+	f->line_px = D[f->line_dim].extent;
+	f->line_inc = D[f->line_dim].inc;
+	f->px_stride = (ptrdiff_t)f->line_inc * g->ax[f->line_axis].stride;
+	f->ch_stride = g->cstride;
+	f->merged = f->line_ch == 1 || f->ch_stride * f->line_ch == f->px_stride;
+	f->el_stride = f->line_ch == 1 ? f->px_stride : f->ch_stride;
+	f->line_elems = (size_t)(f->line_px * f->line_ch);
+	for (int k = 0; k < m; k++)
+		if (D[k].axis >= 0)
+			f->row_span[D[k].axis] = (D[k].extent - 1) * D[k].inc;
+}
+
+/* Where a stored row starts: its index split over g->idx, and the resulting
+ * padded coordinate of its first sample on each axis (and channel). */
+struct rowpos {
+	int64_t i[PM_MAX_DIMS + 1];
+	int64_t base[PM_MAX_DIMS];
+	int64_t ch;
+};
+
+static void rowpos_set(const struct pm__geom *g, struct rowpos *p, size_t r)
+{
+	for (int a = 0; a < g->ns; a++)
+		p->base[a] = -g->ax[a].pad_before;
+	p->ch = 0;
+	for (int k = g->nidx - 1; k >= 0; k--) {
+		const struct pm__dim *d = &g->idx[k];
+
+		p->i[k] = (int64_t)(r % (size_t)d->extent);
+		r /= (size_t)d->extent;
+		if (d->axis < 0)
+			p->ch += p->i[k];
+		else
+			p->base[d->axis] += p->i[k] * d->inc;
+	}
+}
+
+static void rowpos_next(const struct pm__geom *g, struct rowpos *p)
+{
+	for (int k = g->nidx - 1; k >= 0; k--) {
+		const struct pm__dim *d = &g->idx[k];
+		int64_t back = ++p->i[k] < d->extent ? -1 : d->extent - 1;
+
+		if (back < 0) {
+			if (d->axis < 0)
+				p->ch++;
+			else
+				p->base[d->axis] += d->inc;
+			return;
+		}
+		p->i[k] = 0;
+		if (d->axis < 0)
+			p->ch -= back;
+		else
+			p->base[d->axis] -= back * d->inc;
+	}
+}
+
+static inline int64_t ceil_div(int64_t a, int64_t b)
+{
+	return a <= 0 ? 0 : (a + b - 1) / b;
+}
+
+static void put_pad(const struct pm__fill *f, char *d, size_t n)
+{
+	size_t es = f->g.out_size;
+
+	for (size_t i = 0; i < n; i++)
+		memcpy(d + i * es, f->pad_out, es);
+}
+
+/* Elements [u0, u1) of line t of the row at p, to d. Exact for every case:
+ * padding on any axis, any mode, unmerged channels. */
+static void line_general(const struct pm__fill *f, const struct rowpos *p, size_t t,
+			 size_t u0, size_t u1, char *d)
+{
+	const struct pm__geom *g = &f->g;
+	int64_t coord[PM_MAX_DIMS], ch = p->ch, C = f->line_ch, q = f->line_inc;
+	const struct pm__axis *la = &g->ax[f->line_axis];
+	size_t es = g->out_size;
+	ptrdiff_t so = 0;
+	int64_t b, ilo, ihi;
+
+	memcpy(coord, p->base, sizeof(int64_t) * (size_t)g->ns);
+	for (int k = f->line_dim - 1; k >= 0; k--) {
+		const struct pm__dim *dm = &g->row[k];
+		int64_t i = (int64_t)(t % (size_t)dm->extent);
+
+		t /= (size_t)dm->extent;
+		if (dm->axis < 0)
+			ch += i;
+		else
+			coord[dm->axis] += i * dm->inc;
+	}
+	so = (ptrdiff_t)ch * g->cstride;
+	for (int a = 0; a < g->ns; a++) {
+		int64_t c = coord[a];
+
+		if (a == f->line_axis)
+			continue;
+		if (c < 0 || c >= g->ax[a].n) {
+			if (g->pad_mode == PM_PAD_CONSTANT) {
+				put_pad(f, d, u1 - u0);
+				return;
+			}
+			c = pm__remap(c, g->ax[a].n, g->pad_mode);
+		}
+		so += (ptrdiff_t)c * g->ax[a].stride;
+	}
+
+	b = coord[f->line_axis];
+	ilo = ceil_div(-b, q);
+	ihi = ceil_div(la->n - b, q);
+	if (ihi > f->line_px)
+		ihi = f->line_px;
+	if (ihi < ilo)
+		ihi = ilo;
+
+	for (size_t u = u0; u < u1;) {
+		int64_t px = (int64_t)u / C;
+		size_t end;
+
+		if (px >= ilo && px < ihi) {
+			end = (size_t)(ihi * C) < u1 ? (size_t)(ihi * C) : u1;
+			if (f->merged) {
+				const char *s = g->data + so + (ptrdiff_t)b * la->stride +
+						(ptrdiff_t)u * f->el_stride;
+				f->line(d, s, end - u, f->el_stride, &f->af);
+			} else {
+				for (size_t v = u; v < end;) {
+					int64_t pp = (int64_t)v / C, c = (int64_t)v % C;
+					size_t e = (size_t)((pp + 1) * C) < end ? (size_t)((pp + 1) * C) : end;
+					const char *s = g->data + so +
+							(ptrdiff_t)(b + pp * q) * la->stride +
+							(ptrdiff_t)c * f->ch_stride;
+
+					f->line(d + (v - u) * es, s, e - v, f->ch_stride, &f->af);
+					v = e;
+				}
+			}
+		} else {
+			end = px < ilo && (size_t)(ilo * C) < u1 ? (size_t)(ilo * C) : u1;
+			if (px >= ihi)
+				end = u1;
+			if (g->pad_mode == PM_PAD_CONSTANT) {
+				put_pad(f, d, end - u);
+			} else {
+				for (size_t v = u; v < end; v++) {
+					int64_t pp = (int64_t)v / C, c = (int64_t)v % C;
+					int64_t sp = pm__remap(b + pp * q, la->n, g->pad_mode);
+					const char *s = g->data + so + (ptrdiff_t)sp * la->stride +
+							(ptrdiff_t)c * f->ch_stride;
+
+					f->line(d + (v - u) * es, s, 1, (ptrdiff_t)g->in_size, &f->af);
+				}
+			}
+		}
+		d += (end - u) * es;
+		u = end;
+	}
+}
+
+/* Elements [e0, e1) of the row at p, to d. */
+static void elems_general(const struct pm__fill *f, const struct rowpos *p, size_t e0,
+			  size_t e1, char *d)
+{
+	size_t L = f->line_elems, t = e0 / L, u = e0 % L;
+
+	while (e0 < e1) {
+		size_t end = e1 - e0 < L - u ? u + (e1 - e0) : L;
+
+		line_general(f, p, t, u, end, d);
+		d += (end - u) * f->g.out_size;
+		e0 += end - u;
+		t++;
+		u = 0;
+	}
+}
+
+static bool row_interior(const struct pm__fill *f, const struct rowpos *p)
+{
+	for (int a = 0; a < f->g.ns; a++)
+		if (p->base[a] < 0 || p->base[a] + f->row_span[a] >= f->g.ax[a].n)
+			return false;
+	return true;
+}
+
+/* A whole row that reads no padding: the outer dims walk blocks of lines,
+ * and each block is one kernel call. */
+static void row_fast(const struct pm__fill *f, const struct rowpos *p, char *d)
+{
+	const struct pm__geom *g = &f->g;
+	const struct pm__dim *D = g->row;
+	int mo = f->line_dim;
+	size_t lstep = f->line_elems * g->out_size;
+	int64_t i[PM_MAX_DIMS + 1] = { 0 };
+	ptrdiff_t ostride[PM_MAX_DIMS + 1];
+	ptrdiff_t so = (ptrdiff_t)p->ch * g->cstride;
+	size_t nl = 1;
+	ptrdiff_t bstep = 0;
+	bool contig = f->el_stride == (ptrdiff_t)g->in_size;
+
+	for (int a = 0; a < g->ns; a++)
+		so += (ptrdiff_t)p->base[a] * g->ax[a].stride;
+	for (int k = 0; k < mo; k++)
+		ostride[k] = (ptrdiff_t)D[k].inc * (D[k].axis < 0 ? g->cstride : g->ax[D[k].axis].stride);
+	if (mo > 0) {
+		nl = (size_t)D[mo - 1].extent;
+		bstep = ostride[mo - 1];
+		mo--;
+	}
+	for (;;) {
+		const char *s = g->data + so;
+
+		if (contig) {
+			f->block(d, lstep, s, bstep, nl, f->line_elems, &f->af);
+		} else {
+			for (size_t l = 0; l < nl; l++)
+				f->line(d + l * lstep, s + (ptrdiff_t)l * bstep, f->line_elems,
+					f->el_stride, &f->af);
+		}
+		d += nl * lstep;
+		int k = mo - 1;
+		for (; k >= 0; k--) {
+			so += ostride[k];
+			if (++i[k] < D[k].extent)
+				break;
+			so -= ostride[k] * D[k].extent;
+			i[k] = 0;
+		}
+		if (k < 0)
+			return;
+	}
+}
+
+/* Bytes [b, b + n) of the row at p (a stored row is `pitch` bytes: its
+ * elements, then zeros). */
+static void row_bytes(const struct pm__fill *f, const struct rowpos *p, size_t b, size_t n,
+		      char *d)
+{
+	const struct pm__geom *g = &f->g;
+	size_t es = g->out_size, b0 = b, b1 = b + n, eb = b1 < g->row_bytes ? b1 : g->row_bytes;
+
+	if (b == 0 && eb == g->row_bytes && f->merged && row_interior(f, p)) {
+		row_fast(f, p, d);
+		b = eb;
+	}
+	while (b < eb) {
+		size_t e = b / es, eo = b % es;
+
+		if (eo || b + es > eb) {
+			unsigned char tmp[8];
+			size_t c = es - eo < eb - b ? es - eo : eb - b;
+
+			elems_general(f, p, e, e + 1, (char *)tmp);
+			memcpy(d + (b - b0), tmp + eo, c);
+			b += c;
+		} else {
+			size_t e1 = eb / es;
+
+			elems_general(f, p, e, e1, d + (b - b0));
+			b = e1 * es;
+		}
+	}
+	if (b1 > g->row_bytes) {
+		size_t z0 = b0 > g->row_bytes ? b0 : g->row_bytes;
+
+		memset(d + (z0 - b0), 0, b1 - z0);
+	}
+}
+
+void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
+{
+	const struct pm__geom *g = &f->g;
+	char *d = dst;
+	size_t b = off % g->pitch;
+	struct rowpos p;
+
+	if (!len)
+		return;
+	rowpos_set(g, &p, off / g->pitch);
+	for (;;) {
+		size_t take = len < g->pitch - b ? len : g->pitch - b;
+
+		row_bytes(f, &p, b, take, d);
+		d += take;
+		len -= take;
+		if (!len)
+			return;
+		b = 0;
+		rowpos_next(g, &p);
+	}
+}

@@ -1,0 +1,46 @@
+/* fill.h: produce any byte range of a patch matrix from its source. */
+#ifndef PM_FILL_H
+#define PM_FILL_H
+
+#include "geometry.h"
+
+struct pm__affine {
+	float fscale, foffset;
+	double dscale, doffset;
+};
+
+/* Converts n source samples, `sstride` bytes apart, to n packed outputs. */
+typedef void (*pm__line_fn)(void *dst, const char *src, size_t n, ptrdiff_t sstride,
+			    const struct pm__affine *af);
+/* Converts `lines` runs of n contiguous samples (`sstep` bytes between run
+ * starts) to runs `dstep` bytes apart. */
+typedef void (*pm__block_fn)(char *dst, size_t dstep, const char *src, ptrdiff_t sstep,
+			     size_t lines, size_t n, const struct pm__affine *af);
+
+struct pm__fill {
+	struct pm__geom g;
+	pm__line_fn line;
+	pm__block_fn block;
+	struct pm__affine af;
+	unsigned char pad_out[8];   /* the constant pad, converted */
+
+	/* How a stored row splits into lines (see fill.c). */
+	int line_dim;               /* first row dim that belongs to the line */
+	int line_axis;
+	int64_t line_px;            /* pixels per line */
+	int64_t line_ch;            /* samples per pixel (1, or the channels) */
+	int64_t line_inc;
+	ptrdiff_t px_stride, ch_stride, el_stride;
+	bool merged;                /* the line's samples are el_stride apart */
+	size_t line_elems;
+	int64_t row_span[PM_MAX_DIMS]; /* per axis: coordinate range within a row */
+};
+
+/* Prepares f for g. Cannot fail for a valid g. */
+void pm__fill_init(struct pm__fill *f, const struct pm__geom *g);
+
+/* Writes matrix bytes [off, off + len) to dst (any alignment). The caller
+ * guarantees off + len <= g.bytes. Thread-safe: f is only read. */
+void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len);
+
+#endif

@@ -1,0 +1,116 @@
+/* names.c: words for codes, dtypes and backends; the version. */
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "patchmap.h"
+
+const char *pm_version(void)
+{
+#define STR_(x) #x
+#define STR(x) STR_(x)
+	return STR(PM_VERSION_MAJOR) "." STR(PM_VERSION_MINOR) "." STR(PM_VERSION_PATCH);
+}
+
+static const char *const messages[PM_ELAST - PM_EFIRST] = {
+	[PM_ENULL - PM_EFIRST] = "a required pointer is NULL",
+	[PM_EOPTSIZE - PM_EFIRST] = "the options struct's size field names no known version "
+				    "(set it to sizeof the struct, or 0)",
+	[PM_EDTYPE - PM_EFIRST] = "unknown source dtype (use uint8, int8, uint16, int16, uint32, "
+				  "int32, float32 or float64)",
+	[PM_EOUTDTYPE - PM_EFIRST] = "the output dtype must be float32, float64 or the source's own",
+	[PM_ENDIM - PM_EFIRST] = "the source must have 1 to 8 dimensions",
+	[PM_ECHANNEL - PM_EFIRST] = "the channel axis is out of range, or leaves no axis to window",
+	[PM_ESHAPE - PM_EFIRST] = "the source has an axis of extent 0",
+	[PM_EWINDOW - PM_EFIRST] = "a window size is 0",
+	[PM_ESTEP - PM_EFIRST] = "a window step is 0",
+	[PM_EDILATION - PM_EFIRST] = "a window dilation is 0",
+	[PM_EPAD - PM_EFIRST] = "padding must be between 0 and 2^32 samples per side",
+	[PM_EPADMODE - PM_EFIRST] = "unknown padding mode (use zero, constant, edge, reflect, "
+				    "symmetric or wrap)",
+	[PM_EPADVALUE - PM_EFIRST] = "the constant pad value cannot be stored in the source dtype",
+	[PM_EWINDOWBIG - PM_EFIRST] = "the window (with its dilation) is larger than the padded "
+				      "source along some axis",
+	[PM_EORDER - PM_EFIRST] = "unknown column order (use window or channel)",
+	[PM_ELAYOUT - PM_EFIRST] = "unknown layout (use rows or columns)",
+	[PM_EPITCH - PM_EFIRST] = "the row pitch must be at least one row of elements and a "
+				  "multiple of the element size",
+	[PM_EAFFINE - PM_EFIRST] = "scale and offset need a float32 or float64 output",
+	[PM_ETOOBIG - PM_EFIRST] = "the sizes overflow, or the matrix is larger than the 64 TiB "
+				   "that can be reserved",
+	[PM_EBACKEND - PM_EFIRST] = "unknown backend (use auto, uffd, sigsegv or eager)",
+	[PM_ECHUNK - PM_EFIRST] = "the chunk size must be a power of two, at least the page size",
+	[PM_ETHREADS - PM_EFIRST] = "the thread count must not be negative",
+	[PM_ELENGTH - PM_EFIRST] = "the region length is 0",
+	[PM_ERANGE - PM_EFIRST] = "the byte range runs past the end of the matrix",
+};
+
+const char *pm_strerror(int code)
+{
+	const char *s;
+
+	if (code < 0)
+		code = -code;
+	if (code == 0)
+		return "success";
+	if (code >= PM_EFIRST && code < PM_ELAST)
+		return messages[code - PM_EFIRST];
+	/* The kernel's words, and what they mean for this library. */
+	switch (code) {
+	case EPERM:
+		return "operation not permitted (userfaultfd may need privilege: see "
+		       "vm.unprivileged_userfaultfd, or choose the sigsegv backend)";
+	case ENOSYS:
+		return "the kernel lacks a needed call (choose another backend)";
+	case ENOMEM:
+		return "out of memory, or of address space for the reservation";
+	}
+	s = strerrordesc_np(code);
+	return s ? s : "unknown error";
+}
+
+int pm_error_errno(int code)
+{
+	if (code < 0)
+		code = -code;
+	if (code == PM_ETOOBIG)
+		return EOVERFLOW;
+	if (code >= PM_EFIRST && code < PM_ELAST)
+		return EINVAL;
+	return code;
+}
+
+static const struct {
+	const char *name;
+	size_t size;
+} dtypes[PM_DTYPE_COUNT] = {
+	[PM_DTYPE_U8] = { "uint8", 1 },    [PM_DTYPE_I8] = { "int8", 1 },
+	[PM_DTYPE_U16] = { "uint16", 2 },  [PM_DTYPE_I16] = { "int16", 2 },
+	[PM_DTYPE_U32] = { "uint32", 4 },  [PM_DTYPE_I32] = { "int32", 4 },
+	[PM_DTYPE_F32] = { "float32", 4 }, [PM_DTYPE_F64] = { "float64", 8 },
+};
+
+size_t pm_dtype_size(int dtype)
+{
+	return dtype > 0 && dtype < PM_DTYPE_COUNT ? dtypes[dtype].size : 0;
+}
+
+const char *pm_dtype_name(int dtype)
+{
+	return dtype > 0 && dtype < PM_DTYPE_COUNT ? dtypes[dtype].name : NULL;
+}
+
+static const char *const backends[PM_BACKEND_COUNT] = { "auto", "uffd", "sigsegv", "eager" };
+
+const char *pm_backend_name(int backend)
+{
+	return backend >= 0 && backend < PM_BACKEND_COUNT ? backends[backend] : NULL;
+}
+
+int pm_backend_parse(const char *name)
+{
+	for (int i = 0; name && i < PM_BACKEND_COUNT; i++)
+		if (!strcasecmp(name, backends[i]))
+			return i;
+	return -PM_EBACKEND;
+}

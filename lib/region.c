@@ -1,0 +1,705 @@
+/* region.c: the public region API, backend choice, and the lazy core: chunk
+ * states, the slot pool with FIFO eviction, the filler threads and the
+ * sequential read-ahead. The fault front-ends live in the backends. */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "backend.h"
+#include "geometry.h"
+#include "sys.h"
+
+#define DEFAULT_CHUNK ((size_t)2 << 20)
+#define THP_SIZE ((size_t)2 << 20)
+#define DEFAULT_READAHEAD 8
+#define MAX_THREADS 8
+
+/* A chunk mapped for a waiting thread is not evicted for another thread's
+ * fault until this long after, so that its reader gets to read it even when
+ * the budget is a single chunk shared by many threads. */
+#define GRACE_NS 2000000u
+
+char *pm__reserve(size_t len, size_t align, int prot)
+{
+	size_t total = len + align;
+	char *p, *a;
+
+	p = mmap(NULL, total, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + total)
+		munmap(a + len, (size_t)(p + total - (a + len)));
+	return a;
+}
+
+/* ------------------------------------------------------------ jobs */
+
+/* Async-signal-safe: a pipe write of a few bytes is atomic. */
+static void job_push(int fd, size_t c, pid_t tid, uint32_t kind)
+{
+	struct pm__job j = { c, tid, kind };
+
+	for (;;) {
+		ssize_t n = write(fd, &j, sizeof(j));
+
+		if (n == (ssize_t)sizeof(j) || (n < 0 && errno != EINTR && errno != EAGAIN))
+			return;
+		sched_yield();
+	}
+}
+
+/* Sets chunk c's state word (the caller owns the current state) and wakes
+ * the threads that wait on it. Returns the old word. */
+static uint32_t state_set(struct pm_region *r, size_t c, uint32_t to)
+{
+	uint32_t old = atomic_exchange_explicit(&r->state[c], to, memory_order_acq_rel);
+
+	if (old & PM__WAITERS)
+		pm__futex_wake((uint32_t *)&r->state[c]);
+	return old;
+}
+
+static void record_error(struct pm_region *r, int err)
+{
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&r->error, &zero, err);
+}
+
+/* ------------------------------------------------------ front-end */
+
+uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid)
+{
+	_Atomic uint32_t *w = &r->state[c];
+	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+
+	for (;;) {
+		switch (s & PM__STATE_MASK) {
+		case PM__RESIDENT:
+		case PM__FAILED:
+			return s & PM__STATE_MASK;
+		case PM__EMPTY:
+			if (!atomic_compare_exchange_weak(w, &s, PM__QUEUED | PM__WAITERS))
+				continue;
+			job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
+			return PM__QUEUED | PM__WAITERS;
+		case PM__READY: {
+			size_t slot;
+			int err;
+
+			if (!atomic_compare_exchange_weak(w, &s, PM__MAPPING))
+				continue;
+			slot = r->chunk_slot[c];
+			err = r->ops->map_in(r, c, slot);
+			if (err) {
+				record_error(r, err);
+				r->ops->poison(r, c);
+				state_set(r, c, PM__FAILED);
+				return PM__FAILED;
+			}
+			atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
+			atomic_store_explicit(&r->slot_tid[slot], tid, memory_order_relaxed);
+			state_set(r, c, PM__RESIDENT);
+			atomic_fetch_add_explicit(&r->readahead_hits, 1, memory_order_relaxed);
+			job_push(r->demand_fd[1], c, tid, PM__JOB_HINT);
+			return PM__RESIDENT;
+		}
+		default: /* QUEUED, FILLING, MAPPING, EVICTING */
+			if (!(s & PM__WAITERS)) {
+				if (!atomic_compare_exchange_weak(w, &s, s | PM__WAITERS))
+					continue;
+				s |= PM__WAITERS;
+			}
+			/* A read-ahead job may sit far back in its queue. */
+			if ((s & PM__STATE_MASK) == PM__QUEUED)
+				job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
+			return s;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ slots */
+
+static void account(struct pm_region *r)
+{
+	uint64_t res = (uint64_t)(r->fifo_count + r->busy) * r->chunk;
+	uint64_t peak = atomic_load_explicit(&r->peak_resident, memory_order_relaxed);
+
+	atomic_store_explicit(&r->resident, res, memory_order_relaxed);
+	if (res > peak)
+		atomic_store_explicit(&r->peak_resident, res, memory_order_relaxed);
+}
+
+static void fifo_pop(struct pm_region *r)
+{
+	r->fifo_head = (r->fifo_head + 1) % r->nslots;
+	r->fifo_count--;
+}
+
+static void fifo_push(struct pm_region *r, size_t slot)
+{
+	r->fifo[(r->fifo_head + r->fifo_count) % r->nslots] = slot;
+	r->fifo_count++;
+}
+
+/* Frees the oldest evictable slot (lock held). Returns the slot, or NONE
+ * with *wait_ns the time until the head may be taken (0: nothing evictable
+ * until a fill completes). */
+static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
+{
+	for (size_t n = r->fifo_count; n > 0; n--) {
+		size_t slot = r->fifo[r->fifo_head], c = r->slot_chunk[slot];
+		_Atomic uint32_t *w = &r->state[c];
+		uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+
+		if ((s & PM__STATE_MASK) == PM__READY) {
+			if (atomic_compare_exchange_strong(w, &s, PM__EMPTY)) {
+				fifo_pop(r);
+				return slot;
+			}
+		}
+		if ((s & PM__STATE_MASK) == PM__RESIDENT) {
+			uint64_t age = pm__now_ns() -
+				       atomic_load_explicit(&r->slot_time[slot], memory_order_relaxed);
+			pid_t owner = atomic_load_explicit(&r->slot_tid[slot], memory_order_relaxed);
+
+			if (owner && owner != tid && age < GRACE_NS) {
+				*wait_ns = GRACE_NS - age;
+				return PM__NONE;
+			}
+			if (atomic_compare_exchange_strong(w, &s, PM__EVICTING | (s & PM__WAITERS))) {
+				int err = r->ops->map_out(r, c, slot);
+				uint32_t old;
+
+				if (err) {
+					/* Pinned pages (say, O_DIRECT I/O from them): keep it. */
+					state_set(r, c, PM__RESIDENT);
+				} else {
+					old = atomic_load_explicit(w, memory_order_acquire);
+					while (!atomic_compare_exchange_weak(
+						w, &old, old & PM__WAITERS ? PM__QUEUED | PM__WAITERS : PM__EMPTY))
+						;
+					if (old & PM__WAITERS) {
+						pm__futex_wake((uint32_t *)w);
+						job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
+					}
+					atomic_fetch_add_explicit(&r->evictions, 1, memory_order_relaxed);
+					fifo_pop(r);
+					return slot;
+				}
+			}
+		}
+		/* Being mapped by a front-end right now, or just failed to move
+		 * out: look at the next one. */
+		fifo_pop(r);
+		fifo_push(r, slot);
+	}
+	*wait_ns = 0;
+	return PM__NONE;
+}
+
+/* A slot to fill: free, never used, or evicted. Demands wait for one;
+ * read-ahead does not. Returns the slot, or NONE (closing, or read-ahead
+ * found none); *err is set if the slot could not be prepared. */
+static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
+{
+	size_t slot = PM__NONE;
+	bool fresh = false;
+
+	*err = 0;
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		uint64_t wait_ns = 0;
+		struct timespec until;
+
+		if (r->stopping)
+			break;
+		if (r->nfree) {
+			slot = r->free_slots[--r->nfree];
+			break;
+		}
+		if (r->slots_ready < r->nslots) {
+			slot = r->slots_ready++;
+			fresh = true;
+			break;
+		}
+		slot = evict_one(r, tid, &wait_ns);
+		if (slot != PM__NONE || !demand)
+			break;
+		clock_gettime(CLOCK_REALTIME, &until);
+		wait_ns = wait_ns ? wait_ns : 10000000u;
+		until.tv_nsec += (long)wait_ns;
+		until.tv_sec += until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&r->slot_cv, &r->lock, &until);
+	}
+	if (slot != PM__NONE) {
+		r->busy++;
+		account(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (slot != PM__NONE && r->ops->slot_prepare &&
+	    (*err = r->ops->slot_prepare(r, slot, fresh))) {
+		/* A slot that could not be populated is dropped: the budget
+		 * shrinks by one chunk rather than reuse half-made memory. */
+		pthread_mutex_lock(&r->lock);
+		if (!fresh)
+			r->free_slots[r->nfree++] = slot;
+		r->busy--;
+		account(r);
+		pthread_mutex_unlock(&r->lock);
+		slot = PM__NONE;
+	}
+	return slot;
+}
+
+static void slot_release(struct pm_region *r, size_t slot)
+{
+	pthread_mutex_lock(&r->lock);
+	r->free_slots[r->nfree++] = slot;
+	r->busy--;
+	account(r);
+	pthread_cond_broadcast(&r->slot_cv);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void slot_commit(struct pm_region *r, size_t slot, size_t c)
+{
+	pthread_mutex_lock(&r->lock);
+	r->slot_chunk[slot] = c;
+	fifo_push(r, slot);
+	r->busy--;
+	account(r);
+	pthread_cond_broadcast(&r->slot_cv);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ------------------------------------------------------- read-ahead */
+
+/* Chunk c was just wanted by a reader. If it continues a stream, queue the
+ * chunks ahead of it; otherwise start a stream at c. */
+static void ahead_note(struct pm_region *r, size_t c)
+{
+	size_t n = sizeof(r->streams) / sizeof(r->streams[0]), pick = 0;
+
+	if (!r->ra_window)
+		return;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		size_t last = r->streams[i].last, ahead = r->streams[i].ahead;
+
+		if (r->streams[i].used && last < c && c <= (ahead > last ? ahead : last) + 1) {
+			size_t from = c + 1 > ahead + 1 ? c + 1 : ahead + 1;
+			size_t to = r->nchunks - 1 - c < r->ra_window ? r->nchunks - 1 : c + r->ra_window;
+
+			for (size_t k = from; k <= to; k++) {
+				uint32_t s = PM__EMPTY;
+
+				struct pm__job j = { k, 0, PM__JOB_AHEAD };
+
+				if (!atomic_compare_exchange_strong(&r->state[k], &s, PM__QUEUED))
+					continue;
+				if (write(r->ahead_fd[1], &j, sizeof(j)) != (ssize_t)sizeof(j)) {
+					state_set(r, k, PM__EMPTY); /* queue full: skip */
+					break;
+				}
+			}
+			r->streams[i].last = c;
+			if (to > ahead)
+				r->streams[i].ahead = to;
+			r->streams[i].used = ++r->stream_clock;
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+		if (r->streams[i].used < r->streams[pick].used)
+			pick = i;
+	}
+	r->streams[pick].last = c;
+	r->streams[pick].ahead = c;
+	r->streams[pick].used = ++r->stream_clock;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---------------------------------------------------------- fillers */
+
+static void fill_failed(struct pm_region *r, size_t c, size_t slot, int err, bool demand)
+{
+	_Atomic uint32_t *w = &r->state[c];
+	uint32_t s = PM__FILLING;
+
+	atomic_fetch_add_explicit(&r->fill_errors, 1, memory_order_relaxed);
+	if (slot != PM__NONE)
+		slot_release(r, slot);
+	/* Nobody waits for a failed read-ahead: let a real touch retry it. */
+	if (!demand && atomic_compare_exchange_strong(w, &s, PM__EMPTY))
+		return;
+	record_error(r, err);
+	r->ops->poison(r, c);
+	state_set(r, c, PM__FAILED);
+}
+
+static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
+{
+	_Atomic uint32_t *w = &r->state[c];
+	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+	size_t slot, off = c * r->chunk, len = r->length - off < r->chunk ? r->length - off : r->chunk;
+	uint64_t t0, t1;
+	char *dst;
+	int err;
+
+	do {
+		if ((s & PM__STATE_MASK) != PM__QUEUED)
+			return; /* served already, or by another filler */
+	} while (!atomic_compare_exchange_weak(w, &s, PM__FILLING | (s & PM__WAITERS)));
+	demand = demand || (s & PM__WAITERS);
+
+	slot = slot_get(r, demand, tid, &err);
+	if (err) {
+		fill_failed(r, c, PM__NONE, err, true);
+		return;
+	}
+	if (slot == PM__NONE) {
+		/* Closing, or read-ahead found every slot busy. */
+		s = state_set(r, c, PM__EMPTY);
+		if (s & PM__WAITERS && !r->stopping) {
+			state_set(r, c, PM__QUEUED | PM__WAITERS);
+			job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
+		}
+		return;
+	}
+	dst = pm__slot_addr(r, slot);
+	t0 = pm__now_ns();
+	err = r->fill(r->ctx, off, dst, len);
+	t1 = pm__now_ns();
+	atomic_fetch_add_explicit(&r->fill_ns, t1 - t0, memory_order_relaxed);
+	if (err >= 0 && len < r->chunk)
+		memset(dst + len, 0, r->chunk - len);
+	if (err >= 0 && r->ops->slot_seal)
+		err = r->ops->slot_seal(r, slot);
+	if (err < 0) {
+		fill_failed(r, c, slot, err, demand);
+		return;
+	}
+	atomic_fetch_add_explicit(&r->chunks_filled, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->bytes_filled, len, memory_order_relaxed);
+	r->chunk_slot[c] = slot;
+
+	atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&r->slot_tid[slot], demand ? tid : 0, memory_order_relaxed);
+	s = PM__FILLING;
+	if (!demand && atomic_compare_exchange_strong(w, &s, PM__READY)) {
+		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
+		slot_commit(r, slot, c);
+		return;
+	}
+	/* A reader waits: map it now. */
+	err = r->ops->map_in(r, c, slot);
+	if (err) {
+		fill_failed(r, c, slot, err, true);
+		return;
+	}
+	atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
+	state_set(r, c, PM__RESIDENT);
+	slot_commit(r, slot, c);
+	if (tid)
+		ahead_note(r, c);
+}
+
+static void *filler_main(void *arg)
+{
+	struct pm_region *r = arg;
+	struct pollfd p[3] = {
+		{ .fd = r->stop_fd, .events = POLLIN },
+		{ .fd = r->demand_fd[0], .events = POLLIN },
+		{ .fd = r->ahead_fd[0], .events = POLLIN },
+	};
+
+	for (;;) {
+		struct pm__job j;
+
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return NULL;
+		}
+		if (p[0].revents)
+			return NULL;
+		if (!((p[1].revents & POLLIN) && read(r->demand_fd[0], &j, sizeof(j)) == sizeof(j)) &&
+		    !((p[2].revents & POLLIN) && read(r->ahead_fd[0], &j, sizeof(j)) == sizeof(j)))
+			continue;
+		if (j.chunk >= r->nchunks)
+			continue;
+		if (j.kind == PM__JOB_HINT)
+			ahead_note(r, j.chunk);
+		else
+			fill_chunk(r, j.chunk, j.kind == PM__JOB_DEMAND, j.tid);
+	}
+}
+
+static int make_pipe(int fd[2], int size)
+{
+	if (pipe2(fd, O_CLOEXEC | O_NONBLOCK))
+		return -errno;
+	if (size)
+		fcntl(fd[1], F_SETPIPE_SZ, size); /* best effort: writers retry when full */
+	return 0;
+}
+
+int pm__lazy_start(struct pm_region *r)
+{
+	sigset_t all, old;
+	int err;
+
+	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
+	if ((err = make_pipe(r->demand_fd, 1 << 20)) || (err = make_pipe(r->ahead_fd, 0)))
+		return err;
+	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->stop_fd < 0)
+		return -errno;
+	r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
+	if (!r->workers)
+		return -ENOMEM;
+	/* Fillers run with every signal blocked: signals belong to the
+	 * application's threads, and a filler must never take a fault. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int i = 0; i < r->nworkers; i++) {
+		err = -pthread_create(&r->workers[i], NULL, filler_main, r);
+		if (err) {
+			r->nworkers = i;
+			break;
+		}
+		pthread_setname_np(r->workers[i], "patchmap-fill");
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r->lazy_started = true;
+	return err;
+}
+
+void pm__lazy_stop(struct pm_region *r)
+{
+	uint64_t one = 1;
+
+	if (r->lazy_started) {
+		pthread_mutex_lock(&r->lock);
+		r->stopping = true;
+		pthread_cond_broadcast(&r->slot_cv);
+		pthread_mutex_unlock(&r->lock);
+		if (write(r->stop_fd, &one, sizeof(one)) < 0) {
+			/* cannot fail on a fresh eventfd */
+		}
+		for (int i = 0; i < r->nworkers; i++)
+			pthread_join(r->workers[i], NULL);
+	}
+	free(r->workers);
+	r->workers = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (r->demand_fd[i] >= 0)
+			close(r->demand_fd[i]);
+		if (r->ahead_fd[i] >= 0)
+			close(r->ahead_fd[i]);
+	}
+	if (r->stop_fd >= 0)
+		close(r->stop_fd);
+	r->lazy_started = false;
+}
+
+/* ------------------------------------------------------------ API */
+
+static const struct pm__backend_ops *const backend_ops[PM_BACKEND_COUNT] = {
+	[PM_BACKEND_UFFD] = &pm__backend_uffd,
+	[PM_BACKEND_SIGSEGV] = &pm__backend_sigsegv,
+	[PM_BACKEND_EAGER] = &pm__backend_eager,
+};
+
+static void region_free(struct pm_region *r)
+{
+	free((void *)r->state);
+	free(r->chunk_slot);
+	free(r->slot_chunk);
+	free(r->slot_time);
+	free(r->slot_tid);
+	free(r->fifo);
+	free(r->free_slots);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->slot_cv);
+	free(r);
+}
+
+static int lazy_alloc(struct pm_region *r)
+{
+	r->state = calloc(r->nchunks, sizeof(*r->state));
+	r->chunk_slot = calloc(r->nchunks, sizeof(*r->chunk_slot));
+	r->slot_chunk = calloc(r->nslots, sizeof(*r->slot_chunk));
+	r->slot_time = calloc(r->nslots, sizeof(*r->slot_time));
+	r->slot_tid = calloc(r->nslots, sizeof(*r->slot_tid));
+	r->fifo = calloc(r->nslots, sizeof(*r->fifo));
+	r->free_slots = calloc(r->nslots, sizeof(*r->free_slots));
+	if (!r->state || !r->chunk_slot || !r->slot_chunk || !r->slot_time || !r->slot_tid ||
+	    !r->fifo || !r->free_slots)
+		return -ENOMEM;
+	return 0;
+}
+
+static int online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+/* Opens with one backend; all or nothing. */
+static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_fn fill, void *ctx,
+		     const struct pm_lazy_opts *lz, pm_region **out)
+{
+	struct pm_region *r = calloc(1, sizeof(*r));
+	size_t budget = lz->budget ? lz->budget : PM_DEFAULT_BUDGET;
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->slot_cv, NULL);
+	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
+	r->ops = ops;
+	r->backend = ops->id;
+	r->length = length;
+	r->fill = fill;
+	r->ctx = ctx;
+	r->flags = lz->flags;
+	r->pid = pm__getpid();
+	r->chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
+	r->nchunks = length / r->chunk + (length % r->chunk != 0);
+	r->span = r->nchunks * r->chunk;
+	r->nslots = budget / r->chunk ? budget / r->chunk : 1;
+	if (r->nslots > r->nchunks)
+		r->nslots = r->nchunks;
+	if (ops->max_slots && r->nslots > ops->max_slots)
+		r->nslots = ops->max_slots;
+	r->nworkers = lz->threads ? lz->threads : online_cpus();
+	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
+	if (r->ra_window > r->nslots / 2)
+		r->ra_window = r->nslots / 2;
+
+	if (ops->id != PM_BACKEND_EAGER && (err = lazy_alloc(r)))
+		goto fail;
+	err = ops->open(r);
+	if (err)
+		goto fail;
+	if (ops->id != PM_BACKEND_EAGER) {
+		err = pm__lazy_start(r);
+		if (err) {
+			pm_region_close(r);
+			return err;
+		}
+	}
+	*out = r;
+	return 0;
+fail:
+	region_free(r);
+	return err;
+}
+
+int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
+		    pm_region **out)
+{
+	int backend = lz->backend, err;
+	size_t chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
+
+	if (length > PM__MAX_BYTES || length + chunk - 1 > PM__MAX_BYTES)
+		return -PM_ETOOBIG;
+	if (backend == PM_BACKEND_AUTO) {
+		const char *env = getenv("PATCHMAP_BACKEND");
+
+		if (env && *env && (backend = pm_backend_parse(env)) < 0)
+			return backend;
+	}
+	if (backend != PM_BACKEND_AUTO) {
+		err = backend_ops[backend]->probe(false);
+		return err ? err : open_with(backend_ops[backend], length, fill, ctx, lz, out);
+	}
+	/* auto: userfaultfd where it can move pages, else SIGSEGV. */
+	if (pm__backend_uffd.probe(true) == 0 &&
+	    open_with(&pm__backend_uffd, length, fill, ctx, lz, out) == 0)
+		return 0;
+	err = pm__backend_sigsegv.probe(true);
+	return err ? err : open_with(&pm__backend_sigsegv, length, fill, ctx, lz, out);
+}
+
+int pm_region_open(const struct pm_region_opts *o, pm_region **out)
+{
+	int err;
+
+	if (!out)
+		return -PM_ENULL;
+	*out = NULL;
+	if (!o || !o->fill)
+		return -PM_ENULL;
+	if (o->size != 0 && o->size != sizeof(*o))
+		return -PM_EOPTSIZE;
+	if (o->length == 0)
+		return -PM_ELENGTH;
+	if ((err = pm__lazy_check(&o->lazy)))
+		return err;
+	return pm__region_open(o->length, o->fill, o->ctx, &o->lazy, out);
+}
+
+int pm_region_close(pm_region *r)
+{
+	int err;
+
+	if (!r)
+		return 0;
+	if (r->ops->detach)
+		r->ops->detach(r);
+	pm__lazy_stop(r);
+	r->ops->close(r);
+	err = atomic_load(&r->error);
+	region_free(r);
+	return err;
+}
+
+const void *pm_region_data(const pm_region *r)
+{
+	return r ? r->base : NULL;
+}
+
+size_t pm_region_length(const pm_region *r)
+{
+	return r ? r->length : 0;
+}
+
+int pm_region_error(const pm_region *r)
+{
+	return r ? atomic_load(&((pm_region *)r)->error) : -PM_ENULL;
+}
+
+int pm_region_stats(const pm_region *cr, struct pm_stats *st)
+{
+	pm_region *r = (pm_region *)cr;
+
+	if (!r || !st)
+		return -PM_ENULL;
+	memset(st, 0, sizeof(*st));
+	st->backend = r->backend;
+	st->mechanism = atomic_load(&r->mechanism);
+	st->chunk_bytes = r->chunk;
+	st->budget_bytes = r->nslots * r->chunk;
+	st->faults = atomic_load(&r->faults);
+	st->chunks_filled = atomic_load(&r->chunks_filled);
+	st->bytes_filled = atomic_load(&r->bytes_filled);
+	st->evictions = atomic_load(&r->evictions);
+	st->readahead_fills = atomic_load(&r->readahead_fills);
+	st->readahead_hits = atomic_load(&r->readahead_hits);
+	st->fill_errors = atomic_load(&r->fill_errors);
+	st->resident_bytes = atomic_load(&r->resident);
+	st->peak_resident_bytes = atomic_load(&r->peak_resident);
+	st->fill_ns = atomic_load(&r->fill_ns);
+	return 0;
+}

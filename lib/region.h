@@ -1,0 +1,126 @@
+/* region.h: the lazy region's shared core. A region is a chunk-aligned
+ * virtual range; each chunk has an atomic state; filled chunks live in a
+ * fixed pool of slots whose physical pages are moved onto the chunk and back,
+ * never freed. Faults reach a front-end (the userfaultfd poller thread, or
+ * the SIGSEGV handler) that only does cheap, async-signal-safe steps; filler
+ * threads do the fills, the eviction and the read-ahead. */
+#ifndef PM_REGION_H
+#define PM_REGION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "patchmap.h"
+
+/* Chunk states. Transitional states (QUEUED aside) are owned by the thread
+ * that set them; anyone may add PM__WAITERS to say "a fault waits on this
+ * chunk": the owner then maps the chunk in when it is filled, re-queues it
+ * when it is evicted, and wakes the futex on the state word. */
+enum {
+	PM__EMPTY = 0,
+	PM__QUEUED,    /* waiting for a filler (demand or read-ahead) */
+	PM__FILLING,   /* a filler writes its pool slot */
+	PM__READY,     /* filled ahead in a slot, not mapped: the next touch maps it */
+	PM__MAPPING,   /* the front-end moves a READY slot in */
+	PM__RESIDENT,  /* mapped */
+	PM__EVICTING,  /* being moved back to its slot */
+	PM__FAILED,    /* the fill failed: every access raises SIGBUS */
+	PM__STATE_MASK = 0xff,
+	PM__WAITERS = 0x100,
+};
+
+#define PM__NONE SIZE_MAX
+
+struct pm__backend_ops;
+
+struct pm_region {
+	const struct pm__backend_ops *ops;
+	int backend;
+	_Atomic unsigned mechanism;
+	char *base;                 /* aligned to the chunk (and 2 MiB) */
+	size_t length;              /* bytes asked for */
+	size_t span;                /* bytes reserved: whole chunks */
+	size_t chunk, nchunks;
+	pm_fill_fn fill;
+	void *ctx;
+	unsigned flags;
+	pid_t pid;                  /* the process that opened it */
+
+	/* lazy core (unused by the eager backend) */
+	_Atomic uint32_t *state;    /* per chunk */
+	size_t *chunk_slot;         /* per chunk: its slot while READY/RESIDENT */
+	char *pool;
+	size_t nslots;
+	size_t slots_ready;         /* slots populated so far (lock) */
+	size_t *slot_chunk;         /* per slot (lock) */
+	_Atomic uint64_t *slot_time; /* per slot: when it was mapped */
+	_Atomic pid_t *slot_tid;    /* per slot: the thread that waited for it */
+	size_t *fifo;               /* slots holding chunks, oldest first (lock) */
+	size_t fifo_head, fifo_count;
+	size_t *free_slots;         /* (lock) */
+	size_t nfree;
+	size_t busy;                /* slots being filled (lock) */
+	pthread_mutex_t lock;
+	pthread_cond_t slot_cv;
+	bool stopping;              /* (lock) */
+
+	/* read-ahead: the last few sequential streams (lock) */
+	size_t ra_window;
+	struct {
+		size_t last, ahead;
+		uint64_t used;
+	} streams[8];
+	uint64_t stream_clock;
+
+	int demand_fd[2];           /* pipe: struct pm__job, from the front-end */
+	int ahead_fd[2];            /* pipe: struct pm__job, read-ahead */
+	int stop_fd;                /* eventfd, readable when closing */
+	int nworkers;
+	pthread_t *workers;
+	bool lazy_started;
+
+	/* counters (see struct pm_stats) */
+	_Atomic uint64_t faults, chunks_filled, bytes_filled, evictions;
+	_Atomic uint64_t readahead_fills, readahead_hits, fill_errors, fill_ns;
+	_Atomic uint64_t resident, peak_resident;
+	_Atomic int error;
+
+	void *bk;                   /* backend state */
+};
+
+/* A message to the fillers. */
+struct pm__job {
+	uint64_t chunk;
+	int32_t tid;                /* the faulting thread, 0 for read-ahead */
+	uint32_t kind;
+};
+
+enum { PM__JOB_DEMAND = 1, PM__JOB_HINT, PM__JOB_AHEAD };
+
+/* Front-end step for a fault on chunk c by thread tid. Never blocks, never
+ * allocates: safe in a signal handler. Returns PM__RESIDENT (retry the
+ * access), PM__FAILED (raise SIGBUS), or the state word to wait on (a
+ * transitional state with PM__WAITERS set). */
+uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid);
+
+/* Opens a region with resolved options (checked by the caller). */
+int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
+		    pm_region **out);
+
+/* Starts the fillers (after the backend reserved the range). */
+int pm__lazy_start(struct pm_region *r);
+/* Stops and joins them; wakes demands blocked on slots. */
+void pm__lazy_stop(struct pm_region *r);
+
+/* The pool slot's address. */
+static inline char *pm__slot_addr(const struct pm_region *r, size_t slot)
+{
+	return r->pool + slot * r->chunk;
+}
+
+/* Reserves `len` bytes aligned to `align` (a power of two). */
+char *pm__reserve(size_t len, size_t align, int prot);
+
+#endif
