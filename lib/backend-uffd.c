@@ -167,12 +167,15 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 	err = move_pages(u->fd, dst, src, r->chunk, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
 	if (err || !u->wp)
 		return err;
-	/* Protect before anyone is woken: no window for a stray write. */
-	struct uffdio_writeprotect wp = { { (uintptr_t)dst, r->chunk },
-					  UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE };
+	/* Protect before anyone is woken: no window for a stray write.
+	 * (Protecting never wakes; DONTWAKE is refused with it.) */
+	struct uffdio_writeprotect wp = { { (uintptr_t)dst, r->chunk }, UFFDIO_WRITEPROTECT_MODE_WP };
 	err = pm__ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp);
-	range_ioctl(u->fd, UFFDIO_WAKE, dst, r->chunk);
-	return err;
+	if (err) {
+		move_pages(u->fd, src, dst, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE);
+		return err;
+	}
+	return range_ioctl(u->fd, UFFDIO_WAKE, dst, r->chunk);
 }
 
 static int uffd_map_out(struct pm_region *r, size_t c, size_t slot)
