@@ -115,9 +115,9 @@ struct pm_lazy_opts {
 	                     PM_BUDGET_UNLIMITED for no limit; at least one chunk
 	                     is always allowed */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
-	                     page size; default 2 MiB */
-	int threads;      /* filler threads; default: the number of online CPUs,
-	                     at most 8 */
+	                     page size; default 4 MiB */
+	int threads;      /* filler threads; default: half the online CPUs (at
+	                     least 1, at most 8) */
 	int readahead;    /* chunks filled ahead of a sequential reader; default
 	                     8 (bounded by half the budget); negative: none */
 	unsigned flags;   /* PM_LAZY_* */
