@@ -112,8 +112,9 @@ PM_API int pm_backend_parse(const char *name);
 struct pm_lazy_opts {
 	int backend;      /* enum pm_backend; default AUTO */
 	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET,
-	                     PM_BUDGET_UNLIMITED for no limit; at least one chunk
-	                     is always allowed */
+	                     PM_BUDGET_UNLIMITED for no limit; rounded down to
+	                     whole chunks, and at least two chunks (a single
+	                     access may straddle two) */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
 	                     page size; default 4 MiB */
 	int threads;      /* filler threads; default: half the online CPUs (at

@@ -621,7 +621,10 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
 	r->nchunks = length / r->chunk + (length % r->chunk != 0);
 	r->span = r->nchunks * r->chunk;
-	r->nslots = budget / r->chunk ? budget / r->chunk : 1;
+	/* Two chunks at least: one access can straddle two (an unaligned
+	 * vector load at a chunk boundary), and with one slot it would evict
+	 * its own first half forever. */
+	r->nslots = budget / r->chunk > 2 ? budget / r->chunk : 2;
 	if (r->nslots > r->nchunks)
 		r->nslots = r->nchunks;
 	if (ops->max_slots && r->nslots > ops->max_slots)
