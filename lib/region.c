@@ -208,6 +208,15 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
 	return PM__NONE;
 }
 
+/* Has a sequential reader left chunk c behind (lock held)? */
+static bool passed(const struct pm_region *r, size_t c)
+{
+	for (size_t i = 0; i < sizeof(r->streams) / sizeof(r->streams[0]); i++)
+		if (r->streams[i].used && r->streams[i].first <= c && c + 2 <= r->streams[i].last)
+			return true;
+	return false;
+}
+
 /* A slot to fill: free, never used, or evicted. Demands wait for one;
  * read-ahead does not. Returns the slot, or NONE (closing, or read-ahead
  * found none); *err is set if the slot could not be prepared. */
@@ -228,6 +237,11 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 			slot = r->free_slots[--r->nfree];
 			break;
 		}
+		/* Fresh pages are the slowest thing there is: rather than grow
+		 * the pool, recycle a chunk a sequential reader has passed. */
+		if (r->fifo_count && passed(r, r->slot_chunk[r->fifo[r->fifo_head]]) &&
+		    (slot = evict_one(r, tid, &wait_ns)) != PM__NONE)
+			break;
 		if (r->slots_ready < r->nslots) {
 			slot = r->slots_ready++;
 			fresh = true;
@@ -344,6 +358,7 @@ static void ahead_note(struct pm_region *r, size_t c)
 		if (r->streams[i].used < r->streams[pick].used)
 			pick = i;
 	}
+	r->streams[pick].first = c;
 	r->streams[pick].last = c;
 	r->streams[pick].ahead = c;
 	r->streams[pick].used = ++r->stream_clock;

@@ -71,7 +71,7 @@ struct pm_region {
 	size_t ra_window;
 	size_t ra_trigger;          /* every ra_trigger-th chunk ahead stays unmapped */
 	struct {
-		size_t last, ahead;
+		size_t first, last, ahead;
 		uint64_t used;
 	} streams[8];
 	uint64_t stream_clock;
