@@ -97,10 +97,14 @@ enum pm_backend {
 	PM_BACKEND_UFFD,     /* userfaultfd; pages moved in from a recycled pool */
 	PM_BACKEND_SIGSEGV,  /* PROT_NONE reservation + SIGSEGV handler + mremap */
 	PM_BACKEND_EAGER,    /* everything computed at open, ordinary memory */
+	PM_BACKEND_NONE,     /* matrices only: no mapping at all; pm_matrix_data()
+	                        is NULL and pm_matrix_read() gives the bytes (for
+	                        exporters and streams). Never chosen by "auto" or
+	                        PATCHMAP_BACKEND. */
 	PM_BACKEND_COUNT
 };
 
-/* "auto", "uffd", "sigsegv", "eager"; NULL if unknown. */
+/* "auto", "uffd", "sigsegv", "eager", "none"; NULL if unknown. */
 PM_API const char *pm_backend_name(int backend);
 /* The backend named `name` (as above), or -PM_EBACKEND. */
 PM_API int pm_backend_parse(const char *name);

@@ -680,9 +680,12 @@ int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_l
 	if (backend == PM_BACKEND_AUTO) {
 		const char *env = getenv("PATCHMAP_BACKEND");
 
-		if (env && *env && (backend = pm_backend_parse(env)) < 0)
-			return backend;
+		if (env && *env && ((backend = pm_backend_parse(env)) < 0 ||
+				    backend == PM_BACKEND_NONE || backend == PM_BACKEND_AUTO))
+			return -PM_EBACKEND;
 	}
+	if (backend == PM_BACKEND_NONE)
+		return -PM_EBACKEND; /* a region is nothing but its mapping */
 	if (backend != PM_BACKEND_AUTO) {
 		err = backend_ops[backend]->probe(false);
 		return err ? err : open_with(backend_ops[backend], length, fill, ctx, lz, out);
