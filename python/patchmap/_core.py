@@ -253,11 +253,12 @@ class _Mapping:
     """Owns one pm_matrix. Arrays over the matrix are created from this
     object's __array_interface__ and keep it as their base."""
 
-    __slots__ = ("_handle", "_interface", "_finalizer", "__weakref__")
+    __slots__ = ("_handle", "_interface", "_finalizer", "info", "__weakref__")
 
-    def __init__(self, handle, interface, source):
+    def __init__(self, handle, interface, source, info):
         self._handle = handle
         self._interface = interface
+        self.info = info
         self._finalizer = weakref.finalize(self, _release, handle, source)
         # At interpreter exit, leave the mapping to the OS: an object torn
         # down later might still read an array over it.
@@ -340,8 +341,18 @@ def _owner_of(obj):
     while base is not None:
         if isinstance(base, _Mapping):
             return base
-        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+        # ndarray.base, or memoryview.obj for an array made from a memoryview
+        base = base.base if isinstance(base, np.ndarray) else getattr(base, "obj", None)
     raise TypeError("patchmap: %r is not an array over a patch matrix" % type(obj).__name__)
+
+
+def info(obj):
+    """The matrix's geometry as a dict (rows, cols, ld, elem_size, bytes,
+    dtype, out_shape: window positions per spatial axis, windows,
+    window_elems, channels), for a PatchMatrix or an array over one."""
+    if isinstance(obj, PatchMatrix):
+        return dict(obj.info)
+    return dict(_owner_of(obj).info)
 
 
 def stats(obj):
@@ -400,7 +411,7 @@ class PatchMatrix:
         except BaseException:
             lib.pm_matrix_close(h)
             raise
-        self._owner = _Mapping(h.value, interface, src)
+        self._owner = _Mapping(h.value, interface, src, self.info)
         self._baseline = self._owner_refs()
 
     def _owner_refs(self):
@@ -544,5 +555,5 @@ def blockwise(func, X, block_rows=None, block_bytes="64M"):
     return out
 
 
-__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "blockwise",
+__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "blockwise",
            "parse_size"]

@@ -34,7 +34,8 @@ def test_seed_example():
 def test_the_spec_formula_2d():
     """sliding_window_view(img, w)[::sy, ::sx].reshape(-1, prod(w)).astype(dtype)"""
     img = random_image((37, 29), np.uint8)
-    for w, (sy, sx) in itertools.product([(1, 1), (3, 5), (8, 8), (37, 1)], [(1, 1), (2, 3), (5, 1)]):
+    for w, (sy, sx) in itertools.product([(1, 1), (3, 5), (8, 8), (37, 1)],
+                                         [(1, 1), (2, 3), (5, 1)]):
         R = sliding_window_view(img, w)[::sy, ::sx].reshape(-1, int(np.prod(w))).astype(np.float32)
         assert_bits_equal(patchmap.windows(img, w, step=(sy, sx)), R)
 
@@ -289,3 +290,4 @@ def test_info():
         assert info["window_elems"] == m.shape[1] == 4 * 5 * 3
         assert info["channels"] == 3 and info["ld"] == m.shape[1]
         assert m.nbytes == info["bytes"] == m.shape[0] * m.shape[1] * 4
+        assert patchmap.info(m.array[3:]) == info
