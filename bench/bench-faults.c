@@ -411,6 +411,7 @@ int main(int argc, char **argv)
 			printf("target: library %s >= 2x the naive loop at 2 MiB chunks: %.2fx, %s\n",
 			       pm_backend_name(lz.backends[bi]), r, r >= 2 ? "met" : "missed");
 	}
+	b_print_footer();
 	if (failures)
 		printf("%d case%s FAILED\n", failures, failures > 1 ? "s" : "");
 	return failures ? 1 : 0;

@@ -310,6 +310,7 @@ int main(int argc, char **argv)
 	if (target_ratio >= 0)
 		printf("target: u8->f32 %zux%zu >= 0.5x memcpy on one core: %.2fx, %s\n", window, window,
 		       target_ratio, target_ratio >= 0.5 ? "met" : "missed");
+	b_print_footer();
 	free(src);
 	free(buf);
 	free(img32);

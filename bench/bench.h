@@ -141,6 +141,27 @@ static inline void b_catch_sigbus(void)
 	sigaction(SIGBUS, &sa, NULL);
 }
 
+/* The load average: the machine may be shared, and a busy one skews
+ * every figure. */
+static inline void b_print_load(const char *when)
+{
+	char line[128] = "?";
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (!fgets(line, sizeof(line), f))
+			snprintf(line, sizeof(line), "?");
+		fclose(f);
+	}
+	line[strcspn(line, "\n")] = 0;
+	printf("load average %s: %s\n", when, line);
+}
+
+static inline void b_print_footer(void)
+{
+	b_print_load("at the end");
+}
+
 /* ------------------------------------------------------------ machine */
 
 /* Copies the first line of `path` whose key is `key` (up to ':') into out,
@@ -210,6 +231,7 @@ static inline void b_print_header(int argc, char **argv)
 	for (int i = 1; i < argc; i++)
 		printf(" %s", argv[i]);
 	printf("\n");
+	b_print_load("at the start");
 }
 
 /* ------------------------------------------------------------ options */
