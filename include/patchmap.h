@@ -97,10 +97,14 @@ enum pm_backend {
 	PM_BACKEND_UFFD,     /* userfaultfd; pages moved in from a recycled pool */
 	PM_BACKEND_SIGSEGV,  /* PROT_NONE reservation + SIGSEGV handler + mremap */
 	PM_BACKEND_EAGER,    /* everything computed at open, ordinary memory */
+	PM_BACKEND_NONE,     /* matrices only: no mapping at all; pm_matrix_data()
+	                        is NULL and pm_matrix_read() gives the bytes (for
+	                        exporters and streams). Never chosen by "auto" or
+	                        PATCHMAP_BACKEND. */
 	PM_BACKEND_COUNT
 };
 
-/* "auto", "uffd", "sigsegv", "eager"; NULL if unknown. */
+/* "auto", "uffd", "sigsegv", "eager", "none"; NULL if unknown. */
 PM_API const char *pm_backend_name(int backend);
 /* The backend named `name` (as above), or -PM_EBACKEND. */
 PM_API int pm_backend_parse(const char *name);
@@ -112,12 +116,13 @@ PM_API int pm_backend_parse(const char *name);
 struct pm_lazy_opts {
 	int backend;      /* enum pm_backend; default AUTO */
 	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET,
-	                     PM_BUDGET_UNLIMITED for no limit; at least one chunk
-	                     is always allowed */
+	                     PM_BUDGET_UNLIMITED for no limit; rounded down to
+	                     whole chunks, and at least two chunks (a single
+	                     access may straddle two) */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
-	                     page size; default 2 MiB */
-	int threads;      /* filler threads; default: the number of online CPUs,
-	                     at most 8 */
+	                     page size; default 4 MiB */
+	int threads;      /* filler threads; default: half the online CPUs (at
+	                     least 1, at most 8) */
 	int readahead;    /* chunks filled ahead of a sequential reader; default
 	                     8 (bounded by half the budget); negative: none */
 	unsigned flags;   /* PM_LAZY_* */

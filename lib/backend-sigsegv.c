@@ -83,7 +83,7 @@ static bool serve(struct pm_region *r, char *a, void *uc)
 		return false;
 	atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
 	for (;;) {
-		uint32_t st = pm__fault(r, c, tid);
+		uint32_t st = pm__fault(r, c, tid, true);
 
 		if (st == PM__RESIDENT)
 			return true;

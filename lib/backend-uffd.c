@@ -224,7 +224,9 @@ static void uffd_poison(struct pm_region *r, size_t c)
 		pm__ioctl(u->fd, UFFDIO_POISON, &p);
 }
 
-static void on_fault(struct pm_region *r, struct uffd *u, const struct uffd_msg *m)
+/* Serves one fault message. Returns the chunk if it needs a fill, else
+ * PM__NONE. */
+static size_t on_fault(struct pm_region *r, struct uffd *u, const struct uffd_msg *m)
 {
 	char *a = (char *)(uintptr_t)m->arg.pagefault.address;
 	pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
@@ -237,20 +239,21 @@ static void on_fault(struct pm_region *r, struct uffd *u, const struct uffd_msg 
 		struct uffdio_zeropage z = { { (uintptr_t)a & ~(uintptr_t)4095, 4096 }, 0, 0 };
 
 		pm__ioctl(u->fd, UFFDIO_ZEROPAGE, &z);
-		return;
+		return PM__NONE;
 	}
 	if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
 		/* A write to a resident, read-only chunk: what the MMU would do. */
 		pm__tgkill(r->pid, tid, SIGSEGV);
-		return;
+		return PM__NONE;
 	}
 	c = (size_t)(a - r->base) / r->chunk;
 	atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
-	st = pm__fault(r, c, tid);
+	st = pm__fault(r, c, tid, false);
 	if (st == PM__RESIDENT || (st == PM__FAILED && u->poison))
 		range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
 	else if (st == PM__FAILED)
 		pm__tgkill(r->pid, tid, SIGBUS);
+	return (st & PM__STATE_MASK) == PM__QUEUED ? c : PM__NONE;
 }
 
 static void *poller_main(void *arg)
@@ -260,7 +263,12 @@ static void *poller_main(void *arg)
 	struct pollfd p[2] = { { .fd = u->fd, .events = POLLIN }, { .fd = u->stop_fd, .events = POLLIN } };
 	struct uffd_msg msgs[32];
 
+	/* The poller fills the first chunk a batch of faults needs itself: it
+	 * runs on a CPU that the blocked reader left idle, and a hand-off to a
+	 * filler would cost a wake-up. Further chunks go to the fillers. */
 	for (;;) {
+		size_t mine = PM__NONE, c;
+		pid_t mine_tid = 0;
 		ssize_t n;
 
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
@@ -268,9 +276,21 @@ static void *poller_main(void *arg)
 		if (p[1].revents)
 			return NULL;
 		n = read(u->fd, msgs, sizeof(msgs));
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				on_fault(r, u, &msgs[i]);
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			c = on_fault(r, u, &msgs[i]);
+			if (c == PM__NONE || c == mine)
+				continue;
+			if (mine == PM__NONE) {
+				mine = c;
+				mine_tid = (pid_t)msgs[i].arg.pagefault.feat.ptid;
+			} else {
+				pm__queue_demand(r, c, (pid_t)msgs[i].arg.pagefault.feat.ptid);
+			}
+		}
+		if (mine != PM__NONE)
+			pm__fill_now(r, mine, mine_tid);
 	}
 }
 

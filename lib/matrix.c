@@ -64,7 +64,10 @@ int pm_matrix_open(const struct pm_matrix_opts *opts, pm_matrix **out)
 	if (!m)
 		return -ENOMEM;
 	pm__fill_init(&m->fill, &g);
-	err = pm__region_open(g.bytes, matrix_fill, &m->fill, &opts->lazy, &m->region);
+	m->region = NULL;
+	err = opts->lazy.backend == PM_BACKEND_NONE
+		      ? 0
+		      : pm__region_open(g.bytes, matrix_fill, &m->fill, &opts->lazy, &m->region);
 	if (err) {
 		free(m);
 		return err;
@@ -139,12 +142,20 @@ int pm_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len)
 
 int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st)
 {
-	return m ? pm_region_stats(m->region, st) : -PM_ENULL;
+	if (!m || !st)
+		return -PM_ENULL;
+	if (m->region)
+		return pm_region_stats(m->region, st);
+	memset(st, 0, sizeof(*st));
+	st->backend = PM_BACKEND_NONE;
+	return 0;
 }
 
 int pm_matrix_error(const pm_matrix *m)
 {
-	return m ? pm_region_error(m->region) : -PM_ENULL;
+	if (!m)
+		return -PM_ENULL;
+	return m->region ? pm_region_error(m->region) : 0;
 }
 
 int pm_source_contiguous(struct pm_source *src, const void *data, int dtype, int ndim,

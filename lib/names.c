@@ -38,7 +38,8 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 	[PM_EAFFINE - PM_EFIRST] = "scale and offset need a float32 or float64 output",
 	[PM_ETOOBIG - PM_EFIRST] = "the sizes overflow, or the matrix is larger than the 64 TiB "
 				   "that can be reserved",
-	[PM_EBACKEND - PM_EFIRST] = "unknown backend (use auto, uffd, sigsegv or eager)",
+	[PM_EBACKEND - PM_EFIRST] = "unknown backend (use auto, uffd, sigsegv or eager; \"none\" "
+				    "only for a matrix without a mapping)",
 	[PM_ECHUNK - PM_EFIRST] = "the chunk size must be a power of two, at least the page size",
 	[PM_ETHREADS - PM_EFIRST] = "the thread count must not be negative",
 	[PM_ELENGTH - PM_EFIRST] = "the region length is 0",
@@ -100,7 +101,7 @@ const char *pm_dtype_name(int dtype)
 	return dtype > 0 && dtype < PM_DTYPE_COUNT ? dtypes[dtype].name : NULL;
 }
 
-static const char *const backends[PM_BACKEND_COUNT] = { "auto", "uffd", "sigsegv", "eager" };
+static const char *const backends[PM_BACKEND_COUNT] = { "auto", "uffd", "sigsegv", "eager", "none" };
 
 const char *pm_backend_name(int backend)
 {

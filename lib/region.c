@@ -12,7 +12,10 @@
 #include "geometry.h"
 #include "sys.h"
 
-#define DEFAULT_CHUNK ((size_t)2 << 20)
+/* Measured on a 2-core VM where each page-table change costs tens of
+ * microseconds (bench/README.md): 4 MiB amortises the moves and TLB
+ * shootdowns of a chunk over enough bytes, and keeps a random fault short. */
+#define DEFAULT_CHUNK ((size_t)4 << 20)
 #define THP_SIZE ((size_t)2 << 20)
 #define DEFAULT_READAHEAD 8
 #define MAX_THREADS 8
@@ -74,7 +77,7 @@ static void record_error(struct pm_region *r, int err)
 
 /* ------------------------------------------------------ front-end */
 
-uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid)
+uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue)
 {
 	_Atomic uint32_t *w = &r->state[c];
 	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
@@ -87,7 +90,8 @@ uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid)
 		case PM__EMPTY:
 			if (!atomic_compare_exchange_weak(w, &s, PM__QUEUED | PM__WAITERS))
 				continue;
-			job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
+			if (queue)
+				job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
 			return PM__QUEUED | PM__WAITERS;
 		case PM__READY: {
 			size_t slot;
@@ -117,7 +121,7 @@ uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid)
 				s |= PM__WAITERS;
 			}
 			/* A read-ahead job may sit far back in its queue. */
-			if ((s & PM__STATE_MASK) == PM__QUEUED)
+			if ((s & PM__STATE_MASK) == PM__QUEUED && queue)
 				job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
 			return s;
 		}
@@ -204,6 +208,15 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
 	return PM__NONE;
 }
 
+/* Has a sequential reader left chunk c behind (lock held)? */
+static bool passed(const struct pm_region *r, size_t c)
+{
+	for (size_t i = 0; i < sizeof(r->streams) / sizeof(r->streams[0]); i++)
+		if (r->streams[i].used && r->streams[i].first <= c && c + 2 <= r->streams[i].last)
+			return true;
+	return false;
+}
+
 /* A slot to fill: free, never used, or evicted. Demands wait for one;
  * read-ahead does not. Returns the slot, or NONE (closing, or read-ahead
  * found none); *err is set if the slot could not be prepared. */
@@ -224,6 +237,11 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 			slot = r->free_slots[--r->nfree];
 			break;
 		}
+		/* Fresh pages are the slowest thing there is: rather than grow
+		 * the pool, recycle a chunk a sequential reader has passed. */
+		if (r->fifo_count && passed(r, r->slot_chunk[r->fifo[r->fifo_head]]) &&
+		    (slot = evict_one(r, tid, &wait_ns)) != PM__NONE)
+			break;
 		if (r->slots_ready < r->nslots) {
 			slot = r->slots_ready++;
 			fresh = true;
@@ -282,8 +300,26 @@ static void slot_commit(struct pm_region *r, size_t slot, size_t c)
 
 /* ------------------------------------------------------- read-ahead */
 
+/* A sequential reader that reached chunk c has read the chunks mapped ahead
+ * of it on the way: count them as read-ahead hits. */
+static void ahead_passed(struct pm_region *r, size_t from, size_t to)
+{
+	for (size_t k = from; k < to; k++) {
+		uint32_t s = atomic_load_explicit(&r->state[k], memory_order_relaxed);
+
+		while (s & PM__AHEAD) {
+			if (atomic_compare_exchange_weak(&r->state[k], &s, s & ~(uint32_t)PM__AHEAD)) {
+				atomic_fetch_add_explicit(&r->readahead_hits, 1, memory_order_relaxed);
+				break;
+			}
+		}
+	}
+}
+
 /* Chunk c was just wanted by a reader. If it continues a stream, queue the
- * chunks ahead of it; otherwise start a stream at c. */
+ * chunks ahead of it; otherwise start a stream at c. Read-ahead chunks are
+ * mapped as soon as they are filled, except every ra_trigger-th, left
+ * unmapped: the reader's cheap fault on it is what moves the stream on. */
 static void ahead_note(struct pm_region *r, size_t c)
 {
 	size_t n = sizeof(r->streams) / sizeof(r->streams[0]), pick = 0;
@@ -297,6 +333,8 @@ static void ahead_note(struct pm_region *r, size_t c)
 		if (r->streams[i].used && last < c && c <= (ahead > last ? ahead : last) + 1) {
 			size_t from = c + 1 > ahead + 1 ? c + 1 : ahead + 1;
 			size_t to = r->nchunks - 1 - c < r->ra_window ? r->nchunks - 1 : c + r->ra_window;
+
+			ahead_passed(r, last + 1, c);
 
 			for (size_t k = from; k <= to; k++) {
 				uint32_t s = PM__EMPTY;
@@ -320,6 +358,7 @@ static void ahead_note(struct pm_region *r, size_t c)
 		if (r->streams[i].used < r->streams[pick].used)
 			pick = i;
 	}
+	r->streams[pick].first = c;
 	r->streams[pick].last = c;
 	r->streams[pick].ahead = c;
 	r->streams[pick].used = ++r->stream_clock;
@@ -393,22 +432,39 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
 	atomic_store_explicit(&r->slot_tid[slot], demand ? tid : 0, memory_order_relaxed);
 	s = PM__FILLING;
-	if (!demand && atomic_compare_exchange_strong(w, &s, PM__READY)) {
+	if (!demand && c % r->ra_trigger == 0 && atomic_compare_exchange_strong(w, &s, PM__READY)) {
 		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
 		slot_commit(r, slot, c);
 		return;
 	}
-	/* A reader waits: map it now. */
+	/* A reader waits, or read-ahead maps it right away. */
 	err = r->ops->map_in(r, c, slot);
 	if (err) {
 		fill_failed(r, c, slot, err, true);
 		return;
 	}
 	atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
-	state_set(r, c, PM__RESIDENT);
+	s = atomic_load_explicit(w, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak(w, &s, demand || (s & PM__WAITERS) ? PM__RESIDENT
+									     : PM__RESIDENT | PM__AHEAD))
+		;
+	if (s & PM__WAITERS)
+		pm__futex_wake((uint32_t *)w);
+	else if (!demand)
+		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
 	slot_commit(r, slot, c);
 	if (tid)
 		ahead_note(r, c);
+}
+
+void pm__queue_demand(struct pm_region *r, size_t c, pid_t tid)
+{
+	job_push(r->demand_fd[1], c, tid, PM__JOB_DEMAND);
+}
+
+void pm__fill_now(struct pm_region *r, size_t c, pid_t tid)
+{
+	fill_chunk(r, c, true, tid);
 }
 
 static void *filler_main(void *arg)
@@ -547,9 +603,12 @@ static int lazy_alloc(struct pm_region *r)
 	return 0;
 }
 
-static int online_cpus(void)
+/* Half the CPUs: the readers need the others, and every running thread of
+ * the process is one more target of each page-table change's TLB shootdown.
+ * (The uffd poller fills demand chunks too.) */
+static int default_fillers(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
 
 	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
@@ -577,15 +636,19 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
 	r->nchunks = length / r->chunk + (length % r->chunk != 0);
 	r->span = r->nchunks * r->chunk;
-	r->nslots = budget / r->chunk ? budget / r->chunk : 1;
+	/* Two chunks at least: one access can straddle two (an unaligned
+	 * vector load at a chunk boundary), and with one slot it would evict
+	 * its own first half forever. */
+	r->nslots = budget / r->chunk > 2 ? budget / r->chunk : 2;
 	if (r->nslots > r->nchunks)
 		r->nslots = r->nchunks;
 	if (ops->max_slots && r->nslots > ops->max_slots)
 		r->nslots = ops->max_slots;
-	r->nworkers = lz->threads ? lz->threads : online_cpus();
+	r->nworkers = lz->threads ? lz->threads : default_fillers();
 	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
 	if (r->ra_window > r->nslots / 2)
 		r->ra_window = r->nslots / 2;
+	r->ra_trigger = r->ra_window / 2 ? r->ra_window / 2 : 1;
 
 	if (ops->id != PM_BACKEND_EAGER && (err = lazy_alloc(r)))
 		goto fail;
@@ -617,9 +680,12 @@ int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_l
 	if (backend == PM_BACKEND_AUTO) {
 		const char *env = getenv("PATCHMAP_BACKEND");
 
-		if (env && *env && (backend = pm_backend_parse(env)) < 0)
-			return backend;
+		if (env && *env && ((backend = pm_backend_parse(env)) < 0 ||
+				    backend == PM_BACKEND_NONE || backend == PM_BACKEND_AUTO))
+			return -PM_EBACKEND;
 	}
+	if (backend == PM_BACKEND_NONE)
+		return -PM_EBACKEND; /* a region is nothing but its mapping */
 	if (backend != PM_BACKEND_AUTO) {
 		err = backend_ops[backend]->probe(false);
 		return err ? err : open_with(backend_ops[backend], length, fill, ctx, lz, out);

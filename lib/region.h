@@ -29,6 +29,7 @@ enum {
 	PM__FAILED,    /* the fill failed: every access raises SIGBUS */
 	PM__STATE_MASK = 0xff,
 	PM__WAITERS = 0x100,
+	PM__AHEAD = 0x200,     /* RESIDENT by read-ahead, not yet known touched */
 };
 
 #define PM__NONE SIZE_MAX
@@ -68,8 +69,9 @@ struct pm_region {
 
 	/* read-ahead: the last few sequential streams (lock) */
 	size_t ra_window;
+	size_t ra_trigger;          /* every ra_trigger-th chunk ahead stays unmapped */
 	struct {
-		size_t last, ahead;
+		size_t first, last, ahead;
 		uint64_t used;
 	} streams[8];
 	uint64_t stream_clock;
@@ -102,8 +104,16 @@ enum { PM__JOB_DEMAND = 1, PM__JOB_HINT, PM__JOB_AHEAD };
 /* Front-end step for a fault on chunk c by thread tid. Never blocks, never
  * allocates: safe in a signal handler. Returns PM__RESIDENT (retry the
  * access), PM__FAILED (raise SIGBUS), or the state word to wait on (a
- * transitional state with PM__WAITERS set). */
-uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid);
+ * transitional state with PM__WAITERS set). A chunk that needs a fill is
+ * queued for the fillers, unless !queue: then PM__QUEUED | PM__WAITERS tells
+ * the caller to fill it with pm__fill_now(). */
+uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue);
+
+/* Hands queued chunk c to the fillers. */
+void pm__queue_demand(struct pm_region *r, size_t c, pid_t tid);
+
+/* Fills and maps queued chunk c now, in the calling (ordinary) thread. */
+void pm__fill_now(struct pm_region *r, size_t c, pid_t tid);
 
 /* Opens a region with resolved options (checked by the caller). */
 int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
