@@ -195,10 +195,8 @@ static void opts_for(struct pm_matrix_opts *o, const struct fill_case *c, const 
 		o->window[a].pad_before = c->pad_before < 0 ? (int64_t)(span / 2) : c->pad_before;
 		o->window[a].pad_after = c->pad_after < 0 ? (int64_t)(span - span / 2) : c->pad_after;
 	}
-	/* pm_matrix_read never touches the mapping: a lazy backend costs
-	 * nothing here, with a single idle filler. */
-	o->lazy.backend = PM_BACKEND_SIGSEGV;
-	o->lazy.threads = 1;
+	/* No mapping at all: pm_matrix_read() alone. */
+	o->lazy.backend = PM_BACKEND_NONE;
 }
 
 int main(int argc, char **argv)

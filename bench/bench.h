@@ -273,7 +273,8 @@ static inline void b_parse_backends(struct b_lazy *b, const char *list, int allo
 	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		int id = pm_backend_parse(t);
 
-		if (id < 0 || id == PM_BACKEND_AUTO || (id == PM_BACKEND_EAGER && !allow_eager))
+		if (id < 0 || id == PM_BACKEND_AUTO || id == PM_BACKEND_NONE ||
+		    (id == PM_BACKEND_EAGER && !allow_eager))
 			b_die(2, "--backend: '%s' is not one of uffd, sigsegv", t);
 		if (b->nbackends < PM_BACKEND_COUNT)
 			b->backends[b->nbackends++] = id;
@@ -320,9 +321,9 @@ static inline int b_lazy_arg(struct b_lazy *b, int argc, char **argv, int *i)
 
 #define B_LAZY_USAGE                                                                      \
 	"  --backend LIST   lazy backends to run, comma-separated (default uffd,sigsegv)\n" \
-	"  --budget MIB     resident budget (default: the library's, 256 MiB)\n"             \
-	"  --chunk KIB      bytes filled per fault (default: the library's, 2048 KiB)\n"     \
-	"  --threads N      filler threads (default: the library's, one per CPU)\n"          \
+	"  --budget MIB     resident budget (default: the library's)\n"                      \
+	"  --chunk KIB      bytes filled per fault (default: the library's)\n"               \
+	"  --threads N      filler threads (default: the library's)\n"                       \
 	"  --readahead N    chunks read ahead, negative for none (default: the library's)\n" \
 	"  --writable       no write protection of resident pages (uffd)\n"
 
