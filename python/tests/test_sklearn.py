@@ -149,8 +149,11 @@ def test_assume_finite_skips_a_pass():
         before = patchmap.stats(X).chunks_filled
         est.decision_function(X)
         assumed = patchmap.stats(X).chunks_filled - before
-    n = -(-X.nbytes // (1 << 20))
-    assert checked >= 2 * n - 2 and n <= assumed < checked
+    n = -(-X.nbytes // (1 << 20))  # chunks in X
+    b = patchmap.stats(X).budget_bytes >> 20  # chunks that may stay resident between passes
+    assert n > 4 * b
+    assert assumed >= n - b        # one pass at least...
+    assert checked > 1.5 * assumed  # ...and the check's pass on top
 
 
 @pytest.mark.parametrize("backend", ["uffd", "sigsegv", "eager"])
