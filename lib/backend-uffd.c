@@ -7,6 +7,7 @@
  * UFFDIO_MOVE get UFFDIO_COPY + MADV_DONTNEED, correct but slow. */
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,20 +121,29 @@ static char *chunk_addr(const struct pm_region *r, size_t c)
 	return r->base + c * r->chunk;
 }
 
-/* Moves len bytes; the kernel may stop early (-EAGAIN) and say how far. */
+/* Moves len bytes. The kernel may stop early or refuse for a moment
+ * (-EAGAIN: a page under migration or lock contention; -EBUSY: a page
+ * briefly pinned); both pass, so retry them a bounded number of times. */
 static int move_pages(int fd, char *dst, char *src, size_t len, uint64_t mode)
 {
+	int tries = 0;
+
 	while (len) {
 		struct uffdio_move m = { (uintptr_t)dst, (uintptr_t)src, len, mode, 0 };
 		int err = pm__ioctl(fd, UFFDIO_MOVE, &m);
 
-		if (err && !(err == -EAGAIN && m.move > 0))
-			return err;
 		if (!err)
 			return 0;
-		dst += m.move;
-		src += m.move;
-		len -= (size_t)m.move;
+		if (m.move > 0) {
+			dst += m.move;
+			src += m.move;
+			len -= (size_t)m.move;
+			tries = 0;
+			continue;
+		}
+		if ((err != -EAGAIN && err != -EBUSY) || ++tries > 200)
+			return err;
+		sched_yield();
 	}
 	return 0;
 }
