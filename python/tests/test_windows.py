@@ -189,10 +189,16 @@ def test_padding_forms():
                           (((0, 1), (2, 0)), [(0, 1), (2, 0)]), ("valid", None)]:
         assert_bits_equal(patchmap.windows(img, 3, padding=padding),
                           reference(img, (3, 3), pads=pads))
-    # "same": ceil(n / step) positions per axis, extra pad after.
-    for step in [1, 2, 3]:
-        X = patchmap.windows(img, (4, 3), step=step, padding="same")
+    # "same": ceil(n / step) positions per axis, the odd pad sample after.
+    for step, dil in [(1, 1), (2, 1), (3, 2), (1, 2)]:
+        X = patchmap.windows(img, (4, 3), step=step, dilation=dil, padding="same",
+                             pad_mode="edge")
         assert X.shape[0] == -(-7 // step) * -(-9 // step)
+        pads = []
+        for n, k in [(7, 4), (9, 3)]:
+            total = max((-(-n // step) - 1) * step + (k - 1) * dil + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        assert_bits_equal(X, reference(img, (4, 3), step, dil, pads, "edge"))
 
 
 def test_constant_pad_value_in_float():
