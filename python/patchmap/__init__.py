@@ -16,7 +16,7 @@ image when first read and dropped again under a memory budget, so the matrix
 may be far larger than RAM and still go straight into scikit-learn.
 """
 
-from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats,
+from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats, take,
                     windows)
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 
@@ -30,6 +30,7 @@ def library_version():
 
 
 __version__ = "0.1.0"
-__all__ = ["windows", "open", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "blockwise",
+__all__ = ["windows", "open", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
+           "blockwise",
            "parse_size", "Error", "InvalidArgument", "OutOfMemory", "SystemCallError",
            "library_path", "library_version"]

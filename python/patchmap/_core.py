@@ -346,6 +346,57 @@ def _owner_of(obj):
     raise TypeError("patchmap: %r is not an array over a patch matrix" % type(obj).__name__)
 
 
+def _row_indices(indices, n):
+    idx = np.asarray(indices)
+    if idx.dtype == np.bool_:
+        if idx.shape != (n,):
+            raise IndexError("boolean row mask of shape %s for %d rows" % (idx.shape, n))
+        return np.flatnonzero(idx)
+    if idx.dtype.kind not in "iu" and idx.size:
+        raise TypeError("row indices must be integers or a boolean mask, not %s" % idx.dtype)
+    idx = idx.astype(np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError("row index out of range for %d rows" % n)
+    return idx
+
+
+def _read_rows(owner, rows):
+    """Stored rows `rows` (valid indices) of the matrix via pm_matrix_read,
+    one call per run of consecutive rows."""
+    info = owner.info
+    dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
+    rb = ld * dtype.itemsize
+    out = np.empty((len(rows), ld), dtype=dtype)
+    h, read = owner.handle(), L.lib().pm_matrix_read
+    starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1) if len(rows) else []
+    ends = list(starts[1:]) + [len(rows)]
+    for a, b in zip(starts, ends):
+        L.check(read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb))
+    return out[:, :cols] if ld != cols else out
+
+
+def take(X, indices):
+    """numpy.take(X, indices, axis=0) for X an array over a patch matrix (or
+    a row slice X[a:b:k] of one, or a PatchMatrix), computed straight from
+    the source: sampling scattered rows (to fit a model, say) then costs
+    those rows only, where X[indices] would fill a whole chunk per row."""
+    if isinstance(X, PatchMatrix):
+        return X.take(indices)
+    owner = _owner_of(X)
+    info = owner.info
+    X = np.asarray(X)
+    pitch = info["ld"] * info["dtype"].itemsize
+    iface = owner.__array_interface__
+    off = X.__array_interface__["data"][0] - iface["data"][0]
+    if (X.ndim != 2 or X.dtype != info["dtype"] or X.shape[1] != info["cols"]
+            or X.strides[1] != X.itemsize or off % pitch or X.strides[0] % pitch):
+        raise ValueError("patchmap.take: X must be whole rows of the matrix (X or X[a:b:k]); "
+                         "for other views use X[indices]")
+    idx = _row_indices(indices, X.shape[0])
+    return _read_rows(owner, off // pitch + idx * (X.strides[0] // pitch))
+
+
 def info(obj):
     """The matrix's geometry as a dict (rows, cols, ld, elem_size, bytes,
     dtype, out_shape: window positions per spatial axis, windows,
@@ -463,16 +514,17 @@ class PatchMatrix:
         """Rows [start, stop) of the stored matrix, computed straight into a
         new (ordinary, writable) array without touching the mapping: works
         with backend="none", and wherever a page fault is not wanted."""
-        rows, cols = self.shape
-        start, stop, _ = slice(start, stop).indices(rows)
-        stop = max(stop, start)
-        ld = self.info["ld"]
-        out = np.empty((stop - start, ld), dtype=self.dtype)
+        start, stop, _ = slice(start, stop).indices(self.shape[0])
         with self._lock:
-            h = self._live_owner().handle()
-            L.check(L.lib().pm_matrix_read(h, start * ld * self.dtype.itemsize,
-                                           out.ctypes.data, out.nbytes))
-        return out[:, :cols] if ld != cols else out
+            return _read_rows(self._live_owner(), np.arange(start, max(stop, start)))
+
+    def take(self, indices):
+        """Rows `indices` (ints, negative from the end, or a boolean mask),
+        as numpy.take(self.array, indices, axis=0), computed straight into a
+        new array: no chunk is faulted in for a few scattered rows."""
+        with self._lock:
+            owner = self._live_owner()
+            return _read_rows(owner, _row_indices(indices, self.shape[0]))
 
     def close(self):
         """Frees the mapping now. Refused with BufferError while any array
@@ -555,5 +607,6 @@ def blockwise(func, X, block_rows=None, block_bytes="64M"):
     return out
 
 
-__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "blockwise",
+__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
+           "blockwise",
            "parse_size"]

@@ -3,6 +3,7 @@ it, the source as long as the mapping; close() never leaves an array over
 unmapped memory; nothing leaks. Also what a process may not do with the
 mapping (fork, write) and the sigsegv backend's order with faulthandler."""
 
+import errno
 import gc
 import os
 import signal
@@ -257,3 +258,23 @@ def test_unprivileged_user_mode(tmp_path):
         assert "write EFAULT" in r.stdout
     else:
         assert "write ok" in r.stdout
+
+
+def test_kernel_access_under_sigsegv_backend():
+    """The kernel does not take a SIGSEGV for its own accesses: write(2) from
+    an absent page of a sigsegv matrix fails with EFAULT (documented);
+    a user-space copy, or take()/read(), works."""
+    img = random_image((128, 128), np.uint8, seed=7)
+    X = patchmap.windows(img, 8, backend="sigsegv", chunk="4k", budget="16k")
+    R = reference(img, 8)
+    assert_bits_equal(X, R)  # the head is evicted after this scan
+    rfd, wfd = os.pipe()
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(wfd, memoryview(X[:200]))
+        assert e.value.errno == errno.EFAULT
+        n = os.write(wfd, memoryview(X[:200].copy()))
+        assert os.read(rfd, n) == R[:200].tobytes()[:n]
+    finally:
+        os.close(rfd)
+        os.close(wfd)

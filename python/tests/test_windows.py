@@ -189,10 +189,16 @@ def test_padding_forms():
                           (((0, 1), (2, 0)), [(0, 1), (2, 0)]), ("valid", None)]:
         assert_bits_equal(patchmap.windows(img, 3, padding=padding),
                           reference(img, (3, 3), pads=pads))
-    # "same": ceil(n / step) positions per axis, extra pad after.
-    for step in [1, 2, 3]:
-        X = patchmap.windows(img, (4, 3), step=step, padding="same")
+    # "same": ceil(n / step) positions per axis, the odd pad sample after.
+    for step, dil in [(1, 1), (2, 1), (3, 2), (1, 2)]:
+        X = patchmap.windows(img, (4, 3), step=step, dilation=dil, padding="same",
+                             pad_mode="edge")
         assert X.shape[0] == -(-7 // step) * -(-9 // step)
+        pads = []
+        for n, k in [(7, 4), (9, 3)]:
+            total = max((-(-n // step) - 1) * step + (k - 1) * dil + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        assert_bits_equal(X, reference(img, (4, 3), step, dil, pads, "edge"))
 
 
 def test_constant_pad_value_in_float():
@@ -291,3 +297,33 @@ def test_info():
         assert info["channels"] == 3 and info["ld"] == m.shape[1]
         assert m.nbytes == info["bytes"] == m.shape[0] * m.shape[1] * 4
         assert patchmap.info(m.array[3:]) == info
+
+
+@pytest.mark.parametrize("backend", ["uffd", "sigsegv", "eager"])
+def test_take(backend):
+    """take() gives X[indices] without faulting the mapping in."""
+    img = random_image((120, 130), np.int16, seed=20)
+    X = patchmap.windows(img, (6, 5), step=(1, 2), backend=backend, chunk="4k", budget="16k")
+    R = reference(img, (6, 5), (1, 2))
+    rng = np.random.default_rng(0)
+    idx = rng.integers(-X.shape[0], X.shape[0], 500)
+    idx[100:140] = np.arange(1000, 1040)  # a run of consecutive rows
+    faults = patchmap.stats(X).faults
+    assert_bits_equal(patchmap.take(X, idx), R[idx])
+    for view, ref in [(X[5:], R[5:]), (X[::3], R[::3]), (X[::-2], R[::-2]),
+                      (X[7:900:4], R[7:900:4])]:
+        sel = rng.integers(0, view.shape[0], 50)
+        assert_bits_equal(patchmap.take(view, sel), ref[sel])
+    mask = rng.random(X.shape[0]) < 0.1
+    assert_bits_equal(patchmap.take(X, mask), R[mask])
+    assert patchmap.take(X, []).shape == (0, 30)
+    assert patchmap.stats(X).faults == faults  # nothing faulted in
+    with patchmap.open(img, (6, 5), step=(1, 2), backend=backend, row_pitch=128) as m:
+        assert_bits_equal(m.take(idx), R[idx])
+    for bad in [X[:, 1:], X.T, X[:, ::2]]:
+        with pytest.raises(ValueError, match="whole rows"):
+            patchmap.take(bad, [0])
+    with pytest.raises(IndexError):
+        patchmap.take(X, [X.shape[0]])
+    with pytest.raises(TypeError):
+        patchmap.take(X, [0.5])
