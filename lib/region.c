@@ -522,17 +522,22 @@ static int make_pipe(int fd[2], int size)
 	return 0;
 }
 
-int pm__lazy_start(struct pm_region *r)
+/* The queues exist before the backend's front-end can push to them. */
+static int lazy_queues(struct pm_region *r)
 {
-	sigset_t all, old;
 	int err;
 
-	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
 	if ((err = make_pipe(r->demand_fd, 1 << 20)) || (err = make_pipe(r->ahead_fd, 0)))
 		return err;
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (r->stop_fd < 0)
-		return -errno;
+	return r->stop_fd < 0 ? -errno : 0;
+}
+
+int pm__lazy_start(struct pm_region *r)
+{
+	sigset_t all, old;
+	int err = 0;
+
 	r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
 	if (!r->workers)
 		return -ENOMEM;
@@ -665,11 +670,15 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 		r->ra_window = r->nslots / 2;
 	r->ra_trigger = r->ra_window / 2 ? r->ra_window / 2 : 1;
 
-	if (ops->id != PM_BACKEND_EAGER && (err = lazy_alloc(r)))
+	if (ops->id != PM_BACKEND_EAGER && ((err = lazy_alloc(r)) || (err = lazy_queues(r)))) {
+		pm__lazy_stop(r);
 		goto fail;
+	}
 	err = ops->open(r);
-	if (err)
+	if (err) {
+		pm__lazy_stop(r);
 		goto fail;
+	}
 	if (ops->id != PM_BACKEND_EAGER) {
 		err = pm__lazy_start(r);
 		if (err) {

@@ -1,8 +1,6 @@
-/* pending-intmin.c: pm_strerror() and pm_error_errno() take any int, but
- * negate their argument first, which for INT_MIN is signed overflow
- * (undefined behaviour, lib/names.c; UndefinedBehaviorSanitizer stops the
- * program there). In a plain build the negation wraps, and pm_error_errno
- * returns INT_MIN, where its contract promises a positive errno. */
+/* test-intmin.c: pm_strerror() and pm_error_errno() take any int, INT_MIN
+ * included, whose negation would overflow (UBSan stopped there); the errno
+ * promised is positive. */
 #include <CUnit/Basic.h>
 #include <limits.h>
 

@@ -1,11 +1,8 @@
-/* pending-uffd-open-race.c: the uffd backend starts its poller thread
- * (backend-uffd.c, uffd_open) before pm__lazy_start() creates the read-ahead
- * and demand pipes (region.c, open_with), so the poller's later use of
- * r->ahead_fd in ahead_note() has no happens-before edge with their creation
- * that ThreadSanitizer can see (the only ordering is the page fault through
- * the kernel). ThreadSanitizer reports a data race on the first fault. Passes
- * in a plain build; fails under -fsanitize=thread. Fix: create the pipes
- * before the poller starts. */
+/* test-uffd-open.c: the first faults on a fresh uffd matrix, read
+ * sequentially so that read-ahead runs at once. The backend's poller thread
+ * used to start before the core created the queues it pushes to; a plain
+ * build could not tell, ThreadSanitizer reported the race. Run under TSan
+ * (suite 'concurrency'). */
 #include <CUnit/Basic.h>
 #include <errno.h>
 
