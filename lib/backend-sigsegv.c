@@ -236,9 +236,20 @@ static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot)
 
 	/* PROT_NONE first: the emptied range must fault, not read zeros. */
 	err = pm__mprotect(p, r->chunk, PROT_NONE);
-	if (!err && (err = pm__mremap_move(p, r->chunk, pm__slot_addr(r, slot))))
+	if (!err && (err = pm__mremap_move(p, r->chunk, pm__slot_addr(r, slot)))) {
 		pm__mprotect(p, r->chunk, PROT_READ);
-	return err;
+		return err;
+	}
+	/* The hole left behind is still the moved mapping (the pool's flags
+	 * and anon_vma), which never merges with the reservation: replace it
+	 * by one just like the reservation, so that it merges, and the
+	 * process's mapping count stays bounded by the budget instead of
+	 * growing with every chunk ever touched. MAP_FIXED replaces the range
+	 * in one step: it is never free for another mmap to take. */
+	/* If that fails, the hole is still correct (PROT_NONE), just a
+	 * mapping of its own. */
+	mmap(p, r->chunk, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	return 0;
 }
 
 static void sigsegv_poison(struct pm_region *r, size_t c)
@@ -267,11 +278,12 @@ static int sigsegv_open(struct pm_region *r)
 		err = -ENOMEM;
 		goto fail;
 	}
-	madvise(r->base, r->span, advice);
+	/* The reservation keeps the default flags, so that holes re-reserved
+	 * after an eviction merge with it. Chunks mapped in carry the pool's
+	 * flags: huge pages, and not inherited by fork (a child sees the bare
+	 * reservation: any access raises SIGSEGV). */
 	madvise(r->pool, r->nslots * r->chunk, advice);
-	/* A forked child has neither range: its accesses raise SIGSEGV. */
-	if (madvise(r->base, r->span, MADV_DONTFORK) ||
-	    madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) {
+	if (madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) {
 		err = -errno;
 		goto fail;
 	}

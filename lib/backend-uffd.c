@@ -7,6 +7,7 @@
  * UFFDIO_MOVE get UFFDIO_COPY + MADV_DONTNEED, correct but slow. */
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,20 +121,33 @@ static char *chunk_addr(const struct pm_region *r, size_t c)
 	return r->base + c * r->chunk;
 }
 
-/* Moves len bytes; the kernel may stop early (-EAGAIN) and say how far. */
-static int move_pages(int fd, char *dst, char *src, size_t len, uint64_t mode)
+/* Moves len bytes. The kernel may stop early or refuse for a moment
+ * (-EAGAIN: a page under migration or lock contention; -EBUSY: a page
+ * briefly pinned); both pass, so retry them a bounded number of times. */
+static int move_pages(int fd, char *dst, char *src, size_t len, uint64_t mode, size_t *moved)
 {
+	int tries = 0;
+
+	if (moved)
+		*moved = 0;
 	while (len) {
 		struct uffdio_move m = { (uintptr_t)dst, (uintptr_t)src, len, mode, 0 };
 		int err = pm__ioctl(fd, UFFDIO_MOVE, &m);
 
-		if (err && !(err == -EAGAIN && m.move > 0))
-			return err;
 		if (!err)
 			return 0;
-		dst += m.move;
-		src += m.move;
-		len -= (size_t)m.move;
+		if (m.move > 0) {
+			dst += m.move;
+			src += m.move;
+			len -= (size_t)m.move;
+			if (moved)
+				*moved += (size_t)m.move;
+			tries = 0;
+			continue;
+		}
+		if ((err != -EAGAIN && err != -EBUSY) || ++tries > 200)
+			return err;
+		sched_yield();
 	}
 	return 0;
 }
@@ -164,7 +178,11 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 
 	if (!u->move)
 		return copy_pages(u->fd, dst, src, r->chunk);
-	err = move_pages(u->fd, dst, src, r->chunk, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0);
+	size_t moved;
+
+	err = move_pages(u->fd, dst, src, r->chunk, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0, &moved);
+	if (err && moved) /* the slot keeps the whole chunk, or nothing moved */
+		move_pages(u->fd, src, dst, moved, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
 	if (err || !u->wp)
 		return err;
 	/* Protect before anyone is woken: no window for a stray write.
@@ -172,7 +190,7 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 	struct uffdio_writeprotect wp = { { (uintptr_t)dst, r->chunk }, UFFDIO_WRITEPROTECT_MODE_WP };
 	err = pm__ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp);
 	if (err) {
-		move_pages(u->fd, src, dst, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE);
+		move_pages(u->fd, src, dst, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
 		return err;
 	}
 	return range_ioctl(u->fd, UFFDIO_WAKE, dst, r->chunk);
@@ -181,11 +199,18 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 static int uffd_map_out(struct pm_region *r, size_t c, size_t slot)
 {
 	struct uffd *u = r->bk;
-	char *src = chunk_addr(r, c);
+	char *src = chunk_addr(r, c), *dst = pm__slot_addr(r, slot);
+	size_t moved = 0;
+	int err;
 
 	if (!u->move)
 		return madvise(src, r->chunk, MADV_DONTNEED) ? -errno : 0;
-	return move_pages(u->fd, pm__slot_addr(r, slot), src, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE);
+	err = move_pages(u->fd, dst, src, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+	/* Half a chunk would read as holes that fault forever: put back what
+	 * moved, so that a failure leaves the chunk wholly resident. */
+	if (err && moved)
+		move_pages(u->fd, src, dst, moved, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
+	return err;
 }
 
 static int populate(char *p, size_t len)

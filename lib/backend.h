@@ -29,6 +29,7 @@ struct pm__backend_ops {
 	/* After a fill, before the slot may be mapped (NULL: nothing). */
 	int (*slot_seal)(struct pm_region *r, size_t slot);
 	int (*map_in)(struct pm_region *r, size_t c, size_t slot);
+	/* On failure the chunk must still be wholly resident. */
 	int (*map_out)(struct pm_region *r, size_t c, size_t slot);
 	/* Chunk c failed: from now on an access raises SIGBUS; wake waiters. */
 	void (*poison)(struct pm_region *r, size_t c);

@@ -17,7 +17,24 @@ typedef int32_t i32_u __attribute__((aligned(1)));
 typedef float f32_u __attribute__((aligned(1)));
 typedef double f64_u __attribute__((aligned(1)));
 
-#define KERNEL(NAME, ST, DT, EXPR)                                                  \
+/* Kernels for 4- and 8-byte samples are also built for AVX-512 and AVX2,
+ * the best the CPU runs chosen once at load time: their vector factor (16
+ * or 8 floats) fits a window line. For 1- and 2-byte samples the wider
+ * targets vectorize by 32 or 64 samples, more than a typical line, and
+ * would run it scalar: the baseline's 16 lanes are the right width there
+ * (and already write at memory speed). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
+#define WIDE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WIDE_CLONES
+#endif
+#define NARROW_CLONES
+
+/* Source and destination never overlap: no alias checks per line. */
+#define NO_ALIAS _Pragma("GCC ivdep")
+
+#define KERNEL(NAME, ST, DT, EXPR, CLONES)                                          \
+	CLONES                                                                      \
 	static void line_##NAME(void *dst, const char *src, size_t n, ptrdiff_t ss, \
 				const struct pm__affine *af)                        \
 	{                                                                           \
@@ -25,6 +42,7 @@ typedef double f64_u __attribute__((aligned(1)));
 		(void)af;                                                           \
 		if (ss == (ptrdiff_t)sizeof(ST##_u)) {                              \
 			const ST##_u *restrict s = (const ST##_u *)src;             \
+			NO_ALIAS                                                    \
 			for (size_t i = 0; i < n; i++) {                            \
 				ST##_u x = s[i];                                    \
 				d[i] = EXPR;                                        \
@@ -36,6 +54,7 @@ typedef double f64_u __attribute__((aligned(1)));
 			d[i] = EXPR;                                                \
 		}                                                                   \
 	}                                                                           \
+	CLONES                                                                      \
 	static void block_##NAME(char *dst, size_t dstep, const char *src,          \
 				 ptrdiff_t sstep, size_t lines, size_t n,           \
 				 const struct pm__affine *af)                       \
@@ -45,6 +64,7 @@ typedef double f64_u __attribute__((aligned(1)));
 			DT##_u *restrict d = (DT##_u *)(dst + l * dstep);           \
 			const ST##_u *restrict s =                                  \
 				(const ST##_u *)(src + (ptrdiff_t)l * sstep);       \
+			NO_ALIAS                                                    \
 			for (size_t i = 0; i < n; i++) {                            \
 				ST##_u x = s[i];                                    \
 				d[i] = EXPR;                                        \
@@ -55,26 +75,26 @@ typedef double f64_u __attribute__((aligned(1)));
 /* The affine step is done in the output type, as numpy's
  * x.astype(t) * t(scale) + t(offset) does; fill.c is built without FMA
  * contraction so that the rounding is the same. */
-#define FOR_OUTPUTS(ST)                                                          \
-	KERNEL(ST##_f32, ST, f32, (float)x)                                      \
-	KERNEL(ST##_f64, ST, f64, (double)x)                                     \
-	KERNEL(ST##_f32a, ST, f32, (float)x * af->fscale + af->foffset)          \
-	KERNEL(ST##_f64a, ST, f64, (double)x * af->dscale + af->doffset)
+#define FOR_OUTPUTS(ST, CLONES)                                                  \
+	KERNEL(ST##_f32, ST, f32, (float)x, CLONES)                              \
+	KERNEL(ST##_f64, ST, f64, (double)x, CLONES)                             \
+	KERNEL(ST##_f32a, ST, f32, (float)x * af->fscale + af->foffset, CLONES)  \
+	KERNEL(ST##_f64a, ST, f64, (double)x * af->dscale + af->doffset, CLONES)
 
-FOR_OUTPUTS(u8)
-FOR_OUTPUTS(i8)
-FOR_OUTPUTS(u16)
-FOR_OUTPUTS(i16)
-FOR_OUTPUTS(u32)
-FOR_OUTPUTS(i32)
-FOR_OUTPUTS(f32)
-FOR_OUTPUTS(f64)
-KERNEL(u8_u8, u8, u8, x)
-KERNEL(i8_i8, i8, i8, x)
-KERNEL(u16_u16, u16, u16, x)
-KERNEL(i16_i16, i16, i16, x)
-KERNEL(u32_u32, u32, u32, x)
-KERNEL(i32_i32, i32, i32, x)
+FOR_OUTPUTS(u8, NARROW_CLONES)
+FOR_OUTPUTS(i8, NARROW_CLONES)
+FOR_OUTPUTS(u16, NARROW_CLONES)
+FOR_OUTPUTS(i16, NARROW_CLONES)
+FOR_OUTPUTS(u32, WIDE_CLONES)
+FOR_OUTPUTS(i32, WIDE_CLONES)
+FOR_OUTPUTS(f32, WIDE_CLONES)
+FOR_OUTPUTS(f64, WIDE_CLONES)
+KERNEL(u8_u8, u8, u8, x, NARROW_CLONES)
+KERNEL(i8_i8, i8, i8, x, NARROW_CLONES)
+KERNEL(u16_u16, u16, u16, x, NARROW_CLONES)
+KERNEL(i16_i16, i16, i16, x, NARROW_CLONES)
+KERNEL(u32_u32, u32, u32, x, WIDE_CLONES)
+KERNEL(i32_i32, i32, i32, x, WIDE_CLONES)
 
 #define ROW(ST, SAME)                                                            \
 	{ { line_##SAME, line_##ST##_f32, line_##ST##_f64 },                     \
@@ -130,20 +150,45 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 	for (int k = 0; k < m; k++)
 		if (D[k].axis >= 0)
 			f->row_span[D[k].axis] = (D[k].extent - 1) * D[k].inc;
+
+	for (int k = 0; k < f->line_dim; k++)
+		f->ostride[k] = (ptrdiff_t)D[k].inc * (D[k].axis < 0 ? g->cstride : g->ax[D[k].axis].stride);
+	f->nblock = f->line_dim;
+	f->block_lines = 1;
+	if (f->nblock > 0) {
+		f->nblock--;
+		f->block_lines = (size_t)D[f->nblock].extent;
+		f->block_step = f->ostride[f->nblock];
+	}
+	f->line_bytes = f->line_elems * g->out_size;
+	f->contig = f->el_stride == (ptrdiff_t)g->in_size;
+	for (int k = 0; k < g->nidx; k++) {
+		const struct pm__dim *d = &g->idx[k];
+
+		f->idx_stride[k] = (ptrdiff_t)d->inc * (d->axis < 0 ? g->cstride : g->ax[d->axis].stride);
+	}
 }
 
-/* Where a stored row starts: its index split over g->idx, and the resulting
- * padded coordinate of its first sample on each axis (and channel). */
+/* Where a stored row starts: its index split over g->idx, the resulting
+ * padded coordinate of its first sample on each axis (and channel), and the
+ * byte offset of that sample from the data pointer (meaningful only when it
+ * is inside the source). */
 struct rowpos {
 	int64_t i[PM_MAX_DIMS + 1];
 	int64_t base[PM_MAX_DIMS];
 	int64_t ch;
+	ptrdiff_t so;
 };
 
-static void rowpos_set(const struct pm__geom *g, struct rowpos *p, size_t r)
+static void rowpos_set(const struct pm__fill *f, struct rowpos *p, size_t r)
 {
-	for (int a = 0; a < g->ns; a++)
+	const struct pm__geom *g = &f->g;
+
+	p->so = 0;
+	for (int a = 0; a < g->ns; a++) {
 		p->base[a] = -g->ax[a].pad_before;
+		p->so += (ptrdiff_t)p->base[a] * g->ax[a].stride;
+	}
 	p->ch = 0;
 	for (int k = g->nidx - 1; k >= 0; k--) {
 		const struct pm__dim *d = &g->idx[k];
@@ -154,11 +199,14 @@ static void rowpos_set(const struct pm__geom *g, struct rowpos *p, size_t r)
 			p->ch += p->i[k];
 		else
 			p->base[d->axis] += p->i[k] * d->inc;
+		p->so += (ptrdiff_t)p->i[k] * f->idx_stride[k];
 	}
 }
 
-static void rowpos_next(const struct pm__geom *g, struct rowpos *p)
+static void rowpos_next(const struct pm__fill *f, struct rowpos *p)
 {
+	const struct pm__geom *g = &f->g;
+
 	for (int k = g->nidx - 1; k >= 0; k--) {
 		const struct pm__dim *d = &g->idx[k];
 		int64_t back = ++p->i[k] < d->extent ? -1 : d->extent - 1;
@@ -168,6 +216,7 @@ static void rowpos_next(const struct pm__geom *g, struct rowpos *p)
 				p->ch++;
 			else
 				p->base[d->axis] += d->inc;
+			p->so += f->idx_stride[k];
 			return;
 		}
 		p->i[k] = 0;
@@ -175,6 +224,7 @@ static void rowpos_next(const struct pm__geom *g, struct rowpos *p)
 			p->ch -= back;
 		else
 			p->base[d->axis] -= back * d->inc;
+		p->so -= (ptrdiff_t)back * f->idx_stride[k];
 	}
 }
 
@@ -311,43 +361,26 @@ static bool row_interior(const struct pm__fill *f, const struct rowpos *p)
  * and each block is one kernel call. */
 static void row_fast(const struct pm__fill *f, const struct rowpos *p, char *d)
 {
-	const struct pm__geom *g = &f->g;
-	const struct pm__dim *D = g->row;
-	int mo = f->line_dim;
-	size_t lstep = f->line_elems * g->out_size;
+	const struct pm__dim *D = f->g.row;
+	const char *s = f->g.data + p->so;
+	size_t nl = f->block_lines, lstep = f->line_bytes;
 	int64_t i[PM_MAX_DIMS + 1] = { 0 };
-	ptrdiff_t ostride[PM_MAX_DIMS + 1];
-	ptrdiff_t so = (ptrdiff_t)p->ch * g->cstride;
-	size_t nl = 1;
-	ptrdiff_t bstep = 0;
-	bool contig = f->el_stride == (ptrdiff_t)g->in_size;
 
-	for (int a = 0; a < g->ns; a++)
-		so += (ptrdiff_t)p->base[a] * g->ax[a].stride;
-	for (int k = 0; k < mo; k++)
-		ostride[k] = (ptrdiff_t)D[k].inc * (D[k].axis < 0 ? g->cstride : g->ax[D[k].axis].stride);
-	if (mo > 0) {
-		nl = (size_t)D[mo - 1].extent;
-		bstep = ostride[mo - 1];
-		mo--;
-	}
 	for (;;) {
-		const char *s = g->data + so;
-
-		if (contig) {
-			f->block(d, lstep, s, bstep, nl, f->line_elems, &f->af);
+		if (f->contig) {
+			f->block(d, lstep, s, f->block_step, nl, f->line_elems, &f->af);
 		} else {
 			for (size_t l = 0; l < nl; l++)
-				f->line(d + l * lstep, s + (ptrdiff_t)l * bstep, f->line_elems,
-					f->el_stride, &f->af);
+				f->line(d + l * lstep, s + (ptrdiff_t)l * f->block_step,
+					f->line_elems, f->el_stride, &f->af);
 		}
 		d += nl * lstep;
-		int k = mo - 1;
+		int k = f->nblock - 1;
 		for (; k >= 0; k--) {
-			so += ostride[k];
+			s += f->ostride[k];
 			if (++i[k] < D[k].extent)
 				break;
-			so -= ostride[k] * D[k].extent;
+			s -= f->ostride[k] * D[k].extent;
 			i[k] = 0;
 		}
 		if (k < 0)
@@ -400,7 +433,7 @@ void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 
 	if (!len)
 		return;
-	rowpos_set(g, &p, off / g->pitch);
+	rowpos_set(f, &p, off / g->pitch);
 	for (;;) {
 		size_t take = len < g->pitch - b ? len : g->pitch - b;
 
@@ -410,6 +443,6 @@ void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 		if (!len)
 			return;
 		b = 0;
-		rowpos_next(g, &p);
+		rowpos_next(f, &p);
 	}
 }

@@ -34,6 +34,18 @@ struct pm__fill {
 	bool merged;                /* the line's samples are el_stride apart */
 	size_t line_elems;
 	int64_t row_span[PM_MAX_DIMS]; /* per axis: coordinate range within a row */
+
+	/* The fast path over a whole row that reads no padding: `nblock`
+	 * outer dims walked by an odometer (source steps ostride), each step
+	 * one kernel call over block_lines lines block_step bytes apart. */
+	int nblock;
+	ptrdiff_t ostride[PM_MAX_DIMS + 1];
+	size_t block_lines;
+	ptrdiff_t block_step;
+	size_t line_bytes;
+	bool contig;
+	/* Source byte steps of the stored-row index dims. */
+	ptrdiff_t idx_stride[PM_MAX_DIMS + 1];
 };
 
 /* Prepares f for g. Cannot fail for a valid g. */

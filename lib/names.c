@@ -1,5 +1,6 @@
 /* names.c: words for codes, dtypes and backends; the version. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 
@@ -50,6 +51,8 @@ const char *pm_strerror(int code)
 {
 	const char *s;
 
+	if (code == INT_MIN)
+		return "unknown error";
 	if (code < 0)
 		code = -code;
 	if (code == 0)
@@ -72,6 +75,8 @@ const char *pm_strerror(int code)
 
 int pm_error_errno(int code)
 {
+	if (code == INT_MIN || code == 0)
+		return code == 0 ? 0 : EINVAL;
 	if (code < 0)
 		code = -code;
 	if (code == PM_ETOOBIG)

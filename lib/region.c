@@ -154,8 +154,8 @@ static void fifo_push(struct pm_region *r, size_t slot)
 
 /* Frees the oldest evictable slot (lock held). Returns the slot, or NONE
  * with *wait_ns the time until the head may be taken (0: nothing evictable
- * until a fill completes). */
-static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
+ * until a fill completes) and *err the last failed move-out, if any. */
+static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *err_out)
 {
 	for (size_t n = r->fifo_count; n > 0; n--) {
 		size_t slot = r->fifo[r->fifo_head], c = r->slot_chunk[slot];
@@ -184,6 +184,7 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
 				if (err) {
 					/* Pinned pages (say, O_DIRECT I/O from them): keep it. */
 					state_set(r, c, PM__RESIDENT);
+					*err_out = err;
 				} else {
 					old = atomic_load_explicit(w, memory_order_acquire);
 					while (!atomic_compare_exchange_weak(
@@ -208,6 +209,9 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns)
 	return PM__NONE;
 }
 
+/* How long a demand keeps retrying evictions that fail before it fails. */
+#define EVICT_PATIENCE 100
+
 /* Has a sequential reader left chunk c behind (lock held)? */
 static bool passed(const struct pm_region *r, size_t c)
 {
@@ -224,12 +228,14 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 {
 	size_t slot = PM__NONE;
 	bool fresh = false;
+	int failures = 0;
 
 	*err = 0;
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		uint64_t wait_ns = 0;
 		struct timespec until;
+		int evict_err = 0;
 
 		if (r->stopping)
 			break;
@@ -240,16 +246,25 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 		/* Fresh pages are the slowest thing there is: rather than grow
 		 * the pool, recycle a chunk a sequential reader has passed. */
 		if (r->fifo_count && passed(r, r->slot_chunk[r->fifo[r->fifo_head]]) &&
-		    (slot = evict_one(r, tid, &wait_ns)) != PM__NONE)
+		    (slot = evict_one(r, tid, &wait_ns, &evict_err)) != PM__NONE)
 			break;
 		if (r->slots_ready < r->nslots) {
 			slot = r->slots_ready++;
 			fresh = true;
 			break;
 		}
-		slot = evict_one(r, tid, &wait_ns);
+		slot = evict_one(r, tid, &wait_ns, &evict_err);
 		if (slot != PM__NONE || !demand)
 			break;
+		/* Nothing could be moved out, again and again: fail this fill
+		 * loudly (the reader gets SIGBUS, the error is kept) rather than
+		 * wait forever. */
+		if (evict_err && ++failures > EVICT_PATIENCE) {
+			*err = evict_err;
+			break;
+		}
+		if (evict_err)
+			wait_ns = 1000000;
 		clock_gettime(CLOCK_REALTIME, &until);
 		wait_ns = wait_ns ? wait_ns : 10000000u;
 		until.tv_nsec += (long)wait_ns;
@@ -507,17 +522,22 @@ static int make_pipe(int fd[2], int size)
 	return 0;
 }
 
-int pm__lazy_start(struct pm_region *r)
+/* The queues exist before the backend's front-end can push to them. */
+static int lazy_queues(struct pm_region *r)
 {
-	sigset_t all, old;
 	int err;
 
-	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
 	if ((err = make_pipe(r->demand_fd, 1 << 20)) || (err = make_pipe(r->ahead_fd, 0)))
 		return err;
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (r->stop_fd < 0)
-		return -errno;
+	return r->stop_fd < 0 ? -errno : 0;
+}
+
+int pm__lazy_start(struct pm_region *r)
+{
+	sigset_t all, old;
+	int err = 0;
+
 	r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
 	if (!r->workers)
 		return -ENOMEM;
@@ -650,11 +670,15 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 		r->ra_window = r->nslots / 2;
 	r->ra_trigger = r->ra_window / 2 ? r->ra_window / 2 : 1;
 
-	if (ops->id != PM_BACKEND_EAGER && (err = lazy_alloc(r)))
+	if (ops->id != PM_BACKEND_EAGER && ((err = lazy_alloc(r)) || (err = lazy_queues(r)))) {
+		pm__lazy_stop(r);
 		goto fail;
+	}
 	err = ops->open(r);
-	if (err)
+	if (err) {
+		pm__lazy_stop(r);
 		goto fail;
+	}
 	if (ops->id != PM_BACKEND_EAGER) {
 		err = pm__lazy_start(r);
 		if (err) {

@@ -1,9 +1,8 @@
-/* pending-sigsegv-maps.c: the SIGSEGV backend must keep its mapping count
+/* stress-sigsegv-maps.c: the SIGSEGV backend must keep its mapping count
  * bounded by its budget, whatever the access order. Found by bench-faults
- * (small chunks, random order): every chunk ever evicted stays a mapping of
- * its own, so after about 32k distinct chunks the process reaches
- * vm.max_map_count, mremap fails with ENOMEM and the reader gets SIGBUS.
- * Suite 'pending': it fails until the backend is fixed. */
+ * (small chunks, random order): every chunk ever evicted used to stay a
+ * mapping of its own, so after about 32k distinct chunks the process reached
+ * vm.max_map_count, mremap failed with ENOMEM and the reader got SIGBUS. */
 #include <CUnit/Basic.h>
 #include <signal.h>
 #include <sys/wait.h>

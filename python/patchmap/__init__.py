@@ -1,0 +1,36 @@
+"""patchmap: the sliding-window patch matrix (im2col) of a numpy array as a
+read-only 2-D ndarray that is never materialized.
+
+    >>> import numpy as np, patchmap
+    >>> X = patchmap.windows(np.arange(9, dtype=np.int32).reshape(3, 3), (2, 2))
+    >>> X
+    array([[0., 1., 3., 4.],
+           [1., 2., 4., 5.],
+           [3., 4., 6., 7.],
+           [4., 5., 7., 8.]], dtype=float32)
+
+X's buffer is a lazily filled mapping made by libpatchmap (loaded with
+ctypes: PATCHMAP_LIBRARY, next to this package, a ../build* tree of a source
+checkout, or the system's libpatchmap.so.0): pages are computed from the
+image when first read and dropped again under a memory budget, so the matrix
+may be far larger than RAM and still go straight into scikit-learn.
+"""
+
+from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats, take,
+                    windows)
+from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
+
+open = open_matrix  # patchmap.open(...): a handle with close() and a with-block
+
+
+def library_version():
+    """The loaded libpatchmap's version string."""
+    from ._lib import lib
+    return lib().pm_version().decode()
+
+
+__version__ = "0.1.0"
+__all__ = ["windows", "open", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
+           "blockwise",
+           "parse_size", "Error", "InvalidArgument", "OutOfMemory", "SystemCallError",
+           "library_path", "library_version"]

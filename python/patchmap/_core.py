@@ -1,0 +1,612 @@
+"""_core.py: numpy arrays over libpatchmap's virtual patch matrices.
+
+A PatchMatrix owns one pm_matrix through a private _Mapping object. Every
+array handed out is built from that object's __array_interface__, so numpy
+records it as the array's base: the mapping (and the source image, which the
+library reads on every fault) lives as long as any array or view over it, and
+is closed when the last one is collected. PatchMatrix.close() closes it
+early, but only when no array over it is left (else BufferError, as
+mmap.mmap.close() does): a Python object can never point at unmapped memory.
+"""
+
+import ctypes
+import dataclasses
+import gc
+import numbers
+import operator
+import re
+import sys
+import threading
+import weakref
+
+import numpy as np
+
+from . import _lib as L
+
+_SOURCE_DTYPES = {
+    np.dtype(np.uint8): L.PM_DTYPE_U8,
+    np.dtype(np.int8): L.PM_DTYPE_I8,
+    np.dtype(np.uint16): L.PM_DTYPE_U16,
+    np.dtype(np.int16): L.PM_DTYPE_I16,
+    np.dtype(np.uint32): L.PM_DTYPE_U32,
+    np.dtype(np.int32): L.PM_DTYPE_I32,
+    np.dtype(np.float32): L.PM_DTYPE_F32,
+    np.dtype(np.float64): L.PM_DTYPE_F64,
+}
+_NUMPY_DTYPES = {v: k for k, v in _SOURCE_DTYPES.items()}
+_SUPPORTED = "uint8, int8, uint16, int16, uint32, int32, float32 or float64"
+
+_PAD_MODES = {
+    "zero": L.PM_PAD_ZERO,
+    "constant": L.PM_PAD_CONSTANT,
+    "edge": L.PM_PAD_EDGE,
+    "reflect": L.PM_PAD_REFLECT,
+    "symmetric": L.PM_PAD_SYMMETRIC,
+    "wrap": L.PM_PAD_WRAP,
+}
+_ORDERS = {"window": L.PM_ORDER_WINDOW, "channel": L.PM_ORDER_CHANNEL}
+_LAYOUTS = {"rows": L.PM_LAYOUT_ROWS, "cols": L.PM_LAYOUT_COLS, "columns": L.PM_LAYOUT_COLS}
+
+_SIZE_MAX = L.PM_BUDGET_UNLIMITED
+_INT_MAX = 2**31 - 1
+
+
+# ------------------------------------------------------------ arguments
+
+
+def _int(value, what, lo=0, hi=2**63 - 1):
+    """An exact integer in [lo, hi]; rejects floats and bools."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s must be an integer, not a bool" % what)
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError("%s must be an integer, not %r" % (what, value)) from None
+    if not lo <= v <= hi:
+        raise ValueError("%s must be between %d and %d, not %d" % (what, lo, hi, v))
+    return v
+
+
+def _per_axis(value, n, what, lo):
+    """An int, or a sequence of n ints, as a tuple of n ints."""
+    if isinstance(value, numbers.Integral) or np.ndim(value) == 0:
+        return (_int(value, what, lo),) * n
+    vals = tuple(value)
+    if len(vals) != n:
+        raise ValueError("%s needs one value per windowed axis (%d), got %d" % (what, n, len(vals)))
+    return tuple(_int(v, what, lo) for v in vals)
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value, what="size"):
+    """Bytes from an int or a string such as "256M", "1.5GiB", "64k" (binary
+    units: k = 1024). "unlimited" and float("inf") give the library's
+    unlimited budget."""
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s in ("unlimited", "inf", "none"):
+            return _SIZE_MAX
+        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", s)
+        if not m:
+            raise ValueError("%s: cannot read %r as a size (e.g. 268435456, \"256M\", \"1.5G\")"
+                             % (what, value))
+        return _int(int(float(m.group(1)) * _UNITS[m.group(2)]), what)
+    if isinstance(value, float) and value == float("inf"):
+        return _SIZE_MAX
+    return _int(value, what)
+
+
+def _pads(padding, shape, sizes, steps, dils):
+    """(before, after) per spatial axis from numpy.pad-style padding, or
+    "valid" / "same" (TensorFlow's: ceil(n / step) windows per axis)."""
+    n = len(shape)
+    if padding is None or (isinstance(padding, str) and padding.lower() == "valid"):
+        return [(0, 0)] * n
+    if isinstance(padding, str):
+        if padding.lower() != "same":
+            raise ValueError("padding must be None, \"valid\", \"same\", an int, a (before, "
+                             "after) pair or one pair per windowed axis, not %r" % padding)
+        pads = []
+        for size, k, s, d in zip(shape, sizes, steps, dils):
+            if min(size, k, s, d) == 0:  # invalid: left for the library to name
+                pads.append((0, 0))
+                continue
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    arr = np.asarray(padding, dtype=object)
+    if arr.ndim == 0:
+        p = _int(padding, "padding")
+        return [(p, p)] * n
+    if arr.shape == (2,):
+        pair = tuple(_int(v, "padding") for v in arr)
+        return [pair] * n
+    if arr.shape == (n, 2):
+        return [tuple(_int(v, "padding") for v in row) for row in arr]
+    if arr.shape == (n, 1) or arr.shape == (1, 2) or arr.shape == (1, 1):
+        rows = [row for row in arr] * (n if arr.shape[0] == 1 else 1)
+        return [(_int(r[0], "padding"), _int(r[-1], "padding")) for r in rows]
+    raise ValueError("padding must be an int, a (before, after) pair or %d such pairs, "
+                     "as numpy.pad's pad_width; got shape %s" % (n, arr.shape))
+
+
+def _source_array(image):
+    """The source as an ndarray the library can read, without copying it."""
+    if isinstance(image, np.ma.MaskedArray):
+        raise TypeError("patchmap: masked arrays are not supported (the mask would be "
+                        "ignored); use image.filled(value) first")
+    arr = np.asarray(image)
+    dt = arr.dtype
+    if dt.fields is not None or dt.subdtype is not None or dt.kind not in "uif":
+        raise TypeError("patchmap: unsupported source dtype %s (use %s; convert with "
+                        "image.astype(numpy.float32) for instance)" % (dt, _SUPPORTED))
+    if not dt.isnative:
+        raise TypeError("patchmap: the source is byte-swapped (%s); the library reads "
+                        "native byte order only: convert it with "
+                        "image.astype(image.dtype.newbyteorder(\"=\"))" % dt.str)
+    if dt not in _SOURCE_DTYPES:
+        raise TypeError("patchmap: unsupported source dtype %s (use %s; convert with "
+                        "image.astype(numpy.float32) for instance)" % (dt, _SUPPORTED))
+    if arr.ndim == 0:
+        raise ValueError("patchmap: the source must have at least one dimension")
+    if arr.ndim > L.PM_MAX_DIMS:
+        raise ValueError("patchmap: the source has %d dimensions; at most %d are supported"
+                         % (arr.ndim, L.PM_MAX_DIMS))
+    return arr
+
+
+def _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_value, dtype,
+                order, channel_axis, budget, backend, chunk, threads, layout, affine,
+                row_pitch, readahead, write_protect):
+    arr = _source_array(image)
+    o = L.pm_matrix_opts()
+    o.size = ctypes.sizeof(o)
+    s = o.source
+    s.data = arr.ctypes.data  # the element at index (0, ..., 0), whatever the strides
+    s.dtype = _SOURCE_DTYPES[arr.dtype]
+    s.ndim = arr.ndim
+    for i in range(arr.ndim):
+        s.shape[i] = arr.shape[i]
+        s.strides[i] = arr.strides[i]
+    if channel_axis is not None:
+        if arr.ndim < 2:
+            raise ValueError("patchmap: a channel axis needs a source of 2 or more dimensions")
+        ca = _int(channel_axis, "channel_axis", -arr.ndim, arr.ndim - 1) % arr.ndim
+        s.has_channels = True
+        s.channel_axis = ca
+    spatial = [i for i in range(arr.ndim) if channel_axis is None or i != s.channel_axis]
+    n = len(spatial)
+    # Zeros go through: the library names them in its own words.
+    sizes = _per_axis(window_shape, n, "window_shape", 0)
+    steps = _per_axis(step, n, "step", 0)
+    dils = _per_axis(dilation, n, "dilation", 0)
+    pads = _pads(padding, [arr.shape[i] for i in spatial], sizes, steps, dils)
+    for a in range(n):
+        w = o.window[a]
+        w.size, w.step, w.dilation = sizes[a], steps[a], dils[a]
+        w.pad_before, w.pad_after = pads[a]
+
+    mode = str(pad_mode).lower()
+    if mode not in _PAD_MODES:
+        raise ValueError("pad_mode must be one of %s, not %r" % (", ".join(_PAD_MODES), pad_mode))
+    o.pad_mode = _PAD_MODES[mode]
+    pv = float(pad_value)
+    if o.pad_mode == L.PM_PAD_CONSTANT:
+        o.pad_value = pv
+    elif pv != 0:
+        raise ValueError("pad_value is used by pad_mode=\"constant\" only (pad_mode is %r)"
+                         % pad_mode)
+
+    if dtype is None or (isinstance(dtype, str) and dtype == "same"):
+        o.dtype = L.PM_DTYPE_SAME
+    else:
+        dt = np.dtype(dtype)
+        if dt not in _SOURCE_DTYPES:
+            raise TypeError("patchmap: unsupported output dtype %s (use float32, float64 or "
+                            "the source's own dtype)" % dt)
+        o.dtype = _SOURCE_DTYPES[dt]
+    if affine is not None:
+        scale, offset = affine
+        o.affine = True
+        o.scale, o.offset = float(scale), float(offset)
+
+    if str(order).lower() not in _ORDERS:
+        raise ValueError("order must be \"window\" (columns y, x, c) or \"channel\" "
+                         "(columns c, y, x), not %r" % (order,))
+    o.order = _ORDERS[str(order).lower()]
+    if str(layout).lower() not in _LAYOUTS:
+        raise ValueError("layout must be \"rows\" (one row per window) or \"cols\" "
+                         "(one column per window), not %r" % (layout,))
+    o.layout = _LAYOUTS[str(layout).lower()]
+    o.row_pitch = 0 if row_pitch is None else _int(row_pitch, "row_pitch")
+
+    lz = o.lazy
+    b = L.lib().pm_backend_parse(str(backend).encode())
+    L.check(b, "backend %r" % (backend,))
+    lz.backend = b
+    lz.budget = 0 if budget is None else parse_size(budget, "budget")
+    if lz.budget == 0 and budget is not None:
+        raise ValueError("budget must be positive (None for the default)")
+    lz.chunk = 0 if chunk is None else parse_size(chunk, "chunk")
+    lz.threads = 0 if threads is None else _int(threads, "threads", 0, _INT_MAX)
+    if readahead is not None:
+        # The C field's 0 means "default": ask for none with a negative value.
+        r = _int(readahead, "readahead", -1, _INT_MAX)
+        lz.readahead = r if r > 0 else -1
+    lz.flags = 0 if write_protect else L.PM_LAZY_WRITABLE
+    return arr, o
+
+
+# ---------------------------------------------------------------- owner
+
+
+def _release(handle, source):
+    """Closes a pm_matrix; run exactly once (weakref.finalize)."""
+    del source  # kept alive until now: the library read it on every fault
+    return L.lib().pm_matrix_close(handle)
+
+
+class _Mapping:
+    """Owns one pm_matrix. Arrays over the matrix are created from this
+    object's __array_interface__ and keep it as their base."""
+
+    __slots__ = ("_handle", "_interface", "_finalizer", "info", "__weakref__")
+
+    def __init__(self, handle, interface, source, info):
+        self._handle = handle
+        self._interface = interface
+        self.info = info
+        self._finalizer = weakref.finalize(self, _release, handle, source)
+        # At interpreter exit, leave the mapping to the OS: an object torn
+        # down later might still read an array over it.
+        self._finalizer.atexit = False
+
+    @property
+    def alive(self):
+        return self._finalizer.alive
+
+    @property
+    def __array_interface__(self):
+        if self._interface is None:
+            raise ValueError("patchmap: this matrix has no mapping (backend \"none\"); "
+                             "use PatchMatrix.read()")
+        if not self._finalizer.alive:
+            raise ValueError("patchmap: the matrix is closed")
+        return self._interface
+
+    def handle(self):
+        if not self._finalizer.alive:
+            raise ValueError("patchmap: the matrix is closed")
+        return self._handle
+
+
+# ---------------------------------------------------------------- stats
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """What happened so far to a matrix's lazy memory (struct pm_stats)."""
+
+    backend: str                 # the backend in force: uffd, sigsegv, eager, none
+    mechanisms: tuple            # how it works here, e.g. ("uffd_full", "move", ...)
+    mechanism: int               # the same, as PM_MECH_* bits
+    chunk_bytes: int
+    budget_bytes: int            # as enforced: whole chunks
+    faults: int                  # first touches of absent chunks
+    chunks_filled: int           # fills run (faults and read-ahead)
+    bytes_filled: int
+    evictions: int
+    readahead_fills: int
+    readahead_hits: int
+    fill_errors: int
+    resident_bytes: int          # now
+    peak_resident_bytes: int
+    fill_seconds: float          # time spent computing chunks
+
+    def asdict(self):
+        return dataclasses.asdict(self)
+
+
+def _stats_from(st):
+    backend = L.lib().pm_backend_name(st.backend)
+    return Stats(
+        backend=backend.decode() if backend else str(st.backend),
+        mechanisms=tuple(k for k, bit in L.MECHANISMS.items() if st.mechanism & bit),
+        mechanism=st.mechanism,
+        chunk_bytes=st.chunk_bytes,
+        budget_bytes=st.budget_bytes,
+        faults=st.faults,
+        chunks_filled=st.chunks_filled,
+        bytes_filled=st.bytes_filled,
+        evictions=st.evictions,
+        readahead_fills=st.readahead_fills,
+        readahead_hits=st.readahead_hits,
+        fill_errors=st.fill_errors,
+        resident_bytes=st.resident_bytes,
+        peak_resident_bytes=st.peak_resident_bytes,
+        fill_seconds=st.fill_ns / 1e9,
+    )
+
+
+def _owner_of(obj):
+    """The _Mapping under a PatchMatrix, or under an array / view over one."""
+    if isinstance(obj, PatchMatrix):
+        return obj._live_owner()
+    if isinstance(obj, _Mapping):
+        return obj
+    base = obj
+    while base is not None:
+        if isinstance(base, _Mapping):
+            return base
+        # ndarray.base, or memoryview.obj for an array made from a memoryview
+        base = base.base if isinstance(base, np.ndarray) else getattr(base, "obj", None)
+    raise TypeError("patchmap: %r is not an array over a patch matrix" % type(obj).__name__)
+
+
+def _row_indices(indices, n):
+    idx = np.asarray(indices)
+    if idx.dtype == np.bool_:
+        if idx.shape != (n,):
+            raise IndexError("boolean row mask of shape %s for %d rows" % (idx.shape, n))
+        return np.flatnonzero(idx)
+    if idx.dtype.kind not in "iu" and idx.size:
+        raise TypeError("row indices must be integers or a boolean mask, not %s" % idx.dtype)
+    idx = idx.astype(np.int64).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError("row index out of range for %d rows" % n)
+    return idx
+
+
+def _read_rows(owner, rows):
+    """Stored rows `rows` (valid indices) of the matrix via pm_matrix_read,
+    one call per run of consecutive rows."""
+    info = owner.info
+    dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
+    rb = ld * dtype.itemsize
+    out = np.empty((len(rows), ld), dtype=dtype)
+    h, read = owner.handle(), L.lib().pm_matrix_read
+    starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1) if len(rows) else []
+    ends = list(starts[1:]) + [len(rows)]
+    for a, b in zip(starts, ends):
+        L.check(read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb))
+    return out[:, :cols] if ld != cols else out
+
+
+def take(X, indices):
+    """numpy.take(X, indices, axis=0) for X an array over a patch matrix (or
+    a row slice X[a:b:k] of one, or a PatchMatrix), computed straight from
+    the source: sampling scattered rows (to fit a model, say) then costs
+    those rows only, where X[indices] would fill a whole chunk per row."""
+    if isinstance(X, PatchMatrix):
+        return X.take(indices)
+    owner = _owner_of(X)
+    info = owner.info
+    X = np.asarray(X)
+    pitch = info["ld"] * info["dtype"].itemsize
+    iface = owner.__array_interface__
+    off = X.__array_interface__["data"][0] - iface["data"][0]
+    if (X.ndim != 2 or X.dtype != info["dtype"] or X.shape[1] != info["cols"]
+            or X.strides[1] != X.itemsize or off % pitch or X.strides[0] % pitch):
+        raise ValueError("patchmap.take: X must be whole rows of the matrix (X or X[a:b:k]); "
+                         "for other views use X[indices]")
+    idx = _row_indices(indices, X.shape[0])
+    return _read_rows(owner, off // pitch + idx * (X.strides[0] // pitch))
+
+
+def info(obj):
+    """The matrix's geometry as a dict (rows, cols, ld, elem_size, bytes,
+    dtype, out_shape: window positions per spatial axis, windows,
+    window_elems, channels), for a PatchMatrix or an array over one."""
+    if isinstance(obj, PatchMatrix):
+        return dict(obj.info)
+    return dict(_owner_of(obj).info)
+
+
+def stats(obj):
+    """Stats of the matrix under `obj`: a PatchMatrix, or an array returned by
+    windows() (or any view of it)."""
+    st = L.pm_stats()
+    L.check(L.lib().pm_matrix_stats(_owner_of(obj).handle(), ctypes.byref(st)))
+    return _stats_from(st)
+
+
+# ---------------------------------------------------------------- handle
+
+
+class PatchMatrix:
+    """A virtual patch matrix: see open(). Use .array (or numpy.asarray(m))
+    for the read-only ndarray over it; close() or a with-block frees it."""
+
+    def __init__(self, image, window_shape, step=1, dilation=1, padding=None,
+                 pad_mode="zero", pad_value=0, dtype=np.float32, order="window",
+                 channel_axis=None, budget="256M", backend="auto", chunk=None, threads=None,
+                 *, layout="rows", affine=None, row_pitch=None, readahead=None,
+                 write_protect=True):
+        self._lock = threading.Lock()
+        self._owner = None
+        self._final_stats = None
+        src, o = _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_value,
+                             dtype, order, channel_axis, budget, backend, chunk, threads,
+                             layout, affine, row_pitch, readahead, write_protect)
+        lib = L.lib()
+        info = L.pm_matrix_info()
+        L.check(lib.pm_matrix_describe(ctypes.byref(o), ctypes.byref(info)))
+        h = ctypes.c_void_p()
+        L.check(lib.pm_matrix_open(ctypes.byref(o), ctypes.byref(h)))
+        try:
+            self.dtype = _NUMPY_DTYPES[info.dtype]
+            self.shape = (info.rows, info.cols)
+            self.nbytes = info.bytes
+            self.info = {
+                "rows": info.rows, "cols": info.cols, "ld": info.ld,
+                "elem_size": info.elem_size, "bytes": info.bytes, "dtype": self.dtype,
+                "out_shape": tuple(info.out_shape[: info.nspatial]),
+                "windows": info.windows, "window_elems": info.window_elems,
+                "channels": info.channels,
+            }
+            data = lib.pm_matrix_data(h)
+            interface = None
+            if data:
+                pitch = info.ld * info.elem_size
+                interface = {
+                    "version": 3,
+                    "shape": self.shape,
+                    "typestr": self.dtype.str,
+                    "data": (data, True),  # read-only
+                    "strides": None if info.ld == info.cols else (pitch, info.elem_size),
+                }
+        except BaseException:
+            lib.pm_matrix_close(h)
+            raise
+        self._owner = _Mapping(h.value, interface, src, self.info)
+        self._baseline = self._owner_refs()
+
+    def _owner_refs(self):
+        # Always measured through this one call, so that the interpreter's
+        # own temporary references are the same at baseline and at close.
+        return sys.getrefcount(self._owner)
+
+    def _live_owner(self):
+        owner = self._owner
+        if owner is None or not owner.alive:
+            raise ValueError("patchmap: the matrix is closed")
+        return owner
+
+    @property
+    def closed(self):
+        return self._owner is None or not self._owner.alive
+
+    @property
+    def backend(self):
+        return self.stats().backend
+
+    @property
+    def array(self):
+        """A read-only, C-contiguous (unless row_pitch pads rows) ndarray
+        over the matrix: a new array object each time, always the same
+        memory. It keeps the mapping alive."""
+        with self._lock:
+            return np.asarray(self._live_owner())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.array
+        if copy:
+            return np.array(a, dtype=dtype, copy=True)
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            if copy is False:
+                raise ValueError("patchmap: a %s matrix cannot be seen as %s without a copy"
+                                 % (a.dtype, np.dtype(dtype)))
+            return a.astype(dtype)
+        return a
+
+    def stats(self):
+        """Stats (see Stats); after close(), the last figures."""
+        with self._lock:
+            if self.closed and self._final_stats is not None:
+                return self._final_stats
+            return stats(self._live_owner())
+
+    def read(self, start=0, stop=None):
+        """Rows [start, stop) of the stored matrix, computed straight into a
+        new (ordinary, writable) array without touching the mapping: works
+        with backend="none", and wherever a page fault is not wanted."""
+        start, stop, _ = slice(start, stop).indices(self.shape[0])
+        with self._lock:
+            return _read_rows(self._live_owner(), np.arange(start, max(stop, start)))
+
+    def take(self, indices):
+        """Rows `indices` (ints, negative from the end, or a boolean mask),
+        as numpy.take(self.array, indices, axis=0), computed straight into a
+        new array: no chunk is faulted in for a few scattered rows."""
+        with self._lock:
+            owner = self._live_owner()
+            return _read_rows(owner, _row_indices(indices, self.shape[0]))
+
+    def close(self):
+        """Frees the mapping now. Refused with BufferError while any array
+        (or view) over it is alive: delete those first. Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            # No local reference to the owner before this count.
+            if self._owner_refs() != self._baseline:
+                gc.collect()  # arrays kept only by garbage cycles
+            if self._owner_refs() > self._baseline:
+                raise BufferError("patchmap: cannot close the matrix while arrays over it are "
+                                  "alive (delete them and their views first)")
+            owner = self._owner
+            st = L.pm_stats()
+            if L.lib().pm_matrix_stats(owner.handle(), ctypes.byref(st)) == 0:
+                self._final_stats = _stats_from(st)
+            err = owner._finalizer()
+            self._owner = None
+        if err:
+            raise L.error_for(err, "a chunk fill failed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return "<patchmap.PatchMatrix %d x %d %s, %.1f MiB, %s>" % (
+            self.shape[0], self.shape[1], self.dtype, self.nbytes / 2**20, state)
+
+
+def open_matrix(image, window_shape, step=1, dilation=1, padding=None, pad_mode="zero",
+                pad_value=0, dtype=np.float32, order="window", channel_axis=None,
+                budget="256M", backend="auto", chunk=None, threads=None, **kw):
+    """A PatchMatrix handle (same arguments as windows()), with close() and
+    a context manager for deterministic release."""
+    return PatchMatrix(image, window_shape, step, dilation, padding, pad_mode, pad_value,
+                       dtype, order, channel_axis, budget, backend, chunk, threads, **kw)
+
+
+def windows(image, window_shape, step=1, dilation=1, padding=None, pad_mode="zero",
+            pad_value=0, dtype=np.float32, order="window", channel_axis=None, budget="256M",
+            backend="auto", chunk=None, threads=None, **kw):
+    """The patch matrix of `image` as a read-only 2-D ndarray, without
+    copying: row r is window r (in row-major order of window positions, as
+    sliding_window_view(image, window_shape)[::step] numbers them), its
+    columns the window's samples, converted to `dtype`. See the README for
+    every argument. The matrix is computed lazily and lives as long as the
+    returned array or any view of it."""
+    if str(backend).lower() == "none":
+        raise ValueError("patchmap: backend \"none\" has no mapping to return; use "
+                         "patchmap.open(...).read()")
+    m = PatchMatrix(image, window_shape, step, dilation, padding, pad_mode, pad_value, dtype,
+                    order, channel_axis, budget, backend, chunk, threads, **kw)
+    return m.array
+
+
+def blockwise(func, X, block_rows=None, block_bytes="64M"):
+    """func(X[a:b]) over consecutive row blocks of X, results stacked along
+    axis 0 into one array. Slices of the virtual array are views (no copy);
+    this only bounds the temporaries func makes per block (sklearn's
+    decision_function, say). block_rows defaults to what fits block_bytes."""
+    n = X.shape[0]
+    if block_rows is None:
+        row = max(1, X.strides[0] if X.ndim > 1 else X.itemsize)
+        block_rows = max(1, parse_size(block_bytes, "block_bytes") // row)
+    block_rows = _int(block_rows, "block_rows", 1)
+    out = None
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        r = np.asarray(func(X[a:b]))
+        if out is None:
+            out = np.empty((n,) + r.shape[1:], dtype=r.dtype)
+        out[a:b] = r
+    if out is None:
+        out = np.asarray(func(X[:0]))
+    return out
+
+
+__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
+           "blockwise",
+           "parse_size"]

@@ -1,0 +1,149 @@
+/* pm-abi-dump: prints the layout of patchmap.h's public structs and the
+ * values of its constants, one per line, for the Python binding's ABI test
+ * (python/tests/test_abi.py compares its ctypes mirror with these). */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "patchmap.h"
+
+#define STRUCT(s) printf("sizeof %s %zu %zu\n", #s, sizeof(struct s), _Alignof(struct s))
+#define FIELD(s, f) \
+	printf("field %s %s %zu %zu\n", #s, #f, offsetof(struct s, f), sizeof(((struct s *)0)->f))
+#define CONST(c) printf("const %s %lld\n", #c, (long long)(c))
+#define UCONST(c) printf("const %s %llu\n", #c, (unsigned long long)(c))
+
+int main(void)
+{
+	STRUCT(pm_lazy_opts);
+	FIELD(pm_lazy_opts, backend);
+	FIELD(pm_lazy_opts, budget);
+	FIELD(pm_lazy_opts, chunk);
+	FIELD(pm_lazy_opts, threads);
+	FIELD(pm_lazy_opts, readahead);
+	FIELD(pm_lazy_opts, flags);
+
+	STRUCT(pm_stats);
+	FIELD(pm_stats, backend);
+	FIELD(pm_stats, mechanism);
+	FIELD(pm_stats, chunk_bytes);
+	FIELD(pm_stats, budget_bytes);
+	FIELD(pm_stats, faults);
+	FIELD(pm_stats, chunks_filled);
+	FIELD(pm_stats, bytes_filled);
+	FIELD(pm_stats, evictions);
+	FIELD(pm_stats, readahead_fills);
+	FIELD(pm_stats, readahead_hits);
+	FIELD(pm_stats, fill_errors);
+	FIELD(pm_stats, resident_bytes);
+	FIELD(pm_stats, peak_resident_bytes);
+	FIELD(pm_stats, fill_ns);
+
+	STRUCT(pm_source);
+	FIELD(pm_source, data);
+	FIELD(pm_source, dtype);
+	FIELD(pm_source, ndim);
+	FIELD(pm_source, shape);
+	FIELD(pm_source, strides);
+	FIELD(pm_source, has_channels);
+	FIELD(pm_source, channel_axis);
+
+	STRUCT(pm_window);
+	FIELD(pm_window, size);
+	FIELD(pm_window, step);
+	FIELD(pm_window, dilation);
+	FIELD(pm_window, pad_before);
+	FIELD(pm_window, pad_after);
+
+	STRUCT(pm_matrix_opts);
+	FIELD(pm_matrix_opts, size);
+	FIELD(pm_matrix_opts, source);
+	FIELD(pm_matrix_opts, window);
+	FIELD(pm_matrix_opts, pad_mode);
+	FIELD(pm_matrix_opts, pad_value);
+	FIELD(pm_matrix_opts, dtype);
+	FIELD(pm_matrix_opts, affine);
+	FIELD(pm_matrix_opts, scale);
+	FIELD(pm_matrix_opts, offset);
+	FIELD(pm_matrix_opts, order);
+	FIELD(pm_matrix_opts, layout);
+	FIELD(pm_matrix_opts, row_pitch);
+	FIELD(pm_matrix_opts, lazy);
+
+	STRUCT(pm_matrix_info);
+	FIELD(pm_matrix_info, rows);
+	FIELD(pm_matrix_info, cols);
+	FIELD(pm_matrix_info, ld);
+	FIELD(pm_matrix_info, elem_size);
+	FIELD(pm_matrix_info, bytes);
+	FIELD(pm_matrix_info, dtype);
+	FIELD(pm_matrix_info, nspatial);
+	FIELD(pm_matrix_info, out_shape);
+	FIELD(pm_matrix_info, windows);
+	FIELD(pm_matrix_info, window_elems);
+	FIELD(pm_matrix_info, channels);
+
+	CONST(PM_MAX_DIMS);
+	CONST(PM_MAX_PAD);
+	UCONST(PM_DEFAULT_BUDGET);
+	UCONST(PM_BUDGET_UNLIMITED);
+	CONST(PM_EFIRST);
+	CONST(PM_ENULL);
+	CONST(PM_EOPTSIZE);
+	CONST(PM_EDTYPE);
+	CONST(PM_EOUTDTYPE);
+	CONST(PM_ENDIM);
+	CONST(PM_ECHANNEL);
+	CONST(PM_ESHAPE);
+	CONST(PM_EWINDOW);
+	CONST(PM_ESTEP);
+	CONST(PM_EDILATION);
+	CONST(PM_EPAD);
+	CONST(PM_EPADMODE);
+	CONST(PM_EPADVALUE);
+	CONST(PM_EWINDOWBIG);
+	CONST(PM_EORDER);
+	CONST(PM_ELAYOUT);
+	CONST(PM_EPITCH);
+	CONST(PM_EAFFINE);
+	CONST(PM_ETOOBIG);
+	CONST(PM_EBACKEND);
+	CONST(PM_ECHUNK);
+	CONST(PM_ETHREADS);
+	CONST(PM_ELENGTH);
+	CONST(PM_ERANGE);
+	CONST(PM_ELAST);
+	CONST(PM_DTYPE_SAME);
+	CONST(PM_DTYPE_U8);
+	CONST(PM_DTYPE_I8);
+	CONST(PM_DTYPE_U16);
+	CONST(PM_DTYPE_I16);
+	CONST(PM_DTYPE_U32);
+	CONST(PM_DTYPE_I32);
+	CONST(PM_DTYPE_F32);
+	CONST(PM_DTYPE_F64);
+	CONST(PM_BACKEND_AUTO);
+	CONST(PM_BACKEND_UFFD);
+	CONST(PM_BACKEND_SIGSEGV);
+	CONST(PM_BACKEND_EAGER);
+	CONST(PM_BACKEND_NONE);
+	CONST(PM_PAD_ZERO);
+	CONST(PM_PAD_CONSTANT);
+	CONST(PM_PAD_EDGE);
+	CONST(PM_PAD_REFLECT);
+	CONST(PM_PAD_SYMMETRIC);
+	CONST(PM_PAD_WRAP);
+	CONST(PM_ORDER_WINDOW);
+	CONST(PM_ORDER_CHANNEL);
+	CONST(PM_LAYOUT_ROWS);
+	CONST(PM_LAYOUT_COLS);
+	CONST(PM_LAZY_WRITABLE);
+	printf("mech uffd_full %u\n", PM_MECH_UFFD_FULL);
+	printf("mech uffd_user_only %u\n", PM_MECH_UFFD_USER_ONLY);
+	printf("mech move %u\n", PM_MECH_MOVE);
+	printf("mech copy %u\n", PM_MECH_COPY);
+	printf("mech mremap %u\n", PM_MECH_MREMAP);
+	printf("mech hugepages %u\n", PM_MECH_HUGEPAGES);
+	printf("mech write_protect %u\n", PM_MECH_WRITE_PROTECT);
+	printf("mech poison %u\n", PM_MECH_POISON);
+	return 0;
+}
