@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +470,7 @@ static void unguard_tmp(void)
 
 int out_open(struct outfile *o, const char *path, uint64_t size)
 {
+	sigset_t block, old_mask;
 	struct stat st;
 	const char *slash;
 	size_t dirlen;
@@ -495,14 +497,21 @@ int out_open(struct outfile *o, const char *path, uint64_t size)
 		o->tmp = NULL;
 		return cli_err("out of memory");
 	}
+	/* The signals wait until the handler knows the temporary's name. */
+	sigemptyset(&block);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&block, cleanup_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &old_mask);
 	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (o->fd >= 0)
+		guard_tmp(o->tmp);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (o->fd < 0) {
 		int e = errno;
 		free(o->tmp);
 		o->tmp = NULL;
 		return cli_err("%s: cannot create: %s", path, strerror(e));
 	}
-	guard_tmp(o->tmp);
 	o->seekable = true;
 	mask = umask(0);
 	umask(mask);
@@ -542,7 +551,8 @@ int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off)
 		len -= (size_t)w;
 		off += (uint64_t)w;
 	}
-	o->pos = off;
+	if (!o->seekable)
+		o->pos = off; /* one writer only, then */
 	return 0;
 }
 

@@ -20,6 +20,19 @@
 
 #include "cli.h"
 
+/* ThreadSanitizer's shadow memory counts in RSS: the bound is reported but
+ * cannot be held to there. */
+#if defined(__SANITIZE_THREAD__)
+#define RSS_ENFORCED 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RSS_ENFORCED 0
+#endif
+#endif
+#ifndef RSS_ENFORCED
+#define RSS_ENFORCED 1
+#endif
+
 struct demo {
 	size_t H, W, K, N;       /* image, window side, filters */
 	size_t oh, ow;           /* window positions */
@@ -384,7 +397,7 @@ int cmd_demo(const struct args *a)
 	bool ok = sums_ok && sample_ok;
 	uint64_t dig_gemm = digest(d.g0, d.gy, d.gx, d.N), dig_ref = digest(d.e0, d.ey, d.ex, d.N);
 	uint64_t bound = (budget == PM_BUDGET_UNLIMITED ? info.bytes : st.budget_bytes) + margin;
-	bool rss_ok = hwm && hwm <= bound;
+	bool rss_ok = (hwm && hwm <= bound) || !RSS_ENFORCED;
 	bool larger = memtotal && info.bytes > memtotal;
 	int64_t total = 0;
 	double gbs = (double)info.bytes / t / 1e9;
@@ -411,7 +424,8 @@ int cmd_demo(const struct args *a)
 		json_u64(&j, "peak_rss_bytes", hwm);
 		json_u64(&j, "rss_before_matrix_bytes", base_rss);
 		json_u64(&j, "rss_bound_bytes", bound);
-		json_bool(&j, "rss_within_bound", rss_ok);
+		json_bool(&j, "rss_within_bound", hwm && hwm <= bound);
+		json_bool(&j, "rss_bound_enforced", RSS_ENFORCED);
 		report_stats_json(&j, &st);
 		json_obj(&j, "check");
 		json_u64(&j, "responses", (uint64_t)info.rows * d.N);
@@ -436,7 +450,7 @@ int cmd_demo(const struct args *a)
 		       "materialized\n",
 		       info.rows, info.cols, (double)info.bytes / 1e9,
 		       fmt_bytes(b1, sizeof(b1), (double)info.bytes));
-		printf("  RAM         %s (MemTotal): the matrix is %.1f times the RAM\n",
+		printf("  RAM         %s (MemTotal): the matrix is %.2g times the RAM\n",
 		       fmt_bytes(b1, sizeof(b1), (double)memtotal),
 		       memtotal ? (double)info.bytes / (double)memtotal : 0.0);
 		report_stats_text(stdout, &st, fillers);
@@ -469,12 +483,13 @@ int cmd_demo(const struct args *a)
 			printf("The %.1f GB patch matrix was larger than this machine's %s of RAM, ",
 			       (double)info.bytes / 1e9, fmt_bytes(b1, sizeof(b1), (double)memtotal));
 		else
-			printf("The %s patch matrix fits in this machine's %s of RAM (a small run), ",
+			printf("The %s patch matrix fits in this machine's %s of RAM, ",
 			       fmt_bytes(b2, sizeof(b2), (double)info.bytes),
 			       fmt_bytes(b1, sizeof(b1), (double)memtotal));
-		printf("and peak RSS (%s) %s under budget + margin (%s).\n",
-		       fmt_bytes(b1, sizeof(b1), (double)hwm), rss_ok ? "stayed" : "did NOT stay",
-		       fmt_bytes(b2, sizeof(b2), (double)bound));
+		printf("and peak RSS (%s) %s under budget + margin (%s)%s.\n",
+		       fmt_bytes(b1, sizeof(b1), (double)hwm),
+		       hwm <= bound ? "stayed" : "did NOT stay", fmt_bytes(b2, sizeof(b2), (double)bound),
+		       RSS_ENFORCED ? "" : " (not enforced under ThreadSanitizer)");
 		printf(ok ? "checksum ok\n" : "checksum MISMATCH\n");
 	}
 	if (!ok)

@@ -28,7 +28,7 @@ def test_small_json(exe, backend):
     assert rep["check"]["ok"] and rep["check"]["sums_ok"] and rep["check"]["sample_ok"]
     assert rep["check"]["non_integer_or_out_of_bound"] == 0
     assert rep["check"]["checksum"] == rep["check"]["checksum_expected"]
-    assert rep["rss_within_bound"]
+    assert rep["rss_within_bound"] or not rep["rss_bound_enforced"]  # ThreadSanitizer
     assert rep["lazy"]["evictions"] > 0  # a 381 MiB matrix under a 64 MiB budget
     assert rep["lazy"]["peak_resident_bytes"] <= 64 << 20
 
