@@ -35,6 +35,7 @@ enum opt_id {
 	O_SMALL,
 	O_SIZE,
 	O_NFILTERS,
+	O_INJECT,
 };
 
 #define ALL (CMD_DEMO | CMD_INFO | CMD_APPLY | CMD_EXPORT)
@@ -72,6 +73,7 @@ static const struct {
 	{ "small", no_argument, O_SMALL, CMD_DEMO },
 	{ "size", required_argument, O_SIZE, CMD_DEMO },
 	{ "nfilters", required_argument, O_NFILTERS, CMD_DEMO },
+	{ "inject-error", required_argument, O_INJECT, CMD_DEMO },
 };
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
 
@@ -156,6 +158,9 @@ static void usage_cmd(int cmd, FILE *f)
 		      "  --size HxW             another image size\n"
 		      "  --window K             window side (default 16)\n"
 		      "  --nfilters N           filters in the bank (default 16)\n"
+		      "  --inject-error KIND    spoil the responses after the GEMM, to see the\n"
+		      "                         check fail: value (one response off by one), swap\n"
+		      "                         (two windows' responses exchanged) or nan\n"
 		      "  --blas-threads N       OpenBLAS threads (default: the CPUs the filler\n"
 		      "                         threads leave, at least 1)\n"
 		      "\n",
@@ -429,6 +434,12 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 		case O_NFILTERS:
 			if (parse_count(v, 4096, &a->nfilters) || !a->nfilters)
 				return usage_err(a, "--nfilters: '%s' is not a count from 1 to 4096", v);
+			break;
+		case O_INJECT:
+			if (!strcmp(v, "value") || !strcmp(v, "swap") || !strcmp(v, "nan"))
+				a->inject = v;
+			else
+				return usage_err(a, "--inject-error: '%s' is not value, swap or nan", v);
 			break;
 		case ':':
 			return usage_err(a, "option %s needs a value", argv[optind - 1]);

@@ -160,6 +160,7 @@ struct args {
 	size_t size[2];
 	int nsize;
 	size_t nfilters;
+	const char *inject;           /* demo: spoil a response ("value", ...) */
 };
 
 /* Parses argv (argv[0] is the subcommand) into a. Returns -1 to go on, or

@@ -215,10 +215,15 @@ static int make_sample(struct demo *d, size_t want)
 }
 
 /* The responses of windows r0 .. r0 + n - 1 (C: N rows of n): sums and
- * sample. Written for speed: it runs over every response. */
+ * sample. Written for speed, it runs over every response: integer sums
+ * (which vectorize, unlike float reductions), after checking that each
+ * response is an integer within the bound, so that it fits in int32. */
 static void check_block(struct demo *d, const float *C, size_t r0, size_t n)
 {
-	const double bound = d->bound;
+	const float bound = (float)d->bound; /* an integer below 2^24: exact */
+	uint32_t bound_bits;
+
+	memcpy(&bound_bits, &bound, sizeof(bound_bits));
 
 	for (size_t j = 0; j < n;) {
 		size_t y = (r0 + j) / d->ow, x0 = (r0 + j) % d->ow;
@@ -226,21 +231,29 @@ static void check_block(struct demo *d, const float *C, size_t r0, size_t n)
 
 		for (size_t f = 0; f < d->N; f++) {
 			const float *c = C + f * n + j;
-			double s = 0, sx = 0;
-			uint64_t bad = 0;
+			int64_t s = 0, sx = 0;
+			int32_t bad = 0;
 
-			/* exact: integers below 2^53 throughout (see cmd_demo) */
 			for (size_t i = 0; i < len; i++) {
-				double v = c[i];
+				float v = c[i], cv;
+				uint32_t bits;
 
-				s += v;
-				sx += (double)(x0 + i) * v;
-				bad += (v != rint(v)) | (fabs(v) > bound);
+				/* |v| <= bound by the bits (NaN's are above infinity's),
+				 * without a branch; NaN and out-of-bound values then
+				 * convert as 0 and differ from it */
+				memcpy(&bits, &v, sizeof(bits));
+				bits &= -(uint32_t)((bits & 0x7fffffffu) <= bound_bits);
+				memcpy(&cv, &bits, sizeof(cv));
+				int32_t iv = (int32_t)cv;
+
+				bad |= (float)iv != v;
+				s += iv;
+				sx += (int64_t)i * iv;
 			}
-			d->bad += bad;
-			d->g0[f] += (int64_t)s;
-			d->gy[f] += (int64_t)y * (int64_t)s;
-			d->gx[f] += (int64_t)sx;
+			d->bad += (uint64_t)bad;
+			d->g0[f] += s;
+			d->gy[f] += (int64_t)y * s;
+			d->gx[f] += sx + (int64_t)x0 * s;
 		}
 		j += len;
 	}
@@ -257,6 +270,27 @@ static void check_block(struct demo *d, const float *C, size_t r0, size_t n)
 				d->max_rel = diff / tol;
 			d->sample_bad += !(diff <= tol);
 		}
+	}
+}
+
+/* --inject-error: spoils the responses of the last window (the last of a
+ * block of n, and always in the sample), to show that the checks see it. */
+static void inject(const char *kind, float *C, size_t n, size_t N)
+{
+	size_t f = N / 2, j = n - 1, k = j;
+
+	if (!strcmp(kind, "value")) {
+		C[f * n + j] += 1;
+	} else if (!strcmp(kind, "nan")) {
+		C[f * n + j] = NAN;
+	} else {
+		/* with an earlier window of another response: the plain sum
+		 * stays, the weighted ones change */
+		while (k > 0 && C[f * n + k] == C[f * n + j])
+			k--;
+		float t = C[f * n + j];
+		C[f * n + j] = C[f * n + k];
+		C[f * n + k] = t;
 	}
 }
 
@@ -291,7 +325,7 @@ int cmd_demo(const struct args *a)
 	float *C = NULL;
 	size_t rb, budget = args_budget(a), shape[2];
 	uint64_t memtotal = meminfo_bytes("MemTotal"), base_rss, hwm, margin;
-	double t0, t, t_setup = now_s();
+	double t0, t, t_setup = now_s(), t_check = 0;
 	int ret = 1, e, bt;
 	char b1[64], b2[64], b3[64], b4[64], b5[160];
 
@@ -378,7 +412,11 @@ int cmd_demo(const struct args *a)
 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.N, (int)n, (int)info.cols,
 			    1.0f, d.F, (int)info.cols, X + r0 * info.ld, (int)info.ld, 0.0f, C, (int)n);
+		double tc = now_s();
+		if (a->inject && r0 + n == info.rows)
+			inject(a->inject, C, n, d.N);
 		check_block(&d, C, r0, n);
+		t_check += now_s() - tc;
 		progress_update(&bar, (double)(r0 + n));
 	}
 	progress_end(&bar);
@@ -403,8 +441,11 @@ int cmd_demo(const struct args *a)
 	double gbs = (double)info.bytes / t / 1e9;
 	int fillers = lib_threads(a, &st);
 
-	for (size_t f = 0; f < d.N; f++)
+	int64_t total_expected = 0;
+	for (size_t f = 0; f < d.N; f++) {
 		total += d.g0[f];
+		total_expected += d.e0[f];
+	}
 	if (a->json) {
 		struct json j;
 
@@ -420,6 +461,7 @@ int cmd_demo(const struct args *a)
 		json_u64(&j, "blas_threads", (uint64_t)bt);
 		json_num(&j, "setup_seconds", t_setup);
 		json_num(&j, "seconds", t);
+		json_num(&j, "check_seconds", t_check);
 		json_num(&j, "gb_per_s", gbs);
 		json_u64(&j, "peak_rss_bytes", hwm);
 		json_u64(&j, "rss_before_matrix_bytes", base_rss);
@@ -430,6 +472,7 @@ int cmd_demo(const struct args *a)
 		json_obj(&j, "check");
 		json_u64(&j, "responses", (uint64_t)info.rows * d.N);
 		json_i64(&j, "sum", total);
+		json_i64(&j, "sum_expected", total_expected);
 		json_str(&j, "checksum", (snprintf(b5, sizeof(b5), "%016llx",
 						   (unsigned long long)dig_gemm), b5));
 		json_str(&j, "checksum_expected", (snprintf(b4, sizeof(b4), "%016llx",
@@ -459,9 +502,9 @@ int cmd_demo(const struct args *a)
 		       bt, bt == 1 ? "" : "s", rb,
 		       fmt_bytes(b1, sizeof(b1), (double)(rb * info.ld * sizeof(float))),
 		       fmt_bytes(b2, sizeof(b2), (double)(rb * d.N * sizeof(float))));
-		printf("  time        %.1f s: %.2f GB/s of matrix consumed (setup %.1f s: image, "
-		       "reference sums, sample)\n",
-		       t, gbs, t_setup);
+		printf("  time        %.1f s: %.2f GB/s of matrix consumed (of which %.1f s checking "
+		       "responses; before, %.1f s for the image, reference sums and sample)\n",
+		       t, gbs, t_check, t_setup);
 		printf("  peak RSS    %s (VmHWM) against budget %s + margin %s (%s resident before "
 		       "the matrix + 64 MiB) = %s\n",
 		       fmt_bytes(b1, sizeof(b1), (double)hwm),

@@ -3,6 +3,7 @@ The demo checks its own responses against sums computed from the image;
 these tests hold it to its report."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -35,3 +36,21 @@ def test_small_json(exe, backend):
 
 def test_quiet(exe):
     assert run(exe, "demo", "--small", "--quiet", "--nfilters", "3", "--window", "7").stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["value", "swap", "nan"])
+def test_checks_catch_spoiled_responses(exe, kind):
+    """The demo's checks can fail: one response off by one, two windows'
+    responses exchanged (the plain sum stays the same), a NaN."""
+    p = subprocess.run([exe, "demo", "--small", "--json", "--inject-error", kind],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1
+    assert p.stderr == "patchmap: demo: the responses do not match the independent " \
+                       "computation\n"
+    check = json.loads(p.stdout)["check"]
+    assert not check["ok"] and not check["sums_ok"] and not check["sample_ok"]
+    assert check["checksum"] != check["checksum_expected"]
+    if kind == "swap":
+        assert check["sum"] == check["sum_expected"]
+    if kind == "nan":
+        assert check["non_integer_or_out_of_bound"] == 1
