@@ -520,12 +520,7 @@ static int cmd_export(const struct args *a)
 	}
 	hlen = npy_write_header(hdr, sizeof(hdr), info.dtype, 2, (size_t[]){ info.rows, info.cols },
 				false);
-	if (out_open(&of, a->out, hlen + info.bytes))
-		goto out;
-	opened = true;
 	nthreads = lazy ? 1 : a->lazy.threads ? a->lazy.threads : online_cpus();
-	if (!of.seekable)
-		nthreads = 1; /* pieces in order */
 	if (nthreads > 64)
 		nthreads = 64;
 	/* Buffers: within the budget; with a mapping, an eighth of it, the
@@ -554,6 +549,12 @@ static int cmd_export(const struct args *a)
 	} else {
 		o.lazy.backend = PM_BACKEND_NONE;
 	}
+	/* Only now the output: no file to remove if the options are wrong. */
+	if (out_open(&of, a->out, hlen + info.bytes))
+		goto out;
+	opened = true;
+	if (!of.seekable)
+		nthreads = 1; /* pieces in order: fewer buffers, same pieces */
 	if ((e = out_pwrite(&of, hdr, hlen, 0))) {
 		cli_err("%s: cannot write: %s", a->out, strerror(-e));
 		goto out;
