@@ -58,8 +58,10 @@ static int uffd_api(int fd, uint64_t want, uint64_t *got)
 	struct uffdio_api api = { .api = UFFD_API, .features = want };
 	int err = pm__ioctl(fd, UFFDIO_API, &api);
 
+	/* The kernel answers with every feature it supports, not only those
+	 * asked for: what is in force is the intersection (all, when probing). */
 	if (!err && got)
-		*got = api.features;
+		*got = want ? api.features & want : api.features;
 	return err;
 }
 

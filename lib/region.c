@@ -332,7 +332,9 @@ static void ahead_passed(struct pm_region *r, size_t from, size_t to)
 }
 
 /* Chunk c was just wanted by a reader. If it continues a stream, queue the
- * chunks ahead of it; otherwise start a stream at c. Read-ahead chunks are
+ * chunks ahead of it; otherwise start a stream at c. A stream reads ahead
+ * only once it has met three chunks in a row, so random touches that happen
+ * to land next to an earlier one do not fill chunks nobody reads. Read-ahead chunks are
  * mapped as soon as they are filled, except every ra_trigger-th, left
  * unmapped: the reader's cheap fault on it is what moves the stream on. */
 static void ahead_note(struct pm_region *r, size_t c)
@@ -349,6 +351,12 @@ static void ahead_note(struct pm_region *r, size_t c)
 			size_t from = c + 1 > ahead + 1 ? c + 1 : ahead + 1;
 			size_t to = r->nchunks - 1 - c < r->ra_window ? r->nchunks - 1 : c + r->ra_window;
 
+			if (c < r->streams[i].first + 2) {
+				r->streams[i].last = c;
+				r->streams[i].used = ++r->stream_clock;
+				pthread_mutex_unlock(&r->lock);
+				return;
+			}
 			ahead_passed(r, last + 1, c);
 
 			for (size_t k = from; k <= to; k++) {
