@@ -514,16 +514,16 @@ int desc_parse(const char *text, size_t len, struct desc *d, char *err, int *lin
 			ve--;
 			quoted = true;
 		}
+		if (quoted && key != DK_SOURCE) {
+			fail(err, "%s: only source may be quoted", key_names[key]);
+			goto bad;
+		}
 		if (vs == ve) {
 			fail(err, "%s has no value", key_names[key]);
 			goto bad;
 		}
 		memcpy(buf, text + vs, ve - vs);
 		buf[ve - vs] = 0;
-		if (quoted && key != DK_SOURCE) {
-			fail(err, "%s: only source may be quoted", key_names[key]);
-			goto bad;
-		}
 		if (parse_value(d, key, buf, err))
 			goto bad;
 		d->line[key] = ln;
@@ -616,8 +616,8 @@ static int per_axis(const struct desc *d, int key, int count, int nsp, char *err
 	if (count == 1 || count == nsp)
 		return 0;
 	*line = d->line[key];
-	return fail(err, "%s gives %d values, the source has %d spatial axis%s: give 1 or %d",
-		    key_names[key], count, nsp, nsp == 1 ? "" : "es", nsp);
+	return fail(err, "%s gives %d values, the source has %d spatial %s: give 1 or %d",
+		    key_names[key], count, nsp, nsp == 1 ? "axis" : "axes", nsp);
 }
 
 int desc_matrix(const struct desc *d, const struct pm_source *src, struct pm_matrix_opts *o,

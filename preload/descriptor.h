@@ -58,7 +58,7 @@ enum desc_format { DESC_RAW = 0, DESC_NPY };
 #define DESC_CHANNELS_NONE (INT32_MIN + 1)
 
 /* pad = same: resolved against the window by desc_matrix(). */
-#define DESC_PAD_SAME (-1)
+#define DESC_PAD_SAME (-2)
 
 struct desc {
 	int line[DK_COUNT];            /* where each key was given; 0: not given */
