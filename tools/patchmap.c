@@ -1,47 +1,682 @@
-/* patchmap: the command-line tool. */
-#include <inttypes.h>
-#include <stdio.h>
+/* patchmap: the command-line tool. info, apply and export here; demo in
+ * demo.c; options in args.c; image files in image.c. */
+#include <cblas.h>
+#include <limits.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "patchmap.h"
+#include "cli.h"
 
-static int demo(void)
+/* ---------------------------------------------------------------- info */
+
+static const char *const pad_names[PM_PAD_COUNT] = { "zero", "constant", "edge", "reflect",
+						     "symmetric", "wrap" };
+
+static int cmd_info(const struct args *a)
 {
-	enum { H = 512, W = 512, K = 16 };
-	static uint8_t img[H][W];
-	struct pm_matrix_opts o = { .size = sizeof(o), .dtype = PM_DTYPE_F32 };
-	struct pm_stats st;
-	pm_matrix *m;
-	size_t shape[2] = { H, W };
-	double sum = 0;
-	int err;
+	struct pm_matrix_opts o;
+	struct pm_matrix_info info;
+	char err[IMG_ERRLEN];
+	struct img im;
+	int ret = 1;
 
-	for (int y = 0; y < H; y++)
-		for (int x = 0; x < W; x++)
-			img[y][x] = (uint8_t)((x * 7 + y * 13) ^ (x * y));
-	pm_source_contiguous(&o.source, img, PM_DTYPE_U8, 2, shape);
-	for (int a = 0; a < 2; a++)
-		o.window[a] = (struct pm_window){ .size = K, .step = 1, .dilation = 1 };
-	err = pm_matrix_open(&o, &m);
-	if (err) {
-		fprintf(stderr, "patchmap: %s\n", pm_strerror(err));
-		return 1;
+	if (img_open(a->image, &a->raw, &im, err))
+		return cli_err("%s: %s", a->image, err), 1;
+	if (a->nwindow && args_matrix(a, &im, &o, &info))
+		goto out;
+	if (a->json) {
+		struct json j;
+
+		json_begin(&j, stdout);
+		json_str(&j, "command", "info");
+		report_image_json(&j, a->image, &im);
+		if (a->nwindow) {
+			size_t v[PM_MAX_DIMS];
+			int ns = info.nspatial;
+
+			json_obj(&j, "window");
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].size;
+			json_dims(&j, "size", v, ns);
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].step;
+			json_dims(&j, "step", v, ns);
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].dilation;
+			json_dims(&j, "dilation", v, ns);
+			for (int i = 0; i < ns; i++)
+				v[i] = (size_t)o.window[i].pad_before;
+			json_dims(&j, "pad_before", v, ns);
+			for (int i = 0; i < ns; i++)
+				v[i] = (size_t)o.window[i].pad_after;
+			json_dims(&j, "pad_after", v, ns);
+			json_str(&j, "pad_mode", pad_names[o.pad_mode]);
+			if (o.pad_mode == PM_PAD_CONSTANT)
+				json_num(&j, "pad_value", o.pad_value);
+			json_bool(&j, "channels_last", o.source.has_channels);
+			json_str(&j, "order", o.order == PM_ORDER_WINDOW ? "window" : "channel");
+			json_close(&j, '}');
+			report_info_json(&j, &info);
+		}
+		json_end(&j);
+	} else if (!a->quiet) {
+		report_image_text(stdout, a->image, &im);
+		if (a->nwindow) {
+			char b1[64], b2[64], b3[64], b4[32];
+			size_t v[PM_MAX_DIMS], pb[PM_MAX_DIMS], pa[PM_MAX_DIMS];
+			int ns = info.nspatial;
+			bool padded = false;
+
+			for (int i = 0; i < ns; i++) {
+				pb[i] = (size_t)o.window[i].pad_before;
+				pa[i] = (size_t)o.window[i].pad_after;
+				padded |= pb[i] || pa[i];
+			}
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].size;
+			printf("window %s", fmt_dims(b1, sizeof(b1), v, ns));
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].step;
+			printf(", step %s", fmt_dims(b1, sizeof(b1), v, ns));
+			for (int i = 0; i < ns; i++)
+				v[i] = o.window[i].dilation;
+			printf(", dilation %s", fmt_dims(b1, sizeof(b1), v, ns));
+			if (padded)
+				printf(", %s padding %s before and %s after", pad_names[o.pad_mode],
+				       fmt_dims(b2, sizeof(b2), pb, ns), fmt_dims(b3, sizeof(b3), pa, ns));
+			else
+				printf(", no padding");
+			printf("%s\n", o.source.has_channels ? ", channels last" : "");
+			printf("patch matrix %zu rows x %zu cols (ld %zu), %s: %zu bytes (%s)\n", info.rows,
+			       info.cols, info.ld, pm_dtype_name(info.dtype), info.bytes,
+			       fmt_bytes(b4, sizeof(b4), (double)info.bytes));
+			printf("windows per axis %s (%zu windows), %zu elements per window, %zu "
+			       "channel%s, column order %s\n",
+			       fmt_dims(b1, sizeof(b1), info.out_shape, ns), info.windows,
+			       info.window_elems, info.channels, info.channels == 1 ? "" : "s",
+			       o.order == PM_ORDER_WINDOW ? "(y, x, c)" : "(c, y, x)");
+		}
 	}
-	const float *x = pm_matrix_data(m);
-	for (size_t i = 0; i < pm_matrix_rows(m) * pm_matrix_ld(m); i++)
-		sum += x[i];
-	pm_matrix_stats(m, &st);
-	printf("matrix %zu x %zu float32 (%.1f MiB), backend %s, checksum %.0f, faults %" PRIu64 "\n",
-	       pm_matrix_rows(m), pm_matrix_cols(m), pm_matrix_bytes(m) / 1048576.0,
-	       pm_backend_name(st.backend), sum, st.faults);
-	return pm_matrix_close(m) ? 1 : 0;
+	ret = 0;
+out:
+	img_close(&im);
+	return ret;
 }
+
+/* ---------------------------------------------------------------- apply */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+static double load_elem(const unsigned char *p, int dtype)
+{
+	union {
+		uint8_t u8;
+		int8_t i8;
+		uint16_t u16;
+		int16_t i16;
+		uint32_t u32;
+		int32_t i32;
+		float f32;
+		double f64;
+	} v;
+
+	memcpy(&v, p, pm_dtype_size(dtype));
+	switch (dtype) {
+	case PM_DTYPE_U8: return v.u8;
+	case PM_DTYPE_I8: return v.i8;
+	case PM_DTYPE_U16: return v.u16;
+	case PM_DTYPE_I16: return v.i16;
+	case PM_DTYPE_U32: return v.u32;
+	case PM_DTYPE_I32: return v.i32;
+	case PM_DTYPE_F32: return v.f32;
+	default: return v.f64;
+	}
+}
+
+static void store(void *F, int dtype, size_t i, double v)
+{
+	if (dtype == PM_DTYPE_F32)
+		((float *)F)[i] = (float)v;
+	else
+		((double *)F)[i] = v;
+}
+
+/* The filters as a dense N x K matrix in the compute dtype, columns in the
+ * matrix's order. */
+static int load_filters(const struct args *a, const struct pm_matrix_opts *o,
+			const struct pm_matrix_info *info, int dtype, void **out, size_t *nout)
+{
+	size_t K = info->window_elems, N, es = pm_dtype_size(dtype), bytes;
+	char err[IMG_ERRLEN], b1[96], b2[96];
+	struct img f;
+	void *F;
+
+	if (a->random) {
+		uint64_t s = a->seed;
+
+		N = a->random;
+		if (__builtin_mul_overflow(N * es, K, &bytes) || !(F = malloc(bytes)))
+			return cli_err("out of memory for %zu filters of %zu elements", N, K);
+		/* 24 random bits: values exact in float32, the same for f32 and f64 */
+		for (size_t i = 0; i < N * K; i++)
+			store(F, dtype, i, (double)(splitmix64(&s) >> 40) * 0x1p-23 - 1.0);
+		*out = F;
+		*nout = N;
+		return 0;
+	}
+	if (img_open(a->filters, NULL, &f, err))
+		return cli_err("%s: %s", a->filters, err);
+	if (strcmp(f.format, "npy")) {
+		img_close(&f);
+		return cli_err("%s: the filters must be a .npy file", a->filters);
+	}
+	N = f.src.shape[0];
+	int ns = info->nspatial, C = (int)info->channels, nd = f.src.ndim;
+	bool flat = nd == 2 && f.src.shape[1] == K;
+	bool shaped = nd == 1 + ns + (o->source.has_channels ? 1 : 0);
+	size_t wshape[PM_MAX_DIMS + 1];
+
+	for (int i = 0; i < ns; i++)
+		wshape[i] = o->window[i].size;
+	if (o->source.has_channels)
+		wshape[ns] = (size_t)C;
+	for (int i = 0; shaped && i < nd - 1; i++)
+		shaped = f.src.shape[i + 1] == wshape[i];
+	if (!flat && !shaped) {
+		wshape[ns + o->source.has_channels] = 0;
+		fmt_dims(b1, sizeof(b1), f.src.shape, nd);
+		fmt_dims(b2, sizeof(b2), wshape, ns + o->source.has_channels);
+		img_close(&f);
+		return cli_err("%s: the filters have shape %s; this window needs Nx%zu or Nx%s",
+			       a->filters, b1, K, b2);
+	}
+	if (!N || __builtin_mul_overflow(N * es, K, &bytes) || !(F = malloc(bytes))) {
+		img_close(&f);
+		return cli_err("%s: %s", a->filters, N ? "out of memory for the filters" : "no filters (N = 0)");
+	}
+	size_t S = K / (size_t)C; /* spatial elements per window */
+	for (size_t n = 0; n < N; n++)
+		for (size_t k = 0; k < K; k++) {
+			/* k in the file's order: (spatial..., c) unless flat */
+			const unsigned char *p = (const unsigned char *)f.src.data + (ptrdiff_t)n * f.src.strides[0];
+			size_t col = k;
+
+			if (flat) {
+				p += (ptrdiff_t)k * f.src.strides[1];
+			} else {
+				size_t rem = k;
+				for (int d = nd - 1; d >= 1; d--) {
+					p += (ptrdiff_t)(rem % f.src.shape[d]) * f.src.strides[d];
+					rem /= f.src.shape[d];
+				}
+				if (o->order == PM_ORDER_CHANNEL)
+					col = (k % (size_t)C) * S + k / (size_t)C;
+			}
+			store(F, dtype, n * K + col, load_elem(p, f.src.dtype));
+		}
+	img_close(&f);
+	*out = F;
+	*nout = N;
+	return 0;
+}
+
+/* Writes a (N, K) array of dtype as a .npy file. */
+static int write_npy(const char *path, const void *data, int dtype, size_t N, size_t K)
+{
+	char hdr[512];
+	size_t shape[2] = { N, K }, h = npy_write_header(hdr, sizeof(hdr), dtype, 2, shape, false);
+	size_t bytes = N * K * pm_dtype_size(dtype);
+	struct outfile of;
+	int e;
+
+	if (out_open(&of, path, h + bytes))
+		return -1;
+	if ((e = out_pwrite(&of, hdr, h, 0)) || (e = out_pwrite(&of, data, bytes, h))) {
+		out_abort(&of);
+		return cli_err("%s: cannot write: %s", path, strerror(-e));
+	}
+	return out_commit(&of);
+}
+
+int default_blas_threads(const struct args *a)
+{
+	int cpus = online_cpus(), fillers;
+
+	if (a->blas_threads)
+		return a->blas_threads;
+	fillers = a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+	return cpus - fillers < 1 ? 1 : cpus - fillers;
+}
+
+int lib_threads(const struct args *a, const struct pm_stats *st)
+{
+	int cpus = online_cpus();
+
+	if (st->backend == PM_BACKEND_EAGER || st->backend == PM_BACKEND_NONE)
+		return 0;
+	return a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+}
+
+size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget)
+{
+	size_t target = budget == PM_BUDGET_UNLIMITED ? (size_t)64 << 20 : budget / 4, rb;
+
+	if (target > (size_t)64 << 20)
+		target = (size_t)64 << 20;
+	rb = target / row_bytes;
+	if (rb > ((size_t)16 << 20) / (nout * es))
+		rb = ((size_t)16 << 20) / (nout * es);
+	if (rb < 1)
+		rb = 1;
+	if (rb > rows)
+		rb = rows;
+	if (rb > 1 << 30)
+		rb = 1 << 30;
+	return rb;
+}
+
+static int cmd_apply(const struct args *a)
+{
+	struct pm_matrix_opts o;
+	struct pm_matrix_info info;
+	struct pm_stats st;
+	struct progress bar;
+	struct outfile of;
+	char err[IMG_ERRLEN], hdr[512];
+	struct img im;
+	pm_matrix *m = NULL;
+	void *F = NULL, *C = NULL;
+	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
+	double t0, t;
+	int dtype = a->dtype >= 0 ? a->dtype : PM_DTYPE_F32, ret = 1, e, bt;
+	bool opened = false;
+
+	if (img_open(a->image, &a->raw, &im, err))
+		return cli_err("%s: %s", a->image, err), 1;
+	struct args b = *a;
+	b.dtype = dtype;
+	if (args_matrix(&b, &im, &o, &info) || load_filters(a, &o, &info, dtype, &F, &N))
+		goto out;
+	es = info.elem_size;
+	if (N > INT_MAX || info.cols > INT_MAX || info.ld > INT_MAX)
+		goto too_big;
+	if (a->save_filters && write_npy(a->save_filters, F, dtype, N, info.cols))
+		goto out;
+	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(a));
+	C = malloc(N * rb * es);
+	if (!C) {
+		cli_err("out of memory for %zu x %zu responses", N, rb);
+		goto out;
+	}
+	shape[0] = N;
+	memcpy(shape + 1, info.out_shape, sizeof(size_t) * (size_t)info.nspatial);
+	hlen = npy_write_header(hdr, sizeof(hdr), dtype, 1 + info.nspatial, shape, false);
+	size_t out_bytes;
+	if (__builtin_mul_overflow(N * es, info.windows, &out_bytes))
+		goto too_big;
+	if (args_check_memory(a, o.lazy.backend, info.bytes))
+		goto out;
+	if (out_open(&of, a->out, hlen + out_bytes))
+		goto out;
+	opened = true;
+	if (!of.seekable) {
+		cli_err("%s: apply writes its output out of order: give a file or a seekable device",
+			a->out);
+		goto out;
+	}
+	if ((e = out_pwrite(&of, hdr, hlen, 0))) {
+		cli_err("%s: cannot write: %s", a->out, strerror(-e));
+		goto out;
+	}
+	bt = default_blas_threads(a);
+	openblas_set_num_threads(bt);
+	t0 = now_s();
+	e = pm_matrix_open(&o, &m);
+	if (e) {
+		cli_err("cannot map the patch matrix: %s", pm_strerror(e));
+		goto out;
+	}
+	const char *X = pm_matrix_data(m);
+	progress_start(&bar, "apply", (double)info.rows, !a->quiet && !a->json);
+	for (size_t r0 = 0; r0 < info.rows; r0 += rb) {
+		size_t n = info.rows - r0 < rb ? info.rows - r0 : rb;
+
+		if (dtype == PM_DTYPE_F32)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n,
+				    (int)info.cols, 1.0f, F, (int)info.cols,
+				    (const float *)(X + r0 * info.ld * es), (int)info.ld, 0.0f, C, (int)n);
+		else
+			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n,
+				    (int)info.cols, 1.0, F, (int)info.cols,
+				    (const double *)(X + r0 * info.ld * es), (int)info.ld, 0.0, C, (int)n);
+		for (size_t f = 0; f < N; f++)
+			if ((e = out_pwrite(&of, (char *)C + f * n * es, n * es,
+					    hlen + (f * info.windows + r0) * es))) {
+				progress_end(&bar);
+				cli_err("%s: cannot write: %s", a->out, strerror(-e));
+				goto out;
+			}
+		progress_update(&bar, (double)(r0 + n));
+	}
+	progress_end(&bar);
+	t = now_s() - t0;
+	pm_matrix_stats(m, &st);
+	e = pm_matrix_close(m);
+	m = NULL;
+	if (e) {
+		cli_err("filling the patch matrix failed: %s", pm_strerror(e));
+		goto out;
+	}
+	if (out_commit(&of))
+		goto out_nofile;
+	opened = false;
+	uint64_t hwm = status_bytes("VmHWM");
+	if (a->json) {
+		struct json j;
+
+		json_begin(&j, stdout);
+		json_str(&j, "command", "apply");
+		report_image_json(&j, a->image, &im);
+		report_info_json(&j, &info);
+		json_obj(&j, "output");
+		json_str(&j, "path", a->out);
+		json_dims(&j, "shape", shape, 1 + info.nspatial);
+		json_str(&j, "dtype", pm_dtype_name(dtype));
+		json_u64(&j, "bytes", hlen + out_bytes);
+		json_close(&j, '}');
+		json_u64(&j, "filters", N);
+		json_u64(&j, "block_rows", rb);
+		json_u64(&j, "blas_threads", (uint64_t)bt);
+		json_num(&j, "seconds", t);
+		json_num(&j, "gb_per_s", (double)info.bytes / t / 1e9);
+		json_u64(&j, "peak_rss_bytes", hwm);
+		report_stats_json(&j, &st);
+		json_end(&j);
+	} else if (!a->quiet) {
+		char b1[64], b2[32], b3[32];
+
+		printf("apply: %zu filters at every window of %s -> %s, shape %zux%s %s (%s)\n", N,
+		       a->image, a->out, N, fmt_dims(b1, sizeof(b1), info.out_shape, info.nspatial),
+		       pm_dtype_name(dtype), fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
+		printf("  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
+		       pm_dtype_name(info.dtype), fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
+		printf("  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm (%d BLAS "
+		       "thread%s)\n",
+		       t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
+		       bt == 1 ? "" : "s");
+		report_stats_text(stdout, &st, lib_threads(a, &st));
+		printf("  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+	}
+	ret = 0;
+	goto out;
+too_big:
+	cli_err("the problem is too large for BLAS's 32-bit sizes (%zu filters, %zu columns)", N,
+		info.cols);
+out:
+	if (opened)
+		out_abort(&of);
+out_nofile:
+	pm_matrix_close(m);
+	free(F);
+	free(C);
+	img_close(&im);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- export */
+
+struct exporter {
+	pm_matrix *m;
+	const char *data;          /* the mapping, or NULL: pm_matrix_read */
+	struct outfile *out;
+	size_t hlen, total, piece;
+	atomic_size_t next;
+	atomic_uint_fast64_t done;
+	atomic_int err;            /* first error: negative errno, or PM code */
+	atomic_bool err_write;     /* the error came from writing */
+};
+
+struct worker {
+	struct exporter *x;
+	struct progress *bar; /* the main thread's worker draws it; others NULL */
+	pthread_t tid;
+};
+
+static void *export_worker(void *arg)
+{
+	struct exporter *x = ((struct worker *)arg)->x;
+	struct progress *bar = ((struct worker *)arg)->bar;
+	void *buf = malloc(x->piece);
+
+	if (!buf) {
+		int z = 0;
+		atomic_compare_exchange_strong(&x->err, &z, -ENOMEM);
+		return NULL;
+	}
+	while (!atomic_load(&x->err)) {
+		size_t i = atomic_fetch_add(&x->next, 1), off, len;
+		int e;
+
+		if (i >= (x->total + x->piece - 1) / x->piece)
+			break;
+		off = i * x->piece;
+		len = x->total - off < x->piece ? x->total - off : x->piece;
+		if (x->data)
+			memcpy(buf, x->data + off, len);
+		else if ((e = pm_matrix_read(x->m, off, buf, len))) {
+			int z = 0;
+			atomic_compare_exchange_strong(&x->err, &z, e);
+			break;
+		}
+		if ((e = out_pwrite(x->out, buf, len, x->hlen + off))) {
+			int z = 0;
+			if (atomic_compare_exchange_strong(&x->err, &z, e))
+				atomic_store(&x->err_write, true);
+			break;
+		}
+		atomic_fetch_add(&x->done, len);
+		if (bar)
+			progress_update(bar, (double)atomic_load(&x->done));
+	}
+	free(buf);
+	return NULL;
+}
+
+static int cmd_export(const struct args *a)
+{
+	struct pm_matrix_opts o;
+	struct pm_matrix_info info;
+	struct pm_stats st;
+	struct progress bar;
+	struct outfile of;
+	struct exporter x;
+	char err[IMG_ERRLEN], hdr[512];
+	struct img im;
+	pm_matrix *m = NULL;
+	struct worker w[64];
+	size_t budget = args_budget(a), hlen, bufs;
+	int nthreads, started = 0, ret = 1, e;
+	bool opened = false, lazy = a->backend_set;
+	double t0, t;
+
+	if (img_open(a->image, &a->raw, &im, err))
+		return cli_err("%s: %s", a->image, err), 1;
+	if (args_matrix(a, &im, &o, &info))
+		goto out;
+	if (info.ld != info.cols) {
+		cli_err("the matrix has padded rows; export writes packed ones");
+		goto out;
+	}
+	hlen = npy_write_header(hdr, sizeof(hdr), info.dtype, 2, (size_t[]){ info.rows, info.cols },
+				false);
+	nthreads = lazy ? 1 : a->lazy.threads ? a->lazy.threads : online_cpus();
+	if (nthreads > 64)
+		nthreads = 64;
+	/* Buffers: within the budget; with a mapping, an eighth of it, the
+	 * mapping keeping the rest. */
+	bufs = budget == PM_BUDGET_UNLIMITED ? (size_t)nthreads * (4 << 20) : lazy ? budget / 8 : budget;
+	while (nthreads > 1 && bufs / (size_t)nthreads < 65536)
+		nthreads--;
+	memset(&x, 0, sizeof(x));
+	x.piece = bufs / (size_t)nthreads;
+	if (x.piece > (size_t)4 << 20)
+		x.piece = (size_t)4 << 20;
+	x.piece &= ~(size_t)4095;
+	if (!x.piece) {
+		char b1[32];
+		cli_err("budget %s is too small: export needs at least 4 KiB of buffer%s",
+			fmt_size(b1, sizeof(b1), budget), lazy ? " (an eighth of the budget)" : "");
+		goto out;
+	}
+	if (lazy) {
+		if (budget != PM_BUDGET_UNLIMITED)
+			o.lazy.budget = budget - bufs;
+		struct args b = *a;
+		b.lazy.budget = o.lazy.budget;
+		if (args_check_memory(&b, o.lazy.backend, info.bytes))
+			goto out;
+	} else {
+		o.lazy.backend = PM_BACKEND_NONE;
+	}
+	/* Only now the output: no file to remove if the options are wrong. */
+	if (out_open(&of, a->out, hlen + info.bytes))
+		goto out;
+	opened = true;
+	if (!of.seekable)
+		nthreads = 1; /* pieces in order: fewer buffers, same pieces */
+	if ((e = out_pwrite(&of, hdr, hlen, 0))) {
+		cli_err("%s: cannot write: %s", a->out, strerror(-e));
+		goto out;
+	}
+	t0 = now_s();
+	e = pm_matrix_open(&o, &m);
+	if (e) {
+		cli_err("cannot open the patch matrix: %s", pm_strerror(e));
+		goto out;
+	}
+	x.m = m;
+	x.data = lazy ? pm_matrix_data(m) : NULL;
+	x.out = &of;
+	x.hlen = hlen;
+	x.total = info.bytes;
+	progress_start(&bar, "export", (double)info.bytes, !a->quiet && !a->json);
+	for (int i = 0; i < nthreads; i++)
+		w[i] = (struct worker){ .x = &x, .bar = i ? NULL : &bar };
+	for (started = 1; started < nthreads; started++)
+		if (pthread_create(&w[started].tid, NULL, export_worker, &w[started]))
+			break;
+	export_worker(&w[0]);
+	for (int i = 1; i < started; i++)
+		pthread_join(w[i].tid, NULL);
+	progress_end(&bar);
+	t = now_s() - t0;
+	e = atomic_load(&x.err);
+	if (e) {
+		if (atomic_load(&x.err_write))
+			cli_err("%s: cannot write: %s", a->out, strerror(-e));
+		else
+			cli_err("computing the patch matrix failed: %s", pm_strerror(e));
+		goto out;
+	}
+	pm_matrix_stats(m, &st);
+	e = pm_matrix_close(m);
+	m = NULL;
+	if (e) {
+		cli_err("filling the patch matrix failed: %s", pm_strerror(e));
+		goto out;
+	}
+	if (out_commit(&of))
+		goto out_nofile;
+	opened = false;
+	uint64_t hwm = status_bytes("VmHWM");
+	if (a->json) {
+		struct json j;
+
+		json_begin(&j, stdout);
+		json_str(&j, "command", "export");
+		report_image_json(&j, a->image, &im);
+		report_info_json(&j, &info);
+		json_obj(&j, "output");
+		json_str(&j, "path", a->out);
+		json_u64(&j, "bytes", hlen + info.bytes);
+		json_u64(&j, "header_bytes", hlen);
+		json_close(&j, '}');
+		json_u64(&j, "threads", (uint64_t)nthreads);
+		json_u64(&j, "piece_bytes", x.piece);
+		json_num(&j, "seconds", t);
+		json_num(&j, "gb_per_s", (double)info.bytes / t / 1e9);
+		json_u64(&j, "peak_rss_bytes", hwm);
+		report_stats_json(&j, &st);
+		json_end(&j);
+	} else if (!a->quiet) {
+		char b1[32], b2[32];
+
+		printf("export: %s -> %s: %zu x %zu %s (%s + %zu-byte header)\n", a->image, a->out,
+		       info.rows, info.cols, pm_dtype_name(info.dtype),
+		       fmt_bytes(b1, sizeof(b1), (double)info.bytes), hlen);
+		printf("  time        %.3f s: %.2f GB/s written by %d thread%s in pieces of %s\n", t,
+		       (double)info.bytes / t / 1e9, nthreads, nthreads == 1 ? "" : "s",
+		       fmt_size(b2, sizeof(b2), x.piece));
+		report_stats_text(stdout, &st, lib_threads(a, &st));
+		printf("  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+	}
+	ret = 0;
+out:
+	if (opened)
+		out_abort(&of);
+out_nofile:
+	pm_matrix_close(m);
+	img_close(&im);
+	return ret;
+}
+
+/* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && !strcmp(argv[1], "demo"))
-		return demo();
-	fprintf(stderr, "usage: patchmap demo\n");
-	return 2;
+	static const struct {
+		const char *name;
+		int cmd;
+		int (*run)(const struct args *);
+	} cmds[] = {
+		{ "demo", CMD_DEMO, cmd_demo },
+		{ "info", CMD_INFO, cmd_info },
+		{ "apply", CMD_APPLY, cmd_apply },
+		{ "export", CMD_EXPORT, cmd_export },
+	};
+	struct args a;
+
+	if (argc < 2) {
+		usage_program(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage_program(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("patchmap %s\n", pm_version());
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name)) {
+			int r = args_parse(&a, cmds[i].cmd, argc - 1, argv + 1);
+
+			if (r >= 0)
+				return r;
+			return cmds[i].run(&a) ? 1 : 0;
+		}
+	cli_err("unknown command '%s' (demo, info, apply or export; see patchmap --help)", argv[1]);
+	return EXIT_USAGE;
 }

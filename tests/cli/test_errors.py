@@ -1,0 +1,376 @@
+"""Every bad input ends with one line on stderr ("patchmap: ..."), a non-zero
+exit status (1, or 2 for bad usage), nothing on stdout, and no output file,
+finished or temporary, left behind."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run, write_npy, write_pnm, write_raw
+
+IMG = np.arange(10 * 12, dtype=np.uint8).reshape(10, 12)
+
+
+@pytest.fixture
+def work(tmp_path):
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+def fails(exe, work, args, pattern, code=1):
+    """Runs patchmap in `work` and checks the failure's every promise."""
+    before = sorted(os.listdir(work))
+    p = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=work,
+                       timeout=120)
+    lines = p.stderr.splitlines()
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert len(lines) == 1 and p.stderr.endswith("\n"), p.stderr
+    assert lines[0].startswith("patchmap: "), lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
+    assert p.stdout == ""
+    assert sorted(os.listdir(work)) == before, "output left behind"
+    return lines[0]
+
+
+def export_args(image, out="out.npy", *extra):
+    return ["export", image, "--window", "3x3", "--out", out, *extra]
+
+
+# ------------------------------------------------------------------ files
+
+def test_missing_file(exe, work):
+    fails(exe, work, export_args(work / "nope.npy"), r"nope\.npy: cannot open: No such file")
+
+
+def test_directory(exe, work, tmp_path):
+    fails(exe, work, export_args(tmp_path), r": is a directory")
+
+
+def test_unreadable(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    os.chmod(path, 0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: a file of mode 000 is still readable")
+        fails(exe, work, export_args(path), r"cannot open: Permission denied")
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_empty_file(exe, work):
+    path = work / "empty.npy"
+    path.write_bytes(b"")
+    fails(exe, work, export_args(path), r"empty\.npy: empty file")
+
+
+def npy_bytes(arr):
+    import io
+    b = io.BytesIO()
+    np.save(b, arr)
+    return b.getvalue()
+
+
+TRUNCATED = {
+    "npy-data": (npy_bytes(IMG)[:-1], r"truncated \.npy file: the data needs 120 bytes, the file "
+                                       r"has 119"),
+    "npy-header": (npy_bytes(IMG)[:40], r"truncated \.npy header"),
+    "npy-magic": (b"\x93NUM", r"truncated \.npy header"),
+    "pgm-data": (b"P5\n12 10\n255\n" + bytes(119), r"truncated PGM file: the pixels need 120"),
+    "ppm16-data": (b"P6 12 10 4095 " + bytes(719), r"truncated PPM file: the pixels need 720"),
+    "pgm-header": (b"P5\n12 10\n", r"truncated PGM/PPM header"),
+}
+
+
+@pytest.mark.parametrize("name", TRUNCATED)
+def test_truncated(exe, work, name):
+    data, pattern = TRUNCATED[name]
+    path = work / "img.bin"
+    path.write_bytes(data)
+    fails(exe, work, export_args(path), pattern)
+
+
+def test_raw_size_mismatch(exe, work):
+    path = write_raw(work / "img.raw", IMG)
+    fails(exe, work, export_args(path, "out.npy", "--shape", "11x12"),
+          r"truncated raw file: the shape needs 132 bytes, the file has 120")
+    fails(exe, work, export_args(path, "out.npy", "--shape", "5x12"),
+          r"the raw file has 60 bytes more than the shape and dtype describe")
+    fails(exe, work, export_args(path, "out.npy", "--shape", "10x6", "--raw-dtype", "u32"),
+          r"truncated raw file: the shape needs 240 bytes")
+
+
+def npy_with_header(text, version=b"\x01\x00"):
+    hdr = text.encode("latin-1")
+    hdr += b" " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY" + version + len(hdr).to_bytes(2, "little") + hdr + bytes(64)
+
+
+BAD_HEADERS = {
+    "npy-magic": (b"\x93NUMPX\x01\x00" + bytes(100), r"not a \.npy file \(bad magic\)"),
+    "npy-version": (npy_with_header("{}", b"\x07\x00"), r"unsupported \.npy format version 7\.0"),
+    "npy-no-dict": (npy_with_header("hello"), r"bad \.npy header: no dictionary"),
+    "npy-missing-key": (npy_with_header("{'descr': '|u1', 'shape': (2, 2), }"),
+                        r"bad \.npy header: missing fortran_order"),
+    "npy-extra-key": (npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (8,"
+                                      " 8), 'x': 1}"), r"unexpected or repeated key 'x'"),
+    "npy-bad-shape": (npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (8, "
+                                      "-8), }"), r"shape holds a bad extent"),
+    "npy-scalar": (npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (), }"),
+                   r"0-dimensional"),
+    "npy-bool-order": (npy_with_header("{'descr': '|u1', 'fortran_order': 0, 'shape': (8,), }"),
+                       r"fortran_order is not True or False"),
+    "pgm-maxval": (b"P5\n12 10\n70000\n" + bytes(240), r"maximum value 70000 is not in 1\.\.65535"),
+    "pgm-maxval0": (b"P5\n12 10\n0\n" + bytes(120), r"maximum value 0 is not in 1\.\.65535"),
+    "pgm-empty": (b"P5\n0 10\n255\n", r"the PGM/PPM image is empty \(0 x 10\)"),
+    "pgm-letters": (b"P5\nab 10\n255\n", r"the width is not a number"),
+    "pgm-ascii": (b"P2\n2 2\n255\n1 2 3 4\n", r"P2 \(plain text or bitmap\) netpbm files are "
+                                              r"not supported"),
+    "pam": (b"P7\nWIDTH 2\n", r"PAM \(P7\) files are not supported"),
+    "unknown": (b"hello, world\n", r"unknown image format \(not \.npy, PGM or PPM; for raw data "
+                                   r"give --shape and --raw-dtype\)"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_HEADERS)
+def test_bad_header(exe, work, name):
+    data, pattern = BAD_HEADERS[name]
+    path = work / "img.bin"
+    path.write_bytes(data)
+    fails(exe, work, export_args(path), pattern)
+
+
+@pytest.mark.parametrize("dtype", ["<i8", "<u8", "<f2", "<c8", "|S4", "<M8[s]"])
+def test_unsupported_npy_dtype(exe, work, dtype):
+    path = write_npy(work / "img.npy", np.zeros((6, 6), dtype))
+    fails(exe, work, export_args(path), r"unsupported \.npy dtype '[<|]..?")
+
+
+def test_structured_npy(exe, work):
+    path = write_npy(work / "img.npy", np.zeros((6, 6), [("a", "<f4"), ("b", "u1")]))
+    fails(exe, work, export_args(path), r"unsupported \.npy dtype: structured arrays")
+
+
+def test_unknown_raw_dtype(exe, work):
+    path = write_raw(work / "img.raw", IMG)
+    fails(exe, work, export_args(path, "out.npy", "--shape", "10x12", "--raw-dtype", "u64"),
+          r"--raw-dtype: 'u64' is not u8", code=2)
+
+
+# ------------------------------------------------------------------ geometry and memory
+
+def test_window_larger_than_image(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    fails(exe, work, ["export", path, "--window", "11x3", "--out", "out.npy"],
+          r"the window \(11x3 with its dilation\) is larger than the image \(10x12, padding "
+          r"included\)")
+    fails(exe, work, ["apply", path, "--window", "4x4", "--dilation", "4", "--random", "2",
+                      "--out", "out.npy"],
+          r"the window \(13x13 with its dilation\) is larger than the image")
+
+
+def test_window_axes(exe, work):
+    path = write_npy(work / "img.npy", np.zeros((3, 4, 5, 6), np.uint8))
+    fails(exe, work, export_args(path), r"the window has 2 axes, the image 4 \(3x4x5x6\)")
+
+
+def test_pad_value_not_representable(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    fails(exe, work, export_args(path, "out.npy", "--pad", "constant:300"),
+          r"--pad constant:300 cannot be stored as uint8")
+
+
+def test_budget_too_small(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    fails(exe, work, ["apply", path, "--window", "3x3", "--random", "2", "--out", "out.npy",
+                      "--budget", "1M"],
+          r"budget 1 MiB is too small: it must hold at least two chunks of 4 MiB \(8 MiB\); "
+          r"raise --budget or lower --chunk")
+    fails(exe, work, export_args(path, "out.npy", "--budget", "100"),
+          r"budget 100 bytes is too small: export needs at least 4 KiB of buffer")
+    fails(exe, work, ["demo", "--budget", "6M"], r"budget 6 MiB is too small")
+
+
+def test_resident_more_than_memory(exe, work):
+    """The eager backend, or an unlimited budget, on a 68 GB matrix: refused
+    before anything is reserved (a sparse file stands for the image)."""
+    path = work / "big.raw"
+    with open(path, "wb") as f:
+        f.truncate(8192 * 8192)
+    args = ["apply", path, "--shape", "8192x8192", "--window", "16", "--random", "1",
+            "--out", "out.npy"]
+    fails(exe, work, args + ["--backend", "eager"],
+          r"the eager backend would keep all 63\.8 GiB of the matrix resident, more than the "
+          r".* of memory available; use a lazy backend")
+    fails(exe, work, args + ["--budget", "unlimited"],
+          r"the budget lets 63\.8 GiB of the matrix resident, more than the .* available; give "
+          r"a smaller --budget")
+
+
+# ------------------------------------------------------------------ filters
+
+def test_filters_shape(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    f = write_npy(work / "f.npy", np.zeros((2, 4, 4), np.float32))
+    fails(exe, work, ["apply", path, "--window", "3x3", "--filters", f, "--out", "out.npy"],
+          r"f\.npy: the filters have shape 2x4x4; this window needs Nx9 or Nx3x3")
+
+
+def test_filters_not_npy(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    f = write_pnm(work / "f.pgm", IMG)
+    fails(exe, work, ["apply", path, "--window", "3x3", "--filters", f, "--out", "out.npy"],
+          r"f\.pgm: the filters must be a \.npy file")
+    fails(exe, work, ["apply", path, "--window", "3x3", "--filters", "none.npy", "--out",
+                      "out.npy"], r"none\.npy: cannot open")
+
+
+# ------------------------------------------------------------------ output
+
+def test_output_directory_missing(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    fails(exe, work, export_args(path, "no/such/dir/out.npy"),
+          r"no/such/dir/out\.npy: cannot create: No such file or directory")
+
+
+def test_output_is_directory(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    (work / "sub").mkdir()
+    fails(exe, work, export_args(path, "sub"), r"sub: is a directory")
+
+
+def test_apply_output_unseekable(exe, work):
+    path = write_npy(work / "img.npy", IMG)
+    p = subprocess.run([exe, "apply", str(path), "--window", "3x3", "--random", "2", "--out", "-"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr == "patchmap: -: apply writes its output out of order: give a file or a " \
+                       "seekable device\n"
+
+
+def test_dev_full(exe, work):
+    """A full device: the write fails (no temporary: a device is written in place)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    path = write_npy(work / "img.npy", IMG)
+    fails(exe, work, export_args(path, "/dev/full"),
+          r"/dev/full: cannot write: No space left on device")
+    fails(exe, work, ["apply", path, "--window", "3x3", "--random", "2", "--out", "/dev/full"],
+          r"/dev/full: cannot write: No space left on device")
+
+
+def in_namespace_with_tmpfs(options, script, *args):
+    """Runs script with $1 a fresh tmpfs (mount options), in a private mount
+    namespace so that nothing outlives the test; None if that is not
+    possible here."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return None
+    probe = subprocess.run([unshare, "-m", "sh", "-c",
+                            'd=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs "$d"'],
+                           capture_output=True, timeout=30)
+    if probe.returncode:
+        return None
+    wrapper = ('d=$(mktemp -d) && mount -t tmpfs -o "$1" tmpfs "$d" || exit 99; shift; '
+               'cd "$d"; ' + script)
+    return subprocess.run([unshare, "-m", "sh", "-c", wrapper, "sh", options, *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def check_ns_failure(p, pattern):
+    if p is None:
+        pytest.skip("cannot mount a tmpfs in a private mount namespace (needs root)")
+    assert p.returncode != 99, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("patchmap: "), p.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert p.stdout == "rc=1 left=[]\n", p.stdout
+
+
+LIST = 'rc=$?; echo "rc=$rc left=[$(ls -A)]"'
+
+
+def test_disk_full(exe, tmp_path):
+    """A 256 KiB file system: the space reservation fails at once."""
+    path = write_npy(tmp_path / "img.npy", np.zeros((64, 64), np.uint8))
+    p = in_namespace_with_tmpfs("size=256k", '"$1" export "$2" --window 8x8 --out out.npy; ' + LIST,
+                                exe, path)
+    check_ns_failure(p, r"out\.npy: cannot reserve 812 KiB: No space left on device")
+    p = in_namespace_with_tmpfs("size=256k", '"$1" apply "$2" --window 8x8 --random 64 '
+                                '--out out.npy; ' + LIST, exe, path)
+    check_ns_failure(p, r"out\.npy: cannot reserve .*: No space left on device")
+
+
+def test_read_only_file_system(exe, tmp_path):
+    path = write_npy(tmp_path / "img.npy", IMG)
+    p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
+                                + LIST, exe, path)
+    check_ns_failure(p, r"out\.npy: cannot create: Read-only file system")
+
+
+def test_interrupted_export_leaves_nothing(exe, work):
+    """SIGINT while writing: the temporary is removed."""
+    path = write_raw(work / "img.raw", np.zeros((1024, 1024), np.uint8))
+    before = sorted(os.listdir(work))
+    p = subprocess.Popen([exe, "export", str(path), "--shape", "1024x1024", "--window", "16",
+                          "--out", "out.npy", "--threads", "1", "--quiet"],
+                         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
+        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT
+    assert sorted(os.listdir(work)) == before
+
+
+# ------------------------------------------------------------------ usage
+
+USAGE = [
+    (["frobnicate"], r"unknown command 'frobnicate'"),
+    (["export", "IMG", "--window", "3x3"], r"export needs --out FILE"),
+    (["export", "IMG", "--out", "o.npy"], r"export needs --window"),
+    (["export", "--window", "3", "--out", "o.npy"], r"export needs an IMAGE"),
+    (["export", "IMG", "IMG2", "--window", "3", "--out", "o.npy"], r"'IMG2' is one too many"),
+    (["export", "IMG", "--window", "3x0", "--out", "o.npy"], r"--window: '3x0' is not a size"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--bogus"], r"unknown option --bogus"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--budget", "lots"],
+     r"--budget: 'lots' is not a size"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--backend", "magic"],
+     r"--backend: 'magic' is not auto, uffd, sigsegv or eager"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad", "mirror"],
+     r"--pad: 'mirror' is not zero"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad", "edge:2"],
+     r"a value goes with constant, and only with it"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad-width", "1x2x3"],
+     r"--pad-width: '1x2x3' is not N, BxA"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--dtype", "f16"],
+     r"--dtype: 'f16' is not f32, f64, same"),
+    (["apply", "IMG", "--window", "3", "--out", "o.npy"], r"needs either --filters FILE or --random N"),
+    (["apply", "IMG", "--window", "3", "--out", "o.npy", "--random", "2", "--dtype", "u8"],
+     r"--dtype: 'u8' is not f32 or f64"),
+    (["info", "IMG", "--step", "2"], r"window options need --window"),
+    (["info", "IMG", "--out", "x"], r"unknown option --out"),
+    (["demo", "extra"], r"demo takes no argument \('extra'\)"),
+    (["export", "IMG", "--window"], r"option --window needs a value"),
+]
+
+
+@pytest.mark.parametrize("args,pattern", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_usage(exe, work, args, pattern):
+    fails(exe, work, args, pattern, code=2)
+
+
+def test_help(exe):
+    for cmd in ([], ["demo"], ["info"], ["apply"], ["export"]):
+        p = run(exe, *cmd, "--help")
+        assert p.stdout.startswith("usage: patchmap")
+    p = subprocess.run([exe], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("usage: patchmap")

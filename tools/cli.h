@@ -1,0 +1,203 @@
+/* cli.h: what the patchmap subcommands share: option parsing, the one-line
+ * error, sizes in words, /proc figures, the progress bar, the JSON report
+ * and output files written under a temporary name. */
+#ifndef PM_TOOLS_CLI_H
+#define PM_TOOLS_CLI_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "image.h"
+#include "patchmap.h"
+
+/* Exit codes: 0 success, 1 failure while working, 2 bad usage. */
+enum { EXIT_USAGE = 2 };
+
+/* Prints "patchmap: <message>" on one line of stderr (after clearing a
+ * progress bar) and returns -1. */
+int cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---------------------------------------------------------------- parsing */
+
+/* "256M", "1G", "4096", "64KiB", "unlimited" (if allowed): 0, or -1. */
+int parse_size(const char *s, size_t *out, bool allow_unlimited);
+/* A non-negative integer that fits in `max`: 0, or -1. */
+int parse_count(const char *s, size_t max, size_t *out);
+/* "16x16", "16", "3x5x2": up to PM_MAX_DIMS positive numbers. Returns the
+ * count, or -1. */
+int parse_dims(const char *s, size_t *v);
+/* "1", "2x3", "1,2x3": per-axis padding (before, after). Returns the count
+ * of axes given (1: every axis), or -1. */
+int parse_pad_width(const char *s, int64_t *before, int64_t *after);
+
+/* ---------------------------------------------------------------- words */
+
+/* "68.5 GB (63.8 GiB)"-style byte counts into buf. */
+const char *fmt_bytes(char *buf, size_t n, double bytes);
+/* "256 MiB", "4 KiB", "unlimited". */
+const char *fmt_size(char *buf, size_t n, size_t bytes);
+/* "16x16" */
+const char *fmt_dims(char *buf, size_t n, const size_t *v, int count);
+/* "uffd-full, move, hugepages": the PM_MECH_* bits in words. */
+const char *fmt_mechanism(char *buf, size_t n, unsigned mech);
+
+/* ---------------------------------------------------------------- system */
+
+double now_s(void);
+/* A /proc/meminfo field in bytes (MemTotal, MemAvailable), or 0. */
+uint64_t meminfo_bytes(const char *field);
+/* A /proc/self/status field in bytes (VmHWM, VmRSS), or 0. */
+uint64_t status_bytes(const char *field);
+int online_cpus(void);
+
+/* ---------------------------------------------------------------- progress */
+
+/* A bar on stderr for work that lasts more than about a second, drawn only
+ * when stderr is a terminal and the caller allows it. Not thread-safe: one
+ * thread updates it. */
+struct progress {
+	bool enabled, drawn;
+	double t0, last;
+	double total;
+	const char *label;
+};
+void progress_start(struct progress *p, const char *label, double total, bool allowed);
+void progress_update(struct progress *p, double done);
+void progress_end(struct progress *p);
+
+/* ---------------------------------------------------------------- JSON */
+
+/* A small JSON writer: one object on stdout. */
+struct json {
+	FILE *f;
+	int depth;
+	bool first[16];
+};
+void json_begin(struct json *j, FILE *f);
+void json_end(struct json *j);
+void json_obj(struct json *j, const char *key);  /* opens a nested object */
+void json_arr(struct json *j, const char *key);  /* opens an array */
+void json_close(struct json *j, char bracket);   /* '}' or ']' */
+void json_str(struct json *j, const char *key, const char *v);
+void json_u64(struct json *j, const char *key, uint64_t v);
+void json_i64(struct json *j, const char *key, int64_t v);
+void json_num(struct json *j, const char *key, double v);
+void json_bool(struct json *j, const char *key, bool v);
+/* An array of sizes, "shape": [3, 4]. */
+void json_dims(struct json *j, const char *key, const size_t *v, int n);
+
+/* ---------------------------------------------------------------- output */
+
+/* A file written under a temporary name in its directory, renamed into
+ * place by out_commit() and removed by out_abort() (also on SIGINT, SIGTERM
+ * and SIGHUP). An existing path that is not a regular file (a device, a
+ * pipe, "-" for stdout) is written directly. */
+struct outfile {
+	int fd;
+	bool direct;       /* no temporary: a device, a pipe, stdout */
+	bool seekable;
+	uint64_t pos;      /* next offset, for unseekable outputs */
+	const char *path;  /* as given */
+	char *tmp;         /* the temporary's path, NULL when direct */
+};
+
+/* Opens path for writing `size` bytes (space reserved where the file system
+ * can, so that a full disk shows at once). 0, or -1 after cli_err. */
+int out_open(struct outfile *o, const char *path, uint64_t size);
+/* Writes len bytes at offset off (in order, for an unseekable output). 0, or
+ * -errno (the caller reports it: several threads may write). */
+int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off);
+/* Closes the file and renames it into place. 0, or -1 after cli_err. */
+int out_commit(struct outfile *o);
+/* Closes and removes the temporary. */
+void out_abort(struct outfile *o);
+
+/* ---------------------------------------------------------------- options */
+
+/* The subcommands, as bits of the options each accepts. */
+enum {
+	CMD_DEMO = 1 << 0,
+	CMD_INFO = 1 << 1,
+	CMD_APPLY = 1 << 2,
+	CMD_EXPORT = 1 << 3,
+};
+
+/* Everything the command line can say. */
+struct args {
+	int cmd;
+	const char *prog_cmd;         /* "info", ... */
+	const char *image;            /* the positional argument */
+	/* raw input */
+	struct img_raw raw;
+	bool raw_dtype_set;
+	/* window */
+	size_t window[PM_MAX_DIMS], step[PM_MAX_DIMS], dilation[PM_MAX_DIMS];
+	int nwindow, nstep, ndilation;
+	int pad_mode;
+	double pad_value;
+	bool pad_set;
+	int64_t pad_before[PM_MAX_DIMS], pad_after[PM_MAX_DIMS];
+	int npad;
+	/* matrix */
+	int dtype;                    /* output; -1: the command's default */
+	int order;
+	struct pm_lazy_opts lazy;
+	bool backend_set;
+	/* run */
+	bool quiet, json;
+	int blas_threads;             /* 0: the command's default */
+	const char *out;
+	/* apply */
+	const char *filters;
+	size_t random;
+	uint64_t seed;
+	const char *save_filters;
+	/* demo */
+	bool small;
+	size_t size[2];
+	int nsize;
+	size_t nfilters;
+	const char *inject;           /* demo: spoil a response ("value", ...) */
+};
+
+/* Parses argv (argv[0] is the subcommand) into a. Returns -1 to go on, or
+ * the exit code to end with: 0 after --help, EXIT_USAGE after a usage error
+ * (reported). */
+int args_parse(struct args *a, int cmd, int argc, char **argv);
+/* Prints the program's usage (to stdout). */
+void usage_program(FILE *f);
+
+/* The image's source and the window options as matrix options, checked by
+ * pm_matrix_describe into *info. 0, or -1 after cli_err. */
+int args_matrix(const struct args *a, const struct img *im, struct pm_matrix_opts *o,
+		struct pm_matrix_info *info);
+/* Refuses a budget smaller than the library can honour, and a resident
+ * bound (the budget, or the whole matrix for the eager backend) larger than
+ * the machine's available memory. 0, or -1 after cli_err. */
+int args_check_memory(const struct args *a, int backend, size_t matrix_bytes);
+/* The budget and chunk in force for these options (defaults resolved). */
+size_t args_budget(const struct args *a);
+size_t args_chunk(const struct args *a);
+
+/* The lazy statistics, in words or as JSON members. */
+void report_stats_text(FILE *f, const struct pm_stats *st, int threads);
+void report_stats_json(struct json *j, const struct pm_stats *st);
+void report_info_json(struct json *j, const struct pm_matrix_info *info);
+void report_image_json(struct json *j, const char *path, const struct img *im);
+void report_image_text(FILE *f, const char *path, const struct img *im);
+
+/* ---------------------------------------------------------------- commands */
+
+int cmd_demo(const struct args *a);
+/* OpenBLAS threads: --blas-threads, else the CPUs the filler threads leave. */
+int default_blas_threads(const struct args *a);
+/* The library's filler threads for these options (0 when not lazy). */
+int lib_threads(const struct args *a, const struct pm_stats *st);
+/* Rows per GEMM block: a quarter of the budget of matrix rows, at most 64
+ * MiB of them, and at most 16 MiB of nout responses of es bytes each. */
+size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget);
+
+#endif

@@ -1,0 +1,96 @@
+/* image.h: image files as pm_source arrays, for the patchmap tools. Parsers
+ * of the .npy and PGM/PPM headers (pure functions of a buffer, fuzzed on
+ * their own), a .npy header writer, and img_open(), which maps a file and
+ * describes its pixels without copying them. Uses only the public header's
+ * types: no call into the library, so the parsers link on their own. */
+#ifndef PM_TOOLS_IMAGE_H
+#define PM_TOOLS_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "patchmap.h"
+
+/* Room for any message these functions write. */
+#define IMG_ERRLEN 256
+
+/* ------------------------------------------------------------- .npy */
+
+struct npy_header {
+	int dtype;            /* enum pm_dtype; numpy bool ('|b1') reads as U8 */
+	bool big_endian;      /* multi-byte elements stored big-endian */
+	bool fortran_order;
+	int ndim;             /* 1..PM_MAX_DIMS */
+	size_t shape[PM_MAX_DIMS];
+	size_t data_offset;   /* bytes from the start of the file to the data */
+	size_t data_bytes;    /* elements * element size (overflow checked) */
+};
+
+/* Parses the header of a .npy file held in buf[0, len). Needs the whole
+ * header in the buffer, not the data. Returns 0, or -1 with a one-line
+ * message in err (IMG_ERRLEN bytes). Never reads outside the buffer. */
+int npy_parse_header(const void *buf, size_t len, struct npy_header *h, char *err);
+
+/* Writes the header of a little-endian .npy array (format version 1.0)
+ * into buf, padded with spaces and a newline to a multiple of 64 bytes as
+ * the format asks. Returns its
+ * length, or 0 if cap is too small or the arguments are invalid. */
+size_t npy_write_header(char *buf, size_t cap, int dtype, int ndim, const size_t *shape,
+			bool fortran_order);
+
+/* numpy's descr for a little-endian dtype ("<f4", "|u1"), or NULL. */
+const char *npy_descr(int dtype);
+
+/* ------------------------------------------------------------- PGM/PPM */
+
+struct pnm_header {
+	int channels;        /* 1 (P5, PGM) or 3 (P6, PPM) */
+	size_t width, height;
+	unsigned maxval;     /* 1..65535 */
+	int dtype;           /* U8 (maxval < 256) or U16 (stored big-endian) */
+	size_t data_offset;
+	size_t data_bytes;
+};
+
+/* Parses a binary PGM (P5) or PPM (P6) header in buf[0, len), comments
+ * included. Returns 0, or -1 with a message in err. */
+int pnm_parse_header(const void *buf, size_t len, struct pnm_header *h, char *err);
+
+/* ------------------------------------------------------------- files */
+
+/* How to read a raw file: when shape_ndim > 0, the file is raw. */
+struct img_raw {
+	int ndim;
+	size_t shape[PM_MAX_DIMS];
+	int dtype;           /* enum pm_dtype */
+	bool big_endian;
+	size_t offset;       /* bytes skipped at the start of the file */
+};
+
+struct img {
+	struct pm_source src;   /* no channel axis set: the caller decides */
+	const char *format;     /* "npy", "pgm", "ppm" or "raw" */
+	const char *layout;     /* "C" or "Fortran" */
+	bool converted;         /* byte-swapped into a private copy */
+	size_t file_bytes;
+	/* owned */
+	void *map;              /* the file's mapping (or a read copy) */
+	size_t map_len;
+	bool map_is_heap;
+	void *copy;             /* the converted pixels, if any */
+};
+
+/* Opens `path` as an image: raw if raw && raw->ndim > 0, else by its magic
+ * (.npy, P5, P6). The pixels stay in the file's read-only mapping (a file
+ * that cannot be mapped, a pipe, is read into memory); big-endian data is
+ * converted into a private copy. Returns 0, or -1 with a message naming the
+ * problem in err (not the path). img_close() frees what img holds. */
+int img_open(const char *path, const struct img_raw *raw, struct img *im, char *err);
+void img_close(struct img *im);
+
+/* A dtype named like numpy ("uint8", "u8", "u1", "float32", "f4", "f32", with an
+ * optional '<', '>', '=' or '|' in front): the dtype, or -1. *big_endian is
+ * set when the name starts with '>'. */
+int img_parse_dtype(const char *name, bool *big_endian);
+
+#endif
