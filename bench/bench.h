@@ -215,7 +215,12 @@ static inline void b_print_header(int argc, char **argv)
 	struct utsname u;
 	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
 
+	char fam[16], model[16], flags[4096];
+
 	b_read_key("/proc/cpuinfo", "model name", cpu, sizeof(cpu));
+	b_read_key("/proc/cpuinfo", "cpu family", fam, sizeof(fam));
+	b_read_key("/proc/cpuinfo", "model", model, sizeof(model));
+	b_read_key("/proc/cpuinfo", "flags", flags, sizeof(flags));
 	b_read_choice("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof(thp));
 	b_read_choice("/sys/kernel/mm/transparent_hugepage/defrag", defrag, sizeof(defrag));
 	/* Line by line, so that a run cut short still shows what it did. */
@@ -223,8 +228,10 @@ static inline void b_print_header(int argc, char **argv)
 	b_catch_sigbus();
 	if (uname(&u))
 		memset(&u, 0, sizeof(u));
-	printf("machine: %s, %ld cores, %.1f GiB RAM, Linux %s, THP %s (defrag %s); libpatchmap %s\n",
-	       cpu, sysconf(_SC_NPROCESSORS_ONLN), (double)b_mem_total() / (1 << 30), u.release, thp,
+	printf("machine: %s (family %s model %s)%s, %ld cores, %.1f GiB RAM, Linux %s, THP %s "
+	       "(defrag %s); libpatchmap %s\n", cpu, fam, model,
+	       strstr(flags, "hypervisor") ? " under a hypervisor" : "",
+	       sysconf(_SC_NPROCESSORS_ONLN), (double)b_mem_total() / (1 << 30), u.release, thp,
 	       defrag, pm_version());
 	printf("command:");
 	printf(" %s", prog);
