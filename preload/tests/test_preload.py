@@ -1,0 +1,466 @@
+"""Unmodified programs under LD_PRELOAD=libpatchmap-preload.so: coreutils
+(sha256sum, dd, tail, wc, cat, cp, stat), Python and numpy, and a BLAS
+program, read and map .patchmap descriptors; what they see is compared
+with the patch matrix numpy builds itself (np.pad + sliding_window_view +
+reshape + astype), never with the library's output.
+
+Environment: PATCHMAP_PRELOAD (the shim), PATCHMAP_PRELOAD_SGEMV (the BLAS
+program, optional). Tests named *big* read matrices larger than RAM."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+SHIM = os.environ.get("PATCHMAP_PRELOAD", "")
+SGEMV = os.environ.get("PATCHMAP_PRELOAD_SGEMV", "")
+PYTHON = "/usr/bin/python3"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(SHIM), reason="PATCHMAP_PRELOAD not set")
+
+
+def shim_env(**extra):
+    env = dict(os.environ, LD_PRELOAD=SHIM, PYTHONDONTWRITEBYTECODE="1", LC_ALL="C")
+    env.update(extra)
+    return env
+
+
+def run(args, check=True, **kw):
+    """A program under the shim; its CompletedProcess (bytes)."""
+    p = subprocess.run(args, env=shim_env(), capture_output=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+    return p
+
+
+# ------------------------------------------------------------ reference
+
+
+def reference(a, window, step=1, dilation=1, pad=0, mode="zero", cval=0, channels=False,
+              dtype=None, scale=None, offset=None, order="window", layout="rows", pitch=0):
+    """The patch matrix, as numpy builds it. pad: an int (every side), or
+    a list of (before, after) per spatial axis."""
+    a = np.asarray(a)
+    nsp = a.ndim - (1 if channels else 0)
+    per = lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * nsp
+    window, step, dilation = per(window), per(step), per(dilation)
+    pads = pad if isinstance(pad, list) else [(pad, pad)] * nsp
+    widths = list(pads) + ([(0, 0)] if channels else [])
+    if mode in ("zero", "constant"):
+        p = np.pad(a, widths, mode="constant", constant_values=cval if mode == "constant" else 0)
+    else:
+        p = np.pad(a, widths, mode=mode)
+    span = [(w - 1) * d + 1 for w, d in zip(window, dilation)]
+    v = sliding_window_view(p, span, axis=tuple(range(nsp)))
+    v = v[tuple(slice(None, None, s) for s in step)]
+    v = v[(Ellipsis,) + tuple(slice(None, None, d) for d in dilation)]
+    rows = int(np.prod(v.shape[:nsp]))
+    if channels:
+        # (positions..., C, window...): window order wants (window..., C)
+        if order == "window":
+            v = np.moveaxis(v, nsp, -1)
+    m = v.reshape(rows, -1)
+    if dtype is not None or scale is not None or offset is not None:
+        t = np.dtype(dtype or a.dtype)
+        m = m.astype(t)
+        if scale is not None or offset is not None:
+            m = m * t.type(1 if scale is None else scale) + t.type(0 if offset is None else offset)
+    if layout == "cols":
+        m = m.T
+    m = np.ascontiguousarray(m)
+    if pitch:
+        ld = pitch // m.itemsize
+        out = np.zeros((m.shape[0], ld), m.dtype)
+        out[:, : m.shape[1]] = m
+        m = out
+    return m
+
+
+# ------------------------------------------------------------ sources
+
+
+def write_pnm(path, a):
+    a = np.asarray(a)
+    magic = b"P5" if a.ndim == 2 else b"P6"
+    maxval = 255 if a.dtype == np.uint8 else 65535
+    data = a.astype(">u2").tobytes() if maxval > 255 else a.tobytes()
+    with open(path, "wb") as f:
+        f.write(magic + b"\n# made by test_preload.py\n%d %d\n%d\n" % (a.shape[1], a.shape[0], maxval) + data)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("preload")
+    rng = np.random.default_rng(20240601)
+    src = {}
+    src["u8"] = rng.integers(0, 256, (61, 53), dtype=np.uint8)
+    np.save(d / "u8.npy", src["u8"])
+    src["gray16"] = rng.integers(0, 65536, (40, 37), dtype=np.uint16)
+    write_pnm(d / "gray16.pgm", src["gray16"])
+    src["rgb"] = rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    write_pnm(d / "rgb.ppm", src["rgb"])
+    src["f4F"] = np.asfortranarray(rng.standard_normal((33, 29)).astype(np.float32))
+    np.save(d / "f4F.npy", src["f4F"])
+    src["i2be"] = rng.integers(-30000, 30000, (20, 31)).astype(np.int16)
+    with open(d / "i2be.raw", "wb") as f:
+        f.write(b"header!" + src["i2be"].astype(">i2").tobytes())
+    src["vol"] = rng.integers(0, 4000, (9, 10, 11)).astype(np.uint16)
+    np.save(d / "vol.npy", src["vol"])
+    return d, src
+
+
+# id: (descriptor lines, source name, reference keywords)
+CASES = {
+    "u8-f32": ("source = u8.npy\nwindow = 5x4\nstep = 2x1\noutput_dtype = float32\n", "u8",
+               dict(window=[5, 4], step=[2, 1], dtype="float32")),
+    "u8-dilated-reflect": ("source = u8.npy\nwindow = 3\ndilation = 2\npad = same\npad_mode = reflect\n",
+                           "u8", dict(window=3, dilation=2, pad=2, mode="reflect")),
+    "u8-constant": ("source = u8.npy\nwindow = 4x6\nstep = 3\npad = 1, 2x3\npad_mode = constant\n"
+                    "pad_value = 7\n", "u8",
+                    dict(window=[4, 6], step=3, pad=[(1, 1), (2, 3)], mode="constant", cval=7)),
+    "u8-affine-f64": ("source = u8.npy\nwindow = 3\noutput_dtype = float64\nscale = 0.5\noffset = -1.25\n",
+                      "u8", dict(window=3, dtype="float64", scale=0.5, offset=-1.25)),
+    "u8-cols-pitch": ("source = u8.npy\nwindow = 3x2\nlayout = cols\nrow_pitch = 3072\n", "u8",
+                      dict(window=[3, 2], layout="cols", pitch=3072)),
+    "pgm16-edge": ("source = gray16.pgm\nwindow = 5\npad = 2\npad_mode = edge\noutput_dtype = float32\n",
+                   "gray16", dict(window=5, pad=2, mode="edge", dtype="float32")),
+    "ppm-channel": ("source = rgb.ppm\nwindow = 4\nstep = 2\norder = channel\n", "rgb",
+                    dict(window=4, step=2, channels=True, order="channel")),
+    "ppm-wrap": ("source = rgb.ppm\nwindow = 3x5\npad = 1x2\npad_mode = wrap\noutput_dtype = float32\n",
+                 "rgb", dict(window=[3, 5], pad=[(1, 2), (1, 2)], mode="wrap", channels=True,
+                             dtype="float32")),
+    "f4-fortran-symmetric": ("source = f4F.npy\nwindow = 7x3\npad = 3\npad_mode = symmetric\n", "f4F",
+                             dict(window=[7, 3], pad=3, mode="symmetric")),
+    "raw-i2-be": ("source = i2be.raw\nshape = 20x31\ndtype = >i2\nraw_offset = 7\nwindow = 4\n"
+                          "output_dtype = float32\nscale = 2\n", "i2be",
+                          dict(window=4, dtype="float32", scale=2)),
+    "volume": ("source = vol.npy\nwindow = 3\nchannel_axis = none\nstep = 2\n", "vol",
+               dict(window=3, step=2)),
+}
+
+
+class Case:
+    def __init__(self, data, name, fmt):
+        d, src = data
+        text, source, kw = CASES[name]
+        self.expect = reference(src[source], **kw)
+        self.fmt = fmt
+        self.path = d / f"{name}-{fmt}.patchmap"
+        if not self.path.exists():
+            self.path.write_text(f"# {name}\n{text}format = {fmt}\n")
+        self.data = self.expect.tobytes()
+        self.header = b""
+        if fmt == "npy":
+            self.header = self._checked_header()
+        self.image = self.header + self.data
+
+    def _checked_header(self):
+        """The .npy header the shim writes, read through it and checked
+        with numpy's own parser: version, shape, dtype, C order, and data
+        aligned to 64 bytes."""
+        head = run(["head", "-c", "4096", str(self.path)]).stdout
+        import io
+        f = io.BytesIO(head)
+        major, minor = np.lib.format.read_magic(f)
+        assert (major, minor) in ((1, 0), (2, 0))
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        assert shape == self.expect.shape and not fortran and dtype == self.expect.dtype
+        assert f.tell() % 64 == 0
+        return head[: f.tell()]
+
+
+FORMATS = ["raw", "npy"]
+
+
+@pytest.fixture(params=[(n, f) for n in CASES for f in FORMATS], ids=lambda p: f"{p[0]}-{p[1]}")
+def case(request, data):
+    return Case(data, *request.param)
+
+
+# ------------------------------------------------------------ coreutils
+
+
+def test_sha256sum(case):
+    out = run(["sha256sum", str(case.path)]).stdout.decode()
+    assert out.split()[0] == hashlib.sha256(case.image).hexdigest()
+
+
+def test_cat(case):
+    assert run(["cat", str(case.path)]).stdout == case.image
+
+
+def test_wc_and_stat(case):
+    assert run(["wc", "-c", str(case.path)]).stdout.split()[0] == str(len(case.image)).encode()
+    out = run(["stat", "-c", "%s %F %A", str(case.path)]).stdout.decode().split()
+    assert out == [str(len(case.image)), "regular", "file", "-r--r--r--"]
+
+
+def test_dd_odd_offsets(case):
+    n = len(case.image)
+    for bs, skip, count in [(1, 0, 17), (7, 13, 101), (4096, 1, 3), (999, 5, 1000), (3, n // 3 - 2, 7),
+                            (1, n - 5, 10)]:
+        out = run(["dd", f"if={case.path}", f"bs={bs}", f"skip={skip}", f"count={count}",
+                   "status=none"]).stdout
+        assert out == case.image[bs * skip: bs * (skip + count)], (bs, skip, count)
+    out = run(["dd", f"if={case.path}", "bs=65536", "skip=12345", "iflag=skip_bytes",
+               "status=none"]).stdout
+    assert out == case.image[12345:]
+
+
+def test_tail(case):
+    for n in (1, 100, 4097, len(case.image) - 1):
+        assert run(["tail", "-c", str(n), str(case.path)]).stdout == case.image[-n:]
+
+
+def test_cp(case, tmp_path):
+    out = tmp_path / "copy.bin"
+    run(["cp", str(case.path), str(out)])
+    assert out.read_bytes() == case.image
+
+
+def test_stdin_redirect(case):
+    """A shell's `< desc.patchmap`, opened without the shim: the program
+    finds it open and reads the matrix, through stdio's stdin too."""
+    with open(case.path, "rb") as f:
+        assert run(["sha256sum"], stdin=f).stdout.split()[0].decode() == hashlib.sha256(case.image).hexdigest()
+    with open(case.path, "rb") as f:
+        assert run(["cat"], stdin=f).stdout == case.image
+
+
+# ------------------------------------------------------------ Python, numpy
+
+NUMPY_CHECK = r"""
+import mmap, os, shutil, sys
+import numpy as np
+path, exp_path, fmt, out = sys.argv[1:5]
+exp = np.load(exp_path)
+image = open(exp_path.replace(".npy", ".image"), "rb").read()
+if fmt == "npy":
+    a = np.load(path, mmap_mode="r")
+    assert isinstance(a, np.memmap), type(a)
+    assert a.shape == exp.shape and a.dtype == exp.dtype, (a.shape, a.dtype)
+    assert np.array_equal(a, exp, equal_nan=True)
+    b = np.load(path)
+    assert b.shape == exp.shape and np.array_equal(b, exp, equal_nan=True)
+else:
+    a = np.memmap(path, dtype=exp.dtype, mode="r", shape=exp.shape)
+    assert np.array_equal(a, exp, equal_nan=True)
+    b = np.fromfile(path, dtype=exp.dtype).reshape(exp.shape)
+    assert np.array_equal(b, exp, equal_nan=True)
+    with open(path, "rb") as f:
+        f.seek(exp.itemsize * 3)
+        c = np.fromfile(f, dtype=exp.dtype, count=5)
+        assert np.array_equal(c, exp.reshape(-1)[3:8], equal_nan=True)
+# the same bytes through every other door
+with open(path, "rb") as f:
+    assert f.read() == image
+    assert os.fstat(f.fileno()).st_size == len(image)
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert m[:] == image and m[len(image) // 2:] == image[len(image) // 2:]
+    if len(image) >= 2 * mmap.PAGESIZE:
+        with mmap.mmap(f.fileno(), mmap.PAGESIZE, access=mmap.ACCESS_READ, offset=mmap.PAGESIZE) as m:
+            assert m[:] == image[mmap.PAGESIZE:2 * mmap.PAGESIZE]
+fd = os.open(path, os.O_RDONLY)
+assert os.pread(fd, 1000, 123) == image[123:1123]
+bufs = [bytearray(10), bytearray(300)]
+assert os.preadv(fd, bufs, 7) == 310 and bytes(bufs[0] + bufs[1]) == image[7:317]
+assert os.lseek(fd, -10, os.SEEK_END) == len(image) - 10 and os.read(fd, 100) == image[-10:]
+os.close(fd)
+assert os.stat(path).st_size == len(image)
+shutil.copyfile(path, out)   # sendfile, refused, then read and write
+print("ok")
+"""
+
+
+def test_numpy_and_python(case, tmp_path):
+    exp_path = tmp_path / "exp.npy"
+    np.save(exp_path, case.expect)
+    (tmp_path / "exp.image").write_bytes(case.image)
+    out = tmp_path / "copy.bin"
+    p = run([PYTHON, "-c", NUMPY_CHECK, str(case.path), str(exp_path), case.fmt, str(out)])
+    assert p.stdout.strip() == b"ok"
+    assert out.read_bytes() == case.image
+
+
+# ------------------------------------------------------------ malformed
+
+
+ERRORS = [
+    # (descriptor text, line, message after "NAME:LINE: ")
+    ("source = u8.npy\nwindow = 3\nwindw = 3\n", 3, 'unknown key "windw"'),
+    ("source = u8.npy\nwindow = three\n", 2, 'window: expected one positive size for every spatial axis, '
+     'or one for all, such as 16 or 16x16, got "three"'),
+    ("source = u8.npy\nwindow = 3\nwindow = 4\n", 3, "window given twice (first on line 2)"),
+    ("source = u8.npy\nwindow 3\n", 2, 'expected "key = value", got "window 3"'),
+    ("window = 3\n", 0, 'no "source = PATH" line'),
+    ("source = u8.npy\n", 0, 'no "window = SIZE" line'),
+    ("window = 3\nsource = nowhere.npy\n", 2, 'source "nowhere.npy": cannot open: No such file or directory'),
+    ("source = .\nwindow = 3\n", 1, 'source ".": is a directory'),
+    ("source = notes.txt\nwindow = 3\n", 1, 'source "notes.txt": not a .npy, PGM or PPM file '
+     '(for raw samples give shape and dtype)'),
+    ("source = i2be.raw\nshape = 20x30\ndtype = >i2\nraw_offset = 7\nwindow = 3\n", 2,
+     'source "i2be.raw": the raw file has 40 bytes more than the shape and dtype describe (1200)'),
+    ("source = u8.npy\nwindow = 62\n", 2, "window: the window (with its dilation) is larger than the "
+     "padded source along some axis (source shape 61x53, window 62)"),
+    ("source = u8.npy\nwindow = 3\npad_mode = mirror\n", 3,
+     'pad_mode: expected zero, constant, edge, reflect, symmetric or wrap, got "mirror"'),
+    ("source = rgb.ppm\nwindow = 3\nchannel_axis = 5\n", 3,
+     "channel_axis: axis 5 does not exist in a 3-D source (shape 30x41x3)"),
+    ("source = u8.npy\nwindow = 3\nscale = 2\n", 3, "scale: scale and offset need a float32 or float64 output"),
+    ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: 3000 is not a power of two of at least "
+     "the page size"),
+    ("source = u8.npy\nwindow = 3\nformat = hdf5\n", 3, 'format: expected raw or npy, got "hdf5"'),
+    ("source = u8.npy\nwindow = 3x3x3\n", 2, "window names 3 axes, the source has 2 (shape 61x53): give "
+     "one size per spatial axis"),
+]
+
+
+@pytest.mark.parametrize("text,line,msg", ERRORS, ids=[f"error{i}" for i in range(len(ERRORS))])
+def test_malformed(data, text, line, msg):
+    d, _ = data
+    (d / "notes.txt").write_text("not an image\n")
+    path = d / f"bad-{hashlib.md5(text.encode()).hexdigest()[:10]}.patchmap"
+    path.write_text(text)
+    where = f"{path}:{line}: " if line else f"{path}: "
+    # cat: EINVAL, one line from the shim naming file, line and problem
+    p = run(["cat", str(path)], check=False)
+    assert p.returncode == 1 and p.stdout == b""
+    lines = p.stderr.decode().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("libpatchmap-preload: " + where), lines[0]
+    assert lines[0] == "libpatchmap-preload: " + where + msg
+    assert lines[1] == f"cat: {path}: Invalid argument"
+    # Python: OSError with errno EINVAL, and the same single line
+    p = run([PYTHON, "-c", "import sys\ntry:\n open(sys.argv[1], 'rb')\nexcept OSError as e:\n"
+             " print(e.errno)\n", str(path)])
+    assert p.stdout.strip() == str(__import__("errno").EINVAL).encode()
+    assert p.stderr.decode().splitlines() == [lines[0]]
+
+
+def test_stat_then_open_reports_once(data):
+    """ls stats, cp stats then opens: each program says what is wrong
+    once."""
+    d, _ = data
+    path = d / "twice.patchmap"
+    path.write_text("source = u8.npy\nwindow = 3\nbogus = 1\n")
+    p = run(["cp", str(path), str(d / "out.bin")], check=False)
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 1
+    assert lines[0] == f'libpatchmap-preload: {path}:3: unknown key "bogus"'
+    assert sum(line.startswith("libpatchmap-preload:") for line in lines) == 1
+
+
+# ------------------------------------------------------------ BLAS
+
+
+@pytest.mark.skipif(not SGEMV, reason="no OpenBLAS: preload-sgemv not built")
+def test_sgemv_small(tmp_path):
+    p = run([SGEMV, str(tmp_path), "200", "150", "7", "256M", "1"])
+    assert b"wrong 0" in p.stdout
+
+
+# ------------------------------------------------------------ larger than RAM
+
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """A 4096 x 4096 uint8 image whose float32 22 x 22 patch matrix (32 GB)
+    is larger than the machine's memory."""
+    d = tmp_path_factory.mktemp("big")
+    img = np.random.default_rng(7).integers(0, 256, (4096, 4096), dtype=np.uint8)
+    np.save(d / "big.npy", img)
+    path = d / "big.patchmap"
+    path.write_text("source = big.npy\nwindow = 22\noutput_dtype = float32\nbudget = 64M\n")
+    rows, cols = (4096 - 21) ** 2, 22 * 22
+    size = rows * cols * 4
+    if mem_total() and size <= mem_total():
+        pytest.skip("the matrix would fit in this machine's memory")
+    return path, img, rows, cols, size
+
+
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def test_big_cat_into_wc(big):
+    """cat reads all 32 GB through read() into wc -c; its peak RSS stays
+    below the budget (reading never maps the matrix: only the image is
+    resident). `cat desc -` goes on to wait on its stdin once it has read
+    and closed the descriptor, so that its own VmHWM (not the forking
+    parent's, as wait4's ru_maxrss would count) can be read then."""
+    path, img, rows, cols, size = big
+    r, w = os.pipe()
+    cat = subprocess.Popen(["cat", str(path), "-"], stdin=subprocess.PIPE, stdout=w, env=shim_env())
+    os.close(w)
+    wc = subprocess.Popen(["wc", "-c"], stdin=r, stdout=subprocess.PIPE)
+    os.close(r)
+
+    def reading():
+        for name in os.listdir(f"/proc/{cat.pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{cat.pid}/fd/{name}") == str(path):
+                    return True
+            except OSError:
+                pass
+        return False
+
+    while cat.poll() is None and not reading():
+        time.sleep(0.01)
+    while cat.poll() is None and reading():
+        time.sleep(0.2)
+    hwm = status_kib(cat.pid, "VmHWM") * 1024
+    cat.stdin.close()
+    out = wc.communicate()[0]
+    assert cat.wait() == 0 and wc.returncode == 0
+    assert int(out) == size
+    budget, margin = 64 << 20, 64 << 20
+    print(f"cat: {size / 1e9:.1f} GB, peak RSS {hwm / 2**20:.0f} MiB")
+    assert 0 < hwm < budget + margin
+
+
+def test_big_dd_far_rows(big):
+    """Rows near the end of the 32 GB file, read with dd, against numpy."""
+    path, img, rows, cols, size = big
+    row_bytes = cols * 4
+    for r0 in (0, rows // 2 + 12345, rows - 3):
+        out = run(["dd", f"if={path}", f"bs={row_bytes}", f"skip={r0}", "count=3", "status=none"]).stdout
+        got = np.frombuffer(out, np.float32).reshape(-1, cols)
+        ow = 4096 - 21
+        want = np.stack([img[i // ow: i // ow + 22, i % ow: i % ow + 22].reshape(-1).astype(np.float32)
+                         for i in range(r0, min(r0 + 3, rows))])
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.skipif(not SGEMV, reason="no OpenBLAS: preload-sgemv not built")
+def test_big_sgemv_mmap(tmp_path):
+    """cblas_sgemv straight on a 38 GB mapping of a descriptor, under a
+    256 MiB budget: every 997th response checked, peak RSS within the
+    budget plus the image, the result vector and a margin."""
+    if mem_total() and (4096 - 23) ** 2 * 576 * 4 <= mem_total():
+        pytest.skip("the matrix would fit in this machine's memory")
+    p = run([SGEMV, str(tmp_path), "4096", "4096", "24", "256M", "997"], timeout=900)
+    out = p.stdout.decode()
+    assert "wrong 0" in out
+    rss = int(out.split("peak_rss_kib")[1]) * 1024
+    rows = (4096 - 23) ** 2
+    budget, image, y, margin = 256 << 20, 4096 * 4096, rows * 4, 64 << 20
+    print(f"sgemv: peak RSS {rss / 2**20:.0f} MiB")
+    assert rss < budget + image + y + margin

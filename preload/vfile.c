@@ -1,0 +1,353 @@
+/* vfile.c: a descriptor's virtual file: loading it (text, source, matrix,
+ * .npy header), its bytes, its lazy mapping and what stat says of it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vfile.h"
+
+/* What stat reports as the preferred I/O size: readers such as cat size
+ * their buffer from it, and larger reads amortise each pm_matrix_read. */
+#define VF_BLKSIZE ((blksize_t)1 << 20)
+
+struct vf_region {
+	pm_region *r;
+	pid_t pid;
+	size_t span;
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+
+	return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+/* The descriptor's text, from offset 0, leaving the file offset alone. A
+ * file opened with O_DIRECT refuses unaligned reads: it is read again
+ * through /proc. */
+static char *read_text(int fd, size_t *len, int *err)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	int rfd = fd;
+
+	if (!buf) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			char *nb;
+
+			if (cap > DESC_MAX_BYTES)
+				break; /* the parser refuses it by its length */
+			nb = realloc(buf, cap * 2);
+			if (!nb) {
+				*err = ENOMEM;
+				goto fail;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = pread(rfd, buf + n, cap - n, (off_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EINVAL && rfd == fd) {
+			char proc[64];
+
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+			rfd = open(proc, O_RDONLY | O_CLOEXEC);
+			if (rfd >= 0)
+				continue;
+			errno = EINVAL;
+		}
+		if (r < 0) {
+			*err = errno;
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (rfd != fd)
+		close(rfd);
+	*len = n;
+	return buf;
+fail:
+	if (rfd != fd)
+		close(rfd);
+	free(buf);
+	return NULL;
+}
+
+/* The directory holding the descriptor open on fd (where relative sources
+ * are found), from /proc, or from the name it was opened by. */
+static void descriptor_dir(int fd, const char *name, char *dir, size_t cap)
+{
+	char proc[64];
+	ssize_t n;
+	char *slash;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, dir, cap - 1);
+	if (n > 0 && dir[0] == '/') {
+		dir[n] = 0;
+	} else {
+		snprintf(dir, cap, "%s", name);
+	}
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, cap, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+}
+
+static int load_fail(char *msg, const char *name, int line, const char *what)
+{
+	if (line)
+		snprintf(msg, VF_ERRLEN, "%s:%d: %s", name, line, what);
+	else
+		snprintf(msg, VF_ERRLEN, "%s: %s", name, what);
+	errno = EINVAL;
+	return -1;
+}
+
+static void vf_free(struct vfile *vf)
+{
+	struct vf_region *reg = atomic_load(&vf->region);
+
+	if (reg && reg->pid == getpid())
+		pm_region_close(reg->r);
+	/* In a child of fork() the parent's region is not mapped and its
+	 * threads are gone: its bookkeeping is left behind, not closed. */
+	if (reg && reg->pid == getpid())
+		free(reg);
+	pm_matrix_close(vf->m);
+	img_close(&vf->im);
+	free(vf->header);
+	free(vf);
+}
+
+struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
+{
+	char err[DESC_ERRLEN], dir[PATH_MAX], *text, *path = NULL;
+	struct pm_matrix_opts o;
+	struct img_raw raw, *rawp = NULL;
+	struct vfile *vf;
+	struct desc *d;
+	struct stat st;
+	size_t len;
+	int line, e;
+
+	msg[0] = 0;
+	vf = calloc(1, sizeof(*vf));
+	d = malloc(sizeof(*d));
+	if (!vf || !d) {
+		free(vf);
+		free(d);
+		errno = ENOMEM;
+		return NULL;
+	}
+	atomic_init(&vf->refs, 1);
+	atomic_init(&vf->region, NULL);
+	text = read_text(fd, &len, &e);
+	if (!text) {
+		snprintf(err, sizeof(err), "cannot read the descriptor: %s", strerror(e));
+		load_fail(msg, name, 0, err);
+		goto fail;
+	}
+	if (desc_parse(text, len, d, err, &line)) {
+		free(text);
+		load_fail(msg, name, line, err);
+		goto fail;
+	}
+	free(text);
+
+	/* the source, relative to the descriptor's directory */
+	line = d->line[DK_SOURCE];
+	descriptor_dir(fd, name, dir, sizeof(dir));
+	if (d->source[0] == '/' || asprintf(&path, "%s/%s", dir, d->source) < 0)
+		path = strdup(d->source);
+	if (!path) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	if (ends_with(path, ".patchmap")) {
+		load_fail(msg, name, line, "source: a descriptor cannot be the source of another");
+		goto fail;
+	}
+	if (d->raw_ndim) {
+		memset(&raw, 0, sizeof(raw));
+		raw.ndim = d->raw_ndim;
+		memcpy(raw.shape, d->shape, sizeof(raw.shape));
+		raw.dtype = d->raw_dtype;
+		raw.big_endian = d->raw_big_endian;
+		raw.offset = d->raw_offset;
+		rawp = &raw;
+	}
+	if (img_open(path, rawp, &vf->im, err)) {
+		char what[DESC_ERRLEN + DESC_PATH_MAX + 32];
+
+		/* The image reader speaks of the command line's options. */
+		if (!strncmp(err, "unknown image format", 20))
+			snprintf(err, sizeof(err), "not a .npy, PGM or PPM file (for raw samples give "
+						   "shape and dtype)");
+		snprintf(what, sizeof(what), "source \"%s\": %s", d->source, err);
+		load_fail(msg, name, d->raw_ndim && strstr(err, "raw") ? d->line[DK_SHAPE] : line, what);
+		goto fail;
+	}
+	if (stat(path, &st) == 0)
+		vf->source_mtime = st.st_mtim;
+
+	if (desc_matrix(d, &vf->im.src, &o, &vf->info, err, &line)) {
+		load_fail(msg, name, line, err);
+		goto fail;
+	}
+	vf->lazy = d->lazy;
+	if (d->format == DESC_NPY) {
+		char hdr[512];
+		size_t shape[2] = { vf->info.rows, vf->info.ld };
+
+		vf->header_len = npy_write_header(hdr, sizeof(hdr), vf->info.dtype, 2, shape, false);
+		vf->header = malloc(vf->header_len ? vf->header_len : 1);
+		if (!vf->header_len || !vf->header) {
+			errno = ENOMEM;
+			goto fail;
+		}
+		memcpy(vf->header, hdr, vf->header_len);
+	}
+	if (__builtin_add_overflow((uint64_t)vf->info.bytes, (uint64_t)vf->header_len, &vf->size) ||
+	    vf->size > (uint64_t)INT64_MAX) {
+		load_fail(msg, name, d->line[DK_WINDOW], "window: the file would be larger than a file "
+							 "offset can say");
+		goto fail;
+	}
+	if (open_matrix) {
+		int code;
+
+		o.lazy = (struct pm_lazy_opts){ .backend = PM_BACKEND_NONE };
+		code = pm_matrix_open(&o, &vf->m);
+		if (code) {
+			/* describe accepted it: what is left is the system's */
+			errno = pm_error_errno(code);
+			goto fail;
+		}
+	}
+	free(path);
+	free(d);
+	return vf;
+fail:
+	e = errno;
+	free(path);
+	free(d);
+	vf_free(vf);
+	errno = e;
+	return NULL;
+}
+
+void vf_get(struct vfile *vf)
+{
+	atomic_fetch_add_explicit(&vf->refs, 1, memory_order_relaxed);
+}
+
+void vf_put(struct vfile *vf)
+{
+	if (vf && atomic_fetch_sub_explicit(&vf->refs, 1, memory_order_acq_rel) == 1)
+		vf_free(vf);
+}
+
+int vf_read(struct vfile *vf, uint64_t off, void *dst, size_t len)
+{
+	char *out = dst;
+
+	if (off < vf->header_len) {
+		size_t n = vf->header_len - (size_t)off;
+
+		if (n > len)
+			n = len;
+		memcpy(out, vf->header + off, n);
+		out += n;
+		len -= n;
+		off += n;
+	}
+	if (len) {
+		int code = pm_matrix_read(vf->m, (size_t)(off - vf->header_len), out, len);
+
+		if (code)
+			return -pm_error_errno(code);
+	}
+	return 0;
+}
+
+static int region_fill(void *ctx, size_t offset, void *dst, size_t len)
+{
+	return vf_read(ctx, offset, dst, len);
+}
+
+const char *vf_region(struct vfile *vf, size_t *span)
+{
+	struct vf_region *cur = atomic_load(&vf->region), *mine;
+	struct pm_region_opts ro = { .size = sizeof(ro) };
+	struct pm_stats st;
+	pid_t pid = getpid();
+	int code;
+
+	for (;;) {
+		if (cur && cur->pid == pid) {
+			*span = cur->span;
+			return pm_region_data(cur->r);
+		}
+		if (vf->lazy.backend == PM_BACKEND_NONE || !vf->m) {
+			errno = ENODEV;
+			return NULL;
+		}
+		mine = calloc(1, sizeof(*mine));
+		if (!mine) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		ro.length = (size_t)vf->size;
+		ro.fill = region_fill;
+		ro.ctx = vf;
+		ro.lazy = vf->lazy;
+		code = pm_region_open(&ro, &mine->r);
+		if (code || pm_region_stats(mine->r, &st)) {
+			pm_region_close(mine->r);
+			free(mine);
+			errno = code ? pm_error_errno(code) : EIO;
+			return NULL;
+		}
+		mine->pid = pid;
+		mine->span = (size_t)((vf->size + st.chunk_bytes - 1) / st.chunk_bytes * st.chunk_bytes);
+		if (atomic_compare_exchange_strong(&vf->region, &cur, mine)) {
+			/* a region inherited over fork() stays behind, unused */
+			cur = mine;
+			continue;
+		}
+		/* another thread won: keep its region */
+		pm_region_close(mine->r);
+		free(mine);
+	}
+}
+
+void vf_patch_stat(const struct vfile *vf, struct stat *st)
+{
+	st->st_size = (off_t)vf->size;
+	st->st_blocks = (blkcnt_t)((vf->size + 511) / 512);
+	st->st_mode = S_IFREG | (st->st_mode & 0444);
+	st->st_blksize = VF_BLKSIZE;
+	if (vf->source_mtime.tv_sec > st->st_mtim.tv_sec ||
+	    (vf->source_mtime.tv_sec == st->st_mtim.tv_sec &&
+	     vf->source_mtime.tv_nsec > st->st_mtim.tv_nsec))
+		st->st_mtim = vf->source_mtime;
+}
