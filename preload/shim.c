@@ -571,8 +571,29 @@ static ssize_t claim(int fd, const struct vfile *vf, size_t n, uint64_t *start)
 		return -1;
 	*start = (uint64_t)cur;
 	got = *start >= vf->size ? 0 : vf->size - *start < n ? (size_t)(vf->size - *start) : n;
-	if (got && real.lseek(fd, cur + (off_t)got, SEEK_SET) < 0)
-		return -1;
+	if (got && real.lseek(fd, cur + (off_t)got, SEEK_SET) < 0) {
+		/* The read ends past the limit too: a short read up to it (found
+		 * by bisection; lo is reachable, hi is not), EOVERFLOW at it. */
+		size_t lo = 0, hi = got;
+
+		if (errno != EINVAL)
+			return -1;
+		while (hi - lo > 1) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (real.lseek(fd, cur + (off_t)mid, SEEK_SET) >= 0)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		if (real.lseek(fd, cur + (off_t)lo, SEEK_SET) < 0)
+			return -1;
+		if (!lo) {
+			errno = EOVERFLOW;
+			return -1;
+		}
+		got = lo;
+	}
 	return (ssize_t)got;
 }
 

@@ -449,6 +449,49 @@ def test_big_dd_far_rows(big):
         assert np.array_equal(got, want)
 
 
+def test_read_at_file_system_limit(tmp_path):
+    """A 17 TiB virtual file on a file system whose largest offset is below
+    that: read() stops short at the limit, then fails with EOVERFLOW, and
+    pread() reaches past it."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        lo, hi = 0, 1 << 62
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                os.lseek(fd, mid, os.SEEK_SET)
+                lo = mid
+            except OSError:
+                hi = mid
+    finally:
+        os.close(fd)
+    limit = lo
+    size = 65504 * 65504 * 33 * 33 * 4  # 65536 - 33 + 1 positions per axis
+    if limit >= size:
+        pytest.skip(f"this file system reaches offset {limit}: no limit below the file")
+    src = tmp_path / "zeros.raw"
+    with open(src, "wb") as f:
+        f.truncate(65536 * 65536)
+    (tmp_path / "huge.patchmap").write_text(
+        "source = zeros.raw\nshape = 65536x65536\nwindow = 33\noutput_dtype = float32\n")
+    script = f"""
+import errno, os
+fd = os.open({str(tmp_path / "huge.patchmap")!r}, os.O_RDONLY)
+assert os.fstat(fd).st_size == {size}
+os.lseek(fd, {limit} - 100, os.SEEK_SET)
+print(len(os.read(fd, 151)), os.lseek(fd, 0, os.SEEK_CUR) == {limit})
+try:
+    os.read(fd, 10)
+except OSError as e:
+    print(errno.errorcode[e.errno])
+print(len(os.pread(fd, 4096, {limit} + 12345)))
+"""
+    out = run([PYTHON, "-c", script]).stdout.decode().split()
+    assert out == ["100", "True", "EOVERFLOW", "4096"]
+
+
 @pytest.mark.skipif(not SGEMV, reason="no OpenBLAS: preload-sgemv not built")
 def test_big_sgemv_mmap(tmp_path):
     """cblas_sgemv straight on a 38 GB mapping of a descriptor, under a
