@@ -444,7 +444,7 @@ int desc_parse(const char *text, size_t len, struct desc *d, char *err, int *lin
 		return fail(err, "out of memory");
 	while (i < len) {
 		size_t s = i, e, eq = 0, ks, ke, vs, ve;
-		bool quoted = false, in_quote = false, have_eq = false;
+		bool quoted = false, in_quote = false, have_eq = false, value_begun = false;
 		int key;
 
 		while (i < len && text[i] != '\n')
@@ -458,16 +458,21 @@ int desc_parse(const char *text, size_t len, struct desc *d, char *err, int *lin
 			goto bad;
 		}
 		/* A '#' that starts the line or follows a blank, outside quotes,
-		 * starts a comment; the first '=' outside quotes ends the key. */
+		 * starts a comment; the first '=' ends the key. A '"' opens a
+		 * quote only as the first character of the value (elsewhere it
+		 * is an ordinary character), and the next '"' closes it. */
 		for (size_t p = s; p < e; p++) {
-			if (text[p] == '"')
-				in_quote = !in_quote;
-			else if (!in_quote && text[p] == '#' && (p == s || blank(text[p - 1]))) {
+			if (in_quote) {
+				in_quote = text[p] != '"';
+			} else if (text[p] == '#' && (p == s || blank(text[p - 1]))) {
 				e = p;
 				break;
-			} else if (!in_quote && text[p] == '=' && !have_eq) {
+			} else if (text[p] == '=' && !have_eq) {
 				have_eq = true;
 				eq = p;
+			} else if (have_eq && !value_begun && !blank(text[p])) {
+				value_begun = true;
+				in_quote = text[p] == '"';
 			}
 		}
 		while (s < e && blank(text[s]))

@@ -138,6 +138,11 @@ static void test_syntax(void)
 	CU_ASSERT_STRING_EQUAL(d.source, "a#b.npy");
 	CU_ASSERT_EQUAL_FATAL(parse("source = \"a = b\"\nwindow = 3\n", &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "a = b");
+	/* a '"' inside an unquoted value is an ordinary character: it does not
+	 * hide the comment after it */
+	CU_ASSERT_EQUAL_FATAL(parse("source = a\"b # c\nwindow = 3 # \"\n", &d, err, &line), 0);
+	CU_ASSERT_STRING_EQUAL(d.source, "a\"b");
+	CU_ASSERT(d.nwindow == 1 && d.window[0] == 3);
 	/* the buffer need not end with a NUL or a newline */
 	CU_ASSERT_EQUAL_FATAL(desc_parse("source = x\nwindow = 7XXXX", 21, &d, err, &line), 0);
 	CU_ASSERT(d.nwindow == 1 && d.window[0] == 7);
