@@ -3,6 +3,8 @@
 #ifndef PM_TEST_HELPERS_H
 #define PM_TEST_HELPERS_H
 
+#include <CUnit/Basic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,65 @@
 #include "patchmap.h"
 
 #define T_SKIP 77
+
+/* A sanitized build (ASan or TSan), where sizes and memory bounds differ. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZED 1
+#endif
+#endif
+#ifndef T_SANITIZED
+#define T_SANITIZED 0
+#endif
+
+/* A named CUnit test. */
+struct t_test {
+	const char *name;
+	void (*fn)(void);
+};
+
+#define T_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Registers a suite of the tests whose name contains `only` (all when
+ * NULL). False if CUnit could not. */
+static inline bool t_add_suite(const char *suite, const struct t_test *t, size_t n, const char *only)
+{
+	CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+
+	if (!s)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((!only || strstr(t[i].name, only)) && !CU_add_test(s, t[i].name, t[i].fn))
+			return false;
+	return true;
+}
+
+/* Runs what is registered, verbosely, and frees the registry: the exit
+ * code, 0 if every test passed, else 1. */
+static inline int t_run_registered(void)
+{
+	unsigned failed;
+
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
+
+/* The whole main() of a one-suite test program: the exit code. */
+static inline int t_run(const char *suite, const struct t_test *t, size_t n, const char *only)
+{
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	if (!t_add_suite(suite, t, n, only)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	return t_run_registered();
+}
 
 /* Every backend, forced; correctness tests run once per entry. */
 static const int t_backends[] = { PM_BACKEND_EAGER, PM_BACKEND_UFFD, PM_BACKEND_SIGSEGV };

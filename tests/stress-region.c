@@ -23,17 +23,6 @@
 #include "helpers.h"
 #include "ref.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define T_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define T_SANITIZED 1
-#endif
-#endif
-#ifndef T_SANITIZED
-#define T_SANITIZED 0
-#endif
-
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
@@ -449,36 +438,17 @@ static void test_grid(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct t_test tests[] = {
 		{ "checksums against the reference", test_sums_small },
 		{ "big matrix, uffd", test_big_uffd },
 		{ "big matrix, sigsegv", test_big_sigsegv },
 		{ "threads x budget x order grid", test_grid },
 	};
 	const char *only = argc > 1 ? argv[1] : NULL;
-	unsigned failed;
-	CU_pSuite s;
 
 	for (size_t j = 0; j < COLS; j++)
 		col_weight[j] = (float)j;
 	if (T_SANITIZED)
 		printf("sanitized build: the big matrices are a quarter of the full size\n");
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("stress-region", NULL, NULL);
-	if (!s)
-		return 1;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if ((!only || strstr(tests[i].name, only)) && !CU_add_test(s, tests[i].name, tests[i].fn)) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return t_run("stress-region", tests, T_COUNT(tests), only);
 }

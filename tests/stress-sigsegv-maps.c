@@ -154,21 +154,11 @@ static void test_many_chunks_ahead(void)
 
 int main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct t_test tests[] = {
+		{ "mappings bounded by the budget", test_maps_bounded },
+		{ "70000 random chunks", test_many_chunks },
+		{ "70000 random chunks, read-ahead on", test_many_chunks_ahead },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("sigsegv-maps", NULL, NULL);
-	if (!s || !CU_add_test(s, "mappings bounded by the budget", test_maps_bounded) ||
-	    !CU_add_test(s, "70000 random chunks", test_many_chunks) ||
-	    !CU_add_test(s, "70000 random chunks, read-ahead on", test_many_chunks_ahead)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return t_run("sigsegv-maps", tests, T_COUNT(tests), NULL);
 }

@@ -892,10 +892,7 @@ static void test_source_contiguous(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct t_test tests[] = {
 		{ "NULL pointers", test_null },
 		{ "opts->size", test_opt_size },
 		{ "unknown source dtype", test_dtype },
@@ -929,22 +926,6 @@ int main(void)
 		{ "pm_version", test_version },
 		{ "pm_source_contiguous", test_source_contiguous },
 	};
-	unsigned failed;
-	CU_pSuite s;
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("errors", NULL, NULL);
-	if (!s)
-		return 1;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(s, tests[i].name, tests[i].fn)) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return t_run("errors", tests, T_COUNT(tests), NULL);
 }

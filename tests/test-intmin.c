@@ -16,19 +16,9 @@ static void test_intmin(void)
 
 int main(void)
 {
-	unsigned failed;
-	CU_pSuite s;
+	static const struct t_test tests[] = {
+		{ "pm_strerror and pm_error_errno of INT_MIN", test_intmin },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("names", NULL, NULL);
-	if (!s || !CU_add_test(s, "pm_strerror and pm_error_errno of INT_MIN", test_intmin)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return t_run("names", tests, T_COUNT(tests), NULL);
 }

@@ -1057,10 +1057,7 @@ static void test_reference_by_hand(void)
 
 int main(void)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct t_test tests[] = {
 		{ "reference against hand-computed padding", test_reference_by_hand },
 		{ "dtype x output x affine x order x layout", test_dtypes },
 		{ "steps x dilations x padding x mode", test_geometry },
@@ -1071,23 +1068,8 @@ int main(void)
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 	};
-	unsigned failed;
-	CU_pSuite s;
+	int ret = t_run("matrix", tests, T_COUNT(tests), NULL);
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("matrix", NULL, NULL);
-	if (!s)
-		return 1;
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-		if (!CU_add_test(s, tests[i].name, tests[i].fn)) {
-			CU_cleanup_registry();
-			return 1;
-		}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
 	printf("%lu cases, %lu matrices opened\n", ncases, nopens);
-	return failed ? 1 : 0;
+	return ret;
 }

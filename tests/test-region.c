@@ -39,17 +39,6 @@
 #include "helpers.h"
 #include "ref.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define T_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define T_SANITIZED 1
-#endif
-#endif
-#ifndef T_SANITIZED
-#define T_SANITIZED 0
-#endif
-
 /* Under ThreadSanitizer the loads of region memory are not instrumented:
  * TSan checks a load before it executes, that is before the fault that maps
  * the chunk in, and the chunk's bytes reach it by mremap or UFFDIO_MOVE from
@@ -2480,12 +2469,7 @@ static int run_scenario(const char *name)
 
 /* ------------------------------------------------------------ main */
 
-struct test {
-	const char *name;
-	void (*fn)(void);
-};
-
-static const struct test unit_tests[] = {
+static const struct t_test unit_tests[] = {
 	{ "errors", test_errors },
 	{ "PATCHMAP_BACKEND", test_environment },
 	{ "chunk x budget x read-ahead x order grid", test_grid },
@@ -2498,14 +2482,14 @@ static const struct test unit_tests[] = {
 	{ "kernel accesses (write(2) from the region)", test_kernel_access },
 };
 
-static const struct test thread_tests[] = {
+static const struct t_test thread_tests[] = {
 	{ "1, 2 and 8 readers", test_readers },
 	{ "patch matrices, threaded, against the reference", test_matrix_threads },
 	{ "many regions opened and closed by threads", test_many_regions },
 	{ "alternate signal stack", test_altstack },
 };
 
-static const struct test process_tests[] = {
+static const struct t_test process_tests[] = {
 	{ "fork", test_fork },
 	{ "failing fills and writes kill children", test_fatal_children },
 	{ "SIGSEGV chaining", test_chain },
@@ -2515,25 +2499,13 @@ static const struct test process_tests[] = {
 
 static const char *only; /* run only the tests whose name contains this */
 
-static bool add_group(const char *name, const struct test *t, size_t n)
-{
-	CU_pSuite s = CU_add_suite(name, NULL, NULL);
-
-	if (!s)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((!only || strstr(t[i].name, only)) && !CU_add_test(s, t[i].name, t[i].fn))
-			return false;
-	return true;
-}
-
-#define GROUP(t) t, sizeof(t) / sizeof(t[0])
+#define GROUP(t) t, T_COUNT(t), only
 
 int main(int argc, char **argv)
 {
 	const char *group = argc > 1 ? argv[1] : "all";
 	bool all = !strcmp(group, "all"), ok = true;
-	unsigned failed;
+	int ret;
 
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
 	self_exe = "/proc/self/exe";
@@ -2551,19 +2523,16 @@ int main(int argc, char **argv)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
 	if (all || !strcmp(group, "unit"))
-		ok = ok && add_group("region", GROUP(unit_tests));
+		ok = ok && t_add_suite("region", GROUP(unit_tests));
 	if (all || !strcmp(group, "threads"))
-		ok = ok && add_group("region-threads", GROUP(thread_tests));
+		ok = ok && t_add_suite("region-threads", GROUP(thread_tests));
 	if (all || !strcmp(group, "process"))
-		ok = ok && add_group("region-process", GROUP(process_tests));
+		ok = ok && t_add_suite("region-process", GROUP(process_tests));
 	if (!ok) {
 		CU_cleanup_registry();
 		return 1;
 	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
+	ret = t_run_registered();
 	printf("%lu region cases\n", ncases);
-	return failed ? 1 : 0;
+	return ret;
 }

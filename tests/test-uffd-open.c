@@ -47,19 +47,9 @@ static void test_first_fault(void)
 
 int main(void)
 {
-	unsigned failed;
-	CU_pSuite s;
+	static const struct t_test tests[] = {
+		{ "first fault after open", test_first_fault },
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("uffd-open", NULL, NULL);
-	if (!s || !CU_add_test(s, "first fault after open", test_first_fault)) {
-		CU_cleanup_registry();
-		return 1;
-	}
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures();
-	CU_cleanup_registry();
-	return failed ? 1 : 0;
+	return t_run("uffd-open", tests, T_COUNT(tests), NULL);
 }
