@@ -249,23 +249,43 @@ static int write_npy(const char *path, const void *data, int dtype, size_t N, si
 	return out_commit(&of);
 }
 
+/* The library's filler threads: as asked, or its default for cpus. */
+static int filler_threads(const struct args *a, int cpus)
+{
+	return a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+}
+
 int default_blas_threads(const struct args *a)
 {
-	int cpus = online_cpus(), fillers;
+	int cpus = online_cpus(), fillers = filler_threads(a, cpus);
 
 	if (a->blas_threads)
 		return a->blas_threads;
-	fillers = a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
 	return cpus - fillers < 1 ? 1 : cpus - fillers;
 }
 
 int lib_threads(const struct args *a, const struct pm_stats *st)
 {
-	int cpus = online_cpus();
-
 	if (st->backend == PM_BACKEND_EAGER || st->backend == PM_BACKEND_NONE)
 		return 0;
-	return a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+	return filler_threads(a, online_cpus());
+}
+
+/* The end of a command that wrote the matrix's product: the matrix's stats
+ * into *st, the matrix closed (*m NULL), the output renamed into place.
+ * 0, or -1 after cli_err. The output is left for out_abort() only when the
+ * matrix failed (a failed commit removes it itself): *opened says so. */
+static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of, bool *opened)
+{
+	int e;
+
+	pm_matrix_stats(*m, st);
+	e = pm_matrix_close(*m);
+	*m = NULL;
+	if (e)
+		return cli_err("filling the patch matrix failed: %s", pm_strerror(e));
+	*opened = false;
+	return out_commit(of);
 }
 
 size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget)
@@ -371,16 +391,8 @@ static int cmd_apply(const struct args *a)
 	}
 	progress_end(&bar);
 	t = now_s() - t0;
-	pm_matrix_stats(m, &st);
-	e = pm_matrix_close(m);
-	m = NULL;
-	if (e) {
-		cli_err("filling the patch matrix failed: %s", pm_strerror(e));
+	if (finish_output(&m, &st, &of, &opened))
 		goto out;
-	}
-	if (out_commit(&of))
-		goto out_nofile;
-	opened = false;
 	uint64_t hwm = status_bytes("VmHWM");
 	if (a->json) {
 		struct json j;
@@ -426,7 +438,6 @@ too_big:
 out:
 	if (opened)
 		out_abort(&of);
-out_nofile:
 	pm_matrix_close(m);
 	free(F);
 	free(C);
@@ -589,16 +600,8 @@ static int cmd_export(const struct args *a)
 			cli_err("computing the patch matrix failed: %s", pm_strerror(e));
 		goto out;
 	}
-	pm_matrix_stats(m, &st);
-	e = pm_matrix_close(m);
-	m = NULL;
-	if (e) {
-		cli_err("filling the patch matrix failed: %s", pm_strerror(e));
+	if (finish_output(&m, &st, &of, &opened))
 		goto out;
-	}
-	if (out_commit(&of))
-		goto out_nofile;
-	opened = false;
 	uint64_t hwm = status_bytes("VmHWM");
 	if (a->json) {
 		struct json j;
@@ -635,7 +638,6 @@ static int cmd_export(const struct args *a)
 out:
 	if (opened)
 		out_abort(&of);
-out_nofile:
 	pm_matrix_close(m);
 	img_close(&im);
 	return ret;
