@@ -1473,30 +1473,18 @@ static void *v_mmap(void *addr, size_t len, int prot, int flags, off_t off, stru
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	if (UNLIKELY(!(flags & MAP_ANONYMOUS) && peek(fd) != NULL)) {
-		struct vfile *vf = get(fd);
-		if (vf) {
-			void *p = v_mmap(addr, len, prot, flags, off, vf);
-			put_keep_errno(vf);
-			return p;
-		}
-	}
 	MISSING(mmap, MAP_FAILED);
-	return real.mmap(addr, len, prot, flags, fd, off);
+	/* An anonymous mapping ignores fd, whatever it names. */
+	WITH_VF(flags & MAP_ANONYMOUS ? -1 : fd, v_mmap(addr, len, prot, flags, off, vf),
+		real.mmap(addr, len, prot, flags, fd, off));
 }
 
 EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
-	if (UNLIKELY(!(flags & MAP_ANONYMOUS) && peek(fd) != NULL)) {
-		struct vfile *vf = get(fd);
-		if (vf) {
-			void *p = v_mmap(addr, len, prot, flags, off, vf);
-			put_keep_errno(vf);
-			return p;
-		}
-	}
 	MISSING(mmap64, MAP_FAILED);
-	return real.mmap64(addr, len, prot, flags, fd, off);
+	/* An anonymous mapping ignores fd, whatever it names. */
+	WITH_VF(flags & MAP_ANONYMOUS ? -1 : fd, v_mmap(addr, len, prot, flags, off, vf),
+		real.mmap64(addr, len, prot, flags, fd, off));
 }
 
 static void view_remove_locked(size_t i)
