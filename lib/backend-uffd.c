@@ -359,7 +359,6 @@ static int uffd_open(struct pm_region *r)
 	size_t align = r->chunk > THP_SIZE ? r->chunk : THP_SIZE;
 	uint64_t want, got = 0;
 	bool user_only, huge;
-	sigset_t all, old;
 	int err, advice;
 
 	if (!u)
@@ -412,13 +411,9 @@ static int uffd_open(struct pm_region *r)
 					    (huge ? PM_MECH_HUGEPAGES : 0) |
 					    (u->wp ? PM_MECH_WRITE_PROTECT : 0) |
 					    (u->poison ? PM_MECH_POISON : 0));
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = -pthread_create(&u->poller, NULL, poller_main, r);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = pm__spawn(&u->poller, poller_main, r, "patchmap-uffd");
 	if (err)
 		goto fail;
-	pthread_setname_np(u->poller, "patchmap-uffd");
 	u->poller_started = true;
 	return 0;
 fail:

@@ -541,27 +541,43 @@ static int lazy_queues(struct pm_region *r)
 	return r->stop_fd < 0 ? -errno : 0;
 }
 
+int pm__spawn(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+	sigset_t mask, old;
+	int err;
+
+	/* The library's threads leave the application's signals to the
+	 * application's threads, but not the ones a fault raises: a fill reads
+	 * the source, and the source may itself be lazy memory (a matrix of a
+	 * SIGSEGV-backend matrix), whose handler must run here. A blocked
+	 * fault signal would kill the process instead. */
+	sigfillset(&mask);
+	sigdelset(&mask, SIGSEGV);
+	sigdelset(&mask, SIGBUS);
+	sigdelset(&mask, SIGFPE);
+	sigdelset(&mask, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
+	err = -pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!err)
+		pthread_setname_np(*t, name);
+	return err;
+}
+
 int pm__lazy_start(struct pm_region *r)
 {
-	sigset_t all, old;
 	int err = 0;
 
 	r->workers = calloc((size_t)r->nworkers, sizeof(*r->workers));
 	if (!r->workers)
 		return -ENOMEM;
-	/* Fillers run with every signal blocked: signals belong to the
-	 * application's threads, and a filler must never take a fault. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < r->nworkers; i++) {
-		err = -pthread_create(&r->workers[i], NULL, filler_main, r);
+		err = pm__spawn(&r->workers[i], filler_main, r, "patchmap-fill");
 		if (err) {
 			r->nworkers = i;
 			break;
 		}
-		pthread_setname_np(r->workers[i], "patchmap-fill");
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	r->lazy_started = true;
 	return err;
 }

@@ -119,6 +119,10 @@ void pm__fill_now(struct pm_region *r, size_t c, pid_t tid);
 int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
 		    pm_region **out);
 
+/* Starts a library thread (filler or poller) with the application's
+ * signals blocked and fault signals open, and names it. */
+int pm__spawn(pthread_t *t, void *(*fn)(void *), void *arg, const char *name);
+
 /* Starts the fillers (after the backend reserved the range). */
 int pm__lazy_start(struct pm_region *r);
 /* Stops and joins them; wakes demands blocked on slots. */

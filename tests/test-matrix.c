@@ -1013,6 +1013,75 @@ static void test_eviction(void)
 			}
 }
 
+/* A matrix whose source is another lazy matrix: the outer fills fault on
+ * the inner one from the outer's own filler threads (SIGSEGV backend: its
+ * handler must run there), with both budgets at two chunks so that nearly
+ * every outer fill refaults the inner. */
+static void test_lazy_source(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	const size_t ishape[2] = { 61, 47 };
+	unsigned char img[61 * 47];
+
+	for (size_t i = 0; i < sizeof(img); i++)
+		img[i] = (unsigned char)rnd();
+	for (int ii = 0; ii < T_NLAZY; ii++)
+		FOR_ALL_BACKENDS(ob) {
+			struct pm_matrix_opts io = { .size = sizeof(io) }, oo = { .size = sizeof(oo) };
+			struct ref_matrix r;
+			pm_matrix *inner, *outer;
+			unsigned char *copy;
+			size_t shape[2];
+			int ret;
+
+			CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&io.source, img, PM_DTYPE_U8, 2, ishape), 0);
+			set_window(&io.window[0], 4, 1, 1, 0, 0);
+			set_window(&io.window[1], 4, 1, 1, 0, 0);
+			io.dtype = PM_DTYPE_SAME;
+			io.lazy.backend = t_lazy_backends[ii];
+			io.lazy.chunk = (size_t)page;
+			io.lazy.budget = 2 * (size_t)page;
+			ret = pm_matrix_open(&io, &inner);
+			if (ret == -EPERM || ret == -ENOSYS)
+				continue; /* said in run_case's grids already */
+			CU_ASSERT_EQUAL_FATAL(ret, 0);
+			shape[0] = pm_matrix_rows(inner);
+			shape[1] = pm_matrix_cols(inner);
+			snprintf(label, sizeof(label), "%s matrix of a %s matrix", pm_backend_name(ob),
+				 pm_backend_name(io.lazy.backend));
+			/* The reference reads a resident copy of the inner matrix. */
+			copy = malloc(pm_matrix_bytes(inner));
+			CU_ASSERT_FATAL(copy != NULL);
+			CU_ASSERT_EQUAL_FATAL(pm_matrix_read(inner, 0, copy, pm_matrix_bytes(inner)), 0);
+			CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&oo.source, copy, PM_DTYPE_U8, 2, shape), 0);
+			set_window(&oo.window[0], 3, 2, 1, 1, 1);
+			set_window(&oo.window[1], 5, 1, 2, 0, 0);
+			oo.pad_mode = PM_PAD_REFLECT;
+			oo.dtype = PM_DTYPE_F32;
+			CU_ASSERT_EQUAL_FATAL(ref_im2col(&oo, &r), 0);
+			oo.source.data = pm_matrix_data(inner);
+			oo.lazy.backend = ob;
+			oo.lazy.chunk = (size_t)page;
+			oo.lazy.budget = 2 * (size_t)page;
+			oo.lazy.threads = 2;
+			ret = pm_matrix_open(&oo, &outer);
+			if (ret == -EPERM || ret == -ENOSYS) {
+				ref_free(&r);
+				free(copy);
+				pm_matrix_close(inner);
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(ret, 0);
+			CU_ASSERT_FATAL(pm_matrix_bytes(outer) == r.rows * r.pitch);
+			CHECK(memcmp(pm_matrix_data(outer), r.data, r.rows * r.pitch) == 0, "outer differs");
+			CU_ASSERT_EQUAL(pm_matrix_error(outer), 0);
+			CU_ASSERT_EQUAL(pm_matrix_close(outer), 0);
+			CU_ASSERT_EQUAL(pm_matrix_close(inner), 0);
+			ref_free(&r);
+			free(copy);
+		}
+}
+
 /* The reference itself, against values worked out by hand, so that a bug
  * shared by ref.c and the library cannot hide. numpy's own numbers are
  * checked in test-pad-numpy.py. */
@@ -1067,6 +1136,7 @@ int main(void)
 		{ "pitched rows", test_pitch },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
+		{ "a lazy matrix as the source of another", test_lazy_source },
 	};
 	int ret = t_run("matrix", tests, T_COUNT(tests), NULL);
 

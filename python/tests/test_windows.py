@@ -327,3 +327,14 @@ def test_take(backend):
         patchmap.take(X, [X.shape[0]])
     with pytest.raises(TypeError):
         patchmap.take(X, [0.5])
+
+
+@pytest.mark.parametrize("inner", ["uffd", "sigsegv"])
+@pytest.mark.parametrize("outer", BACKENDS)
+def test_windows_of_windows(inner, outer):
+    """A patch matrix is itself a valid source: the outer matrix's fills read
+    the inner one lazily (budgets of two small chunks keep both refaulting)."""
+    img = random_image((160, 170), np.uint8, seed=9)
+    X = patchmap.windows(img, 4, dtype=None, backend=inner, budget="8K", chunk="4K")
+    Y = patchmap.windows(X, 2, backend=outer, budget="8K", chunk="4K")
+    assert_bits_equal(Y, reference(np.array(X), 2))
