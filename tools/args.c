@@ -135,7 +135,7 @@ static const char help_lazy[] =
 	"  --threads N            threads filling the matrix (default: the library's)\n"
 	"Output:\n"
 	"  --quiet                print nothing but errors\n"
-	"  --json                 print the report as one JSON object on stdout\n"
+	"  --json                 print the report as one JSON object (stdout; stderr with --out -)\n"
 	"  --help                 this text\n";
 
 static void usage_cmd(int cmd, FILE *f)

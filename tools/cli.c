@@ -486,7 +486,14 @@ int out_open(struct outfile *o, const char *path, uint64_t size)
 		if (o->fd < 0)
 			return cli_err("%s: cannot open: %s", path, strerror(errno));
 		o->direct = true;
-		o->seekable = lseek(o->fd, 0, SEEK_CUR) >= 0;
+		o->size = size;
+		/* Written where the descriptor stands (a shell's `>>` or a file
+		 * already partly written), and in order when appending: the
+		 * kernel ignores pwrite's offset under O_APPEND. */
+		off_t at = lseek(o->fd, 0, SEEK_CUR);
+		int fl = fcntl(o->fd, F_GETFL);
+		o->seekable = at >= 0 && fl >= 0 && !(fl & O_APPEND);
+		o->base = at >= 0 ? (uint64_t)at : 0;
 		return 0;
 	}
 	slash = strrchr(path, '/');
@@ -539,7 +546,7 @@ int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off)
 	if (!o->seekable && off != o->pos)
 		return -ESPIPE;
 	while (len) {
-		ssize_t w = o->seekable ? pwrite(o->fd, p, len, (off_t)off) : write(o->fd, p, len);
+		ssize_t w = o->seekable ? pwrite(o->fd, p, len, (off_t)(o->base + off)) : write(o->fd, p, len);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -561,6 +568,10 @@ int out_commit(struct outfile *o)
 	int fd = o->fd;
 
 	o->fd = -1;
+	/* pwrite leaves the shared offset alone: move it past what was
+	 * written, so that what the shell writes next follows it. */
+	if (o->direct && o->seekable)
+		lseek(fd, (off_t)(o->base + o->size), SEEK_SET);
 	if (close(fd)) {
 		int e = errno;
 		out_abort(o);

@@ -98,7 +98,9 @@ void json_dims(struct json *j, const char *key, const size_t *v, int n);
 struct outfile {
 	int fd;
 	bool direct;       /* no temporary: a device, a pipe, stdout */
-	bool seekable;
+	bool seekable;     /* written with pwrite at base + offset */
+	uint64_t base;     /* a seekable direct output's offset at the start */
+	uint64_t size;     /* bytes the caller will write */
 	uint64_t pos;      /* next offset, for unseekable outputs */
 	const char *path;  /* as given */
 	char *tmp;         /* the temporary's path, NULL when direct */

@@ -275,6 +275,12 @@ int lib_threads(const struct args *a, const struct pm_stats *st)
  * into *st, the matrix closed (*m NULL), the output renamed into place.
  * 0, or -1 after cli_err. The output is left for out_abort() only when the
  * matrix failed (a failed commit removes it itself): *opened says so. */
+/* The report goes to stdout, unless the output itself does. */
+static FILE *report_stream(const struct args *a)
+{
+	return strcmp(a->out, "-") ? stdout : stderr;
+}
+
 static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of, bool *opened)
 {
 	int e;
@@ -394,10 +400,12 @@ static int cmd_apply(const struct args *a)
 	if (finish_output(&m, &st, &of, &opened))
 		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
+	FILE *rep = report_stream(a);
+
 	if (a->json) {
 		struct json j;
 
-		json_begin(&j, stdout);
+		json_begin(&j, rep);
 		json_str(&j, "command", "apply");
 		report_image_json(&j, a->image, &im);
 		report_info_json(&j, &info);
@@ -418,17 +426,17 @@ static int cmd_apply(const struct args *a)
 	} else if (!a->quiet) {
 		char b1[64], b2[32], b3[32];
 
-		printf("apply: %zu filters at every window of %s -> %s, shape %zux%s %s (%s)\n", N,
+		fprintf(rep, "apply: %zu filters at every window of %s -> %s, shape %zux%s %s (%s)\n", N,
 		       a->image, a->out, N, fmt_dims(b1, sizeof(b1), info.out_shape, info.nspatial),
 		       pm_dtype_name(dtype), fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
-		printf("  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
+		fprintf(rep, "  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
 		       pm_dtype_name(info.dtype), fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
-		printf("  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm (%d BLAS "
+		fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm (%d BLAS "
 		       "thread%s)\n",
 		       t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
 		       bt == 1 ? "" : "s");
-		report_stats_text(stdout, &st, lib_threads(a, &st));
-		printf("  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+		report_stats_text(rep, &st, lib_threads(a, &st));
+		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
 	goto out;
@@ -603,10 +611,12 @@ static int cmd_export(const struct args *a)
 	if (finish_output(&m, &st, &of, &opened))
 		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
+	FILE *rep = report_stream(a);
+
 	if (a->json) {
 		struct json j;
 
-		json_begin(&j, stdout);
+		json_begin(&j, rep);
 		json_str(&j, "command", "export");
 		report_image_json(&j, a->image, &im);
 		report_info_json(&j, &info);
@@ -625,14 +635,14 @@ static int cmd_export(const struct args *a)
 	} else if (!a->quiet) {
 		char b1[32], b2[32];
 
-		printf("export: %s -> %s: %zu x %zu %s (%s + %zu-byte header)\n", a->image, a->out,
+		fprintf(rep, "export: %s -> %s: %zu x %zu %s (%s + %zu-byte header)\n", a->image, a->out,
 		       info.rows, info.cols, pm_dtype_name(info.dtype),
 		       fmt_bytes(b1, sizeof(b1), (double)info.bytes), hlen);
-		printf("  time        %.3f s: %.2f GB/s written by %d thread%s in pieces of %s\n", t,
+		fprintf(rep, "  time        %.3f s: %.2f GB/s written by %d thread%s in pieces of %s\n", t,
 		       (double)info.bytes / t / 1e9, nthreads, nthreads == 1 ? "" : "s",
 		       fmt_size(b2, sizeof(b2), x.piece));
-		report_stats_text(stdout, &st, lib_threads(a, &st));
-		printf("  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+		report_stats_text(rep, &st, lib_threads(a, &st));
+		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
 out:
@@ -677,7 +687,14 @@ int main(int argc, char **argv)
 
 			if (r >= 0)
 				return r;
-			return cmds[i].run(&a) ? 1 : 0;
+			r = cmds[i].run(&a) ? 1 : 0;
+			/* A report that could not be written is a failure too. */
+			if (fflush(stdout) || ferror(stdout)) {
+				if (!r)
+					cli_err("standard output: %s", strerror(errno ? errno : EIO));
+				return 1;
+			}
+			return r;
 		}
 	cli_err("unknown command '%s' (demo, info, apply or export; see patchmap --help)", argv[1]);
 	return EXIT_USAGE;

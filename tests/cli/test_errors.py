@@ -265,6 +265,22 @@ def test_dev_full(exe, work):
           r"/dev/full: cannot write: No space left on device")
 
 
+def test_report_to_full_stdout(exe, work):
+    """A report that cannot be written fails the command: a script reading
+    the JSON must not take silence for success."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    path = write_npy(work / "img.npy", IMG)
+    for cmd in (["info", path, "--window", "3x3", "--json"],
+                ["info", path, "--window", "3x3"],
+                ["export", path, "--window", "3x3", "--out", work / "o.npy"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([exe, *map(str, cmd)], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=60)
+        assert p.returncode == 1, cmd
+        assert p.stderr == "patchmap: standard output: No space left on device\n", p.stderr
+
+
 def in_namespace_with_tmpfs(options, script, *args):
     """Runs script with $1 a fresh tmpfs (mount options), in a private mount
     namespace so that nothing outlives the test; None if that is not

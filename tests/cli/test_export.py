@@ -180,6 +180,29 @@ def test_threads_and_pieces(exe, tmp_path):
               patches(img, (5, 5))[0])
 
 
+def test_stdout_into_files(exe, tmp_path):
+    """--out - on a shell's `>` and `>>`: the .npy starts where stdout stood,
+    several threads write it in place (or in order when appending), the
+    report goes to stderr, and what the shell writes next follows it."""
+    img = rand((40, 37), "u1")
+    path = write_npy(tmp_path / "img.npy", img)
+    want = patches(img, (3, 3))[0]
+    for mode, prefix in [("w", b""), ("a", b"head\n"), ("r+", b"over\n")]:
+        out = tmp_path / ("stdout-" + mode.replace("+", "p"))
+        out.write_bytes(prefix + (b"x" * 99 if mode == "r+" else b""))
+        with open(out, mode + "b" if mode != "r+" else "r+b") as f:
+            f.seek(len(prefix))
+            p = subprocess.run([exe, "export", str(path), "--window", "3x3", "--out", "-",
+                                "--threads", "4", "--budget", "64K", "--json"],
+                               stdout=f, stderr=subprocess.PIPE, timeout=60)
+            f.write(b"tail")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stderr)["command"] == "export"
+        data = out.read_bytes()
+        assert data.startswith(prefix) and data.endswith(b"tail")
+        check(np.load(io.BytesIO(data[len(prefix):-4])), want)
+
+
 def test_stdout_and_json(exe, tmp_path):
     """To stdout (a pipe: written in order, one thread), and the JSON report."""
     img = rand((7, 6), "u1")
