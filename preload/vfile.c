@@ -195,6 +195,15 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		raw.offset = d->raw_offset;
 		rawp = &raw;
 	}
+	/* Only a regular file: a stat of the descriptor must not wait on a
+	 * FIFO's writer or read a device without end. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		char what[DESC_PATH_MAX + 64];
+
+		snprintf(what, sizeof(what), "source \"%s\": not a regular file", d->source);
+		load_fail(msg, name, line, what);
+		goto fail;
+	}
 	if (img_open(path, rawp, &vf->im, err)) {
 		char what[DESC_ERRLEN + DESC_PATH_MAX + 32];
 

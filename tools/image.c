@@ -546,6 +546,12 @@ int img_open(const char *path, const struct img_raw *raw, struct img *im, char *
 		close(fd);
 		return fail(err, "is a directory");
 	}
+	/* Devices are no images (/dev/zero would be read until memory runs
+	 * out); pipes are, read whole. */
+	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+		close(fd);
+		return fail(err, "is a device, not an image file");
+	}
 	if (S_ISREG(st.st_mode)) {
 		len = (size_t)st.st_size;
 		if (len) {

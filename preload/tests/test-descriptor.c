@@ -614,6 +614,8 @@ static void test_load_errors(void)
 		{ "source = notimage.txt\nwindow=3\n", "1: source \"notimage.txt\": not a .npy, PGM or PPM file" },
 		{ "source = img8.npy\nwindow=3\nshape=100x100\n", "3: source \"img8.npy\": truncated raw file" },
 		{ "source = other.patchmap\nwindow=3\n", "1: source: a descriptor cannot be the source" },
+		{ "source = fifo\nwindow=3\n", "1: source \"fifo\": not a regular file" },
+		{ "window=3\nsource = /dev/zero\n", "2: source \"/dev/zero\": not a regular file" },
 		{ "source = img8.npy\nwindow=30\n", "2: window: the window (with its dilation) is larger" },
 		{ "source = img8.npy\nwindow=3\nbogus=1\n", "3: unknown key \"bogus\"" },
 		{ "", " no \"source = PATH\" line" },
@@ -622,6 +624,7 @@ static void test_load_errors(void)
 
 	make_sources();
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("notimage.txt"), "hello\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(mkfifo(t_path("fifo"), 0600), 0); /* opening it would wait */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vfile *vf;
 

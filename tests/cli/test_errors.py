@@ -53,6 +53,12 @@ def test_directory(exe, work, tmp_path):
     fails(exe, work, export_args(tmp_path), r": is a directory")
 
 
+def test_device(exe, work):
+    """A device is no image: /dev/zero would be read until memory ran out."""
+    fails(exe, work, export_args("/dev/zero"), r"^patchmap: /dev/zero: is a device, not an image file$")
+    fails(exe, work, ["info", "/dev/null", "--window", "2"], r"/dev/null: is a device")
+
+
 def test_unreadable(exe, work):
     path = write_npy(work / "img.npy", IMG)
     os.chmod(path, 0)

@@ -90,3 +90,16 @@ def test_huge_matrix_is_not_touched(exe, tmp_path):
     rep = info(exe, path, "--shape", "8192x8192", "--window", "16x16")
     assert rep["matrix"]["bytes"] == 8177 * 8177 * 256 * 4
     assert rep["matrix"]["out_shape"] == [8177, 8177]
+
+
+def test_image_through_a_pipe(exe, tmp_path):
+    """A pipe is read whole (devices are refused: see test_errors)."""
+    import subprocess
+    img = RNG.integers(0, 255, (17, 19), dtype=np.uint8)
+    data = write_npy(tmp_path / "img.npy", img).read_bytes()
+    p = subprocess.run([exe, "info", "/dev/stdin", "--window", "3x4", "--json"], input=data,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["image"]["shape"] == [17, 19] and rep["image"]["file_bytes"] == len(data)
+    check_matrix(rep, patches(img, (3, 4))[0], (15, 16))
