@@ -559,6 +559,20 @@ static int cmd_export(const struct args *a)
 		goto out;
 	}
 	if (lazy) {
+		size_t chunk = args_chunk(a), need = (16 * chunk + 6) / 7;
+
+		while (need - need / 8 < 2 * chunk)
+			need++;
+		need = (need + 1023) & ~(size_t)1023;
+		if (budget != PM_BUDGET_UNLIMITED && budget < need) {
+			char b1[32], b2[32], b3[32];
+			cli_err("budget %s is too small for export through a mapping: an eighth goes to "
+				"the write buffers and the rest must hold two chunks of %s; give "
+				"--budget %s or more, or lower --chunk",
+				fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
+				fmt_size(b3, sizeof(b3), need));
+			goto out;
+		}
 		if (budget != PM_BUDGET_UNLIMITED)
 			o.lazy.budget = budget - bufs;
 		struct args b = *a;

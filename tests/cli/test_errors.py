@@ -201,6 +201,13 @@ def test_budget_too_small(exe, work):
     fails(exe, work, export_args(path, "out.npy", "--budget", "100"),
           r"budget 100 bytes is too small: export needs at least 4 KiB of buffer")
     fails(exe, work, ["demo", "--budget", "6M"], r"budget 6 MiB is too small")
+    # export through a mapping keeps an eighth for its buffers, and says so
+    fails(exe, work, export_args(path, "out.npy", "--backend", "sigsegv", "--budget", "9M"),
+          r"budget 9 MiB is too small for export through a mapping: an eighth goes to the "
+          r"write buffers and the rest must hold two chunks of 4 MiB; give --budget 9363 KiB "
+          r"or more, or lower --chunk$")
+    run(exe, "export", path, "--window", "3x3", "--out", work / "ok.npy", "--quiet",
+        "--backend", "sigsegv", "--budget", "9363K")
 
 
 def test_resident_more_than_memory(exe, work):
