@@ -472,7 +472,7 @@ int out_open(struct outfile *o, const char *path, uint64_t size)
 {
 	sigset_t block, old_mask;
 	struct stat st;
-	const char *slash;
+	const char *slash, *dest;
 	size_t dirlen;
 	mode_t mask;
 
@@ -496,13 +496,17 @@ int out_open(struct outfile *o, const char *path, uint64_t size)
 		o->base = at >= 0 ? (uint64_t)at : 0;
 		return 0;
 	}
-	slash = strrchr(path, '/');
-	dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	if (!path[dirlen])
-		return cli_err("%s: not a file name", path);
-	if (asprintf(&o->tmp, "%.*s.%s.XXXXXX", (int)dirlen, path, path + dirlen) < 0) {
+	/* A symlink is written through: its target is replaced, not the link. */
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+		o->target = realpath(path, NULL);
+	dest = o->target ? o->target : path;
+	slash = strrchr(dest, '/');
+	dirlen = slash ? (size_t)(slash - dest) + 1 : 0;
+	if (!dest[dirlen] || asprintf(&o->tmp, "%.*s.%s.XXXXXX", (int)dirlen, dest, dest + dirlen) < 0) {
 		o->tmp = NULL;
-		return cli_err("out of memory");
+		out_abort(o);
+		return dest == path && !path[dirlen] ? cli_err("%s: not a file name", path)
+						     : cli_err("out of memory");
 	}
 	/* The signals wait until the handler knows the temporary's name. */
 	sigemptyset(&block);
@@ -515,8 +519,10 @@ int out_open(struct outfile *o, const char *path, uint64_t size)
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (o->fd < 0) {
 		int e = errno;
+
 		free(o->tmp);
 		o->tmp = NULL;
+		out_abort(o);
 		return cli_err("%s: cannot create: %s", path, strerror(e));
 	}
 	o->seekable = true;
@@ -579,7 +585,7 @@ int out_commit(struct outfile *o)
 	}
 	if (o->direct)
 		return 0;
-	if (rename(o->tmp, o->path)) {
+	if (rename(o->tmp, o->target ? o->target : o->path)) {
 		int e = errno;
 		out_abort(o);
 		return cli_err("%s: cannot rename the finished file into place: %s", o->path,
@@ -588,6 +594,8 @@ int out_commit(struct outfile *o)
 	unguard_tmp();
 	free(o->tmp);
 	o->tmp = NULL;
+	free(o->target);
+	o->target = NULL;
 	return 0;
 }
 
@@ -602,4 +610,6 @@ void out_abort(struct outfile *o)
 		free(o->tmp);
 		o->tmp = NULL;
 	}
+	free(o->target);
+	o->target = NULL;
 }

@@ -103,6 +103,7 @@ struct outfile {
 	uint64_t size;     /* bytes the caller will write */
 	uint64_t pos;      /* next offset, for unseekable outputs */
 	const char *path;  /* as given */
+	char *target;      /* what a symlink at path points to, else NULL */
 	char *tmp;         /* the temporary's path, NULL when direct */
 };
 

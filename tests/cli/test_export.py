@@ -203,6 +203,22 @@ def test_stdout_into_files(exe, tmp_path):
         check(np.load(io.BytesIO(data[len(prefix):-4])), want)
 
 
+def test_output_through_symlink(exe, tmp_path):
+    """An output that is a symlink is written through: the link stays and
+    its target (in another directory) gets the matrix."""
+    img = rand((9, 8), "u1")
+    path = write_npy(tmp_path / "img.npy", img)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "m.npy"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npy"
+    link.symlink_to(target)
+    run(exe, "export", path, "--window", "2x3", "--out", link, "--quiet")
+    assert link.is_symlink() and link.resolve() == target
+    check(np.load(target), patches(img, (2, 3))[0])
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["m.npy"]
+
+
 def test_stdout_and_json(exe, tmp_path):
     """To stdout (a pipe: written in order, one thread), and the JSON report."""
     img = rand((7, 6), "u1")
