@@ -319,6 +319,33 @@ void progress_end(struct progress *p)
 
 /* ---------------------------------------------------------------- JSON */
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (*p < 0x80)
+		return 1;
+	if (*p >= 0xc2 && *p <= 0xdf)
+		n = 2;
+	else if (*p >= 0xe0 && *p <= 0xef)
+		n = 3, lo = *p == 0xe0 ? 0xa0 : 0x80, hi = *p == 0xed ? 0x9f : 0xbf;
+	else if (*p >= 0xf0 && *p <= 0xf4)
+		n = 4, lo = *p == 0xf0 ? 0x90 : 0x80, hi = *p == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A JSON string; a byte that is not UTF-8 (a file name may hold any)
+ * becomes U+FFFD, so that the report stays valid JSON. */
 static void put_str(FILE *f, const char *v)
 {
 	if (!v) {
@@ -326,13 +353,18 @@ static void put_str(FILE *f, const char *v)
 		return;
 	}
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)v; *p;) {
+		size_t n = utf8_len(p);
+
 		if (*p == '"' || *p == '\\')
 			fprintf(f, "\\%c", *p);
 		else if (*p < 0x20)
 			fprintf(f, "\\u%04x", *p);
+		else if (n)
+			fwrite(p, 1, n, f);
 		else
-			fputc(*p, f);
+			fputs("\\ufffd", f);
+		p += n ? n : 1;
 	}
 	fputc('"', f);
 }

@@ -103,3 +103,20 @@ def test_image_through_a_pipe(exe, tmp_path):
     rep = json.loads(p.stdout)
     assert rep["image"]["shape"] == [17, 19] and rep["image"]["file_bytes"] == len(data)
     check_matrix(rep, patches(img, (3, 4))[0], (15, 16))
+
+
+def test_json_with_a_file_name_that_is_not_utf8(exe, tmp_path):
+    """File names are bytes: the report stays valid JSON (U+FFFD for what is
+    not UTF-8, the rest kept), and control characters are escaped."""
+    import os
+    import subprocess
+    img = RNG.integers(0, 255, (6, 7), dtype=np.uint8)
+    name = b"a\xff\xc3\xa9\xe2\x82\x2e\xf0\x9f\x98\x80\x01.npy"
+    path = os.path.join(os.fsencode(tmp_path), name)
+    with open(path, "wb") as f:
+        np.save(f, img)
+    p = subprocess.run([exe, b"info", path, b"--window", b"2", b"--json"], capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout.decode("utf-8"))  # strict: raises on invalid UTF-8
+    assert rep["image"]["path"].endswith("a\ufffd\u00e9\ufffd\ufffd.\U0001f600\x01.npy")
