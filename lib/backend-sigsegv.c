@@ -183,6 +183,18 @@ static void registry_remove(struct pm_region *r)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+/* In a child of fork(): the lock may have been held by a thread that does
+ * not exist here, and an in-flight count may be one such thread's. */
+static void registry_forget(struct pm_region *r)
+{
+	for (int i = 0; i < atomic_load(&registry_used); i++) {
+		struct pm_region *e = r;
+
+		if (atomic_compare_exchange_strong(&registry[i].region, &e, NULL))
+			break;
+	}
+}
+
 static int sigsegv_probe(bool for_auto)
 {
 	(void)for_auto;
@@ -310,4 +322,5 @@ const struct pm__backend_ops pm__backend_sigsegv = {
 	.poison = sigsegv_poison,
 	.detach = registry_remove,
 	.close = sigsegv_close,
+	.forget = registry_forget,
 };

@@ -339,6 +339,20 @@ static void uffd_close(struct pm_region *r)
 	r->bk = NULL;
 }
 
+static void uffd_forget(struct pm_region *r)
+{
+	struct uffd *u = r->bk;
+
+	if (!u)
+		return;
+	if (u->fd >= 0)
+		close(u->fd);
+	if (u->stop_fd >= 0)
+		close(u->stop_fd);
+	free(u);
+	r->bk = NULL;
+}
+
 static void uffd_detach(struct pm_region *r)
 {
 	struct uffd *u = r->bk;
@@ -432,4 +446,5 @@ const struct pm__backend_ops pm__backend_uffd = {
 	.poison = uffd_poison,
 	.detach = uffd_detach,
 	.close = uffd_close,
+	.forget = uffd_forget,
 };

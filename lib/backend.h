@@ -37,6 +37,12 @@ struct pm__backend_ops {
 	void (*detach)(struct pm_region *r);
 	/* Undoes open (after the fillers stopped). */
 	void (*close)(struct pm_region *r);
+	/* Close in a child of fork(): drops this process's references (file
+	 * descriptors, the handler's entry) without stopping or unmapping
+	 * anything: the threads and the memory are the parent's, and the
+	 * child may have mapped its own memory where the range was. NULL: as
+	 * in the parent. */
+	void (*forget)(struct pm_region *r);
 };
 
 extern const struct pm__backend_ops pm__backend_uffd;

@@ -1958,10 +1958,19 @@ static int child_own_regions(void *arg)
 	return 0;
 }
 
+/* A child closes the parent's region (a Python worker dropping a matrix it
+ * inherited): that must free the child's copy and leave the parent's
+ * fillers and fault service alone. */
+static int child_close(void *arg)
+{
+	return pm_region_close(arg) == 0 ? 0 : 1;
+}
+
 /* After fork, a child touching a lazy region (a chunk resident in the
  * parent, or an absent one) dies of SIGSEGV and never reads zeros; an
  * eager region is ordinary memory and reads right. The parent's region is
- * unharmed, and a child may open regions of its own. */
+ * unharmed, also by a child that closes it, and a child may open regions
+ * of its own. */
 static void test_fork(void)
 {
 	const size_t chunk = 64 * KiB, length = 4 * chunk;
@@ -1991,6 +2000,7 @@ static void test_fork(void)
 			expect_signal(status, SIGSEGV, "child reading an absent chunk");
 		}
 		expect_exit0(in_child(child_own_regions, NULL), "child opening its own regions");
+		expect_exit0(in_child(child_close, r), "child closing the parent's region");
 		t_consumer = true;
 		CHECK(scan(c.p, f.seed, length, 4 * KiB, ORDER_RANDOM, 0, 1) == 0, "the parent's region after the children");
 		t_consumer = false;

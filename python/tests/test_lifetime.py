@@ -199,6 +199,29 @@ def test_fork(backend):
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_child_dropping_an_inherited_matrix(backend):
+    """A forked worker that drops the matrix it inherited (its finalizer
+    closes it) leaves the parent's matrix working: the parent then reads
+    chunks that were never filled."""
+    img = random_image((300, 300), np.uint8, seed=7)
+    X = patchmap.windows(img, 4, backend=backend, budget="1M", chunk="64K")
+    R = reference(img, 4)
+    assert_bits_equal(X[:100], R[:100])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            owner = weakref.ref(X.base)
+            del X
+            gc.collect()
+            os._exit(0 if owner() is None else 3)
+        finally:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert_bits_equal(X, R)
+
+
 def test_faulthandler_order_with_sigsegv_backend():
     """The sigsegv backend's handler must be installed after faulthandler's
     (documented): faulthandler enabled first, or not at all, works;
