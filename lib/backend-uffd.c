@@ -24,7 +24,8 @@ struct uffd {
 	int stop_fd;
 	pthread_t poller;
 	bool poller_started;
-	bool move, wp, poison;
+	bool move, wp;
+	_Atomic bool poison;  /* UFFDIO_POISON granted, and not refused since */
 	uint64_t reg_mode;
 };
 
@@ -247,8 +248,14 @@ static void uffd_poison(struct pm_region *r, size_t c)
 	struct uffd *u = r->bk;
 	struct uffdio_poison p = { { (uintptr_t)chunk_addr(r, c), r->chunk }, 0, 0 };
 
-	if (u->poison)
-		pm__ioctl(u->fd, UFFDIO_POISON, &p);
+	/* Without poison (before Linux 6.6, or refused: a seccomp filter may
+	 * know no newer ioctl) the readers are woken into a refault, which
+	 * finds the chunk FAILED and sends them SIGBUS. */
+	if (atomic_load(&u->poison) && pm__ioctl(u->fd, UFFDIO_POISON, &p) == 0)
+		return;
+	if (atomic_exchange(&u->poison, false))
+		atomic_fetch_and(&r->mechanism, ~(unsigned)PM_MECH_POISON);
+	range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
 }
 
 /* Serves one fault message. Returns the chunk if it needs a fill, else
@@ -276,7 +283,7 @@ static size_t on_fault(struct pm_region *r, struct uffd *u, const struct uffd_ms
 	c = (size_t)(a - r->base) / r->chunk;
 	atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
 	st = pm__fault(r, c, tid, false);
-	if (st == PM__RESIDENT || (st == PM__FAILED && u->poison))
+	if (st == PM__RESIDENT || (st == PM__FAILED && atomic_load(&u->poison)))
 		range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
 	else if (st == PM__FAILED)
 		pm__tgkill(r->pid, tid, SIGBUS);
@@ -391,7 +398,7 @@ static int uffd_open(struct pm_region *r)
 		goto fail;
 	u->move = got & UFFD_FEATURE_MOVE;
 	u->wp = got & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
-	u->poison = got & UFFD_FEATURE_POISON;
+	atomic_store(&u->poison, (got & UFFD_FEATURE_POISON) != 0);
 	u->reg_mode = UFFDIO_REGISTER_MODE_MISSING | (u->wp ? UFFDIO_REGISTER_MODE_WP : 0);
 
 	/* The kernel moves pages only between writable VMAs; the consumer
@@ -424,7 +431,7 @@ static int uffd_open(struct pm_region *r)
 					    (u->move ? PM_MECH_MOVE : PM_MECH_COPY) |
 					    (huge ? PM_MECH_HUGEPAGES : 0) |
 					    (u->wp ? PM_MECH_WRITE_PROTECT : 0) |
-					    (u->poison ? PM_MECH_POISON : 0));
+					    (atomic_load(&u->poison) ? PM_MECH_POISON : 0));
 	err = pm__spawn(&u->poller, poller_main, r, "patchmap-uffd");
 	if (err)
 		goto fail;

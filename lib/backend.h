@@ -31,7 +31,8 @@ struct pm__backend_ops {
 	int (*map_in)(struct pm_region *r, size_t c, size_t slot);
 	/* On failure the chunk must still be wholly resident. */
 	int (*map_out)(struct pm_region *r, size_t c, size_t slot);
-	/* Chunk c failed: from now on an access raises SIGBUS; wake waiters. */
+	/* Chunk c is FAILED (already in its state word): from now on an
+	 * access raises SIGBUS; wake readers the kernel holds. */
 	void (*poison)(struct pm_region *r, size_t c);
 	/* Stops new faults reaching the core (before the fillers stop). */
 	void (*detach)(struct pm_region *r);

@@ -75,6 +75,16 @@ static void record_error(struct pm_region *r, int err)
 	atomic_compare_exchange_strong(&r->error, &zero, err);
 }
 
+/* Chunk c, owned by the caller, failed for good: every access raises
+ * SIGBUS from now on. The state first, then the backend's poison, which
+ * wakes readers blocked in the kernel: woken, they must find FAILED. */
+static void chunk_failed(struct pm_region *r, size_t c, int err)
+{
+	record_error(r, err);
+	state_set(r, c, PM__FAILED);
+	r->ops->poison(r, c);
+}
+
 /* ------------------------------------------------------ front-end */
 
 uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue)
@@ -102,9 +112,9 @@ uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue)
 			slot = r->chunk_slot[c];
 			err = r->ops->map_in(r, c, slot);
 			if (err) {
-				record_error(r, err);
-				r->ops->poison(r, c);
-				state_set(r, c, PM__FAILED);
+				/* The slot stays in the FIFO: evict_one takes it
+				 * back (no lock may be taken here). */
+				chunk_failed(r, c, err);
 				return PM__FAILED;
 			}
 			atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
@@ -401,9 +411,7 @@ static void fill_failed(struct pm_region *r, size_t c, size_t slot, int err, boo
 	/* Nobody waits for a failed read-ahead: let a real touch retry it. */
 	if (!demand && atomic_compare_exchange_strong(w, &s, PM__EMPTY))
 		return;
-	record_error(r, err);
-	r->ops->poison(r, c);
-	state_set(r, c, PM__FAILED);
+	chunk_failed(r, c, err);
 }
 
 static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
