@@ -228,9 +228,11 @@ static void rowpos_next(const struct pm__fill *f, struct rowpos *p)
 	}
 }
 
+/* ceil(a / b) for b > 0, 0 for a <= 0; never overflows (b may be a step
+ * or a dilation near INT64_MAX). */
 static inline int64_t ceil_div(int64_t a, int64_t b)
 {
-	return a <= 0 ? 0 : (a + b - 1) / b;
+	return a <= 0 ? 0 : a / b + (a % b != 0);
 }
 
 static void put_pad(const struct pm__fill *f, char *d, size_t n)

@@ -886,6 +886,18 @@ static void test_edges(void)
 			set_window(&o.window[0], 2, 1, 1, 3, 2);
 			set_window(&o.window[1], 6, 1, 1, 0, 0);
 			CU_ASSERT(run_case(&o, "one column of windows"));
+			/* Steps and dilations at the integer limits: a window of
+			 * one sample may carry any dilation, and a step past the
+			 * image leaves one window. Rows and columns layouts. */
+			for (int layout = 0; layout < PM_LAYOUT_COUNT; layout++) {
+				o.layout = layout;
+				set_window(&o.window[0], 2, (size_t)INT64_MAX, 1, 0, 0);
+				set_window(&o.window[1], 1, 1, (size_t)INT64_MAX, 0, 0);
+				CU_ASSERT(run_case(&o, "limit step and dilation"));
+				set_window(&o.window[0], 1, (size_t)INT64_MAX, (size_t)INT64_MAX, 1, 0);
+				set_window(&o.window[1], 3, (size_t)INT64_MAX, 2, 0, 0);
+				CU_ASSERT(run_case(&o, "limit step and dilation, padded"));
+			}
 			free_source(&b);
 
 			/* 2-D + channels, the window covering it all but for padding. */
