@@ -178,6 +178,13 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 				return slot;
 			}
 		}
+		/* A READY chunk that failed to map in: its slot is free (the
+		 * front-end that failed could not take the lock to say so). */
+		if ((s & PM__STATE_MASK) == PM__FAILED && r->chunk_slot[c] == slot) {
+			r->chunk_slot[c] = PM__NONE;
+			fifo_pop(r);
+			return slot;
+		}
 		if ((s & PM__STATE_MASK) == PM__RESIDENT) {
 			uint64_t age = pm__now_ns() -
 				       atomic_load_explicit(&r->slot_time[slot], memory_order_relaxed);
@@ -377,7 +384,10 @@ static void ahead_note(struct pm_region *r, size_t c)
 				if (!atomic_compare_exchange_strong(&r->state[k], &s, PM__QUEUED))
 					continue;
 				if (write(r->ahead_fd[1], &j, sizeof(j)) != (ssize_t)sizeof(j)) {
-					state_set(r, k, PM__EMPTY); /* queue full: skip */
+					/* Queue full: skip, unless a reader claimed
+					 * it meanwhile (it queued a demand). */
+					s = PM__QUEUED;
+					atomic_compare_exchange_strong(&r->state[k], &s, PM__EMPTY);
 					break;
 				}
 			}
@@ -431,16 +441,21 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 
 	slot = slot_get(r, demand, tid, &err);
 	if (err) {
-		fill_failed(r, c, PM__NONE, err, true);
+		/* A read-ahead nobody waits for is dropped (fill_failed checks
+		 * for waiters): a real touch retries it. */
+		fill_failed(r, c, PM__NONE, err, demand);
 		return;
 	}
 	if (slot == PM__NONE) {
-		/* Closing, or read-ahead found every slot busy. */
-		s = state_set(r, c, PM__EMPTY);
-		if (s & PM__WAITERS && !r->stopping) {
-			state_set(r, c, PM__QUEUED | PM__WAITERS);
+		/* Closing, or read-ahead found every slot busy. A reader that
+		 * came meanwhile gets the chunk queued for it without the chunk
+		 * ever being ownerless: a second filler would fill it twice. */
+		s = PM__FILLING | PM__WAITERS;
+		if (!r->stopping && atomic_compare_exchange_strong(w, &s, PM__QUEUED | PM__WAITERS)) {
 			job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
+			return;
 		}
+		state_set(r, c, PM__EMPTY); /* wakes a reader come since, who refaults */
 		return;
 	}
 	dst = pm__slot_addr(r, slot);
