@@ -347,23 +347,27 @@ def _owner_of(obj):
 
 
 def _row_indices(indices, n):
+    """The rows as a flat int64 array, and the shape numpy.take gives them
+    (the indices' own shape: a scalar picks one row)."""
     idx = np.asarray(indices)
     if idx.dtype == np.bool_:
         if idx.shape != (n,):
             raise IndexError("boolean row mask of shape %s for %d rows" % (idx.shape, n))
-        return np.flatnonzero(idx)
+        rows = np.flatnonzero(idx)
+        return rows, rows.shape
     if idx.dtype.kind not in "iu" and idx.size:
         raise TypeError("row indices must be integers or a boolean mask, not %s" % idx.dtype)
+    shape = idx.shape
     idx = idx.astype(np.int64).reshape(-1)
     idx = np.where(idx < 0, idx + n, idx)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise IndexError("row index out of range for %d rows" % n)
-    return idx
+    return idx, shape
 
 
-def _read_rows(owner, rows):
+def _read_rows(owner, rows, shape):
     """Stored rows `rows` (valid indices) of the matrix via pm_matrix_read,
-    one call per run of consecutive rows."""
+    one call per run of consecutive rows, as an array of shape + (cols,)."""
     info = owner.info
     dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
     rb = ld * dtype.itemsize
@@ -373,7 +377,7 @@ def _read_rows(owner, rows):
     ends = list(starts[1:]) + [len(rows)]
     for a, b in zip(starts, ends):
         L.check(read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb))
-    return out[:, :cols] if ld != cols else out
+    return (out[:, :cols] if ld != cols else out).reshape(tuple(shape) + (cols,))
 
 
 def take(X, indices):
@@ -393,8 +397,8 @@ def take(X, indices):
             or X.strides[1] != X.itemsize or off % pitch or X.strides[0] % pitch):
         raise ValueError("patchmap.take: X must be whole rows of the matrix (X or X[a:b:k]); "
                          "for other views use X[indices]")
-    idx = _row_indices(indices, X.shape[0])
-    return _read_rows(owner, off // pitch + idx * (X.strides[0] // pitch))
+    idx, shape = _row_indices(indices, X.shape[0])
+    return _read_rows(owner, off // pitch + idx * (X.strides[0] // pitch), shape)
 
 
 def info(obj):
@@ -516,7 +520,8 @@ class PatchMatrix:
         with backend="none", and wherever a page fault is not wanted."""
         start, stop, _ = slice(start, stop).indices(self.shape[0])
         with self._lock:
-            return _read_rows(self._live_owner(), np.arange(start, max(stop, start)))
+            rows = np.arange(start, max(stop, start))
+            return _read_rows(self._live_owner(), rows, rows.shape)
 
     def take(self, indices):
         """Rows `indices` (ints, negative from the end, or a boolean mask),
@@ -524,7 +529,7 @@ class PatchMatrix:
         new array: no chunk is faulted in for a few scattered rows."""
         with self._lock:
             owner = self._live_owner()
-            return _read_rows(owner, _row_indices(indices, self.shape[0]))
+            return _read_rows(owner, *_row_indices(indices, self.shape[0]))
 
     def close(self):
         """Frees the mapping now. Refused with BufferError while any array
@@ -577,6 +582,9 @@ def windows(image, window_shape, step=1, dilation=1, padding=None, pad_mode="zer
     columns the window's samples, converted to `dtype`. See the README for
     every argument. The matrix is computed lazily and lives as long as the
     returned array or any view of it."""
+    if backend is None:
+        raise TypeError("patchmap.windows: backend must be a name (\"auto\", \"uffd\", "
+                        "\"sigsegv\" or \"eager\"), not None")
     if str(backend).lower() == "none":
         raise ValueError("patchmap: backend \"none\" has no mapping to return; use "
                          "patchmap.open(...).read()")

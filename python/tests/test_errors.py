@@ -59,6 +59,7 @@ def test_output_dtype_unsupported():
     (dict(step=-1), "between"),
     (dict(window_shape=2.0), "integer"),
     (dict(window_shape=True), "bool"),
+    (dict(backend=None), "not None"),
     (dict(padding=-1), "between"),
     (dict(padding=((1, 2, 3),)), "pad_width"),
     (dict(padding="full"), "padding"),
@@ -75,7 +76,7 @@ def test_output_dtype_unsupported():
 def test_argument_errors(kwargs, match):
     args = dict(image=np.zeros((8, 8), np.uint8), window_shape=(2, 2))
     args.update(kwargs)
-    with pytest.raises(ValueError if "integer" not in match and "bool" not in match
+    with pytest.raises(ValueError if not any(w in match for w in ("integer", "bool", "None"))
                        else TypeError, match=match):
         patchmap.windows(**args)
 

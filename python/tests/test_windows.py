@@ -317,6 +317,12 @@ def test_take(backend):
     mask = rng.random(X.shape[0]) < 0.1
     assert_bits_equal(patchmap.take(X, mask), R[mask])
     assert patchmap.take(X, []).shape == (0, 30)
+    # numpy.take's shapes: a scalar picks one row, nested indices nest
+    assert_bits_equal(patchmap.take(X, 7), np.take(R, 7, axis=0))
+    nested = idx[:12].reshape(3, 4)
+    assert_bits_equal(patchmap.take(X, nested), np.take(R, nested, axis=0))
+    with patchmap.open(img, (6, 5), step=(1, 2), backend=backend) as m:
+        assert_bits_equal(m.take(nested), np.take(R, nested, axis=0))
     assert patchmap.stats(X).faults == faults  # nothing faulted in
     with patchmap.open(img, (6, 5), step=(1, 2), backend=backend, row_pitch=128) as m:
         assert_bits_equal(m.take(idx), R[idx])
