@@ -117,6 +117,17 @@ static const pm__block_fn block_kernels[PM_DTYPE_COUNT][2][3] = {
 	[PM_DTYPE_F32] = BROW(f32, f32_f32), [PM_DTYPE_F64] = BROW(f64, f64_f64),
 };
 
+/* The bytes between consecutive indices of a dimension that moves `inc`
+ * samples of `stride` bytes. Validation keeps (extent - 1) * inc inside the
+ * source, so only a dimension of extent 1, whose index never moves, can
+ * overflow here (a step or dilation near INT64_MAX): it gets 0. */
+static ptrdiff_t step_bytes(int64_t inc, ptrdiff_t stride)
+{
+	ptrdiff_t r;
+
+	return __builtin_mul_overflow((ptrdiff_t)inc, stride, &r) ? 0 : r;
+}
+
 void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 {
 	const struct pm__dim *D = g->row;
@@ -142,7 +153,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 	f->line_axis = D[f->line_dim].axis;
 	f->line_px = D[f->line_dim].extent;
 	f->line_inc = D[f->line_dim].inc;
-	f->px_stride = (ptrdiff_t)f->line_inc * g->ax[f->line_axis].stride;
+	f->px_stride = step_bytes(f->line_inc, g->ax[f->line_axis].stride);
 	f->ch_stride = g->cstride;
 	f->merged = f->line_ch == 1 || f->ch_stride * f->line_ch == f->px_stride;
 	f->el_stride = f->line_ch == 1 ? f->px_stride : f->ch_stride;
@@ -152,7 +163,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 			f->row_span[D[k].axis] = (D[k].extent - 1) * D[k].inc;
 
 	for (int k = 0; k < f->line_dim; k++)
-		f->ostride[k] = (ptrdiff_t)D[k].inc * (D[k].axis < 0 ? g->cstride : g->ax[D[k].axis].stride);
+		f->ostride[k] = step_bytes(D[k].inc, D[k].axis < 0 ? g->cstride : g->ax[D[k].axis].stride);
 	f->nblock = f->line_dim;
 	f->block_lines = 1;
 	if (f->nblock > 0) {
@@ -165,7 +176,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 	for (int k = 0; k < g->nidx; k++) {
 		const struct pm__dim *d = &g->idx[k];
 
-		f->idx_stride[k] = (ptrdiff_t)d->inc * (d->axis < 0 ? g->cstride : g->ax[d->axis].stride);
+		f->idx_stride[k] = step_bytes(d->inc, d->axis < 0 ? g->cstride : g->ax[d->axis].stride);
 	}
 }
 
