@@ -787,24 +787,6 @@ int pm_region_open(const struct pm_region_opts *o, pm_region **out)
 	return pm__region_open(o->length, o->fill, o->ctx, &o->lazy, out);
 }
 
-/* pm_region_close in a child of fork(): the fillers live in the parent, and
- * the pipes and eventfd are shared with it (a write to stop_fd here would
- * stop the parent's fillers). Close this process's copies, nothing else. */
-static void lazy_forget(struct pm_region *r)
-{
-	for (int i = 0; i < 2; i++) {
-		if (r->demand_fd[i] >= 0)
-			close(r->demand_fd[i]);
-		if (r->ahead_fd[i] >= 0)
-			close(r->ahead_fd[i]);
-	}
-	if (r->stop_fd >= 0)
-		close(r->stop_fd);
-	free(r->workers);
-	r->workers = NULL;
-	r->lazy_started = false;
-}
-
 int pm_region_close(pm_region *r)
 {
 	int err;
@@ -812,8 +794,13 @@ int pm_region_close(pm_region *r)
 	if (!r)
 		return 0;
 	if (r->ops->forget && r->pid != pm__getpid()) {
+		/* A child of fork(): the fillers live in the parent, and the
+		 * pipes and eventfd are shared with it (a write to stop_fd here
+		 * would stop the parent's fillers). Close this process's copies
+		 * only: pm__lazy_stop signals and joins only started fillers. */
 		r->ops->forget(r);
-		lazy_forget(r);
+		r->lazy_started = false;
+		pm__lazy_stop(r);
 		err = atomic_load(&r->error);
 		region_free(r);
 		return err;
