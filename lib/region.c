@@ -450,12 +450,23 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 		/* Closing, or read-ahead found every slot busy. A reader that
 		 * came meanwhile gets the chunk queued for it without the chunk
 		 * ever being ownerless: a second filler would fill it twice. */
-		s = PM__FILLING | PM__WAITERS;
-		if (!r->stopping && atomic_compare_exchange_strong(w, &s, PM__QUEUED | PM__WAITERS)) {
+		bool stopping;
+		uint32_t to;
+
+		pthread_mutex_lock(&r->lock);
+		stopping = r->stopping;
+		pthread_mutex_unlock(&r->lock);
+		/* While we own FILLING, others only add PM__WAITERS: one
+		 * exchange decides on the word as it is (a userfaultfd reader
+		 * held by the kernel has nobody to refault for it). */
+		s = atomic_load_explicit(w, memory_order_acquire);
+		do
+			to = s & PM__WAITERS && !stopping ? PM__QUEUED | PM__WAITERS : PM__EMPTY;
+		while (!atomic_compare_exchange_weak(w, &s, to));
+		if (to != PM__EMPTY)
 			job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
-			return;
-		}
-		state_set(r, c, PM__EMPTY); /* wakes a reader come since, who refaults */
+		else if (s & PM__WAITERS)
+			pm__futex_wake((uint32_t *)w);
 		return;
 	}
 	dst = pm__slot_addr(r, slot);
