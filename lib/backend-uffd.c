@@ -328,24 +328,8 @@ static void *poller_main(void *arg)
 	}
 }
 
-static void uffd_close(struct pm_region *r)
-{
-	struct uffd *u = r->bk;
-
-	if (!u)
-		return;
-	if (r->base)
-		munmap(r->base, r->span);
-	if (r->pool)
-		munmap(r->pool, r->nslots * r->chunk);
-	if (u->fd >= 0)
-		close(u->fd);
-	if (u->stop_fd >= 0)
-		close(u->stop_fd);
-	free(u);
-	r->bk = NULL;
-}
-
+/* Closes the descriptors and frees the state; the memory stays (a child of
+ * fork() calls only this: the range is the parent's). */
 static void uffd_forget(struct pm_region *r)
 {
 	struct uffd *u = r->bk;
@@ -358,6 +342,19 @@ static void uffd_forget(struct pm_region *r)
 		close(u->stop_fd);
 	free(u);
 	r->bk = NULL;
+}
+
+static void uffd_close(struct pm_region *r)
+{
+	struct uffd *u = r->bk;
+
+	if (!u)
+		return;
+	if (r->base)
+		munmap(r->base, r->span);
+	if (r->pool)
+		munmap(r->pool, r->nslots * r->chunk);
+	uffd_forget(r);
 }
 
 static void uffd_detach(struct pm_region *r)

@@ -2326,6 +2326,20 @@ static int sc_default(int what)
 	return 0;
 }
 
+#if defined(__x86_64__)
+/* Installs a seccomp filter on every thread of the process. */
+static int install_filter(struct sock_filter *code, size_t n)
+{
+	struct sock_fprog prog = { (unsigned short)n, code };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
+		return -errno;
+	return 0;
+}
+#endif
+
 /* Installs a seccomp filter making userfaultfd(2) fail with EPERM. */
 static int deny_userfaultfd(void)
 {
@@ -2339,13 +2353,8 @@ static int deny_userfaultfd(void)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { (unsigned short)(sizeof(code) / sizeof(code[0])), code };
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-		return -errno;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
-		return -errno;
-	return 0;
+	return install_filter(code, sizeof(code) / sizeof(code[0]));
 #else
 	return -ENOSYS;
 #endif
@@ -2376,13 +2385,8 @@ static int refuse_ioctl(unsigned long req, int err)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { (unsigned short)(sizeof(code) / sizeof(code[0])), code };
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-		return -errno;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
-		return -errno;
-	return 0;
+	return install_filter(code, sizeof(code) / sizeof(code[0]));
 #else
 	(void)req;
 	(void)err;
