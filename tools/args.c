@@ -274,8 +274,27 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 							 table[i].id };
 	longopts[n] = (struct option){ 0 };
 
+	/* --json first, so that a usage error is reported as JSON too; on
+	 * stderr when --out - sends the output itself to stdout. */
 	opterr = 0;
-	optind = 1;
+	optind = 0;
+	{
+		/* on a copy: getopt_long permutes what it scans */
+		char *copy[argc + 1];
+		const char *out = NULL;
+		bool json = false;
+
+		memcpy(copy, argv, sizeof(char *) * (size_t)argc);
+		copy[argc] = NULL;
+		while ((c = getopt_long(argc, copy, ":h", longopts, NULL)) != -1)
+			if (c == O_JSON)
+				json = true;
+			else if (c == O_OUT)
+				out = optarg;
+		if (json)
+			cli_json_errors(out && !strcmp(out, "-") ? stderr : stdout);
+	}
+	optind = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		const char *v = optarg;
 		size_t z;

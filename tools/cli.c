@@ -24,6 +24,10 @@ static void clear_bar(void)
 	}
 }
 
+static FILE *json_errors;          /* NULL: plain text only */
+static char first_error[1024];
+static bool json_error_reported;
+
 int cli_err(const char *fmt, ...)
 {
 	char msg[1024];
@@ -37,8 +41,34 @@ int cli_err(const char *fmt, ...)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	clear_bar();
-	fprintf(stderr, "patchmap: %s\n", msg);
+	if (json_errors && !first_error[0])
+		snprintf(first_error, sizeof(first_error), "%s", msg);
+	if (json_errors != stderr)
+		fprintf(stderr, "patchmap: %s\n", msg);
 	return -1;
+}
+
+void cli_json_errors(FILE *f)
+{
+	json_errors = f;
+}
+
+void cli_json_reported(void)
+{
+	json_error_reported = true;
+}
+
+int cli_exit(int code)
+{
+	if (code && json_errors && !json_error_reported) {
+		struct json j;
+
+		json_begin(&j, json_errors);
+		json_str(&j, "error", first_error[0] ? first_error : "failed");
+		json_i64(&j, "exit", code);
+		json_end(&j);
+	}
+	return code;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -161,46 +191,6 @@ int parse_pad_width(const char *s, int64_t *before, int64_t *after)
 
 /* ---------------------------------------------------------------- words */
 
-const char *fmt_bytes(char *buf, size_t n, double bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int u = 0;
-
-	while (bytes >= 1024 && u < 5)
-		bytes /= 1024, u++;
-	if (u == 0)
-		snprintf(buf, n, "%.0f bytes", bytes);
-	else
-		snprintf(buf, n, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s", bytes,
-			 unit[u]);
-	return buf;
-}
-
-const char *fmt_size(char *buf, size_t n, size_t bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-
-	if (bytes == PM_BUDGET_UNLIMITED) {
-		snprintf(buf, n, "unlimited");
-		return buf;
-	}
-	while (u < 4 && bytes >= 1024 && bytes % 1024 == 0)
-		bytes /= 1024, u++;
-	snprintf(buf, n, "%zu %s", bytes, unit[u]);
-	return buf;
-}
-
-const char *fmt_dims(char *buf, size_t n, const size_t *v, int count)
-{
-	size_t k = 0;
-
-	buf[0] = 0;
-	for (int a = 0; a < count && k < n; a++)
-		k += (size_t)snprintf(buf + k, n - k, a ? "x%zu" : "%zu", v[a]);
-	return buf;
-}
-
 const char *fmt_mechanism(char *buf, size_t n, unsigned mech)
 {
 	static const struct {
@@ -317,331 +307,49 @@ void progress_end(struct progress *p)
 		active_bar = NULL;
 }
 
-/* ---------------------------------------------------------------- JSON */
-
-/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
- * overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *p)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (*p < 0x80)
-		return 1;
-	if (*p >= 0xc2 && *p <= 0xdf)
-		n = 2;
-	else if (*p >= 0xe0 && *p <= 0xef)
-		n = 3, lo = *p == 0xe0 ? 0xa0 : 0x80, hi = *p == 0xed ? 0x9f : 0xbf;
-	else if (*p >= 0xf0 && *p <= 0xf4)
-		n = 4, lo = *p == 0xf0 ? 0x90 : 0x80, hi = *p == 0xf4 ? 0x8f : 0xbf;
-	else
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
-
-/* A JSON string; a byte that is not UTF-8 (a file name may hold any)
- * becomes U+FFFD, so that the report stays valid JSON. */
-static void put_str(FILE *f, const char *v)
-{
-	if (!v) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)v; *p;) {
-		size_t n = utf8_len(p);
-
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else if (n)
-			fwrite(p, 1, n, f);
-		else
-			fputs("\\ufffd", f);
-		p += n ? n : 1;
-	}
-	fputc('"', f);
-}
-
-/* The comma before a member, and its key inside an object. */
-static void json_key(struct json *j, const char *key)
-{
-	if (!j->first[j->depth])
-		fputc(',', j->f);
-	j->first[j->depth] = false;
-	if (key) {
-		put_str(j->f, key);
-		fputc(':', j->f);
-	}
-}
-
-void json_begin(struct json *j, FILE *f)
-{
-	memset(j, 0, sizeof(*j));
-	j->f = f;
-	fputc('{', f);
-	j->first[0] = true;
-}
-
-void json_end(struct json *j)
-{
-	fputs("}\n", j->f);
-	fflush(j->f);
-}
-
-static void json_open(struct json *j, const char *key, char bracket)
-{
-	json_key(j, key);
-	fputc(bracket, j->f);
-	if (j->depth + 1 < (int)(sizeof(j->first) / sizeof(j->first[0])))
-		j->depth++;
-	j->first[j->depth] = true;
-}
-
-void json_obj(struct json *j, const char *key)
-{
-	json_open(j, key, '{');
-}
-
-void json_arr(struct json *j, const char *key)
-{
-	json_open(j, key, '[');
-}
-
-void json_close(struct json *j, char bracket)
-{
-	fputc(bracket, j->f);
-	if (j->depth)
-		j->depth--;
-}
-
-void json_str(struct json *j, const char *key, const char *v)
-{
-	json_key(j, key);
-	put_str(j->f, v);
-}
-
-void json_u64(struct json *j, const char *key, uint64_t v)
-{
-	json_key(j, key);
-	fprintf(j->f, "%llu", (unsigned long long)v);
-}
-
-void json_i64(struct json *j, const char *key, int64_t v)
-{
-	json_key(j, key);
-	fprintf(j->f, "%lld", (long long)v);
-}
-
-void json_num(struct json *j, const char *key, double v)
-{
-	json_key(j, key);
-	if (isfinite(v))
-		fprintf(j->f, "%.10g", v);
-	else
-		fputs("null", j->f);
-}
-
-void json_bool(struct json *j, const char *key, bool v)
-{
-	json_key(j, key);
-	fputs(v ? "true" : "false", j->f);
-}
-
-void json_dims(struct json *j, const char *key, const size_t *v, int n)
-{
-	json_arr(j, key);
-	for (int a = 0; a < n; a++)
-		json_u64(j, NULL, v[a]);
-	json_close(j, ']');
-}
 
 /* ---------------------------------------------------------------- output */
 
-/* The temporary a signal must remove: a copy, so the handler only reads. */
-static char pending_tmp[PATH_MAX];
-static volatile sig_atomic_t pending_set;
-static struct sigaction old_actions[3];
-static const int cleanup_signals[3] = { SIGINT, SIGTERM, SIGHUP };
-
-static void on_signal(int sig)
+/* The files an output of this command must not be. */
+static int inputs_of(const char *path, const struct args *a, struct out_input *in)
 {
-	if (pending_set)
-		unlink(pending_tmp);
-	signal(sig, SIG_DFL);
-	raise(sig);
+	int n = 0;
+
+	in[n++] = (struct out_input){ a->image, "the image" };
+	if (a->filters)
+		in[n++] = (struct out_input){ a->filters, "the filters file" };
+	if (a->out && path != a->out)
+		in[n++] = (struct out_input){ a->out, "the --out file" };
+	if (a->save_filters && path != a->save_filters)
+		in[n++] = (struct out_input){ a->save_filters, "the --save-filters file" };
+	return n;
 }
 
-static void guard_tmp(const char *tmp)
+int cli_out_check(const char *path, const struct args *a)
 {
-	struct sigaction sa;
+	struct out_input in[4];
+	char err[OUT_ERRLEN];
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	snprintf(pending_tmp, sizeof(pending_tmp), "%s", tmp);
-	pending_set = 1;
-	for (int i = 0; i < 3; i++)
-		sigaction(cleanup_signals[i], &sa, &old_actions[i]);
-}
-
-static void unguard_tmp(void)
-{
-	if (!pending_set)
-		return;
-	pending_set = 0;
-	for (int i = 0; i < 3; i++)
-		sigaction(cleanup_signals[i], &old_actions[i], NULL);
-}
-
-int out_open(struct outfile *o, const char *path, uint64_t size)
-{
-	sigset_t block, old_mask;
-	struct stat st;
-	const char *slash, *dest;
-	size_t dirlen;
-	mode_t mask;
-
-	memset(o, 0, sizeof(*o));
-	o->fd = -1;
-	o->path = path;
-	if (!strcmp(path, "-") || (stat(path, &st) == 0 && !S_ISREG(st.st_mode))) {
-		if (strcmp(path, "-") && S_ISDIR(st.st_mode))
-			return cli_err("%s: is a directory", path);
-		o->fd = strcmp(path, "-") ? open(path, O_WRONLY | O_CLOEXEC) : dup(STDOUT_FILENO);
-		if (o->fd < 0)
-			return cli_err("%s: cannot open: %s", path, strerror(errno));
-		o->direct = true;
-		o->size = size;
-		/* Written where the descriptor stands (a shell's `>>` or a file
-		 * already partly written), and in order when appending: the
-		 * kernel ignores pwrite's offset under O_APPEND. */
-		off_t at = lseek(o->fd, 0, SEEK_CUR);
-		int fl = fcntl(o->fd, F_GETFL);
-		o->seekable = at >= 0 && fl >= 0 && !(fl & O_APPEND);
-		o->base = at >= 0 ? (uint64_t)at : 0;
-		return 0;
-	}
-	/* A symlink is written through: its target is replaced, not the link. */
-	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-		o->target = realpath(path, NULL);
-	dest = o->target ? o->target : path;
-	slash = strrchr(dest, '/');
-	dirlen = slash ? (size_t)(slash - dest) + 1 : 0;
-	if (!dest[dirlen] || asprintf(&o->tmp, "%.*s.%s.XXXXXX", (int)dirlen, dest, dest + dirlen) < 0) {
-		o->tmp = NULL;
-		out_abort(o);
-		return dest == path && !path[dirlen] ? cli_err("%s: not a file name", path)
-						     : cli_err("out of memory");
-	}
-	/* The signals wait until the handler knows the temporary's name. */
-	sigemptyset(&block);
-	for (int i = 0; i < 3; i++)
-		sigaddset(&block, cleanup_signals[i]);
-	pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-	o->fd = mkostemp(o->tmp, O_CLOEXEC);
-	if (o->fd >= 0)
-		guard_tmp(o->tmp);
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-	if (o->fd < 0) {
-		int e = errno;
-
-		free(o->tmp);
-		o->tmp = NULL;
-		out_abort(o);
-		return cli_err("%s: cannot create: %s", path, strerror(e));
-	}
-	o->seekable = true;
-	mask = umask(0);
-	umask(mask);
-	if (fchmod(o->fd, 0666 & ~mask)) {
-		int e = errno;
-		out_abort(o);
-		return cli_err("%s: cannot set permissions: %s", path, strerror(e));
-	}
-	/* Reserve the space now: a full disk fails here, not hours later. File
-	 * systems without fallocate are simply written. */
-	if (size && fallocate(o->fd, 0, 0, (off_t)size) && errno != EOPNOTSUPP && errno != ENOSYS) {
-		int e = errno;
-		char b[32];
-		out_abort(o);
-		return cli_err("%s: cannot reserve %s: %s", path, fmt_bytes(b, sizeof(b), (double)size),
-			       strerror(e));
-	}
+	if (out_check(path, in, inputs_of(path, a, in), err))
+		return cli_err("%s", err);
 	return 0;
 }
 
-int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off)
+int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a)
 {
-	const char *p = buf;
+	struct out_input in[4];
+	char err[OUT_ERRLEN];
 
-	if (!o->seekable && off != o->pos)
-		return -ESPIPE;
-	while (len) {
-		ssize_t w = o->seekable ? pwrite(o->fd, p, len, (off_t)(o->base + off)) : write(o->fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		p += w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	if (!o->seekable)
-		o->pos = off; /* one writer only, then */
+	if (out_open(o, path, size, in, inputs_of(path, a, in), err))
+		return cli_err("%s", err);
 	return 0;
 }
 
-int out_commit(struct outfile *o)
+int cli_out_commit(struct outfile *o)
 {
-	int fd = o->fd;
+	char err[OUT_ERRLEN];
 
-	o->fd = -1;
-	/* pwrite leaves the shared offset alone: move it past what was
-	 * written, so that what the shell writes next follows it. */
-	if (o->direct && o->seekable)
-		lseek(fd, (off_t)(o->base + o->size), SEEK_SET);
-	if (close(fd)) {
-		int e = errno;
-		out_abort(o);
-		return cli_err("%s: cannot write: %s", o->path, strerror(e));
-	}
-	if (o->direct)
-		return 0;
-	if (rename(o->tmp, o->target ? o->target : o->path)) {
-		int e = errno;
-		out_abort(o);
-		return cli_err("%s: cannot rename the finished file into place: %s", o->path,
-			       strerror(e));
-	}
-	unguard_tmp();
-	free(o->tmp);
-	o->tmp = NULL;
-	free(o->target);
-	o->target = NULL;
+	if (out_commit(o, err))
+		return cli_err("%s", err);
 	return 0;
-}
-
-void out_abort(struct outfile *o)
-{
-	if (o->fd >= 0)
-		close(o->fd);
-	o->fd = -1;
-	if (o->tmp) {
-		unlink(o->tmp);
-		unguard_tmp();
-		free(o->tmp);
-		o->tmp = NULL;
-	}
-	free(o->target);
-	o->target = NULL;
 }

@@ -11,14 +11,26 @@
 #include <stdio.h>
 
 #include "image.h"
+#include "json.h"
+#include "outfile.h"
+#include "text.h"
 #include "patchmap.h"
 
 /* Exit codes: 0 success, 1 failure while working, 2 bad usage. */
 enum { EXIT_USAGE = 2 };
 
 /* Prints "patchmap: <message>" on one line of stderr (after clearing a
- * progress bar) and returns -1. */
+ * progress bar) and returns -1. Under cli_json_errors(), the first message
+ * is also kept for cli_exit(). */
 int cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* From now on, a failure is also reported as JSON, {"error": "...",
+ * "exit": N}, on f; the line goes to stderr only when f is not stderr. */
+void cli_json_errors(FILE *f);
+/* The end of the program: under cli_json_errors(), a non-zero code
+ * reports the first error as JSON, unless cli_json_reported() said that the
+ * command's report already holds it. Returns code. */
+int cli_exit(int code);
+void cli_json_reported(void);
 
 /* ---------------------------------------------------------------- parsing */
 
@@ -35,12 +47,6 @@ int parse_pad_width(const char *s, int64_t *before, int64_t *after);
 
 /* ---------------------------------------------------------------- words */
 
-/* "68.5 GB (63.8 GiB)"-style byte counts into buf. */
-const char *fmt_bytes(char *buf, size_t n, double bytes);
-/* "256 MiB", "4 KiB", "unlimited". */
-const char *fmt_size(char *buf, size_t n, size_t bytes);
-/* "16x16" */
-const char *fmt_dims(char *buf, size_t n, const size_t *v, int count);
 /* "uffd-full, move, hugepages": the PM_MECH_* bits in words. */
 const char *fmt_mechanism(char *buf, size_t n, unsigned mech);
 
@@ -67,56 +73,6 @@ struct progress {
 void progress_start(struct progress *p, const char *label, double total, bool allowed);
 void progress_update(struct progress *p, double done);
 void progress_end(struct progress *p);
-
-/* ---------------------------------------------------------------- JSON */
-
-/* A small JSON writer: one object on stdout. */
-struct json {
-	FILE *f;
-	int depth;
-	bool first[16];
-};
-void json_begin(struct json *j, FILE *f);
-void json_end(struct json *j);
-void json_obj(struct json *j, const char *key);  /* opens a nested object */
-void json_arr(struct json *j, const char *key);  /* opens an array */
-void json_close(struct json *j, char bracket);   /* '}' or ']' */
-void json_str(struct json *j, const char *key, const char *v);
-void json_u64(struct json *j, const char *key, uint64_t v);
-void json_i64(struct json *j, const char *key, int64_t v);
-void json_num(struct json *j, const char *key, double v);
-void json_bool(struct json *j, const char *key, bool v);
-/* An array of sizes, "shape": [3, 4]. */
-void json_dims(struct json *j, const char *key, const size_t *v, int n);
-
-/* ---------------------------------------------------------------- output */
-
-/* A file written under a temporary name in its directory, renamed into
- * place by out_commit() and removed by out_abort() (also on SIGINT, SIGTERM
- * and SIGHUP). An existing path that is not a regular file (a device, a
- * pipe, "-" for stdout) is written directly. */
-struct outfile {
-	int fd;
-	bool direct;       /* no temporary: a device, a pipe, stdout */
-	bool seekable;     /* written with pwrite at base + offset */
-	uint64_t base;     /* a seekable direct output's offset at the start */
-	uint64_t size;     /* bytes the caller will write */
-	uint64_t pos;      /* next offset, for unseekable outputs */
-	const char *path;  /* as given */
-	char *target;      /* what a symlink at path points to, else NULL */
-	char *tmp;         /* the temporary's path, NULL when direct */
-};
-
-/* Opens path for writing `size` bytes (space reserved where the file system
- * can, so that a full disk shows at once). 0, or -1 after cli_err. */
-int out_open(struct outfile *o, const char *path, uint64_t size);
-/* Writes len bytes at offset off (in order, for an unseekable output). 0, or
- * -errno (the caller reports it: several threads may write). */
-int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off);
-/* Closes the file and renames it into place. 0, or -1 after cli_err. */
-int out_commit(struct outfile *o);
-/* Closes and removes the temporary. */
-void out_abort(struct outfile *o);
 
 /* ---------------------------------------------------------------- options */
 
@@ -191,6 +147,15 @@ void report_stats_json(struct json *j, const struct pm_stats *st);
 void report_info_json(struct json *j, const struct pm_matrix_info *info);
 void report_image_json(struct json *j, const char *path, const struct img *im);
 void report_image_text(FILE *f, const char *path, const struct img *im);
+
+/* ---------------------------------------------------------------- output */
+
+/* out_check(), out_open() and out_commit() against the command's inputs
+ * (the image, the filters file, and the other of --out and
+ * --save-filters), reporting with cli_err(): 0, or -1. */
+int cli_out_check(const char *path, const struct args *a);
+int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a);
+int cli_out_commit(struct outfile *o);
 
 /* ---------------------------------------------------------------- commands */
 

@@ -232,7 +232,8 @@ static int load_filters(const struct args *a, const struct pm_matrix_opts *o,
 }
 
 /* Writes a (N, K) array of dtype as a .npy file. */
-static int write_npy(const char *path, const void *data, int dtype, size_t N, size_t K)
+static int write_npy(const struct args *a, const char *path, const void *data, int dtype, size_t N,
+		     size_t K)
 {
 	char hdr[512];
 	size_t shape[2] = { N, K }, h = npy_write_header(hdr, sizeof(hdr), dtype, 2, shape, false);
@@ -240,13 +241,13 @@ static int write_npy(const char *path, const void *data, int dtype, size_t N, si
 	struct outfile of;
 	int e;
 
-	if (out_open(&of, path, h + bytes))
+	if (cli_out_open(&of, path, h + bytes, a))
 		return -1;
 	if ((e = out_pwrite(&of, hdr, h, 0)) || (e = out_pwrite(&of, data, bytes, h))) {
 		out_abort(&of);
-		return cli_err("%s: cannot write: %s", path, strerror(-e));
+		return cli_err("cannot write '%s': %s", path, strerror(-e));
 	}
-	return out_commit(&of);
+	return cli_out_commit(&of);
 }
 
 /* The library's filler threads: as asked, or its default for cpus. */
@@ -291,7 +292,7 @@ static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of,
 	if (e)
 		return cli_err("filling the patch matrix failed: %s", pm_strerror(e));
 	*opened = false;
-	return out_commit(of);
+	return cli_out_commit(of);
 }
 
 size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget)
@@ -337,7 +338,10 @@ static int cmd_apply(const struct args *a)
 	es = info.elem_size;
 	if (N > INT_MAX || info.cols > INT_MAX || info.ld > INT_MAX)
 		goto too_big;
-	if (a->save_filters && write_npy(a->save_filters, F, dtype, N, info.cols))
+	/* Every output refused now, before the first is written. */
+	if (cli_out_check(a->out, a) || (a->save_filters && cli_out_check(a->save_filters, a)))
+		goto out;
+	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
 		goto out;
 	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(a));
 	C = malloc(N * rb * es);
@@ -353,7 +357,7 @@ static int cmd_apply(const struct args *a)
 		goto too_big;
 	if (args_check_memory(a, o.lazy.backend, info.bytes))
 		goto out;
-	if (out_open(&of, a->out, hlen + out_bytes))
+	if (cli_out_open(&of, a->out, hlen + out_bytes, a))
 		goto out;
 	opened = true;
 	if (!of.seekable) {
@@ -362,7 +366,7 @@ static int cmd_apply(const struct args *a)
 		goto out;
 	}
 	if ((e = out_pwrite(&of, hdr, hlen, 0))) {
-		cli_err("%s: cannot write: %s", a->out, strerror(-e));
+		cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		goto out;
 	}
 	bt = default_blas_threads(a);
@@ -390,7 +394,7 @@ static int cmd_apply(const struct args *a)
 			if ((e = out_pwrite(&of, (char *)C + f * n * es, n * es,
 					    hlen + (f * info.windows + r0) * es))) {
 				progress_end(&bar);
-				cli_err("%s: cannot write: %s", a->out, strerror(-e));
+				cli_err("cannot write '%s': %s", a->out, strerror(-e));
 				goto out;
 			}
 		progress_update(&bar, (double)(r0 + n));
@@ -583,13 +587,13 @@ static int cmd_export(const struct args *a)
 		o.lazy.backend = PM_BACKEND_NONE;
 	}
 	/* Only now the output: no file to remove if the options are wrong. */
-	if (out_open(&of, a->out, hlen + info.bytes))
+	if (cli_out_open(&of, a->out, hlen + info.bytes, a))
 		goto out;
 	opened = true;
 	if (!of.seekable)
 		nthreads = 1; /* pieces in order: fewer buffers, same pieces */
 	if ((e = out_pwrite(&of, hdr, hlen, 0))) {
-		cli_err("%s: cannot write: %s", a->out, strerror(-e));
+		cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		goto out;
 	}
 	t0 = now_s();
@@ -617,7 +621,7 @@ static int cmd_export(const struct args *a)
 	e = atomic_load(&x.err);
 	if (e) {
 		if (atomic_load(&x.err_write))
-			cli_err("%s: cannot write: %s", a->out, strerror(-e));
+			cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		else
 			cli_err("computing the patch matrix failed: %s", pm_strerror(e));
 		goto out;
@@ -700,16 +704,19 @@ int main(int argc, char **argv)
 			int r = args_parse(&a, cmds[i].cmd, argc - 1, argv + 1);
 
 			if (r >= 0)
-				return r;
+				return cli_exit(r);
 			r = cmds[i].run(&a) ? 1 : 0;
 			/* A report that could not be written is a failure too. */
 			if (fflush(stdout) || ferror(stdout)) {
 				if (!r)
 					cli_err("standard output: %s", strerror(errno ? errno : EIO));
-				return 1;
+				return cli_exit(1);
 			}
-			return r;
+			return cli_exit(r);
 		}
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			cli_json_errors(stdout);
 	cli_err("unknown command '%s' (demo, info, apply or export; see patchmap --help)", argv[1]);
-	return EXIT_USAGE;
+	return cli_exit(EXIT_USAGE);
 }

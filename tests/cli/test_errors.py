@@ -2,12 +2,15 @@
 exit status (1, or 2 for bad usage), nothing on stdout, and no output file,
 finished or temporary, left behind."""
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,11 +27,12 @@ def work(tmp_path):
     return d
 
 
-def fails(exe, work, args, pattern, code=1):
+def fails(exe, work, args, pattern, code=1, prefix=(), stdout=None):
     """Runs patchmap in `work` and checks the failure's every promise."""
     before = sorted(os.listdir(work))
-    p = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=work,
-                       timeout=120)
+    p = subprocess.run([*prefix, exe, *map(str, args)], stdout=stdout or subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, cwd=work, timeout=120)
+    p.stdout = p.stdout or ""
     lines = p.stderr.splitlines()
     assert p.returncode == code, (p.returncode, p.stderr)
     assert len(lines) == 1 and p.stderr.endswith("\n"), p.stderr
@@ -59,15 +63,11 @@ def test_device(exe, work):
     fails(exe, work, ["info", "/dev/null", "--window", "2"], r"/dev/null: is a device")
 
 
-def test_unreadable(exe, work):
+def test_unreadable(exe, unprivileged):
+    work, prefix = unprivileged
     path = write_npy(work / "img.npy", IMG)
     os.chmod(path, 0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: a file of mode 000 is still readable")
-        fails(exe, work, export_args(path), r"cannot open: Permission denied")
-    finally:
-        os.chmod(path, 0o644)
+    fails(exe, work, export_args(path), r"cannot open: Permission denied", prefix=prefix)
 
 
 def test_empty_file(exe, work):
@@ -110,6 +110,17 @@ def test_raw_size_mismatch(exe, work):
           r"the raw file has 60 bytes more than the shape and dtype describe")
     fails(exe, work, export_args(path, "out.npy", "--shape", "10x6", "--raw-dtype", "u32"),
           r"truncated raw file: the shape needs 240 bytes")
+
+
+def test_raw_offset_says_the_real_numbers(exe, work):
+    """The bytes after the offset, not the file's size, on both sides."""
+    path = write_raw(work / "img.raw", np.zeros((64, 80), np.uint8))
+    fails(exe, work, export_args(path, "out.npy", "--shape", "64x80", "--raw-offset", "1000"),
+          r"^patchmap: .*img\.raw: truncated raw file: the shape needs 5120 bytes after the "
+          r"offset of 1000, the file has 4120 after it$")
+    fails(exe, work, export_args(path, "out.npy", "--shape", "8x8", "--raw-offset", "6000"),
+          r"^patchmap: .*img\.raw: the raw offset \(6000 bytes\) is beyond the end of the file "
+          r"\(5120 bytes\)$")
 
 
 def npy_with_header(text, version=b"\x01\x00"):
@@ -249,13 +260,13 @@ def test_filters_not_npy(exe, work):
 def test_output_directory_missing(exe, work):
     path = write_npy(work / "img.npy", IMG)
     fails(exe, work, export_args(path, "no/such/dir/out.npy"),
-          r"no/such/dir/out\.npy: cannot create: No such file or directory")
+          r"^patchmap: cannot open 'no/such/dir/out\.npy' for writing: No such file or directory$")
 
 
 def test_output_is_directory(exe, work):
     path = write_npy(work / "img.npy", IMG)
     (work / "sub").mkdir()
-    fails(exe, work, export_args(path, "sub"), r"sub: is a directory")
+    fails(exe, work, export_args(path, "sub"), r"^patchmap: cannot open 'sub' for writing: Is a directory$")
 
 
 def test_apply_output_unseekable(exe, work):
@@ -273,9 +284,9 @@ def test_dev_full(exe, work):
         pytest.skip("no /dev/full")
     path = write_npy(work / "img.npy", IMG)
     fails(exe, work, export_args(path, "/dev/full"),
-          r"/dev/full: cannot write: No space left on device")
+          r"^patchmap: cannot write '/dev/full': No space left on device$")
     fails(exe, work, ["apply", path, "--window", "3x3", "--random", "2", "--out", "/dev/full"],
-          r"/dev/full: cannot write: No space left on device")
+          r"^patchmap: cannot write '/dev/full': No space left on device$")
 
 
 def test_report_to_full_stdout(exe, work):
@@ -330,17 +341,190 @@ def test_disk_full(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", np.zeros((64, 64), np.uint8))
     p = in_namespace_with_tmpfs("size=256k", '"$1" export "$2" --window 8x8 --out out.npy; ' + LIST,
                                 exe, path)
-    check_ns_failure(p, r"out\.npy: cannot reserve 812 KiB: No space left on device")
+    check_ns_failure(p, r"cannot reserve 812 KiB for 'out\.npy': No space left on device")
     p = in_namespace_with_tmpfs("size=256k", '"$1" apply "$2" --window 8x8 --random 64 '
                                 '--out out.npy; ' + LIST, exe, path)
-    check_ns_failure(p, r"out\.npy: cannot reserve .*: No space left on device")
+    check_ns_failure(p, r"cannot reserve .* for 'out\.npy': No space left on device")
 
 
 def test_read_only_file_system(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", IMG)
     p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
                                 + LIST, exe, path)
-    check_ns_failure(p, r"out\.npy: cannot create: Read-only file system")
+    check_ns_failure(p, r"cannot open 'out\.npy' for writing: Read-only file system")
+
+
+# ------------------------------------------------------------------ outputs never destroy data
+
+def same_bytes_after(fn, *paths):
+    """Runs fn and checks that every path kept its bytes and mode."""
+    before = [(Path(p).read_bytes(), os.stat(p).st_mode) for p in paths]
+    fn()
+    assert [(Path(p).read_bytes(), os.stat(p).st_mode) for p in paths] == before
+
+
+def test_output_is_the_input(exe, work):
+    """export onto its own image: refused before anything is written."""
+    write_pnm(work / "img.pgm", IMG)
+    same_bytes_after(lambda: fails(exe, work, export_args("img.pgm", "img.pgm"),
+                                   r"^patchmap: refusing to write 'img\.pgm': it is the image$"),
+                     work / "img.pgm")
+
+
+def test_output_is_the_input_through_links(exe, work):
+    """A symlink to the image, a hard link to it, and a path that spells it
+    another way: the same device and inode, refused."""
+    write_npy(work / "img.npy", IMG)
+    (work / "sym.npy").symlink_to("img.npy")
+    os.link(work / "img.npy", work / "hard.npy")
+    (work / "sub").mkdir()
+    for out in ["sym.npy", "hard.npy", "./sub/../img.npy", str(work / "img.npy")]:
+        same_bytes_after(
+            lambda: fails(exe, work, export_args("img.npy", out),
+                          r"^patchmap: refusing to write '%s': it is the image 'img\.npy' "
+                          r"\(the same file\)$" % re.escape(out)),
+            work / "img.npy")
+    assert (work / "sym.npy").is_symlink()
+    # and the other way round: the image through a link, the output the file
+    same_bytes_after(lambda: fails(exe, work, export_args("sym.npy", "img.npy"),
+                                   r"refusing to write 'img\.npy': it is the image 'sym\.npy'"),
+                     work / "img.npy")
+
+
+def test_stdout_is_the_input(exe, work):
+    """--out - with standard output appending to the image."""
+    path = write_npy(work / "img.npy", IMG)
+    with open(path, "ab") as f:
+        same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "-"),
+                                       r"^patchmap: refusing to write 'standard output': it is "
+                                       r"the image 'img\.npy' \(the same file\)$", stdout=f),
+                         path)
+
+
+def test_apply_outputs_against_inputs(exe, work):
+    """apply: --out or --save-filters onto the image or the filters file, and
+    --out equal to --save-filters, refused before the first file is
+    written (--save-filters is written before --out)."""
+    write_npy(work / "img.npy", IMG)
+    write_npy(work / "f.npy", np.ones((2, 3, 3), np.float32))
+    base = ["apply", "img.npy", "--window", "3x3"]
+    cases = [
+        (["--filters", "f.npy", "--out", "f.npy"], r"refusing to write 'f\.npy': it is the filters "
+                                                   r"file$"),
+        (["--random", "2", "--out", "o.npy", "--save-filters", "img.npy"],
+         r"refusing to write 'img\.npy': it is the image$"),
+        (["--filters", "f.npy", "--out", "o.npy", "--save-filters", "./f.npy"],
+         r"refusing to write '\./f\.npy': it is the filters file 'f\.npy' \(the same file\)$"),
+        (["--random", "2", "--out", "new.npy", "--save-filters", "new.npy"],
+         r"refusing to write 'new\.npy': it is the --save-filters file$"),
+        (["--random", "2", "--out", "./new.npy", "--save-filters", "sub/../new.npy"],
+         r"refusing to write '\./new\.npy': it is the --save-filters file 'sub/\.\./new\.npy' "
+         r"\(the same file\)$"),
+    ]
+    (work / "sub").mkdir()
+    for extra, pattern in cases:
+        same_bytes_after(lambda: fails(exe, work, base + extra, "^patchmap: " + pattern),
+                         work / "img.npy", work / "f.npy")
+
+
+@pytest.fixture
+def unprivileged(tmp_path):
+    """A directory and a command prefix for running patchmap as a user
+    without privileges: as root, permissions would not stop it (as they do
+    not stop cp), so root runs it as nobody through setpriv."""
+    if os.geteuid() != 0:
+        d = tmp_path / "u"
+        d.mkdir()
+        yield d, ()
+        return
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("running as root without setpriv to drop privileges")
+    d = Path(tempfile.mkdtemp(prefix="patchmap-test-"))
+    os.chmod(d, 0o755)
+    os.chown(d, 65534, 65534)
+    try:
+        yield d, (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+    finally:
+        for root, dirs, _ in os.walk(d):
+            for n in dirs:
+                os.chmod(os.path.join(root, n), 0o755)
+        shutil.rmtree(d)
+
+
+def as_owner(work, *paths):
+    st = os.stat(work)
+    for p in paths:
+        os.chown(p, st.st_uid, st.st_gid)
+
+
+def test_read_only_output_is_kept(exe, unprivileged):
+    """An existing 0444 output is refused as cp refuses it, naming the
+    user's path; the file keeps its bytes and mode."""
+    work, prefix = unprivileged
+    path = write_npy(work / "img.npy", IMG)
+    old = work / "old.npy"
+    old.write_bytes(b"precious")
+    as_owner(work, path, old)
+    os.chmod(old, 0o444)
+    same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "old.npy"),
+                                   r"^patchmap: cannot open 'old\.npy' for writing: Permission "
+                                   r"denied$", prefix=prefix), old)
+    same_bytes_after(lambda: fails(exe, work, ["apply", "img.npy", "--window", "3", "--random",
+                                               "1", "--out", "o.npy", "--save-filters",
+                                               "old.npy"],
+                                   r"^patchmap: cannot open 'old\.npy' for writing: Permission "
+                                   r"denied$", prefix=prefix), old)
+
+
+def test_read_only_directory(exe, unprivileged):
+    """A new output in a directory the user may not write, and an existing
+    writable file there (it is replaced by a new file beside it)."""
+    work, prefix = unprivileged
+    path = write_npy(work / "img.npy", IMG)
+    ro = work / "ro"
+    ro.mkdir()
+    (ro / "x.npy").write_bytes(b"precious")
+    as_owner(work, path, ro, ro / "x.npy")
+    os.chmod(ro, 0o555)
+    fails(exe, work, export_args("img.npy", "ro/new.npy"),
+          r"^patchmap: cannot open 'ro/new\.npy' for writing: Permission denied$", prefix=prefix)
+    same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "ro/x.npy"),
+                                   r"^patchmap: cannot write 'ro/x\.npy': a new file cannot be "
+                                   r"created beside it, in its directory: Permission denied$",
+                                   prefix=prefix), ro / "x.npy")
+    assert sorted(os.listdir(ro)) == ["x.npy"]
+
+
+def test_replaced_output_keeps_its_mode(exe, tmp_path):
+    """Replacing a 0600 file does not widen it to 0644."""
+    path = write_npy(tmp_path / "img.npy", IMG)
+    out = tmp_path / "o.npy"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o600)
+    run(exe, "export", path, "--window", "3x3", "--out", out, "--quiet")
+    assert os.stat(out).st_mode & 0o7777 == 0o600
+    assert np.load(out).shape == (80, 9)
+
+
+def test_interrupted_export_keeps_the_old_file(exe, work):
+    """SIGINT midway through replacing a file: the old file is intact and
+    no partial file is left."""
+    path = write_raw(work / "img.raw", np.zeros((1024, 1024), np.uint8))
+    (work / "out.npy").write_bytes(b"the old output")
+    before = sorted(os.listdir(work))
+    p = subprocess.Popen([exe, "export", str(path), "--shape", "1024x1024", "--window", "16",
+                          "--out", "out.npy", "--threads", "1", "--quiet"],
+                         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
+        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT
+    assert sorted(os.listdir(work)) == before
+    assert (work / "out.npy").read_bytes() == b"the old output"
 
 
 def test_interrupted_export_leaves_nothing(exe, work):
@@ -395,6 +579,49 @@ USAGE = [
 @pytest.mark.parametrize("args,pattern", USAGE, ids=[" ".join(a) for a, _ in USAGE])
 def test_usage(exe, work, args, pattern):
     fails(exe, work, args, pattern, code=2)
+
+
+# ------------------------------------------------------------------ --json
+
+JSON_ERRORS = [
+    (["export", "IMG", "--window", "3x0", "--out", "o.npy", "--json"], 2,
+     r"^export --window: '3x0' is not a size"),
+    (["export", "IMG", "--json", "--window"], 2, r"option --window needs a value"),
+    (["info", "IMG", "--json", "--bogus"], 2, r"unknown option --bogus"),
+    (["frobnicate", "--json"], 2, r"^unknown command 'frobnicate'"),
+    (["info", "nope.npy", "--json"], 1, r"^nope\.npy: cannot open: No such file or directory$"),
+    (["export", "img.npy", "--window", "99", "--out", "o.npy", "--json"], 1,
+     r"is larger than the image"),
+    (["export", "img.npy", "--window", "3", "--out", "img.npy", "--json"], 1,
+     r"^refusing to write 'img\.npy': it is the image$"),
+]
+
+
+@pytest.mark.parametrize("args,code,pattern", JSON_ERRORS, ids=[" ".join(a) for a, _, _ in JSON_ERRORS])
+def test_json_errors(exe, work, args, code, pattern):
+    """Under --json, a failure is one JSON object on stdout, {"error", "exit"},
+    and the usual line on stderr."""
+    write_npy(work / "img.npy", IMG)
+    before = sorted(os.listdir(work))
+    p = subprocess.run([exe, *args], capture_output=True, text=True, cwd=work, timeout=60)
+    assert p.returncode == code, p.stderr
+    rep = json.loads(p.stdout)
+    assert sorted(rep) == ["error", "exit"] and rep["exit"] == code
+    assert re.search(pattern, rep["error"]), rep["error"]
+    assert p.stderr == "patchmap: " + rep["error"] + "\n"
+    assert sorted(os.listdir(work)) == before
+
+
+def test_json_errors_with_output_on_stdout(exe, work):
+    """With --out -, stdout is the output: the JSON error goes to stderr,
+    alone."""
+    write_npy(work / "img.npy", IMG)
+    for args, code in [(["export", "img.npy", "--window", "99", "--out", "-", "--json"], 1),
+                       (["export", "img.npy", "--window", "0", "--json", "--out", "-"], 2)]:
+        p = subprocess.run([exe, *args], capture_output=True, text=True, cwd=work, timeout=60)
+        assert p.returncode == code and p.stdout == ""
+        rep = json.loads(p.stderr)
+        assert rep["exit"] == code and rep["error"], p.stderr
 
 
 def test_help(exe):

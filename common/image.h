@@ -1,10 +1,10 @@
-/* image.h: image files as pm_source arrays, for the patchmap tools. Parsers
+/* image.h: image files as pm_source arrays, for the front ends. Parsers
  * of the .npy and PGM/PPM headers (pure functions of a buffer, fuzzed on
  * their own), a .npy header writer, and img_open(), which maps a file and
  * describes its pixels without copying them. Uses only the public header's
  * types: no call into the library, so the parsers link on their own. */
-#ifndef PM_TOOLS_IMAGE_H
-#define PM_TOOLS_IMAGE_H
+#ifndef PM_COMMON_IMAGE_H
+#define PM_COMMON_IMAGE_H
 
 #include <stdbool.h>
 #include <stddef.h>

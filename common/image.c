@@ -586,9 +586,19 @@ int img_open(const char *path, const struct img_raw *raw, struct img *im, char *
 		for (int a = 0; a < raw->ndim; a++)
 			if (__builtin_mul_overflow(bytes, raw->shape[a], &bytes))
 				return fail(err, "the raw shape overflows"), bad(im);
-		if (raw->offset > len || len - raw->offset < bytes)
-			return fail(err, "truncated raw file: the shape needs %zu bytes%s, the file has %zu",
-				    bytes, raw->offset ? " after the offset" : "", len),
+		if (raw->offset > len)
+			return fail(err, "the raw offset (%zu bytes) is beyond the end of the file (%zu "
+					 "bytes)",
+				    raw->offset, len),
+			       img_close(im), -1;
+		if (len - raw->offset < bytes && raw->offset)
+			return fail(err, "truncated raw file: the shape needs %zu bytes after the offset "
+					 "of %zu, the file has %zu after it",
+				    bytes, raw->offset, len - raw->offset),
+			       img_close(im), -1;
+		if (len - raw->offset < bytes)
+			return fail(err, "truncated raw file: the shape needs %zu bytes, the file has %zu",
+				    bytes, len),
 			       img_close(im), -1;
 		if (len - raw->offset > bytes)
 			return fail(err, "the raw file has %zu bytes more than the shape and dtype "

@@ -1,0 +1,366 @@
+/* outfile.c: output files written under a temporary name and renamed into
+ * place, refused when they would replace an input or a file the user may
+ * not write (see outfile.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "outfile.h"
+#include "text.h"
+
+static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, OUT_ERRLEN, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---------------------------------------------------------------- names */
+
+/* The directory part of path ("." for none), malloc'd. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+/* The file that writing path replaces or creates, malloc'd: path with its
+ * symlinks resolved, also when the last one dangles (a symlink to a file
+ * not yet written is written through, as an existing one). NULL when out of
+ * memory. */
+static char *resolve(const char *path)
+{
+	char *p = realpath(path, NULL), *cur, *dir, *rdir;
+	const char *base;
+	struct stat st;
+
+	if (p)
+		return p;
+	cur = strdup(path);
+	for (int hops = 0; cur && hops < 40 && lstat(cur, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
+		char link[PATH_MAX], *next;
+		ssize_t n = readlink(cur, link, sizeof(link) - 1);
+
+		if (n < 0)
+			break;
+		link[n] = 0;
+		dir = dir_of(cur);
+		if (link[0] == '/' || !dir)
+			next = strdup(link);
+		else if (asprintf(&next, "%s/%s", dir, link) < 0)
+			next = NULL;
+		free(dir);
+		free(cur);
+		cur = next;
+	}
+	if (!cur)
+		return NULL;
+	/* the directory resolved, the name kept */
+	dir = dir_of(cur);
+	rdir = dir ? realpath(dir, NULL) : NULL;
+	base = strrchr(cur, '/') ? strrchr(cur, '/') + 1 : cur;
+	if (rdir && *base && asprintf(&p, "%s%s%s", rdir, strcmp(rdir, "/") ? "/" : "", base) < 0)
+		p = NULL;
+	else if (!rdir || !*base)
+		p = strdup(cur);
+	free(rdir);
+	free(dir);
+	free(cur);
+	return p;
+}
+
+/* stat, with "-" meaning standard output. */
+static int stat_path(const char *path, struct stat *st)
+{
+	return strcmp(path, "-") ? stat(path, st) : fstat(STDOUT_FILENO, st);
+}
+
+bool out_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	bool ea = stat_path(a, &sa) == 0, eb = stat_path(b, &sb) == 0, same;
+	char *ra, *rb;
+
+	if (ea && eb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	if (ea || eb || !strcmp(a, "-") || !strcmp(b, "-"))
+		return false;
+	ra = resolve(a);
+	rb = resolve(b);
+	same = ra && rb ? !strcmp(ra, rb) : !strcmp(a, b);
+	free(ra);
+	free(rb);
+	return same;
+}
+
+int out_check(const char *path, const struct out_input *inputs, int n, char *err)
+{
+	struct stat st;
+	int fd;
+
+	for (int i = 0; i < n; i++)
+		if (inputs[i].path && out_same_file(path, inputs[i].path)) {
+			if (!strcmp(inputs[i].path, path))
+				return fail(err, "refusing to write '%s': it is %s", path, inputs[i].what);
+			return fail(err, "refusing to write '%s': it is %s '%s' (the same file)",
+				    !strcmp(path, "-") ? "standard output" : path, inputs[i].what,
+				    inputs[i].path);
+		}
+	if (!strcmp(path, "-") || stat(path, &st))
+		return 0;
+	if (S_ISDIR(st.st_mode))
+		return fail(err, "cannot open '%s' for writing: %s", path, strerror(EISDIR));
+	if (!S_ISREG(st.st_mode))
+		return 0; /* a device or a pipe: opened by out_open, which says why not */
+	/* An existing file is replaced only if it could be written in place, as
+	 * cp, the shell's '>' and numpy.save would: a read-only file is kept.
+	 * Opening without O_TRUNC changes nothing. */
+	fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, "cannot open '%s' for writing: %s", path, strerror(errno));
+	close(fd);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- signals */
+
+/* The temporary a signal must remove: a copy, so the handler only reads. */
+static char pending_tmp[PATH_MAX];
+static volatile sig_atomic_t pending_set;
+static struct sigaction old_actions[3];
+static const int cleanup_signals[3] = { SIGINT, SIGTERM, SIGHUP };
+
+static void on_signal(int sig)
+{
+	if (pending_set)
+		unlink(pending_tmp);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_tmp(const char *tmp)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	snprintf(pending_tmp, sizeof(pending_tmp), "%s", tmp);
+	pending_set = 1;
+	for (int i = 0; i < 3; i++)
+		sigaction(cleanup_signals[i], &sa, &old_actions[i]);
+}
+
+static void unguard_tmp(void)
+{
+	if (!pending_set)
+		return;
+	pending_set = 0;
+	for (int i = 0; i < 3; i++)
+		sigaction(cleanup_signals[i], &old_actions[i], NULL);
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* "-", a device, a pipe: written in place. */
+static int open_direct(struct outfile *o, const char *path, uint64_t size,
+		       const struct out_input *inputs, int n, char *err)
+{
+	struct stat st;
+
+	o->fd = strcmp(path, "-") ? open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC) : dup(STDOUT_FILENO);
+	if (o->fd < 0)
+		return fail(err, "cannot open '%s' for writing: %s", path, strerror(errno));
+	/* What the descriptor is now: a path may have changed since the check. */
+	if (!fstat(o->fd, &st))
+		for (int i = 0; i < n; i++) {
+			struct stat si;
+
+			if (inputs[i].path && !stat(inputs[i].path, &si) && si.st_dev == st.st_dev &&
+			    si.st_ino == st.st_ino) {
+				close(o->fd);
+				o->fd = -1;
+				return fail(err, "refusing to write '%s': it is %s '%s' (the same file)",
+					    !strcmp(path, "-") ? "standard output" : path, inputs[i].what,
+					    inputs[i].path);
+			}
+		}
+	o->direct = true;
+	o->size = size;
+	/* Written where the descriptor stands (a shell's `>>` or a file
+	 * already partly written), and in order when appending: the kernel
+	 * ignores pwrite's offset under O_APPEND. */
+	off_t at = lseek(o->fd, 0, SEEK_CUR);
+	int fl = fcntl(o->fd, F_GETFL);
+	o->seekable = at >= 0 && fl >= 0 && !(fl & O_APPEND);
+	o->base = at >= 0 ? (uint64_t)at : 0;
+	return 0;
+}
+
+int out_open(struct outfile *o, const char *path, uint64_t size, const struct out_input *inputs,
+	     int n, char *err)
+{
+	sigset_t block, old_mask;
+	struct stat st;
+	const char *slash;
+	size_t dirlen;
+	mode_t mode;
+	bool exists;
+
+	memset(o, 0, sizeof(*o));
+	o->fd = -1;
+	o->path = path;
+	if (out_check(path, inputs, n, err))
+		return -1;
+	if (!strcmp(path, "-") || (stat(path, &st) == 0 && !S_ISREG(st.st_mode)))
+		return open_direct(o, path, size, inputs, n, err);
+	exists = stat(path, &st) == 0;
+	if (exists) {
+		mode = st.st_mode & 0777;
+	} else {
+		mode_t mask = umask(0);
+
+		umask(mask);
+		mode = 0666 & ~mask;
+	}
+	o->dest = resolve(path);
+	if (!o->dest)
+		return fail(err, "out of memory");
+	slash = strrchr(o->dest, '/');
+	dirlen = slash ? (size_t)(slash - o->dest) + 1 : 0;
+	if (!o->dest[dirlen]) {
+		out_abort(o);
+		return fail(err, "cannot open '%s' for writing: not a file name", path);
+	}
+	if (asprintf(&o->tmp, "%.*s.%s.XXXXXX", (int)dirlen, o->dest, o->dest + dirlen) < 0) {
+		o->tmp = NULL;
+		out_abort(o);
+		return fail(err, "out of memory");
+	}
+	/* The signals wait until the handler knows the temporary's name. */
+	sigemptyset(&block);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&block, cleanup_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	if (o->fd >= 0)
+		guard_tmp(o->tmp);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (o->fd < 0) {
+		int e = errno;
+
+		free(o->tmp);
+		o->tmp = NULL;
+		out_abort(o);
+		if (exists)
+			return fail(err, "cannot write '%s': a new file cannot be created beside it, in "
+					 "its directory: %s",
+				    path, strerror(e));
+		return fail(err, "cannot open '%s' for writing: %s", path, strerror(e));
+	}
+	o->seekable = true;
+	if (fchmod(o->fd, mode)) {
+		int e = errno;
+
+		out_abort(o);
+		return fail(err, "cannot set the permissions of '%s': %s", path, strerror(e));
+	}
+	/* Reserve the space now: a full disk fails here, not hours later. File
+	 * systems without fallocate are simply written. */
+	if (size && fallocate(o->fd, 0, 0, (off_t)size) && errno != EOPNOTSUPP && errno != ENOSYS) {
+		int e = errno;
+		char b[32];
+
+		out_abort(o);
+		return fail(err, "cannot reserve %s for '%s': %s", fmt_bytes(b, sizeof(b), (double)size),
+			    path, strerror(e));
+	}
+	return 0;
+}
+
+int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	if (!o->seekable && off != o->pos)
+		return -ESPIPE;
+	while (len) {
+		ssize_t w = o->seekable ? pwrite(o->fd, p, len, (off_t)(o->base + off)) : write(o->fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		p += w;
+		len -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	if (!o->seekable)
+		o->pos = off; /* one writer only, then */
+	return 0;
+}
+
+int out_commit(struct outfile *o, char *err)
+{
+	int fd = o->fd;
+
+	o->fd = -1;
+	/* pwrite leaves the shared offset alone: move it past what was
+	 * written, so that what the shell writes next follows it. */
+	if (o->direct && o->seekable)
+		lseek(fd, (off_t)(o->base + o->size), SEEK_SET);
+	if (close(fd)) {
+		int e = errno;
+
+		out_abort(o);
+		return fail(err, "cannot write '%s': %s", o->path, strerror(e));
+	}
+	if (o->direct)
+		return 0;
+	if (rename(o->tmp, o->dest)) {
+		int e = errno;
+
+		out_abort(o);
+		return fail(err, "cannot rename the finished file onto '%s': %s", o->path, strerror(e));
+	}
+	unguard_tmp();
+	free(o->tmp);
+	o->tmp = NULL;
+	free(o->dest);
+	o->dest = NULL;
+	return 0;
+}
+
+void out_abort(struct outfile *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	if (o->tmp) {
+		unlink(o->tmp);
+		unguard_tmp();
+		free(o->tmp);
+		o->tmp = NULL;
+	}
+	free(o->dest);
+	o->dest = NULL;
+}

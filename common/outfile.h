@@ -1,0 +1,66 @@
+/* outfile.h: output files that never destroy data. A file is written under
+ * a temporary name beside its destination and renamed into place only when
+ * complete, so a failure, a full disk or Ctrl-C leaves the old file (or
+ * nothing) behind. An output that is one of the command's inputs, or an
+ * existing file the user may not write, is refused before anything is
+ * written. Messages name the user's path, never the temporary. */
+#ifndef PM_COMMON_OUTFILE_H
+#define PM_COMMON_OUTFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for any message these functions write. */
+#define OUT_ERRLEN 1024
+
+/* A file the output must not be: "the image", "the filters file", ... */
+struct out_input {
+	const char *path;
+	const char *what;
+};
+
+struct outfile {
+	int fd;
+	bool direct;       /* no temporary: a device, a pipe, stdout */
+	bool seekable;     /* written with pwrite at base + offset */
+	uint64_t base;     /* a seekable direct output's offset at the start */
+	uint64_t size;     /* bytes the caller will write */
+	uint64_t pos;      /* next offset, for unseekable outputs */
+	const char *path;  /* as given */
+	char *dest;        /* the file replaced: path with its symlinks resolved */
+	char *tmp;         /* the temporary's path, NULL when direct */
+};
+
+/* True when a and b name the same file: the same device and inode when both
+ * exist (through any symlink or hard link), else the same resolved path
+ * (two outputs not yet created). "-" is standard output. */
+bool out_same_file(const char *a, const char *b);
+
+/* The checks of out_open() alone, for a command that writes several files
+ * and must refuse before it writes the first: path is none of inputs[0,
+ * n), and if it exists it can be opened for writing. 0, or -1 with the
+ * message in err (OUT_ERRLEN bytes). */
+int out_check(const char *path, const struct out_input *inputs, int n, char *err);
+
+/* Opens path for writing `size` bytes after out_check(). A regular file (or
+ * a path that does not exist yet) is written under a temporary name in the
+ * directory of the file it will replace (a symlink is written through: its
+ * target is replaced), with the replaced file's permissions or 0666 less
+ * the umask, its space reserved where the file system can (a full disk
+ * fails at once). The temporary is removed by out_abort(), and on SIGINT,
+ * SIGTERM and SIGHUP (one output at a time per process). "-", a device or a
+ * pipe is written directly, from where its descriptor stands. 0, or -1
+ * with the message in err. */
+int out_open(struct outfile *o, const char *path, uint64_t size, const struct out_input *inputs,
+	     int n, char *err);
+/* Writes len bytes at offset off (in order, for an unseekable output).
+ * Thread-safe for a seekable output. 0, or -errno. */
+int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off);
+/* Closes the file and renames it into place. 0, or -1 with the message in
+ * err (the temporary is then removed). */
+int out_commit(struct outfile *o, char *err);
+/* Closes and removes the temporary; the destination is untouched. */
+void out_abort(struct outfile *o);
+
+#endif

@@ -1,0 +1,46 @@
+/* text.c: sizes and shapes in words, for the front ends' messages (see
+ * text.h). */
+#include <stdio.h>
+
+#include "patchmap.h"
+#include "text.h"
+
+const char *fmt_bytes(char *buf, size_t n, double bytes)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int u = 0;
+
+	while (bytes >= 1024 && u < 5)
+		bytes /= 1024, u++;
+	if (u == 0)
+		snprintf(buf, n, "%.0f bytes", bytes);
+	else
+		snprintf(buf, n, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s", bytes,
+			 unit[u]);
+	return buf;
+}
+
+const char *fmt_size(char *buf, size_t n, size_t bytes)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	if (bytes == PM_BUDGET_UNLIMITED) {
+		snprintf(buf, n, "unlimited");
+		return buf;
+	}
+	while (u < 4 && bytes >= 1024 && bytes % 1024 == 0)
+		bytes /= 1024, u++;
+	snprintf(buf, n, "%zu %s", bytes, unit[u]);
+	return buf;
+}
+
+const char *fmt_dims(char *buf, size_t n, const size_t *v, int count)
+{
+	size_t k = 0;
+
+	buf[0] = 0;
+	for (int a = 0; a < count && k < n; a++)
+		k += (size_t)snprintf(buf + k, n - k, a ? "x%zu" : "%zu", v[a]);
+	return buf;
+}
