@@ -335,6 +335,18 @@ PM_API int pm_matrix_info(const pm_matrix *m, struct pm_matrix_info *info);
  * and length; -PM_ERANGE past the end. */
 PM_API int pm_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len);
 
+/* Writes bytes [offset, offset + len) of the matrix to fd at its current
+ * position, computed by pm_matrix_read through a buffer of at most 1 MiB
+ * (allocated and freed here): the mapping is never touched, so it works on
+ * every backend and mechanism, including backend "none" and a process with
+ * user-mode-only userfaultfd, where write(fd, pm_matrix_data(m), n) fails
+ * with EFAULT. Short writes and EINTR are retried. The caller keeps fd (not
+ * closed, no lseek; a pipe or socket works). Returns 0, -PM_ERANGE past the
+ * end, -EBADF for a negative fd, or the write's -errno (the file then holds
+ * a prefix of the bytes). Thread-safe, concurrently with readers of the
+ * matrix; calls on one fd from several threads interleave as write(2)s do. */
+PM_API int pm_matrix_write(const pm_matrix *m, int fd, size_t offset, size_t len);
+
 PM_API int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st);
 PM_API int pm_matrix_error(const pm_matrix *m);
 
