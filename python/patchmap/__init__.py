@@ -2,7 +2,7 @@
 read-only 2-D ndarray that is never materialized.
 
     >>> import numpy as np, patchmap
-    >>> X = patchmap.windows(np.arange(9, dtype=np.int32).reshape(3, 3), (2, 2))
+    >>> X = patchmap.windows(np.arange(9).reshape(3, 3), (2, 2))
     >>> X
     array([[0., 1., 3., 4.],
            [1., 2., 4., 5.],
@@ -11,16 +11,23 @@ read-only 2-D ndarray that is never materialized.
 
 X's buffer is a lazily filled mapping made by libpatchmap (loaded with
 ctypes: PATCHMAP_LIBRARY, next to this package, a ../build* tree of a source
-checkout, or the system's libpatchmap.so.0): pages are computed from the
-image when first read and dropped again under a memory budget, so the matrix
-may be far larger than RAM and still go straight into scikit-learn.
+checkout, or the system's libpatchmap): pages are computed from the image
+when first read and dropped again under a memory budget, so the matrix may
+be far larger than RAM and still go straight into scikit-learn.
+
+Functions: windows() (the array), open() (a handle with close()), save()
+(to a .npy, where numpy.save cannot), take(), stats(), info(), blockwise(),
+parse_size(). help() on each names every argument.
 """
 
 from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats, take,
                     windows)
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
+from ._save import save
 
-open = open_matrix  # patchmap.open(...): a handle with close() and a with-block
+# patchmap.open(...): a handle with close() and a with-block. Not in __all__,
+# so that `from patchmap import *` leaves the built-in open alone.
+open = open_matrix
 
 
 def library_version():
@@ -29,8 +36,7 @@ def library_version():
     return lib().pm_version().decode()
 
 
-__version__ = "0.1.0"
-__all__ = ["windows", "open", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
-           "blockwise",
-           "parse_size", "Error", "InvalidArgument", "OutOfMemory", "SystemCallError",
-           "library_path", "library_version"]
+__version__ = "1.0.0"
+__all__ = ["windows", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
+           "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
+           "SystemCallError", "library_path", "library_version"]

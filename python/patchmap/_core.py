@@ -81,9 +81,14 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_size(value, what="size"):
-    """Bytes from an int or a string such as "256M", "1.5GiB", "64k" (binary
-    units: k = 1024). "unlimited" and float("inf") give the library's
-    unlimited budget."""
+    """Bytes as an int, from the size grammar of every patchmap front end.
+
+    value: an int, or a text such as "4096", "256M", "1.5G", "64 KiB"
+        (units K, M, G, T, P are powers of 1024; "i" and "B" optional), which
+        must come to whole bytes; "unlimited" (any case) and float("inf")
+        give the library's unlimited budget.
+    what: the name used in error messages (ValueError, TypeError).
+    """
     if isinstance(value, str):
         s = value.strip().lower()
         if s in ("unlimited", "inf", "none"):
@@ -158,9 +163,13 @@ def _source_array(image):
     return arr
 
 
-def _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_value, dtype,
-                order, channel_axis, budget, backend, chunk, threads, layout, affine,
-                row_pitch, readahead, write_protect):
+def _build_opts(who, image, window_shape, step=None, dilation=None, padding=None,
+                pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
+                layout=None, row_pitch=None, scale=None, offset=None, affine=None,
+                backend=None, budget=None, chunk=None, threads=None, readahead=None,
+                writable=None):
+    """The source array and the pm_matrix_opts for the arguments of windows()
+    (`who` names the function in messages)."""
     arr = _source_array(image)
     o = L.pm_matrix_opts()
     o.size = ctypes.sizeof(o)
@@ -181,42 +190,53 @@ def _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_valu
     n = len(spatial)
     # Zeros go through: the library names them in its own words.
     sizes = _per_axis(window_shape, n, "window_shape", 0)
-    steps = _per_axis(step, n, "step", 0)
-    dils = _per_axis(dilation, n, "dilation", 0)
+    steps = _per_axis(1 if step is None else step, n, "step", 0)
+    dils = _per_axis(1 if dilation is None else dilation, n, "dilation", 0)
+    if padding is None and (pad_mode is not None or pad_value is not None):
+        padding = "same"
     pads = _pads(padding, [arr.shape[i] for i in spatial], sizes, steps, dils)
     for a in range(n):
         w = o.window[a]
         w.size, w.step, w.dilation = sizes[a], steps[a], dils[a]
         w.pad_before, w.pad_after = pads[a]
 
+    if pad_mode is None:
+        pad_mode = "constant" if pad_value is not None else "zero"
     mode = str(pad_mode).lower()
     if mode not in _PAD_MODES:
         raise ValueError("pad_mode must be one of %s, not %r" % (", ".join(_PAD_MODES), pad_mode))
     o.pad_mode = _PAD_MODES[mode]
-    pv = float(pad_value)
+    pv = 0.0 if pad_value is None else float(pad_value)
     if o.pad_mode == L.PM_PAD_CONSTANT:
         o.pad_value = pv
     elif pv != 0:
         raise ValueError("pad_value is used by pad_mode=\"constant\" only (pad_mode is %r)"
                          % pad_mode)
 
-    if dtype is None or (isinstance(dtype, str) and dtype == "same"):
+    if isinstance(dtype, str) and dtype == "same":
         o.dtype = L.PM_DTYPE_SAME
     else:
-        dt = np.dtype(dtype)
+        dt = np.dtype(np.float32 if dtype is None else dtype)
         if dt not in _SOURCE_DTYPES:
             raise TypeError("patchmap: unsupported output dtype %s (use float32, float64 or "
                             "the source's own dtype)" % dt)
         o.dtype = _SOURCE_DTYPES[dt]
     if affine is not None:
+        if scale is not None or offset is not None:
+            raise TypeError("%s: give affine=(scale, offset) or scale= and offset=, not both"
+                            % who)
         scale, offset = affine
+    if scale is not None or offset is not None:
         o.affine = True
-        o.scale, o.offset = float(scale), float(offset)
+        o.scale = 1.0 if scale is None else float(scale)
+        o.offset = 0.0 if offset is None else float(offset)
 
+    order = "window" if order is None else order
     if str(order).lower() not in _ORDERS:
         raise ValueError("order must be \"window\" (columns y, x, c) or \"channel\" "
                          "(columns c, y, x), not %r" % (order,))
     o.order = _ORDERS[str(order).lower()]
+    layout = "rows" if layout is None else layout
     if str(layout).lower() not in _LAYOUTS:
         raise ValueError("layout must be \"rows\" (one row per window) or \"cols\" "
                          "(one column per window), not %r" % (layout,))
@@ -224,7 +244,7 @@ def _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_valu
     o.row_pitch = 0 if row_pitch is None else _int(row_pitch, "row_pitch")
 
     lz = o.lazy
-    b = L.lib().pm_backend_parse(str(backend).encode())
+    b = L.lib().pm_backend_parse(str("auto" if backend is None else backend).encode())
     L.check(b, "backend %r" % (backend,))
     lz.backend = b
     lz.budget = 0 if budget is None else parse_size(budget, "budget")
@@ -236,7 +256,7 @@ def _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_valu
         # The C field's 0 means "default": ask for none with a negative value.
         r = _int(readahead, "readahead", -1, _INT_MAX)
         lz.readahead = r if r > 0 else -1
-    lz.flags = 0 if write_protect else L.PM_LAZY_WRITABLE
+    lz.flags = L.PM_LAZY_WRITABLE if writable else 0
     return arr, o
 
 
@@ -253,12 +273,13 @@ class _Mapping:
     """Owns one pm_matrix. Arrays over the matrix are created from this
     object's __array_interface__ and keep it as their base."""
 
-    __slots__ = ("_handle", "_interface", "_finalizer", "info", "__weakref__")
+    __slots__ = ("_handle", "_interface", "_finalizer", "info", "source", "__weakref__")
 
     def __init__(self, handle, interface, source, info):
         self._handle = handle
         self._interface = interface
         self.info = info
+        self.source = source  # the image the library reads on every fault
         self._finalizer = weakref.finalize(self, _release, handle, source)
         # At interpreter exit, leave the mapping to the OS: an object torn
         # down later might still read an array over it.
@@ -381,12 +402,25 @@ def _read_rows(owner, rows, shape):
 
 
 def take(X, indices):
-    """numpy.take(X, indices, axis=0) for X an array over a patch matrix (or
-    a row slice X[a:b:k] of one, or a PatchMatrix), computed straight from
-    the source: sampling scattered rows (to fit a model, say) then costs
-    those rows only, where X[indices] would fill a whole chunk per row."""
+    """numpy.take(X, indices, axis=0), computed straight from the source:
+    sampling scattered rows (to fit a model, say) then costs those rows
+    only, where X[indices] would fill a whole chunk per row.
+
+    X: an array returned by windows(), a row slice X[a:b:k] of one, or a
+        PatchMatrix.
+    indices: row numbers (an int, or ints of any shape, negative from the
+        end) or a boolean mask of one entry per row of X.
+    """
     if isinstance(X, PatchMatrix):
         return X.take(indices)
+    owner, first, count, stride = _row_selection(X, "patchmap.take", "X[indices]")
+    idx, shape = _row_indices(indices, count)
+    return _read_rows(owner, first + idx * stride, shape)
+
+
+def _row_selection(X, who, other):
+    """(owner, first row, row count, row stride) of X, an array over a matrix
+    that holds whole rows of it (X or X[a:b:k]); ValueError otherwise."""
     owner = _owner_of(X)
     info = owner.info
     X = np.asarray(X)
@@ -394,25 +428,30 @@ def take(X, indices):
     iface = owner.__array_interface__
     off = X.__array_interface__["data"][0] - iface["data"][0]
     if (X.ndim != 2 or X.dtype != info["dtype"] or X.shape[1] != info["cols"]
-            or X.strides[1] != X.itemsize or off % pitch or X.strides[0] % pitch):
-        raise ValueError("patchmap.take: X must be whole rows of the matrix (X or X[a:b:k]); "
-                         "for other views use X[indices]")
-    idx, shape = _row_indices(indices, X.shape[0])
-    return _read_rows(owner, off // pitch + idx * (X.strides[0] // pitch), shape)
+            or (X.strides[1] != X.itemsize and X.shape[1] > 1) or off % pitch
+            or X.strides[0] % pitch):
+        raise ValueError("%s: X must be whole rows of the matrix (X or X[a:b:k]); "
+                         "for other views use %s" % (who, other))
+    return owner, off // pitch, X.shape[0], X.strides[0] // pitch
 
 
 def info(obj):
-    """The matrix's geometry as a dict (rows, cols, ld, elem_size, bytes,
-    dtype, out_shape: window positions per spatial axis, windows,
-    window_elems, channels), for a PatchMatrix or an array over one."""
+    """The matrix's geometry as a dict: rows, cols, ld (elements from one
+    stored row to the next), elem_size, bytes, dtype, out_shape (window
+    positions per spatial axis), windows, window_elems, channels.
+
+    obj: a PatchMatrix, or an array returned by windows() or any view of it.
+    """
     if isinstance(obj, PatchMatrix):
         return dict(obj.info)
     return dict(_owner_of(obj).info)
 
 
 def stats(obj):
-    """Stats of the matrix under `obj`: a PatchMatrix, or an array returned by
-    windows() (or any view of it)."""
+    """What happened so far to the matrix's lazy memory, as a Stats.
+
+    obj: a PatchMatrix, or an array returned by windows() or any view of it.
+    """
     st = L.pm_stats()
     L.check(L.lib().pm_matrix_stats(_owner_of(obj).handle(), ctypes.byref(st)))
     return _stats_from(st)
@@ -425,17 +464,29 @@ class PatchMatrix:
     """A virtual patch matrix: see open(). Use .array (or numpy.asarray(m))
     for the read-only ndarray over it; close() or a with-block frees it."""
 
-    def __init__(self, image, window_shape, step=1, dilation=1, padding=None,
-                 pad_mode="zero", pad_value=0, dtype=np.float32, order="window",
-                 channel_axis=None, budget="256M", backend="auto", chunk=None, threads=None,
-                 *, layout="rows", affine=None, row_pitch=None, readahead=None,
-                 write_protect=True):
+    def __init__(self, image, window_shape, step=None, dilation=None, padding=None, *,
+                 pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
+                 layout=None, row_pitch=None, scale=None, offset=None, affine=None,
+                 backend=None, budget=None, chunk=None, threads=None, readahead=None,
+                 writable=None):
+        self._setup(*_build_opts(
+            "patchmap.PatchMatrix", image, window_shape, step=step, dilation=dilation,
+            padding=padding, pad_mode=pad_mode, pad_value=pad_value,
+            channel_axis=channel_axis, dtype=dtype, order=order, layout=layout,
+            row_pitch=row_pitch, scale=scale, offset=offset, affine=affine, backend=backend,
+            budget=budget, chunk=chunk, threads=threads, readahead=readahead,
+            writable=writable))
+
+    @classmethod
+    def _from_opts(cls, src, o):
+        m = cls.__new__(cls)
+        m._setup(src, o)
+        return m
+
+    def _setup(self, src, o):
         self._lock = threading.Lock()
         self._owner = None
         self._final_stats = None
-        src, o = _build_opts(image, window_shape, step, dilation, padding, pad_mode, pad_value,
-                             dtype, order, channel_axis, budget, backend, chunk, threads,
-                             layout, affine, row_pitch, readahead, write_protect)
         lib = L.lib()
         info = L.pm_matrix_info()
         L.check(lib.pm_matrix_describe(ctypes.byref(o), ctypes.byref(info)))
@@ -517,23 +568,32 @@ class PatchMatrix:
     def read(self, start=0, stop=None):
         """Rows [start, stop) of the stored matrix, computed straight into a
         new (ordinary, writable) array without touching the mapping: works
-        with backend="none", and wherever a page fault is not wanted."""
+        with backend="none", and wherever a page fault is not wanted.
+
+        start: the first row (negative: from the end); default 0.
+        stop: one past the last row (negative: from the end); default the
+            number of rows.
+        """
         start, stop, _ = slice(start, stop).indices(self.shape[0])
         with self._lock:
             rows = np.arange(start, max(stop, start))
             return _read_rows(self._live_owner(), rows, rows.shape)
 
     def take(self, indices):
-        """Rows `indices` (ints, negative from the end, or a boolean mask),
-        as numpy.take(self.array, indices, axis=0), computed straight into a
-        new array: no chunk is faulted in for a few scattered rows."""
+        """numpy.take(self.array, indices, axis=0), computed straight into a
+        new array: no chunk is faulted in for a few scattered rows.
+
+        indices: row numbers (an int, or ints of any shape, negative from the
+            end) or a boolean mask of one entry per row.
+        """
         with self._lock:
             owner = self._live_owner()
             return _read_rows(owner, *_row_indices(indices, self.shape[0]))
 
     def close(self):
-        """Frees the mapping now. Refused with BufferError while any array
-        (or view) over it is alive: delete those first. Idempotent."""
+        """Frees the mapping now (takes no argument). Refused with
+        BufferError while any array (or view) over it is alive: delete
+        those first. Idempotent."""
         with self._lock:
             if self.closed:
                 return
@@ -564,40 +624,48 @@ class PatchMatrix:
             self.shape[0], self.shape[1], self.dtype, self.nbytes / 2**20, state)
 
 
-def open_matrix(image, window_shape, step=1, dilation=1, padding=None, pad_mode="zero",
-                pad_value=0, dtype=np.float32, order="window", channel_axis=None,
-                budget="256M", backend="auto", chunk=None, threads=None, **kw):
-    """A PatchMatrix handle (same arguments as windows()), with close() and
-    a context manager for deterministic release."""
-    return PatchMatrix(image, window_shape, step, dilation, padding, pad_mode, pad_value,
-                       dtype, order, channel_axis, budget, backend, chunk, threads, **kw)
+def open_matrix(image, window_shape, step=None, dilation=None, padding=None, *,
+                pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
+                layout=None, row_pitch=None, scale=None, offset=None, affine=None,
+                backend=None, budget=None, chunk=None, threads=None, readahead=None,
+                writable=None):
+    return PatchMatrix._from_opts(*_build_opts(
+        "patchmap.open", image, window_shape, step=step, dilation=dilation, padding=padding,
+        pad_mode=pad_mode, pad_value=pad_value, channel_axis=channel_axis, dtype=dtype,
+        order=order, layout=layout, row_pitch=row_pitch, scale=scale, offset=offset,
+        affine=affine, backend=backend, budget=budget, chunk=chunk, threads=threads,
+        readahead=readahead, writable=writable))
 
 
-def windows(image, window_shape, step=1, dilation=1, padding=None, pad_mode="zero",
-            pad_value=0, dtype=np.float32, order="window", channel_axis=None, budget="256M",
-            backend="auto", chunk=None, threads=None, **kw):
-    """The patch matrix of `image` as a read-only 2-D ndarray, without
-    copying: row r is window r (in row-major order of window positions, as
-    sliding_window_view(image, window_shape)[::step] numbers them), its
-    columns the window's samples, converted to `dtype`. See the README for
-    every argument. The matrix is computed lazily and lives as long as the
-    returned array or any view of it."""
-    if backend is None:
-        raise TypeError("patchmap.windows: backend must be a name (\"auto\", \"uffd\", "
-                        "\"sigsegv\" or \"eager\"), not None")
-    if str(backend).lower() == "none":
-        raise ValueError("patchmap: backend \"none\" has no mapping to return; use "
-                         "patchmap.open(...).read()")
-    m = PatchMatrix(image, window_shape, step, dilation, padding, pad_mode, pad_value, dtype,
-                    order, channel_axis, budget, backend, chunk, threads, **kw)
+def windows(image, window_shape, step=None, dilation=None, padding=None, *, pad_mode=None,
+            pad_value=None, channel_axis=None, dtype=None, order=None, layout=None,
+            row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
+            chunk=None, threads=None, readahead=None, writable=None):
+    if backend is not None and str(backend).lower() == "none":
+        raise ValueError("patchmap.windows: backend \"none\" has no mapping to return; use "
+                         "patchmap.open(...).read() or patchmap.save()")
+    m = PatchMatrix._from_opts(*_build_opts(
+        "patchmap.windows", image, window_shape, step=step, dilation=dilation,
+        padding=padding, pad_mode=pad_mode, pad_value=pad_value, channel_axis=channel_axis,
+        dtype=dtype, order=order, layout=layout, row_pitch=row_pitch, scale=scale,
+        offset=offset, affine=affine, backend=backend, budget=budget, chunk=chunk,
+        threads=threads, readahead=readahead, writable=writable))
     return m.array
 
 
 def blockwise(func, X, block_rows=None, block_bytes="64M"):
-    """func(X[a:b]) over consecutive row blocks of X, results stacked along
-    axis 0 into one array. Slices of the virtual array are views (no copy);
-    this only bounds the temporaries func makes per block (sklearn's
-    decision_function, say). block_rows defaults to what fits block_bytes."""
+    """func(X[a:b]) over consecutive row blocks of X, the results stacked
+    along axis 0 into one array. Slices of the virtual array are views (no
+    copy); this only bounds the temporaries func makes per block
+    (scikit-learn's decision_function, say).
+
+    func: called with each block, returns an array-like whose first axis
+        has one entry per row of the block.
+    X: any 2-D array, usually one returned by windows().
+    block_rows: rows per block; default: as many as fit block_bytes.
+    block_bytes: the bytes of X per block when block_rows is None (an int
+        or a size text such as "64M"); default "64M".
+    """
     n = X.shape[0]
     if block_rows is None:
         row = max(1, X.strides[0] if X.ndim > 1 else X.itemsize)
@@ -618,3 +686,98 @@ def blockwise(func, X, block_rows=None, block_bytes="64M"):
 __all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise",
            "parse_size"]
+
+
+_ARGUMENTS = """
+    image: the source, any array-like (numpy.asarray is applied: lists,
+        memmaps, other arrays; an ndarray is not copied and the matrix keeps
+        a reference to it): 1 to 8 dimensions of bool, uint8, int8, uint16,
+        int16, uint32, int32, uint64, int64, float16, float32 or float64 in
+        native byte order, any strides. Other dtypes (complex, object,
+        strings, byte-swapped) raise TypeError.
+    window_shape: the window, an int (every spatial axis) or one int per
+        spatial axis.
+    step: the distance between window positions, an int or one per spatial
+        axis; default 1.
+    dilation: the distance between a window's samples, an int or one per
+        spatial axis; default 1.
+    padding: None or "valid" (none, the default); "same" (TensorFlow's:
+        ceil(n / step) windows per axis, the odd sample after); or
+        numpy.pad's pad_width: an int (every side), a (before, after) pair
+        (every spatial axis), or one pair per spatial axis. A pair on a 2-D
+        window that PyTorch would read as (y, x) instead is refused when the
+        two readings differ: write ((1, 1), (2, 2)) or ((1, 2), (1, 2)).
+    pad_mode: "zero" (the default), "constant", "edge", "reflect",
+        "symmetric" or "wrap", as numpy.pad's modes ("wrap" stays periodic
+        for pads longer than the axis). pad_mode or pad_value without
+        padding means padding="same".
+    pad_value: the value of pad_mode="constant", in source units
+        (representable in the source dtype); default 0.
+    channel_axis: the axis holding channels, neither windowed nor padded.
+        None (auto, the default): with a window of w sizes for an n-D
+        image, w == n means no channels and w == n - 1 channels last; an int
+        window_shape means no channels up to 2-D and channels last from 3-D
+        (an (H, W, 3) image with window 2 gives 2 x 2 x 3 windows, as
+        scikit-learn's extract_patches_2d). Or "none", "first", "last", an
+        int axis (negative from the end).
+    dtype: the matrix's dtype: float32 (the default), float64, or "same"
+        (the source's own); a numpy dtype, type or name.
+    order: the columns' order: "window" (the default: y, x, c, as
+        sliding_window_view(image, window_shape).reshape(n, -1) and
+        extract_patches_2d) or "channel" (c, y, x, as
+        torch.nn.functional.unfold and sliding_window_view(image,
+        window_shape, axis=spatial axes).reshape(n, -1)).
+    layout: "rows" (the default: one row per window) or "cols" (the
+        transpose, one column per window, as torch's unfold).
+    row_pitch: bytes from one stored row to the next, a multiple of the
+        element size and at least a row; default packed. The gap reads as
+        zeros and the array is then not C-contiguous.
+    scale, offset: each sample becomes x * scale + offset, computed in the
+        output dtype as numpy computes x.astype(dtype) * dtype(scale) +
+        dtype(offset) (float dtypes only); defaults 1 and 0.
+    affine: (scale, offset) in one argument; not with scale or offset.
+    backend: "auto" (the default: the PATCHMAP_BACKEND environment variable
+        if set, else userfaultfd where it works, else sigsegv), "uffd",
+        "sigsegv" or "eager" (computed at once into ordinary memory);
+        open() also takes "none" (no mapping: read(), take() and save()
+        only).
+    budget: the most bytes resident at once: an int or a size text such as
+        "256M", "1.5G", "64 KiB" (powers of 1024), or "unlimited"; default
+        the library's (256 MiB). At least two chunks.
+    chunk: bytes filled per fault, a power of two, at least a page (an int
+        or a size text); default the library's (4 MiB).
+    threads: filler threads; default the library's (half the CPUs, 1 to 8).
+    readahead: chunks filled ahead of a sequential reader (0: none);
+        default the library's.
+    writable: True leaves resident pages writable at the kernel level (uffd
+        backend, faster; the ndarray stays read-only); default False.
+
+    Every argument but image and window_shape may also be given as the text
+    the patchmap tool and descriptors take ("16x16", "1x2,3x4", "float32").
+    Defaults not given here are the library's.
+
+    Raises TypeError for an argument of the wrong type (and for a keyword
+    this function does not take), patchmap.InvalidArgument (a ValueError)
+    for a value the library refuses, with its message naming the argument,
+    and patchmap.OutOfMemory (a MemoryError) when backend="eager" or an
+    unlimited budget would hold more than the memory available, or the
+    address space runs out; patchmap.SystemCallError (an OSError) for other
+    system errors.
+"""
+
+windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, never
+    materialized: row r is window r (window positions in row-major order, as
+    sliding_window_view(image, window_shape)[::step] numbers them), its
+    columns the window's samples converted to `dtype`. The matrix is
+    computed lazily, chunk by chunk, and lives as long as the returned
+    array or any view of it.
+""" + _ARGUMENTS
+
+open_matrix.__doc__ = """A PatchMatrix handle over the patch matrix of `image` (patchmap.open is
+    the same function): .array, .read(), .take(), .stats(), .info, and
+    close() or a with-block to free the mapping at a known point. Takes
+    every argument of windows(), and backend="none".
+""" + _ARGUMENTS
+
+PatchMatrix.__init__.__doc__ = """A handle over the patch matrix of `image`, as open() returns.
+""" + _ARGUMENTS

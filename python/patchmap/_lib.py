@@ -286,6 +286,7 @@ def _declare(L):
         "pm_matrix_data": (c.c_void_p, [c.c_void_p]),
         "pm_matrix_info": (c.c_int, [c.c_void_p, c.POINTER(pm_matrix_info)]),
         "pm_matrix_read": (c.c_int, [c.c_void_p, c.c_size_t, c.c_void_p, c.c_size_t]),
+        "pm_matrix_write": (c.c_int, [c.c_void_p, c.c_int, c.c_size_t, c.c_size_t]),
         "pm_matrix_stats": (c.c_int, [c.c_void_p, c.POINTER(pm_stats)]),
         "pm_matrix_error": (c.c_int, [c.c_void_p]),
     }

@@ -41,12 +41,14 @@ def test_the_spec_formula_2d():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("out", [np.float32, np.float64, None])
+@pytest.mark.parametrize("out", [np.float32, np.float64, "same", None])
 def test_dtypes(dtype, out):
+    """dtype="same" is the source's, None (the default) float32."""
     img = random_image((23, 31), dtype, seed=1)
+    ref_dtype = None if out == "same" else (np.float32 if out is None else out)
     for w, step, dil in [((3, 4), 1, 1), ((5, 2), (2, 3), (2, 1)), ((1, 7), 3, (1, 4))]:
         X = patchmap.windows(img, w, step=step, dilation=dil, dtype=out)
-        assert_bits_equal(X, reference(img, w, step, dil, dtype=out))
+        assert_bits_equal(X, reference(img, w, step, dil, dtype=ref_dtype))
 
 
 @pytest.mark.parametrize("shape,window", [
@@ -341,6 +343,6 @@ def test_windows_of_windows(inner, outer):
     """A patch matrix is itself a valid source: the outer matrix's fills read
     the inner one lazily (budgets of two small chunks keep both refaulting)."""
     img = random_image((160, 170), np.uint8, seed=9)
-    X = patchmap.windows(img, 4, dtype=None, backend=inner, budget="8K", chunk="4K")
+    X = patchmap.windows(img, 4, dtype="same", backend=inner, budget="8K", chunk="4K")
     Y = patchmap.windows(X, 2, backend=outer, budget="8K", chunk="4K")
     assert_bits_equal(Y, reference(np.array(X), 2))
