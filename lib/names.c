@@ -1,4 +1,5 @@
-/* names.c: words for codes, dtypes and backends; the version. */
+/* names.c: words for codes, dtypes, backends, pad modes, orders and layouts;
+ * the version. */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -45,6 +46,14 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 	[PM_ETHREADS - PM_EFIRST] = "the thread count must not be negative",
 	[PM_ELENGTH - PM_EFIRST] = "the region length is 0",
 	[PM_ERANGE - PM_EFIRST] = "the byte range runs past the end of the matrix",
+	[PM_ESPEC - PM_EFIRST] = "an option's value cannot be used (pm_spec_error says which "
+				 "and why)",
+	[PM_EKEY - PM_EFIRST] = "no option has this name (see doc/options.md for the keys)",
+	[PM_EAMBIGUOUS - PM_EFIRST] = "ambiguous dtype: \"u8\" and \"i8\" read as 8 bits (uint8, "
+				      "int8) or as numpy's 8 bytes (uint64, int64); write uint8, "
+				      "u1, uint64 or <u8",
+	[PM_EBUDGET - PM_EFIRST] = "the budget must hold at least two chunks (raise the budget "
+				   "or lower the chunk size)",
 };
 
 const char *pm_strerror(int code)
@@ -106,6 +115,15 @@ const char *pm_dtype_name(int dtype)
 	return dtype > 0 && dtype < PM_DTYPE_COUNT ? dtypes[dtype].name : NULL;
 }
 
+/* Names are matched whole, without regard to case. */
+static int parse_name(const char *name, const char *const *names, int count, int err)
+{
+	for (int i = 0; name && i < count; i++)
+		if (names[i] && !strcasecmp(name, names[i]))
+			return i;
+	return err;
+}
+
 static const char *const backends[PM_BACKEND_COUNT] = { "auto", "uffd", "sigsegv", "eager", "none" };
 
 const char *pm_backend_name(int backend)
@@ -115,8 +133,54 @@ const char *pm_backend_name(int backend)
 
 int pm_backend_parse(const char *name)
 {
-	for (int i = 0; name && i < PM_BACKEND_COUNT; i++)
-		if (!strcasecmp(name, backends[i]))
-			return i;
-	return -PM_EBACKEND;
+	return parse_name(name, backends, PM_BACKEND_COUNT, -PM_EBACKEND);
+}
+
+static const char *const pad_modes[PM_PAD_COUNT] = {
+	[PM_PAD_ZERO] = "zero",       [PM_PAD_CONSTANT] = "constant",   [PM_PAD_EDGE] = "edge",
+	[PM_PAD_REFLECT] = "reflect", [PM_PAD_SYMMETRIC] = "symmetric", [PM_PAD_WRAP] = "wrap",
+};
+
+const char *pm_pad_mode_name(int mode)
+{
+	return mode >= 0 && mode < PM_PAD_COUNT ? pad_modes[mode] : NULL;
+}
+
+int pm_pad_mode_parse(const char *name)
+{
+	return parse_name(name, pad_modes, PM_PAD_COUNT, -PM_EPADMODE);
+}
+
+static const char *const orders[PM_ORDER_COUNT] = {
+	[PM_ORDER_WINDOW] = "window",
+	[PM_ORDER_CHANNEL] = "channel",
+};
+
+const char *pm_order_name(int order)
+{
+	return order >= 0 && order < PM_ORDER_COUNT ? orders[order] : NULL;
+}
+
+int pm_order_parse(const char *name)
+{
+	return parse_name(name, orders, PM_ORDER_COUNT, -PM_EORDER);
+}
+
+static const char *const layouts[PM_LAYOUT_COUNT] = {
+	[PM_LAYOUT_ROWS] = "rows",
+	[PM_LAYOUT_COLS] = "cols",
+};
+
+const char *pm_layout_name(int layout)
+{
+	return layout >= 0 && layout < PM_LAYOUT_COUNT ? layouts[layout] : NULL;
+}
+
+int pm_layout_parse(const char *name)
+{
+	static const char *const columns[] = { "columns" };
+
+	if (parse_name(name, columns, 1, -1) == 0)
+		return PM_LAYOUT_COLS;
+	return parse_name(name, layouts, PM_LAYOUT_COUNT, -PM_ELAYOUT);
 }
