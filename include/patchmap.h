@@ -59,6 +59,10 @@ enum pm_error {
 	PM_ETHREADS,            /* a negative thread count */
 	PM_ELENGTH,             /* region length 0 */
 	PM_ERANGE,              /* a read past the end of the matrix */
+	PM_ESPEC,               /* an option's value cannot be used: pm_spec_error() says why */
+	PM_EKEY,                /* pm_spec_set: no option has this name */
+	PM_EAMBIGUOUS,          /* dtype "u8"/"i8": 8 bits or numpy's 8 bytes? */
+	PM_EBUDGET,             /* an explicit budget smaller than two chunks */
 	PM_ELAST
 };
 
@@ -349,6 +353,115 @@ PM_API int pm_matrix_write(const pm_matrix *m, int fd, size_t offset, size_t len
 
 PM_API int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st);
 PM_API int pm_matrix_error(const pm_matrix *m);
+
+/* ------------------------------------------------------- options by name */
+
+/* One grammar for every front end (the patchmap tool's --key-name VALUE, a
+ * descriptor's key_name = VALUE, Python's key_name=VALUE): a pm_spec collects
+ * options as text, checks each value when it is set, and resolves them
+ * against a source into a pm_matrix_opts. doc/options.md lists the keys, the
+ * accepted values and their defaults.
+ *
+ * A pm_spec is owned by its creator and used by one thread at a time;
+ * different specs are independent. */
+typedef struct pm_spec pm_spec;
+
+/* A spec holding every default: dtype float32, order window, layout rows,
+ * no padding (pad_mode zero), channel_axis auto, backend auto, the lazy
+ * defaults of struct pm_lazy_opts (zero fields), not writable. On success
+ * *out owns it (free with pm_spec_free); on failure *out is NULL. Returns 0,
+ * -PM_ENULL or -ENOMEM. */
+PM_API int pm_spec_new(pm_spec **out);
+
+/* Frees s. NULL: no-op. */
+PM_API void pm_spec_free(pm_spec *s);
+
+/* Sets option `key` (see pm_spec_key; '-' and '_' are alike, case is
+ * ignored) from its text `value` (blanks around it ignored). Setting a key
+ * again replaces its value. Returns 0, or -PM_EKEY for an unknown key,
+ * -PM_ESPEC for a value that cannot be read, -PM_ENULL; then pm_spec_error()
+ * holds one line "<key>: <what was given, what is accepted>" and the spec is
+ * unchanged. */
+PM_API int pm_spec_set(pm_spec *s, const char *key, const char *value);
+
+/* The message of the last failed call on s ("" if none): one line, owned by
+ * s, valid until the next call on s. NULL s: "". */
+PM_API const char *pm_spec_error(const pm_spec *s);
+
+/* Whether `key` was set on s (false for unknown keys). For front ends that
+ * treat a missing option specially. */
+PM_API bool pm_spec_isset(const pm_spec *s, const char *key);
+
+/* The spec's keys in their canonical spelling (with '_'), in order: i from 0;
+ * NULL past the last. Static storage. */
+PM_API const char *pm_spec_key(int i);
+
+/* Resolves s against the source into *o (every field written, o->size set),
+ * and checks the result with pm_matrix_describe, filling *info if info is
+ * not NULL. src is copied; its has_channels and channel_axis are ignored
+ * (the spec's channel_axis decides, see doc/options.md):
+ *  - channel_axis auto, w window sizes, n-D source: w > 1: w == n means no
+ *    channels, w == n - 1 the last axis holds channels, anything else is
+ *    refused; w == 1: no channels for n <= 2, channels last for n >= 3;
+ *  - window, step, dilation and pad take one value (every spatial axis) or
+ *    one per spatial axis;
+ *  - pad "same" (TensorFlow's): ceil(n / step) windows per axis, the total
+ *    padding max((out - 1) * step + (k - 1) * dilation + 1 - n, 0) split
+ *    with the odd sample after; a pad_mode or pad_value without pad means
+ *    pad "same".
+ * Returns 0; -PM_ESPEC when the options do not fit the source (no window, a
+ * count of values that matches no axis count); the code of
+ * pm_matrix_describe when it refuses. Either way pm_spec_error() names the
+ * key concerned and the shapes involved. s is not changed but its message. */
+PM_API int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_matrix_opts *o,
+			  struct pm_matrix_info *info);
+
+/* The memory policy of every front end, for a matrix described by info
+ * (from pm_spec_matrix) under s's lazy options: refuses an explicit budget
+ * smaller than two chunks (-PM_EBUDGET), and a resident bound (the budget;
+ * the whole matrix for backend eager or an unlimited budget; nothing for
+ * backend none) larger than the memory the kernel reports available
+ * (MemAvailable, -ENOMEM). Returns 0 or that code, pm_spec_error() then
+ * holding one line with the figures and what to change. */
+PM_API int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info);
+
+/* The value grammar, for front-end keys outside the spec (a raw file's shape,
+ * offset and sample type) and for callers that parse one value. Sizes,
+ * dims and dtypes ignore blanks around them; names (pad modes, orders,
+ * layouts, backends) are the whole string, in any case (pm_spec_set trims
+ * blanks before it parses). Thread-safe. */
+
+/* A byte count: "4096", "64K", "64 K", "64KiB", "64kb", "1.5G" (K, M, G, T,
+ * P: powers of 1024; an optional "i" and "B" after the unit; "B" alone),
+ * coming to whole bytes; "unlimited" (PM_BUDGET_UNLIMITED) if
+ * allow_unlimited. 0 and *out set, or -PM_ESPEC (not a size),
+ * -PM_ETOOBIG (above SIZE_MAX, or SIZE_MAX itself). */
+PM_API int pm_size_parse(const char *s, bool allow_unlimited, size_t *out);
+
+/* Positive sizes separated by 'x' or ',' with optional blanks: "16",
+ * "16x16", "16,16", "16 x 16", into v[0..]. The count (1..max), or
+ * -PM_ESPEC (not such a list, or a 0), -PM_ENDIM (more than max). */
+PM_API int pm_dims_parse(const char *s, size_t *v, int max);
+
+/* A dtype (enum pm_dtype, > 0) from numpy's name ("uint8", "float32"), a bit
+ * name ("u16", "f32"), or numpy's byte code ("u2", "f4", "b1"), the code
+ * optionally after a byte-order character < = | or >. Bare "u8" and "i8" are
+ * -PM_EAMBIGUOUS (8 bits, or numpy's 8 bytes?); anything else unknown,
+ * "same" included, is -PM_EDTYPE. *big_endian (if not NULL) tells whether
+ * the samples are big-endian (only with '>' and more than one byte); with
+ * big_endian NULL, '>' on a multi-byte dtype is -PM_EDTYPE. */
+PM_API int pm_dtype_parse(const char *s, bool *big_endian);
+
+/* zero, constant, edge, reflect, symmetric, wrap: the mode, or -PM_EPADMODE. */
+PM_API int pm_pad_mode_parse(const char *s);
+/* The name of a mode, NULL if unknown. Static storage. */
+PM_API const char *pm_pad_mode_name(int mode);
+/* window, channel: the order, or -PM_EORDER. */
+PM_API int pm_order_parse(const char *s);
+PM_API const char *pm_order_name(int order);
+/* rows, cols (or columns): the layout, or -PM_ELAYOUT. */
+PM_API int pm_layout_parse(const char *s);
+PM_API const char *pm_layout_name(int layout);
 
 #ifdef __cplusplus
 }
