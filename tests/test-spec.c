@@ -44,6 +44,14 @@ static void set_ok(pm_spec *s, const char *key, const char *value, int line)
 	CU_ASSERT_STRING_EQUAL(pm_spec_error(s), "");
 }
 
+/* pm_spec_error(s), never NULL (so the compiler knows it). */
+static const char *error_of(const pm_spec *s)
+{
+	const char *msg = pm_spec_error(s);
+
+	return msg ? msg : "(null)";
+}
+
 /* The message is one line that starts with "<key>: ". */
 static void check_message(const char *msg, const char *key, int line)
 {
@@ -64,7 +72,7 @@ static void set_bad(pm_spec *s, const char *key, const char *value, int code, in
 {
 	bool before = pm_spec_isset(s, key);
 	int ret = pm_spec_set(s, key, value);
-	const char *msg = pm_spec_error(s);
+	const char *msg = error_of(s);
 	char canon[32], quoted[64];
 	size_t i;
 
@@ -114,7 +122,7 @@ static void matrix_bad(pm_spec *s, const struct pm_source *src, int code, const 
 	struct pm_matrix_opts o;
 	struct pm_matrix_info info;
 	int ret = pm_spec_matrix(s, src, &o, &info);
-	const char *msg = pm_spec_error(s);
+	const char *msg = error_of(s);
 
 	if (ret != code)
 		fprintf(stderr, "\n  line %d: pm_spec_matrix gave %d, want %d (%s)\n", line, ret, code,
