@@ -749,6 +749,37 @@ int pm_spec_set(pm_spec *s, const char *key, const char *value)
 
 /* ---------------------------------------------------------------- resolution */
 
+static const char *fmt_size(char *buf, size_t n, size_t bytes)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int u = 0;
+
+	if (bytes == PM_BUDGET_UNLIMITED) {
+		snprintf(buf, n, "unlimited");
+		return buf;
+	}
+	while (u < 5 && bytes >= 1024 && bytes % 1024 == 0)
+		bytes /= 1024, u++;
+	snprintf(buf, n, "%zu %s", bytes, unit[u]);
+	return buf;
+}
+
+static const char *fmt_bytes(char *buf, size_t n, double bytes)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	int u = 0;
+
+	while (bytes >= 1024 && u < 5)
+		bytes /= 1024, u++;
+	if (u == 0)
+		snprintf(buf, n, "%.0f bytes", bytes);
+	else
+		snprintf(buf, n, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s", bytes,
+			 unit[u]);
+	return buf;
+}
+
+
 static const char *fmt_dims(char *buf, size_t n, const size_t *v, int count)
 {
 	size_t k = 0;
@@ -849,14 +880,30 @@ static const char *dtype_range(char *buf, size_t n, int dtype)
 
 	if (kind == 'b')
 		snprintf(buf, n, "0 or 1");
-	else if (kind == 'u')
-		snprintf(buf, n, "whole numbers from 0 to %.0f", ldexp(1.0, (int)bits) - 1);
-	else if (kind == 'i')
-		snprintf(buf, n, "whole numbers from %.0f to %.0f", -ldexp(1.0, (int)bits - 1),
-			 ldexp(1.0, (int)bits - 1) - 1);
+	else if (kind == 'u' && bits >= 8 && bits <= 64)
+		snprintf(buf, n, "whole numbers from 0 to %" PRIu64,
+			 bits == 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1);
+	else if (kind == 'i' && bits >= 8 && bits <= 64)
+		snprintf(buf, n, "whole numbers from %" PRId64 " to %" PRId64,
+			 bits == 64 ? INT64_MIN : -((int64_t)1 << (bits - 1)),
+			 bits == 64 ? INT64_MAX : ((int64_t)1 << (bits - 1)) - 1);
 	else
-		snprintf(buf, n, "numbers of magnitude up to its largest finite value");
+		snprintf(buf, n, "numbers up to its largest finite magnitude");
 	return buf;
+}
+
+/* The budget a lazy matrix keeps, as the library enforces it, and the
+ * message for one below two chunks. */
+static int budget_error(pm_spec *s, int code)
+{
+	size_t chunk = s->lazy.chunk ? s->lazy.chunk : SPEC_DEFAULT_CHUNK;
+	size_t budget = s->lazy.budget ? s->lazy.budget : PM_DEFAULT_BUDGET;
+	char b1[32], b2[32], b3[32];
+
+	return fail(s, code, "budget: %s is too small: it must hold at least two chunks of %s "
+			     "(%s); raise budget or lower chunk",
+		    fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
+		    fmt_size(b3, sizeof(b3), 2 * chunk));
 }
 
 /* The message for a code of pm_matrix_describe, on the key it concerns. */
@@ -974,8 +1021,7 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 		k = K_THREADS;
 		break;
 	case PM_EBUDGET:
-		k = K_BUDGET;
-		break;
+		return budget_error(s, code);
 	}
 	if (k < 0)
 		return fail(s, code, "source: %s (%s, dtype %s)", pm_strerror(code), where,
@@ -1069,36 +1115,6 @@ int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_matrix_opt
 
 /* ---------------------------------------------------------------- memory */
 
-static const char *fmt_size(char *buf, size_t n, size_t bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int u = 0;
-
-	if (bytes == PM_BUDGET_UNLIMITED) {
-		snprintf(buf, n, "unlimited");
-		return buf;
-	}
-	while (u < 5 && bytes >= 1024 && bytes % 1024 == 0)
-		bytes /= 1024, u++;
-	snprintf(buf, n, "%zu %s", bytes, unit[u]);
-	return buf;
-}
-
-static const char *fmt_bytes(char *buf, size_t n, double bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int u = 0;
-
-	while (bytes >= 1024 && u < 5)
-		bytes /= 1024, u++;
-	if (u == 0)
-		snprintf(buf, n, "%.0f bytes", bytes);
-	else
-		snprintf(buf, n, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s", bytes,
-			 unit[u]);
-	return buf;
-}
-
 /* MemAvailable in bytes, 0 if unknown. */
 static uint64_t mem_available(void)
 {
@@ -1142,10 +1158,7 @@ int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 	budget = s->lazy.budget ? s->lazy.budget : PM_DEFAULT_BUDGET;
 	if (backend != PM_BACKEND_EAGER && s->set[K_BUDGET] && budget != PM_BUDGET_UNLIMITED &&
 	    budget / 2 < chunk)
-		return fail(s, -PM_EBUDGET, "budget: %s is too small: it must hold at least two "
-					    "chunks of %s (%s); raise budget or lower chunk",
-			    fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
-			    fmt_size(b3, sizeof(b3), 2 * chunk));
+		return budget_error(s, -PM_EBUDGET);
 	if (budget != PM_BUDGET_UNLIMITED && budget / 2 < chunk)
 		budget = 2 * chunk; /* what the library enforces */
 	resident = backend == PM_BACKEND_EAGER || budget > info->bytes ? info->bytes : budget;

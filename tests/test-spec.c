@@ -956,6 +956,18 @@ static void test_describe_errors(void)
 	MATRIX_BAD(s, &src, -PM_EPADVALUE, "pad_value", "'0.5'", "uint8");
 	SET(s, "pad_value", "255");
 	MATRIX(s, &src, &o, NULL);
+	{
+		static int16_t samples[6 * 7 * 3];
+		struct pm_source isrc;
+
+		CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&isrc, samples, PM_DTYPE_I16, 3, shape), 0);
+		SET(s, "pad_value", "-32769");
+		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "'-32769'", "int16",
+			   "-32768 to 32767");
+		SET(s, "pad_value", "-32768");
+		MATRIX(s, &isrc, &o, NULL);
+		SET(s, "pad_value", "255");
+	}
 
 	SET(s, "dtype", "int16");
 	MATRIX_BAD(s, &src, -PM_EOUTDTYPE, "dtype", "'int16'", "uint8", "same");
