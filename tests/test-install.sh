@@ -1,11 +1,17 @@
 #!/bin/sh
-# test-install.sh BUILDDIR MESON VERSION SANITIZE SOURCEDIR
+# test-install.sh BUILDDIR MESON VERSION SANITIZE SOURCEDIR [PYTHON]
 # Installs the build into a temporary directory and uses it as a user
 # would: pkg-config finds it, a program compiles and links against it and
 # runs; the library exports the public functions only, under its version
-# node, with SONAME libpatchmap.so.0. Exit 0 pass, 1 fail, 77 skip.
+# node, with SONAME libpatchmap.so.0. The installed tree runs where it lies,
+# without LD_LIBRARY_PATH (as an install under a user's prefix must): the
+# tool and the preload shim through their $ORIGIN run paths, a consumer
+# linked with -Wl,-rpath as the README says, the Python package (when
+# installed) through its record of where the library went.
+# Exit 0 pass, 1 fail, 77 skip.
 set -eu
-build=$1 meson=$2 version=$3 sanitize=$4 src=$5
+build=$1 meson=$2 version=$3 sanitize=$4 src=$5 python=${6:-}
+unset LD_LIBRARY_PATH PATCHMAP_LIBRARY
 
 for tool in cc pkg-config nm readelf; do
 	command -v "$tool" >/dev/null || { echo "$tool not found: skipped"; exit 77; }
@@ -80,6 +86,66 @@ set -- $(field shape)
 [ -n "$(field own)" ] || fail "no checksum printed"
 [ "$(field map)" = "$(field own)" ] || fail "checksum through the mapping $(field map), by hand $(field own)"
 [ "$(field read)" = "$(field own)" ] || fail "checksum through pm_matrix_read $(field read), by hand $(field own)"
+
+# Without LD_LIBRARY_PATH: linked with a run path, as README.md tells users
+# of a prefix outside the loader's search path.
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Werror $san $cflags "$src/tests/install-consumer.c" -o "$tmp/consumer-rpath" \
+	$libs -Wl,-rpath,"$libdir" || fail "the consumer does not link with -Wl,-rpath"
+"$tmp/consumer-rpath" >"$tmp/out-rpath" || { cat "$tmp/out-rpath"; fail "the consumer with a run path failed"; }
+cmp -s "$tmp/out" "$tmp/out-rpath" || fail "the consumer with a run path printed something else"
+echo "consumer with -Wl,-rpath: ok"
+
+# The installed tool and shim find the installed library by themselves.
+runpath() { readelf -d "$1" | sed -n 's/.*(\(RPATH\|RUNPATH\)).*\[\(.*\)\].*/\2/p'; }
+tool=$(find "$tmp/root" -path '*/bin/patchmap' -type f)
+[ -n "$tool" ] || fail "no patchmap tool installed"
+shim=$(find "$tmp/root" -name libpatchmap-preload.so -type f)
+[ -n "$shim" ] || fail "no preload shim installed"
+[ "$(dirname "$shim")" = "$libdir/patchmap" ] ||
+	fail "the shim is in $(dirname "$shim"), not in the private directory $libdir/patchmap"
+for f in "$tool" "$shim"; do
+	rp=$(runpath "$f")
+	case "$rp" in
+	*"$build"* | *"$src"*) fail "$f has a run path into the build: $rp" ;;
+	'$ORIGIN'/*) ;;
+	*) fail "$f: run path '$rp', want one relative to \$ORIGIN" ;;
+	esac
+	echo "$(basename "$f") run path: $rp"
+done
+for f in "$tool" "$shim"; do
+	got=$(ldd "$f" | sed -n 's/^[[:space:]]*libpatchmap\.so\.0 => \(.*\) (0x.*/\1/p')
+	[ -n "$got" ] && [ "$(readlink -f "$got")" = "$(readlink -f "$libdir/libpatchmap.so.0")" ] ||
+		{ ldd "$f"; fail "$f does not resolve libpatchmap.so.0 to the installed copy"; }
+done
+# The tool runs (a descriptor-free command touching the library).
+printf 'P5\n4 3\n255\n' >"$tmp/img.pgm"
+head -c 12 /dev/zero >>"$tmp/img.pgm"
+"$tool" info "$tmp/img.pgm" --window 2x2 >"$tmp/info.out" 2>&1 || { cat "$tmp/info.out"; fail "the installed tool"; }
+echo "installed patchmap info: ok"
+# Under the shim, a descriptor reads as its matrix.
+printf 'source = img.pgm\nwindow = 2\n' >"$tmp/x.patchmap"
+size=$(cd "$tmp" && LD_PRELOAD="$shim" stat -c %s x.patchmap) || fail "stat under the installed shim"
+# 6 windows x 4 samples, in the source's uint8 or in float32 (the default
+# output type of descriptors moves to float32 with the common grammar).
+[ "$size" -eq 24 ] || [ "$size" -eq 96 ] ||
+	fail "under the installed shim x.patchmap is $size bytes, want 6 x 4 samples (24 or 96 bytes)"
+echo "installed shim: ok"
+
+# The Python package, when it was installed.
+pkg=$(find "$tmp/root" -path '*/patchmap/_install.py')
+if [ -n "$pkg" ] && [ -n "$python" ] && [ "$sanitize" = none ]; then
+	pydir=$(dirname "$(dirname "$pkg")")
+	for f in "$src"/python/patchmap/*.py; do
+		[ -f "$pydir/patchmap/$(basename "$f")" ] || fail "$(basename "$f") of the Python package was not installed"
+	done
+	got=$(cd "$tmp" && env -i PATH=/usr/bin:/bin PYTHONPATH="$pydir" PYTHONDONTWRITEBYTECODE=1 \
+		"$python" -c 'import patchmap; print(patchmap.library_path())') || fail "import of the installed Python package"
+	[ "$got" = "$libdir/libpatchmap.so.0" ] || fail "the installed Python package loaded $got, not $libdir/libpatchmap.so.0"
+	echo "installed Python package: ok"
+elif [ -n "$python" ]; then
+	echo "the Python package was not installed (or sanitized build): its check was not run"
+fi
 
 # The header also compiles as C++ (extern "C", no C-only syntax).
 if command -v c++ >/dev/null; then

@@ -255,16 +255,26 @@ def _sanitized(path):
 
 
 def _candidates():
-    """Where to look, best first: PATCHMAP_LIBRARY, next to the package, the
-    build trees of a source checkout (../build*), then the system loader."""
+    """Where to look, best first: PATCHMAP_LIBRARY, the copy in a wheel,
+    next to the package, where `meson install` put it, the build trees of a
+    source checkout (../build*), then the system loader."""
     env = os.environ.get("PATCHMAP_LIBRARY")
     if env:
         # An explicit choice is final: no silent fallback to another copy.
         return [env], True
     here = os.path.dirname(os.path.abspath(__file__))
-    found = []
+    # A wheel's own copy first: meson-python puts it in
+    # site-packages/.patchmap.mesonpy.libs under its full version name.
+    found = sorted(glob.glob(os.path.join(os.path.dirname(here), ".patchmap.mesonpy.libs",
+                                          "libpatchmap.so.*")), reverse=True)
     for name in ("libpatchmap.so", _SONAME):
         found.append(os.path.join(here, name))
+    try:  # where `meson install` put it, if it installed this package
+        from ._install import LIBDIR, PKGDIR
+        found.append(os.path.normpath(os.path.join(here, os.path.relpath(LIBDIR, PKGDIR),
+                                                   _SONAME)))
+    except ImportError:
+        pass
     top = os.path.dirname(os.path.dirname(here))  # python/patchmap -> checkout
     builds = glob.glob(os.path.join(top, "build*", "libpatchmap.so"))
     # "build" first, then the most recently built.
