@@ -32,21 +32,7 @@ static int fail(char *err, const char *fmt, ...)
 
 static size_t dtype_size(int dtype)
 {
-	switch (dtype) {
-	case PM_DTYPE_U8:
-	case PM_DTYPE_I8:
-		return 1;
-	case PM_DTYPE_U16:
-	case PM_DTYPE_I16:
-		return 2;
-	case PM_DTYPE_U32:
-	case PM_DTYPE_I32:
-	case PM_DTYPE_F32:
-		return 4;
-	case PM_DTYPE_F64:
-		return 8;
-	}
-	return 0;
+	return pm_dtype_size(dtype);
 }
 
 /* numpy's kind letter and byte count, and the dtype they make, or -1. */
@@ -54,13 +40,15 @@ static int dtype_from_kind(char kind, unsigned bytes)
 {
 	switch (kind) {
 	case 'b': /* bool: one byte, 0 or 1 */
-		return bytes == 1 ? PM_DTYPE_U8 : -1;
+		return bytes == 1 ? PM_DTYPE_BOOL : -1;
 	case 'u':
-		return bytes == 1 ? PM_DTYPE_U8 : bytes == 2 ? PM_DTYPE_U16 : bytes == 4 ? PM_DTYPE_U32 : -1;
+		return bytes == 1 ? PM_DTYPE_U8 : bytes == 2 ? PM_DTYPE_U16 : bytes == 4 ? PM_DTYPE_U32
+		     : bytes == 8 ? PM_DTYPE_U64 : -1;
 	case 'i':
-		return bytes == 1 ? PM_DTYPE_I8 : bytes == 2 ? PM_DTYPE_I16 : bytes == 4 ? PM_DTYPE_I32 : -1;
+		return bytes == 1 ? PM_DTYPE_I8 : bytes == 2 ? PM_DTYPE_I16 : bytes == 4 ? PM_DTYPE_I32
+		     : bytes == 8 ? PM_DTYPE_I64 : -1;
 	case 'f':
-		return bytes == 4 ? PM_DTYPE_F32 : bytes == 8 ? PM_DTYPE_F64 : -1;
+		return bytes == 2 ? PM_DTYPE_F16 : bytes == 4 ? PM_DTYPE_F32 : bytes == 8 ? PM_DTYPE_F64 : -1;
 	}
 	return -1;
 }
@@ -70,7 +58,8 @@ const char *npy_descr(int dtype)
 	static const char *const d[PM_DTYPE_COUNT] = {
 		[PM_DTYPE_U8] = "|u1",  [PM_DTYPE_I8] = "|i1",  [PM_DTYPE_U16] = "<u2",
 		[PM_DTYPE_I16] = "<i2", [PM_DTYPE_U32] = "<u4", [PM_DTYPE_I32] = "<i4",
-		[PM_DTYPE_F32] = "<f4", [PM_DTYPE_F64] = "<f8",
+		[PM_DTYPE_F32] = "<f4", [PM_DTYPE_F64] = "<f8", [PM_DTYPE_I64] = "<i8",
+		[PM_DTYPE_U64] = "<u8", [PM_DTYPE_BOOL] = "|b1", [PM_DTYPE_F16] = "<f2",
 	};
 
 	return dtype > PM_DTYPE_SAME && dtype < PM_DTYPE_COUNT ? d[dtype] : NULL;
@@ -174,7 +163,7 @@ static int parse_descr(const char *s, size_t n, struct npy_header *h, char *err)
 	if (h->dtype < 0)
 		return fail(err,
 			    "unsupported .npy dtype '%.*s' (readable: bool, uint8, int8, uint16, "
-			    "int16, uint32, int32, float32, float64)",
+			    "int16, uint32, int32, uint64, int64, float16, float32, float64)",
 			    (int)(n > 32 ? 32 : n), s);
 	h->big_endian = order == '>' && bytes > 1;
 	return 0;
@@ -414,7 +403,9 @@ int img_parse_dtype(const char *name, bool *big_endian)
 		{ "int16", PM_DTYPE_I16 },   { "i16", PM_DTYPE_I16 },    { "uint32", PM_DTYPE_U32 },
 		{ "u32", PM_DTYPE_U32 },     { "int32", PM_DTYPE_I32 },  { "i32", PM_DTYPE_I32 },
 		{ "float32", PM_DTYPE_F32 }, { "f32", PM_DTYPE_F32 },    { "float64", PM_DTYPE_F64 },
-		{ "f64", PM_DTYPE_F64 },     { "bool", PM_DTYPE_U8 },
+		{ "f64", PM_DTYPE_F64 },     { "bool", PM_DTYPE_BOOL },  { "int64", PM_DTYPE_I64 },
+		{ "i64", PM_DTYPE_I64 },     { "uint64", PM_DTYPE_U64 }, { "u64", PM_DTYPE_U64 },
+		{ "float16", PM_DTYPE_F16 }, { "f16", PM_DTYPE_F16 },
 	};
 	char order = 0;
 
@@ -437,7 +428,7 @@ int img_parse_dtype(const char *name, bool *big_endian)
 			*big_endian = order == '>' && dtype_size(names[i].dtype) > 1;
 			return names[i].dtype;
 		}
-	/* bare numpy notation that cannot be read as bits: u1 i1 u2 i2 u4 i4 f4 f8 */
+	/* bare numpy notation that cannot be read as bits: u1 i1 u2 i2 u4 i4 f2 f4 f8 */
 	if (name[0] && name[1] >= '1' && name[1] <= '8' && !name[2]) {
 		int d = dtype_from_kind(name[0], (unsigned)(name[1] - '0'));
 		if (d > 0 && name[0] != 'b') {

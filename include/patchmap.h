@@ -52,7 +52,7 @@ enum pm_error {
 	PM_EORDER,              /* unknown column order */
 	PM_ELAYOUT,             /* unknown layout */
 	PM_EPITCH,              /* row pitch below the row, or not a multiple of the element */
-	PM_EAFFINE,             /* scale/offset asked with an integer output dtype */
+	PM_EAFFINE,             /* scale/offset asked with an output other than F32/F64 */
 	PM_ETOOBIG,             /* a size overflows, or exceeds what can be reserved */
 	PM_EBACKEND,            /* unknown backend, or PATCHMAP_BACKEND names none */
 	PM_ECHUNK,              /* chunk size not a power of two multiple of the page size */
@@ -86,6 +86,10 @@ enum pm_dtype {
 	PM_DTYPE_I32,
 	PM_DTYPE_F32,
 	PM_DTYPE_F64,
+	PM_DTYPE_I64,      /* numpy's default integer */
+	PM_DTYPE_U64,
+	PM_DTYPE_BOOL,     /* one byte, 0 or 1; converts to 0.0 or 1.0 */
+	PM_DTYPE_F16,      /* IEEE binary16; as an output only with SAME */
 	PM_DTYPE_COUNT
 };
 
@@ -277,7 +281,10 @@ struct pm_matrix_opts {
 	int pad_mode;                          /* enum pm_pad_mode */
 	double pad_value;                      /* PM_PAD_CONSTANT: in source units */
 	int dtype;                             /* output: SAME (default), F32, F64,
-	                                          or the source's dtype */
+	                                          or the source's dtype; converted
+	                                          as numpy's astype does (integers
+	                                          rounded to nearest, ties to even;
+	                                          bool as 0/1; float16 exactly) */
 	bool affine;                           /* apply scale * x + offset, computed
 	                                          in the (float) output dtype */
 	double scale;

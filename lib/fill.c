@@ -16,6 +16,43 @@ typedef uint32_t u32_u __attribute__((aligned(1)));
 typedef int32_t i32_u __attribute__((aligned(1)));
 typedef float f32_u __attribute__((aligned(1)));
 typedef double f64_u __attribute__((aligned(1)));
+typedef int64_t i64_u __attribute__((aligned(1)));
+typedef uint64_t u64_u __attribute__((aligned(1)));
+typedef uint8_t b8_u;   /* bool */
+typedef uint16_t f16_u __attribute__((aligned(1))); /* binary16 bits */
+
+/* binary16 -> binary32/64, exact, NaN payloads kept in the leading
+ * significand bits (as numpy's half casts do, which never quiet a NaN).
+ * Branch-free so that the loops vectorize. */
+static inline float half_float(uint16_t h)
+{
+	uint32_t a = h & 0x7fffu, r;
+	uint32_t normal = (a << 13) + ((uint32_t)(127 - 15) << 23);
+	uint32_t special = (a << 13) | 0x7f800000u;
+	float sub = (float)a * 0x1p-24f, f;
+	uint32_t subbits;
+
+	memcpy(&subbits, &sub, 4);
+	r = a >= 0x7c00u ? special : a >= 0x400u ? normal : subbits;
+	r |= (uint32_t)(h & 0x8000u) << 16;
+	memcpy(&f, &r, 4);
+	return f;
+}
+
+static inline double half_double(uint16_t h)
+{
+	uint64_t a = h & 0x7fffu, r;
+	uint64_t normal = (a << 42) + ((uint64_t)(1023 - 15) << 52);
+	uint64_t special = (a << 42) | 0x7ff0000000000000u;
+	double sub = (double)a * 0x1p-24, f;
+	uint64_t subbits;
+
+	memcpy(&subbits, &sub, 8);
+	r = a >= 0x7c00u ? special : a >= 0x400u ? normal : subbits;
+	r |= (uint64_t)(h & 0x8000u) << 48;
+	memcpy(&f, &r, 8);
+	return f;
+}
 
 /* Kernels for 4- and 8-byte samples are also built for AVX-512 and AVX2,
  * the best the CPU runs chosen once at load time: their vector factor (16
@@ -75,11 +112,12 @@ typedef double f64_u __attribute__((aligned(1)));
 /* The affine step is done in the output type, as numpy's
  * x.astype(t) * t(scale) + t(offset) does; fill.c is built without FMA
  * contraction so that the rounding is the same. */
-#define FOR_OUTPUTS(ST, CLONES)                                                  \
-	KERNEL(ST##_f32, ST, f32, (float)x, CLONES)                              \
-	KERNEL(ST##_f64, ST, f64, (double)x, CLONES)                             \
-	KERNEL(ST##_f32a, ST, f32, (float)x * af->fscale + af->foffset, CLONES)  \
-	KERNEL(ST##_f64a, ST, f64, (double)x * af->dscale + af->doffset, CLONES)
+#define FOR_OUTPUTS(ST, CLONES) FOR_OUTPUTS_AS(ST, ST, (float)x, (double)x, CLONES)
+#define FOR_OUTPUTS_AS(NAME, ST, F32X, F64X, CLONES)                               \
+	KERNEL(NAME##_f32, ST, f32, F32X, CLONES)                                  \
+	KERNEL(NAME##_f64, ST, f64, F64X, CLONES)                                  \
+	KERNEL(NAME##_f32a, ST, f32, (F32X) * af->fscale + af->foffset, CLONES)    \
+	KERNEL(NAME##_f64a, ST, f64, (F64X) * af->dscale + af->doffset, CLONES)
 
 FOR_OUTPUTS(u8, NARROW_CLONES)
 FOR_OUTPUTS(i8, NARROW_CLONES)
@@ -89,12 +127,19 @@ FOR_OUTPUTS(u32, WIDE_CLONES)
 FOR_OUTPUTS(i32, WIDE_CLONES)
 FOR_OUTPUTS(f32, WIDE_CLONES)
 FOR_OUTPUTS(f64, WIDE_CLONES)
+/* 64-bit integers round to nearest, ties to even, as C's conversion (and
+ * so numpy's astype) does: one rounding, never through a double. */
+FOR_OUTPUTS(i64, WIDE_CLONES)
+FOR_OUTPUTS(u64, WIDE_CLONES)
+FOR_OUTPUTS_AS(b8, b8, (float)(x != 0), (double)(x != 0), NARROW_CLONES)
+FOR_OUTPUTS_AS(f16, f16, half_float(x), half_double(x), NARROW_CLONES)
 KERNEL(u8_u8, u8, u8, x, NARROW_CLONES)
 KERNEL(i8_i8, i8, i8, x, NARROW_CLONES)
 KERNEL(u16_u16, u16, u16, x, NARROW_CLONES)
 KERNEL(i16_i16, i16, i16, x, NARROW_CLONES)
 KERNEL(u32_u32, u32, u32, x, WIDE_CLONES)
 KERNEL(i32_i32, i32, i32, x, WIDE_CLONES)
+KERNEL(u64_u64, u64, u64, x, WIDE_CLONES)
 
 #define ROW(ST, SAME)                                                            \
 	{ { line_##SAME, line_##ST##_f32, line_##ST##_f64 },                     \
@@ -103,18 +148,23 @@ KERNEL(i32_i32, i32, i32, x, WIDE_CLONES)
 	{ { block_##SAME, block_##ST##_f32, block_##ST##_f64 },                  \
 	  { block_##SAME, block_##ST##_f32a, block_##ST##_f64a } }
 
-/* [source dtype][affine][0: same integer type, 1: f32, 2: f64] */
+/* [source dtype][affine][0: same type (a bit copy), 1: f32, 2: f64]; float16
+ * with affine and the same type is refused by the geometry. */
 static const pm__line_fn line_kernels[PM_DTYPE_COUNT][2][3] = {
 	[PM_DTYPE_U8] = ROW(u8, u8_u8),     [PM_DTYPE_I8] = ROW(i8, i8_i8),
 	[PM_DTYPE_U16] = ROW(u16, u16_u16), [PM_DTYPE_I16] = ROW(i16, i16_i16),
 	[PM_DTYPE_U32] = ROW(u32, u32_u32), [PM_DTYPE_I32] = ROW(i32, i32_i32),
 	[PM_DTYPE_F32] = ROW(f32, f32_f32), [PM_DTYPE_F64] = ROW(f64, f64_f64),
+	[PM_DTYPE_I64] = ROW(i64, u64_u64), [PM_DTYPE_U64] = ROW(u64, u64_u64),
+	[PM_DTYPE_BOOL] = ROW(b8, u8_u8),   [PM_DTYPE_F16] = ROW(f16, u16_u16),
 };
 static const pm__block_fn block_kernels[PM_DTYPE_COUNT][2][3] = {
 	[PM_DTYPE_U8] = BROW(u8, u8_u8),     [PM_DTYPE_I8] = BROW(i8, i8_i8),
 	[PM_DTYPE_U16] = BROW(u16, u16_u16), [PM_DTYPE_I16] = BROW(i16, i16_i16),
 	[PM_DTYPE_U32] = BROW(u32, u32_u32), [PM_DTYPE_I32] = BROW(i32, i32_i32),
 	[PM_DTYPE_F32] = BROW(f32, f32_f32), [PM_DTYPE_F64] = BROW(f64, f64_f64),
+	[PM_DTYPE_I64] = BROW(i64, u64_u64), [PM_DTYPE_U64] = BROW(u64, u64_u64),
+	[PM_DTYPE_BOOL] = BROW(b8, u8_u8),   [PM_DTYPE_F16] = BROW(f16, u16_u16),
 };
 
 /* The bytes between consecutive indices of a dimension that moves `inc`

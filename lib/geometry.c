@@ -12,17 +12,45 @@ static bool is_float(int dtype)
 	return dtype == PM_DTYPE_F32 || dtype == PM_DTYPE_F64;
 }
 
-/* Stores v as a sample of `dtype` in out, or fails if it does not fit. */
-static int pad_sample(int dtype, double v, unsigned char *out)
+/* v as an IEEE binary16, rounded to nearest (ties to even) as numpy's
+ * float64 -> float16 cast does; -1 if finite v is above the largest half. */
+static int half_bits(double v, uint16_t *out)
 {
-	static const double lo[] = { 0, 0, -128, 0, -32768, 0, -2147483648.0 };
-	static const double hi[] = { 0, 255, 127, 65535, 32767, 4294967295.0, 2147483647.0 };
+	uint16_t sign = signbit(v) ? 0x8000 : 0;
+	double a = fabs(v);
+	int ex;
 
-	if (dtype == PM_DTYPE_F64) {
-		memcpy(out, &v, sizeof v);
+	if (isnan(v)) {
+		*out = sign | 0x7e00;
 		return 0;
 	}
-	if (dtype == PM_DTYPE_F32) {
+	if (isinf(v)) {
+		*out = sign | 0x7c00;
+		return 0;
+	}
+	if (a > 65504.0)
+		return -1;
+	if (a < 0x1p-14) {
+		/* subnormal: units of 2^-24; a carry to 1024 is the smallest normal */
+		*out = sign | (uint16_t)rint(a * 0x1p24);
+		return 0;
+	}
+	frexp(a, &ex); /* a = f * 2^ex, f in [0.5, 1): exponent ex - 1 */
+	/* 11 significant bits; a carry to 2048 moves into the exponent */
+	*out = sign | (uint16_t)(((unsigned)(ex - 1 + 15) << 10) +
+				 ((unsigned)rint(ldexp(a, 11 - ex)) - 1024));
+	return 0;
+}
+
+/* Stores v as a sample of `dtype` in out, or fails if that sample would
+ * not be v (floats: if v overflows the type; it is rounded otherwise). */
+static int pad_sample(int dtype, double v, unsigned char *out)
+{
+	switch (dtype) {
+	case PM_DTYPE_F64:
+		memcpy(out, &v, sizeof v);
+		return 0;
+	case PM_DTYPE_F32: {
 		float f = (float)v;
 
 		if (isfinite(v) && fabs(v) > FLT_MAX)
@@ -30,10 +58,48 @@ static int pad_sample(int dtype, double v, unsigned char *out)
 		memcpy(out, &f, sizeof f);
 		return 0;
 	}
-	if (!(v >= lo[dtype] && v <= hi[dtype]) || v != floor(v))
+	case PM_DTYPE_F16: {
+		uint16_t h;
+
+		if (half_bits(v, &h))
+			return -PM_EPADVALUE;
+		memcpy(out, &h, sizeof h);
+		return 0;
+	}
+	}
+	/* Integers: v must be one exactly. The 64-bit bounds are powers of two
+	 * (2^63, 2^64), exact as doubles; INT64_MAX itself is not a double. */
+	if (v != floor(v))
 		return -PM_EPADVALUE;
 	switch (dtype) {
-	case PM_DTYPE_U8: { uint8_t x = (uint8_t)v; memcpy(out, &x, 1); break; }
+	case PM_DTYPE_I64: {
+		if (!(v >= -0x1p63 && v < 0x1p63))
+			return -PM_EPADVALUE;
+		int64_t x = (int64_t)v;
+		memcpy(out, &x, 8);
+		return 0;
+	}
+	case PM_DTYPE_U64: {
+		if (!(v >= 0 && v < 0x1p64))
+			return -PM_EPADVALUE;
+		uint64_t x = (uint64_t)v;
+		memcpy(out, &x, 8);
+		return 0;
+	}
+	}
+	static const struct {
+		double lo, hi;
+		size_t size;
+	} range[PM_DTYPE_COUNT] = {
+		[PM_DTYPE_U8] = { 0, 255, 1 },           [PM_DTYPE_I8] = { -128, 127, 1 },
+		[PM_DTYPE_U16] = { 0, 65535, 2 },        [PM_DTYPE_I16] = { -32768, 32767, 2 },
+		[PM_DTYPE_U32] = { 0, 4294967295.0, 4 }, [PM_DTYPE_I32] = { -2147483648.0, 2147483647.0, 4 },
+		[PM_DTYPE_BOOL] = { 0, 1, 1 },
+	};
+	if (!(v >= range[dtype].lo && v <= range[dtype].hi))
+		return -PM_EPADVALUE;
+	switch (dtype) {
+	case PM_DTYPE_U8: case PM_DTYPE_BOOL: { uint8_t x = (uint8_t)v; memcpy(out, &x, 1); break; }
 	case PM_DTYPE_I8: { int8_t x = (int8_t)v; memcpy(out, &x, 1); break; }
 	case PM_DTYPE_U16: { uint16_t x = (uint16_t)v; memcpy(out, &x, 2); break; }
 	case PM_DTYPE_I16: { int16_t x = (int16_t)v; memcpy(out, &x, 2); break; }

@@ -18,9 +18,10 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 	[PM_ENULL - PM_EFIRST] = "a required pointer is NULL",
 	[PM_EOPTSIZE - PM_EFIRST] = "the options struct's size field names no known version "
 				    "(set it to sizeof the struct, or 0)",
-	[PM_EDTYPE - PM_EFIRST] = "unknown source dtype (use uint8, int8, uint16, int16, uint32, "
-				  "int32, float32 or float64)",
-	[PM_EOUTDTYPE - PM_EFIRST] = "the output dtype must be float32, float64 or the source's own",
+	[PM_EDTYPE - PM_EFIRST] = "unknown source dtype (use bool, uint8, int8, uint16, int16, "
+				  "uint32, int32, uint64, int64, float16, float32 or float64)",
+	[PM_EOUTDTYPE - PM_EFIRST] = "the output dtype must be float32, float64 or the source's own "
+				     "(float16 only from a float16 source)",
 	[PM_ENDIM - PM_EFIRST] = "the source must have 1 to 8 dimensions",
 	[PM_ECHANNEL - PM_EFIRST] = "the channel axis is out of range, or leaves no axis to window",
 	[PM_ESHAPE - PM_EFIRST] = "the source has an axis of extent 0",
@@ -37,7 +38,8 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 	[PM_ELAYOUT - PM_EFIRST] = "unknown layout (use rows or columns)",
 	[PM_EPITCH - PM_EFIRST] = "the row pitch must be at least one row of elements and a "
 				  "multiple of the element size",
-	[PM_EAFFINE - PM_EFIRST] = "scale and offset need a float32 or float64 output",
+	[PM_EAFFINE - PM_EFIRST] = "scale and offset need a float32 or float64 output (not an "
+				   "integer, bool or float16 one)",
 	[PM_ETOOBIG - PM_EFIRST] = "the sizes overflow, or the matrix is larger than the 64 TiB "
 				   "that can be reserved",
 	[PM_EBACKEND - PM_EFIRST] = "unknown backend (use auto, uffd, sigsegv or eager; \"none\" "
@@ -103,6 +105,8 @@ static const struct {
 	[PM_DTYPE_U16] = { "uint16", 2 },  [PM_DTYPE_I16] = { "int16", 2 },
 	[PM_DTYPE_U32] = { "uint32", 4 },  [PM_DTYPE_I32] = { "int32", 4 },
 	[PM_DTYPE_F32] = { "float32", 4 }, [PM_DTYPE_F64] = { "float64", 8 },
+	[PM_DTYPE_I64] = { "int64", 8 },   [PM_DTYPE_U64] = { "uint64", 8 },
+	[PM_DTYPE_BOOL] = { "bool", 1 },   [PM_DTYPE_F16] = { "float16", 2 },
 };
 
 size_t pm_dtype_size(int dtype)

@@ -169,6 +169,34 @@ static void test_out_dtype(void)
 	FAILS(&o, -PM_EOUTDTYPE);
 	o.dtype = PM_DTYPE_I32;
 	FAILS(&o, -PM_EOUTDTYPE);
+	/* float16 and the 64-bit integers are outputs only as the source's own. */
+	valid(&o);
+	o.dtype = PM_DTYPE_F16;
+	FAILS(&o, -PM_EOUTDTYPE);
+	o.dtype = PM_DTYPE_I64;
+	FAILS(&o, -PM_EOUTDTYPE);
+	o.dtype = PM_DTYPE_BOOL;
+	FAILS(&o, -PM_EOUTDTYPE);
+	o.source.dtype = PM_DTYPE_F32;
+	o.source.strides[0] = 24;
+	o.source.strides[1] = 4;
+	o.dtype = PM_DTYPE_F16;
+	FAILS(&o, -PM_EOUTDTYPE);
+	o.source.dtype = PM_DTYPE_F16;
+	o.source.strides[0] = 12;
+	o.source.strides[1] = 2;
+	WORKS(&o);
+	o.dtype = PM_DTYPE_SAME;
+	WORKS(&o);
+	o.dtype = PM_DTYPE_F32;
+	WORKS(&o);
+	o.source.dtype = PM_DTYPE_U64;
+	o.source.strides[0] = 48;
+	o.source.strides[1] = 8;
+	o.dtype = PM_DTYPE_I64;
+	FAILS(&o, -PM_EOUTDTYPE);
+	o.dtype = PM_DTYPE_U64;
+	WORKS(&o);
 	/* The source's own dtype, named: fine. */
 	valid(&o);
 	o.dtype = PM_DTYPE_U8;
@@ -338,6 +366,33 @@ static void test_pad_value(void)
 		{ PM_DTYPE_F32, -FLT_MAX, true },
 		{ PM_DTYPE_F32, 0.1, true }, /* rounded, as numpy's float32(0.1) */
 		{ PM_DTYPE_F64, DBL_MAX, true },
+		/* 64-bit integers: INT64_MAX and UINT64_MAX are no doubles; the
+		 * nearest doubles, 2^63 and 2^64, are out of range. */
+		{ PM_DTYPE_I64, 9223372036854775807.0, false }, /* = 2^63 */
+		{ PM_DTYPE_I64, -9223372036854777856.0, false }, /* -2^63 - 2048 */
+		{ PM_DTYPE_I64, -9223372036854775808.0, true },
+		{ PM_DTYPE_I64, 9223372036854774784.0, true },  /* 2^63 - 1024 */
+		{ PM_DTYPE_I64, 9007199254740994.0, true },     /* 2^53 + 2 */
+		{ PM_DTYPE_I64, 0.5, false },
+		{ PM_DTYPE_I64, 1e300, false },
+		{ PM_DTYPE_U64, 18446744073709551615.0, false }, /* = 2^64 */
+		{ PM_DTYPE_U64, 18446744073709549568.0, true },  /* 2^64 - 2048 */
+		{ PM_DTYPE_U64, -1, false },
+		{ PM_DTYPE_U64, 2.5, false },
+		{ PM_DTYPE_U64, 0, true },
+		{ PM_DTYPE_BOOL, 0, true },
+		{ PM_DTYPE_BOOL, 1, true },
+		{ PM_DTYPE_BOOL, 2, false },
+		{ PM_DTYPE_BOOL, -1, false },
+		{ PM_DTYPE_BOOL, 0.5, false },
+		{ PM_DTYPE_F16, 65504, true },
+		{ PM_DTYPE_F16, -65504, true },
+		{ PM_DTYPE_F16, 65505, false },
+		{ PM_DTYPE_F16, 1e5, false },
+		{ PM_DTYPE_F16, 0.1, true },  /* rounded, as numpy's float16(0.1) */
+		{ PM_DTYPE_F16, 1e-30, true }, /* rounds to 0 */
+		{ PM_DTYPE_F16, INFINITY, true },
+		{ PM_DTYPE_F16, NAN, true },
 	};
 	struct pm_matrix_opts o;
 	static double data[8 * 6];
@@ -363,7 +418,9 @@ static void test_pad_value(void)
 		}
 	}
 	/* NaN and infinities: no integer holds them. */
-	for (int dt = PM_DTYPE_U8; dt <= PM_DTYPE_I32; dt++) {
+	for (int dt = PM_DTYPE_U8; dt < PM_DTYPE_COUNT; dt++) {
+		if (dt == PM_DTYPE_F32 || dt == PM_DTYPE_F64 || dt == PM_DTYPE_F16)
+			continue;
 		size_t shape[2] = { 8, 6 };
 
 		valid(&o);
@@ -497,6 +554,28 @@ static void test_affine(void)
 		FAILS(&o, -PM_EAFFINE);
 		o.dtype = PM_DTYPE_I32;
 		FAILS(&o, -PM_EAFFINE);
+	}
+	/* float16, bool and int64 as themselves: no float arithmetic of theirs
+	 * is implemented (numpy's float16 one is not IEEE single's); as f32 or
+	 * f64, fine. */
+	{
+		static uint64_t d[8 * 6];
+		const size_t shape[2] = { 8, 6 };
+		static const int types[] = { PM_DTYPE_F16, PM_DTYPE_BOOL, PM_DTYPE_I64, PM_DTYPE_U64 };
+
+		for (int i = 0; i < 4; i++) {
+			valid(&o);
+			CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&o.source, d, types[i], 2, shape), 0);
+			o.affine = true;
+			o.scale = 0.5;
+			FAILS(&o, -PM_EAFFINE);
+			o.dtype = types[i];
+			FAILS(&o, -PM_EAFFINE);
+			o.dtype = PM_DTYPE_F32;
+			WORKS(&o);
+			o.dtype = PM_DTYPE_F64;
+			WORKS(&o);
+		}
 	}
 }
 
@@ -810,10 +889,18 @@ static void test_dtypes(void)
 		{ PM_DTYPE_U16, 2, "uint16" },   { PM_DTYPE_I16, 2, "int16" },
 		{ PM_DTYPE_U32, 4, "uint32" },   { PM_DTYPE_I32, 4, "int32" },
 		{ PM_DTYPE_F32, 4, "float32" },  { PM_DTYPE_F64, 8, "float64" },
+		{ PM_DTYPE_I64, 8, "int64" },    { PM_DTYPE_U64, 8, "uint64" },
+		{ PM_DTYPE_BOOL, 1, "bool" },    { PM_DTYPE_F16, 2, "float16" },
 	};
 	static const int bad[] = { PM_DTYPE_SAME, -1, PM_DTYPE_COUNT, 1000, INT_MIN };
 
-	CU_ASSERT_EQUAL(PM_DTYPE_COUNT, 9);
+	/* The values are ABI: appended, never renumbered. */
+	CU_ASSERT_EQUAL(PM_DTYPE_F64, 8);
+	CU_ASSERT_EQUAL(PM_DTYPE_I64, 9);
+	CU_ASSERT_EQUAL(PM_DTYPE_U64, 10);
+	CU_ASSERT_EQUAL(PM_DTYPE_BOOL, 11);
+	CU_ASSERT_EQUAL(PM_DTYPE_F16, 12);
+	CU_ASSERT_EQUAL(PM_DTYPE_COUNT, 13);
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		CU_ASSERT_EQUAL(pm_dtype_size(want[i].dtype), want[i].size);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(pm_dtype_name(want[i].dtype));

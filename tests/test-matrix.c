@@ -35,8 +35,9 @@ static size_t rnd_below(size_t n)
 }
 
 static const int all_dtypes[] = { PM_DTYPE_U8,  PM_DTYPE_I8,  PM_DTYPE_U16, PM_DTYPE_I16,
-				  PM_DTYPE_U32, PM_DTYPE_I32, PM_DTYPE_F32, PM_DTYPE_F64 };
-#define NDTYPES 8
+				  PM_DTYPE_U32, PM_DTYPE_I32, PM_DTYPE_F32, PM_DTYPE_F64,
+				  PM_DTYPE_I64, PM_DTYPE_U64, PM_DTYPE_BOOL, PM_DTYPE_F16 };
+#define NDTYPES 12
 static const char *const mode_names[] = { "zero", "constant", "edge", "reflect", "symmetric", "wrap" };
 
 static bool is_float(int dtype)
@@ -48,15 +49,17 @@ static bool is_float(int dtype)
 static size_t esize(int dtype)
 {
 	switch (dtype) {
-	case PM_DTYPE_U8: case PM_DTYPE_I8: return 1;
-	case PM_DTYPE_U16: case PM_DTYPE_I16: return 2;
+	case PM_DTYPE_U8: case PM_DTYPE_I8: case PM_DTYPE_BOOL: return 1;
+	case PM_DTYPE_U16: case PM_DTYPE_I16: case PM_DTYPE_F16: return 2;
 	case PM_DTYPE_U32: case PM_DTYPE_I32: case PM_DTYPE_F32: return 4;
-	case PM_DTYPE_F64: return 8;
+	case PM_DTYPE_F64: case PM_DTYPE_I64: case PM_DTYPE_U64: return 8;
 	default: return 0;
 	}
 }
 
-/* A constant pad value each dtype can hold (f32: rounded on the way in). */
+/* A constant pad value each dtype can hold (f32, f16: rounded on the way
+ * in; the 64-bit integers: beyond 2^53, where a double's neighbours are
+ * 256 and 2048 apart). */
 static double pad_value_for(int dtype)
 {
 	switch (dtype) {
@@ -67,6 +70,10 @@ static double pad_value_for(int dtype)
 	case PM_DTYPE_U32: return 3000000000.0;
 	case PM_DTYPE_I32: return -1999999993.0;
 	case PM_DTYPE_F32: return 0.1;
+	case PM_DTYPE_I64: return -1152921504606851072.0; /* -(2^60 + 4096) */
+	case PM_DTYPE_U64: return 9223372036854777856.0;  /* 2^63 + 2048 */
+	case PM_DTYPE_BOOL: return 1;
+	case PM_DTYPE_F16: return -0.1;
 	default: return -1.5e-7;
 	}
 }
@@ -119,6 +126,45 @@ static void random_sample(int dtype, unsigned char *p)
 		uint32_t v = kind < 5 ? sp[r % 10] : (uint32_t)r;
 
 		memcpy(p, &v, 4);
+		break;
+	}
+	case PM_DTYPE_I64: case PM_DTYPE_U64: {
+		/* Above 2^24 and 2^53 a float or double rounds; ties (half an
+		 * ulp of either) go to even, in both signs. */
+		static const uint64_t sp[] = {
+			0, 1, 0xffffffffffffffffull, 0x7fffffffffffffffull, 0x8000000000000000ull,
+			0x0000000001000001ull, 0x0020000000000001ull, 0x0020000000000003ull,
+			0x1000001000000000ull, /* 2^60 + 2^36: f32 tie, to even */
+			0x1000003000000000ull, /* 2^60 + 3 * 2^36: f32 tie, up */
+			0x1000000000000080ull, /* 2^60 + 2^7: f64 tie, to even */
+			0x1000000000000180ull, /* 2^60 + 3 * 2^7: f64 tie, up */
+			0xefffff8000000000ull, 0x8000000000000400ull, 0xfffffffffffffc00ull,
+			0x8000008000000001ull,
+			/* just above an f32 tie, and its negation: a conversion
+			 * through a double lands on the tie and rounds to even,
+			 * the exact one rounds away */
+			0x1000001000000001ull, 0xefffffefffffffffull,
+		};
+		uint64_t v = kind < 6 ? sp[r % 18] : kind < 9 ? (uint64_t)(int64_t)(int32_t)r : rnd();
+
+		memcpy(p, &v, 8);
+		break;
+	}
+	case PM_DTYPE_BOOL: {
+		uint8_t v = r & 1;
+
+		memcpy(p, &v, 1);
+		break;
+	}
+	case PM_DTYPE_F16: {
+		/* zeros, infinities, quiet and signalling NaNs with payloads,
+		 * subnormals, the largest finite, the smallest normal */
+		static const uint16_t sp[] = { 0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7e01, 0x7c01,
+					       0xfd55, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff,
+					       0x3c00, 0x3555 };
+		uint16_t v = kind < 5 ? sp[r % 16] : (uint16_t)r;
+
+		memcpy(p, &v, 2);
 		break;
 	}
 	case PM_DTYPE_F32: {
@@ -552,7 +598,7 @@ static int conversions(int src, struct conv *c)
 	int n = 0;
 
 	c[n++] = (struct conv){ PM_DTYPE_SAME, false };
-	if (is_float(src))
+	if (is_float(src)) /* float16 with affine: only as f32 or f64 */
 		c[n++] = (struct conv){ PM_DTYPE_SAME, true };
 	c[n++] = (struct conv){ PM_DTYPE_F32, false };
 	c[n++] = (struct conv){ PM_DTYPE_F32, true };

@@ -413,7 +413,7 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 			a->raw.dtype = img_parse_dtype(v, &a->raw.big_endian);
 			if (a->raw.dtype < 0)
 				return usage_err(a, "--raw-dtype: '%s' is not u8, i8, u16, i16, u32, i32, "
-						    "f32 or f64",
+						    "u64, i64, f16, f32, f64 or bool",
 						 v);
 			a->raw_dtype_set = true;
 			break;

@@ -12,7 +12,8 @@ import pytest
 from conftest import patches, run, write_npy, write_pnm, write_raw
 
 RNG = np.random.default_rng(20240601)
-DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"]
+# numpy's 8-byte integers with a byte order: the tool reads a bare u8 as uint8
+DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8", "<u8", "<i8", "<f2"]
 
 
 def rand(shape, dtype):
@@ -52,7 +53,7 @@ def test_npy_dtypes_and_orders(exe, tmp_path, dtype, fortran):
           patches(img, (3, 5), dtype=img.dtype)[0])
 
 
-@pytest.mark.parametrize("dtype", [">u2", ">i2", ">u4", ">i4", ">f4", ">f8"])
+@pytest.mark.parametrize("dtype", [">u2", ">i2", ">u4", ">i4", ">f4", ">f8", ">u8", ">i8", ">f2"])
 def test_npy_big_endian(exe, tmp_path, dtype):
     img = rand((9, 11), dtype)
     path = write_npy(tmp_path / "img.npy", img)
@@ -64,6 +65,23 @@ def test_npy_bool(exe, tmp_path):
     img = RNG.integers(0, 2, (10, 12)).astype(bool)
     path = write_npy(tmp_path / "img.npy", img)
     check(export(exe, tmp_path, path, "--window", "2x3"), patches(img, (2, 3))[0])
+    check(export(exe, tmp_path, path, "--window", "2x3", "--dtype", "same"),
+          patches(img, (2, 3), dtype=bool)[0])
+
+
+def test_npy_int64_rounding(exe, tmp_path):
+    """numpy's default integer, with values a float32 or float64 rounds:
+    the library rounds once, as astype does."""
+    base = np.array([2**24 + 1, 2**53 + 1, 2**60 + 2**36 + 1, -(2**60 + 2**36 + 1),
+                     2**63 - 1, -2**63, 2**60 + 3 * 2**36, 2**60 + 2**7 + 1], np.int64)
+    img = np.concatenate([base, rand((24,), "i8")]).reshape(4, 8)
+    path = write_npy(tmp_path / "img.npy", img)
+    for dt, want in (("f32", np.float32), ("f64", np.float64), ("same", np.int64)):
+        check(export(exe, tmp_path, path, "--window", "2x2", "--dtype", dt),
+              patches(img, (2, 2), dtype=want)[0])
+    u = img.view(np.uint64)
+    path = write_npy(tmp_path / "img.npy", u)
+    check(export(exe, tmp_path, path, "--window", "2x2"), patches(u, (2, 2))[0])
 
 
 @pytest.mark.parametrize("fortran", [False, True], ids=["C", "F"])
