@@ -268,8 +268,9 @@ static int parse_value(struct desc *d, int key, const char *v, char *err)
 		return 0;
 	case DK_DTYPE:
 		if ((n = img_parse_dtype(v, &big)) < 0)
-			return fail(err, "dtype: unknown sample type \"%.*s%s\" (uint8, int8, uint16, "
-					 "int16, uint32, int32, float32, float64, or numpy's \"<u2\", "
+			return fail(err, "dtype: unknown sample type \"%.*s%s\" (bool, uint8, int8, uint16, "
+					 "int16, uint32, int32, uint64, int64, float16, float32, "
+					 "float64, or numpy's \"<u2\", "
 					 "\">f4\", ...)",
 				    Q(v));
 		d->raw_dtype = n;

@@ -170,7 +170,7 @@ static const struct {
 	{ "source = a\nwindow = 3\nshape = 4x0\n", 3, "shape:" },
 	{ "source = a\nwindow = 3\nshape = 4\ndtype = complex64\n", 4, "dtype: unknown sample type" },
 	{ "source = a\nwindow = 3\noutput_dtype = >f4\n", 3, "output_dtype:" },
-	{ "source = a\nwindow = 3\noutput_dtype = int64\n", 3, "output_dtype:" },
+	{ "source = a\nwindow = 3\noutput_dtype = complex64\n", 3, "output_dtype:" },
 	{ "source = a\nwindow = 3\nraw_offset = 4Q\n", 3, "raw_offset: expected a byte count" },
 	{ "source = a\nwindow = 3\nrow_pitch = 99999999999T\n", 3, "row_pitch:" },
 	{ "source = a\nwindow = 3\nchunk = 5000\n", 3, "chunk: 5000 is not a power of two" },
