@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,40 +140,72 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
 
 /* ---------------------------------------------------------------- signals */
 
-/* The temporary a signal must remove: a copy, so the handler only reads. */
+/* The temporary a signal must remove: a copy, so the handler only reads.
+ * The signal may reach any thread (OpenBLAS starts its own at load), so
+ * masking it in the creating thread is not enough: while the temporary is
+ * being created, and its name not yet known here, the handler only notes
+ * the signal, and out_open() acts on it once the name is known. */
 static char pending_tmp[PATH_MAX];
-static volatile sig_atomic_t pending_set;
+static volatile sig_atomic_t pending_set, creating, deferred;
 static struct sigaction old_actions[3];
 static const int cleanup_signals[3] = { SIGINT, SIGTERM, SIGHUP };
+static bool guarded;
 
 static void on_signal(int sig)
 {
+	if (creating) {
+		deferred = sig;
+		return;
+	}
 	if (pending_set)
 		unlink(pending_tmp);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-static void guard_tmp(const char *tmp)
+static void guard(void)
 {
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	snprintf(pending_tmp, sizeof(pending_tmp), "%s", tmp);
-	pending_set = 1;
 	for (int i = 0; i < 3; i++)
 		sigaction(cleanup_signals[i], &sa, &old_actions[i]);
+	guarded = true;
 }
 
-static void unguard_tmp(void)
+static void unguard(void)
 {
-	if (!pending_set)
+	if (!guarded)
 		return;
 	pending_set = 0;
 	for (int i = 0; i < 3; i++)
 		sigaction(cleanup_signals[i], &old_actions[i], NULL);
+	guarded = false;
+}
+
+/* Creates the temporary (o->tmp, a mkostemp template) under the guard. */
+static int create_tmp(struct outfile *o)
+{
+	int e;
+
+	deferred = 0;
+	creating = 1;
+	guard();
+	o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	e = errno;
+	if (o->fd >= 0) {
+		snprintf(pending_tmp, sizeof(pending_tmp), "%s", o->tmp);
+		pending_set = 1;
+	}
+	creating = 0;
+	if (deferred)
+		on_signal(deferred); /* removes the temporary and ends the process */
+	if (o->fd < 0)
+		unguard();
+	errno = e;
+	return o->fd;
 }
 
 /* ---------------------------------------------------------------- files */
@@ -217,7 +248,6 @@ static int open_direct(struct outfile *o, const char *path, uint64_t size,
 int out_open(struct outfile *o, const char *path, uint64_t size, const struct out_input *inputs,
 	     int n, char *err)
 {
-	sigset_t block, old_mask;
 	struct stat st;
 	const char *slash;
 	size_t dirlen;
@@ -254,16 +284,7 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 		out_abort(o);
 		return fail(err, "out of memory");
 	}
-	/* The signals wait until the handler knows the temporary's name. */
-	sigemptyset(&block);
-	for (int i = 0; i < 3; i++)
-		sigaddset(&block, cleanup_signals[i]);
-	pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-	o->fd = mkostemp(o->tmp, O_CLOEXEC);
-	if (o->fd >= 0)
-		guard_tmp(o->tmp);
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-	if (o->fd < 0) {
+	if (create_tmp(o) < 0) {
 		int e = errno;
 
 		free(o->tmp);
@@ -342,7 +363,7 @@ int out_commit(struct outfile *o, char *err)
 		out_abort(o);
 		return fail(err, "cannot rename the finished file onto '%s': %s", o->path, strerror(e));
 	}
-	unguard_tmp();
+	unguard();
 	free(o->tmp);
 	o->tmp = NULL;
 	free(o->dest);
@@ -357,7 +378,7 @@ void out_abort(struct outfile *o)
 	o->fd = -1;
 	if (o->tmp) {
 		unlink(o->tmp);
-		unguard_tmp();
+		unguard();
 		free(o->tmp);
 		o->tmp = NULL;
 	}
