@@ -142,7 +142,6 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 {
 	char err[DESC_ERRLEN], dir[PATH_MAX], *text, *path = NULL;
 	struct pm_matrix_opts o;
-	struct img_raw raw, *rawp = NULL;
 	struct vfile *vf;
 	struct desc *d;
 	struct stat st;
@@ -151,7 +150,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 
 	msg[0] = 0;
 	vf = calloc(1, sizeof(*vf));
-	d = malloc(sizeof(*d));
+	d = calloc(1, sizeof(*d));
 	if (!vf || !d) {
 		free(vf);
 		free(d);
@@ -186,15 +185,6 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, "source: a descriptor cannot be the source of another");
 		goto fail;
 	}
-	if (d->raw_ndim) {
-		memset(&raw, 0, sizeof(raw));
-		raw.ndim = d->raw_ndim;
-		memcpy(raw.shape, d->shape, sizeof(raw.shape));
-		raw.dtype = d->raw_dtype;
-		raw.big_endian = d->raw_big_endian;
-		raw.offset = d->raw_offset;
-		rawp = &raw;
-	}
 	/* Only a regular file: a stat of the descriptor must not wait on a
 	 * FIFO's writer or read a device without end. */
 	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
@@ -204,15 +194,16 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, what);
 		goto fail;
 	}
-	if (img_open(path, rawp, &vf->im, err)) {
+	if (img_open(path, &d->opt.raw, &vf->im, err)) {
 		char what[DESC_ERRLEN + DESC_PATH_MAX + 32];
 
 		/* The image reader speaks of the command line's options. */
 		if (!strncmp(err, "unknown image format", 20))
 			snprintf(err, sizeof(err), "not a .npy, PGM or PPM file (for raw samples give "
-						   "shape and dtype)");
+						   "shape and raw_dtype)");
 		snprintf(what, sizeof(what), "source \"%s\": %s", d->source, err);
-		load_fail(msg, name, d->raw_ndim && strstr(err, "raw") ? d->line[DK_SHAPE] : line, what);
+		load_fail(msg, name,
+			  d->opt.raw.ndim && strstr(err, "raw") ? d->line[DK_RAW + FE_SHAPE] : line, what);
 		goto fail;
 	}
 	if (stat(path, &st) == 0)
@@ -222,7 +213,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, err);
 		goto fail;
 	}
-	vf->lazy = d->lazy;
+	vf->lazy = o.lazy;
 	if (d->format == DESC_NPY) {
 		char hdr[512];
 		size_t shape[2] = { vf->info.rows, vf->info.ld };
@@ -237,7 +228,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 	}
 	if (__builtin_add_overflow((uint64_t)vf->info.bytes, (uint64_t)vf->header_len, &vf->size) ||
 	    vf->size > (uint64_t)INT64_MAX) {
-		load_fail(msg, name, d->line[DK_WINDOW], "window: the file would be larger than a file "
+		load_fail(msg, name, d->line[desc_key("window")], "window: the file would be larger than a file "
 							 "offset can say");
 		goto fail;
 	}
@@ -253,11 +244,14 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		}
 	}
 	free(path);
+	desc_free(d);
 	free(d);
 	return vf;
 fail:
 	e = errno;
 	free(path);
+	if (d)
+		desc_free(d);
 	free(d);
 	vf_free(vf);
 	errno = e;

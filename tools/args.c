@@ -8,24 +8,13 @@
 
 #include "cli.h"
 
+/* The tool's own options; the matrix options are the library's spec keys
+ * (pm_spec_key) and the raw image keys (fe_raw_key_name), spelled with '-'
+ * and numbered from O_SPEC and O_RAW. */
 enum opt_id {
 	O_HELP = 'h',
-	O_BUDGET = 256,
-	O_CHUNK,
-	O_BACKEND,
-	O_THREADS,
-	O_DTYPE,
-	O_ORDER,
-	O_QUIET,
+	O_QUIET = 256,
 	O_JSON,
-	O_WINDOW,
-	O_STEP,
-	O_DILATION,
-	O_PAD,
-	O_PAD_WIDTH,
-	O_SHAPE,
-	O_RAW_DTYPE,
-	O_RAW_OFFSET,
 	O_OUT,
 	O_FILTERS,
 	O_RANDOM,
@@ -36,6 +25,8 @@ enum opt_id {
 	O_SIZE,
 	O_NFILTERS,
 	O_INJECT,
+	O_RAW = 512,
+	O_SPEC = 1024,
 };
 
 #define ALL (CMD_DEMO | CMD_INFO | CMD_APPLY | CMD_EXPORT)
@@ -48,22 +39,8 @@ static const struct {
 	int cmds;
 } table[] = {
 	{ "help", no_argument, O_HELP, ALL },
-	{ "budget", required_argument, O_BUDGET, ALL },
-	{ "chunk", required_argument, O_CHUNK, ALL },
-	{ "backend", required_argument, O_BACKEND, ALL },
-	{ "threads", required_argument, O_THREADS, ALL },
-	{ "dtype", required_argument, O_DTYPE, IMG },
-	{ "order", required_argument, O_ORDER, IMG },
 	{ "quiet", no_argument, O_QUIET, ALL },
 	{ "json", no_argument, O_JSON, ALL },
-	{ "window", required_argument, O_WINDOW, ALL },
-	{ "step", required_argument, O_STEP, IMG },
-	{ "dilation", required_argument, O_DILATION, IMG },
-	{ "pad", required_argument, O_PAD, IMG },
-	{ "pad-width", required_argument, O_PAD_WIDTH, IMG },
-	{ "shape", required_argument, O_SHAPE, IMG },
-	{ "raw-dtype", required_argument, O_RAW_DTYPE, IMG },
-	{ "raw-offset", required_argument, O_RAW_OFFSET, IMG },
 	{ "out", required_argument, O_OUT, CMD_APPLY | CMD_EXPORT },
 	{ "filters", required_argument, O_FILTERS, CMD_APPLY },
 	{ "random", required_argument, O_RANDOM, CMD_APPLY },
@@ -76,6 +53,15 @@ static const struct {
 	{ "inject-error", required_argument, O_INJECT, CMD_DEMO },
 };
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
+/* Room for the spec's keys. */
+#define MAX_SPEC_KEYS 64
+
+/* The spec keys the demo takes: it builds its own image and window. */
+static bool demo_key(const char *key)
+{
+	return !strcmp(key, "window") || !strcmp(key, "budget") || !strcmp(key, "chunk") ||
+	       !strcmp(key, "backend") || !strcmp(key, "threads");
+}
 
 void usage_program(FILE *f)
 {
@@ -97,45 +83,55 @@ void usage_program(FILE *f)
 }
 
 static const char help_image[] =
-	"Images: .npy (bool, uint8, int8, uint16, int16, uint32, int32, float32,\n"
-	"float64; either byte order, C or Fortran order; 2-D, or 3-D with channels\n"
-	"last), binary PGM/PPM (P5/P6, 8 or 16 bit), or raw samples:\n"
+	"Images: .npy (bool, uint8, int8, uint16, int16, uint32, int32, uint64, int64,\n"
+	"float16, float32, float64; either byte order, C or Fortran order; 1 to 8\n"
+	"axes), binary PGM/PPM (P5/P6, 8 or 16 bit), or raw samples:\n"
 	"  --shape HxW[xC]        the file is raw, with this shape (C order)\n"
-	"  --raw-dtype T          its sample type: u8 i8 u16 i16 u32 i32 f32 f64 (or\n"
-	"                         numpy's \"<u2\", \">f4\", ...; '>' for big-endian);\n"
-	"                         default u8\n"
+	"  --raw-dtype T          its sample type, named as numpy does (uint16), by\n"
+	"                         bits (u16) or by numpy's code (<u2; '>' for\n"
+	"                         big-endian, >f4); default uint8\n"
 	"  --raw-offset N         bytes to skip at the start of the file (default 0)\n"
 	"Files are mapped, not copied (big-endian samples are converted in a copy).\n";
 
 static const char help_window[] =
-	"Window:\n"
-	"  --window HxW           window size per spatial axis; one number for a square\n"
-	"                         window. The image's axes are all spatial when the\n"
-	"                         window names as many; one more is the channel axis\n"
-	"                         (last). A single number windows every axis of a 1-D\n"
-	"                         or 2-D image, and all but the last of a 3-D one.\n"
+	"Window (the same keys and values as a descriptor's and Python's):\n"
+	"  --window HxW           window size per spatial axis (\"16\", \"16x16\",\n"
+	"                         \"16,16\"); one number for every spatial axis\n"
+	"  --channel-axis A       auto (default), none, first, last or an axis number.\n"
+	"                         auto: a window naming every axis means no channels,\n"
+	"                         one fewer means channels last; a single number\n"
+	"                         windows all axes of a 1-D or 2-D image and all but\n"
+	"                         the last of a 3-D or larger one\n"
 	"  --step SxS             distance between windows (default 1)\n"
 	"  --dilation DxD         distance between a window's samples (default 1)\n"
-	"  --pad MODE[:VALUE]     zero, constant:VALUE, edge, reflect, symmetric or wrap\n"
-	"                         (numpy.pad's meanings); without --pad-width, pads by\n"
-	"                         half the window so that step 1 keeps the image's size\n"
-	"  --pad-width W          N (every side), BxA (B before and A after on every\n"
-	"                         axis), or one of those per axis, comma-separated:\n"
-	"                         \"2,1x3\"; zero padding unless --pad says otherwise\n"
+	"  --pad W                same (TensorFlow's: ceil(n/step) windows per axis),\n"
+	"                         valid (none, the default), N (every side), BxA\n"
+	"                         (before x after), or one per spatial axis: \"2, 1x3\"\n"
+	"  --pad-mode M           zero, constant, edge, reflect, symmetric or wrap\n"
+	"                         (numpy.pad's); without --pad, pads \"same\"\n"
+	"  --pad-value V          the constant mode's value, in the image's units\n"
+	"  --dtype T              the matrix's dtype: float32 (default), float64, same\n"
+	"                         (the image's), or the image's own\n"
+	"  --scale S, --offset O  each sample becomes S * x + O (float outputs)\n"
 	"  --order window|channel column order: (y, x, c) as sliding_window_view, or\n"
-	"                         (c, y, x) as PyTorch's unfold (default window)\n";
+	"                         (c, y, x) as PyTorch's unfold (default window)\n"
+	"  --layout rows|cols     one row per window (default), or the transpose\n"
+	"  --row-pitch N          bytes from one row to the next (default packed)\n";
 
 static const char help_lazy[] =
 	"Memory:\n"
-	"  --budget SIZE          most bytes of the matrix resident at once: K, M, G\n"
-	"                         suffixes (powers of 1024) or \"unlimited\" (default\n"
+	"  --budget SIZE          most bytes of the matrix resident at once: 256M, 1.5G,\n"
+	"                         \"64 KiB\" (powers of 1024) or \"unlimited\" (default\n"
 	"                         256M, the library's); at least two chunks\n"
 	"  --chunk SIZE           bytes filled per fault, a power of two (default 4M)\n"
-	"  --backend NAME         auto, uffd, sigsegv or eager (default auto)\n"
+	"  --backend NAME         auto, uffd, sigsegv, eager or none (default auto)\n"
 	"  --threads N            threads filling the matrix (default: the library's)\n"
+	"  --readahead N          chunks filled ahead of a sequential reader, or none\n"
+	"  --writable yes|no      resident pages without write protection (uffd)\n"
 	"Output:\n"
 	"  --quiet                print nothing but errors\n"
-	"  --json                 print the report as one JSON object (stdout; stderr with --out -)\n"
+	"  --json                 print the report, or the error, as one JSON object\n"
+	"                         (stdout; stderr with --out -)\n"
 	"  --help                 this text\n";
 
 static void usage_cmd(int cmd, FILE *f)
@@ -174,12 +170,12 @@ static void usage_cmd(int cmd, FILE *f)
 		      "leading dimension, dtype, bytes, windows per axis and channels. Nothing\n"
 		      "is computed or reserved.\n"
 		      "\n"
-		      "  --dtype T              the matrix's dtype: f32, f64, or the image's own\n"
-		      "                         (\"same\"); default f32\n",
+		      "  --json                 the image and the resolved options and matrix as\n"
+		      "                         one JSON object\n",
 		      f);
 		fputs(help_window, f);
 		fputs(help_image, f);
-		fputs("  --json, --quiet, --help\n", f);
+		fputs("  --quiet, --help\n", f);
 		break;
 	case CMD_APPLY:
 		fputs("usage: patchmap apply IMAGE --window HxW (--filters FILE | --random N)\n"
@@ -202,7 +198,7 @@ static void usage_cmd(int cmd, FILE *f)
 		      "  --save-filters FILE    write the filters used as a (N, K) .npy\n"
 		      "  --out FILE.npy         the responses (written to a temporary name and\n"
 		      "                         renamed when complete)\n"
-		      "  --dtype f32|f64        compute and write in this type (default f32)\n"
+		      "  --dtype T              compute and write in float32 (default) or float64\n"
 		      "  --blas-threads N       OpenBLAS threads (default: the CPUs the filler\n"
 		      "                         threads leave, at least 1)\n",
 		      f);
@@ -223,8 +219,7 @@ static void usage_cmd(int cmd, FILE *f)
 		      "name and renamed when complete; \"-\", a device or a pipe is written\n"
 		      "directly.\n"
 		      "\n"
-		      "  --out FILE.npy         the output\n"
-		      "  --dtype T              f32 (default), f64, or the image's own (\"same\")\n",
+		      "  --out FILE.npy         the output\n",
 		      f);
 		fputs(help_window, f);
 		fputs(help_image, f);
@@ -234,6 +229,8 @@ static void usage_cmd(int cmd, FILE *f)
 }
 
 static int usage_err(const struct args *a, const char *fmt, const char *arg)
+	__attribute__((format(printf, 2, 0)));
+static int usage_err(const struct args *a, const char *fmt, const char *arg)
 {
 	char msg[512];
 
@@ -242,36 +239,51 @@ static int usage_err(const struct args *a, const char *fmt, const char *arg)
 	return EXIT_USAGE;
 }
 
-static int parse_out_dtype(const char *s, int cmd)
+/* A message of the grammar, whole: the same words in every front end. */
+static int spec_err(const struct args *a, const char *msg)
 {
-	bool big;
-	int d;
+	cli_err("%s: %s (see patchmap %s --help)", a->prog_cmd, msg, a->prog_cmd);
+	return EXIT_USAGE;
+}
 
-	if (!strcmp(s, "same"))
-		return cmd == CMD_APPLY ? -1 : PM_DTYPE_SAME;
-	d = img_parse_dtype(s, &big);
-	if (d < 0 || big)
-		return -1;
-	if (cmd == CMD_APPLY && d != PM_DTYPE_F32 && d != PM_DTYPE_F64)
-		return -1;
-	return d;
+/* A key as an option's name: "pad_mode" -> "pad-mode". */
+static const char *option_name(char *buf, size_t n, const char *key)
+{
+	snprintf(buf, n, "%s", key);
+	for (char *p = buf; *p; p++)
+		if (*p == '_')
+			*p = '-';
+	return buf;
 }
 
 int args_parse(struct args *a, int cmd, int argc, char **argv)
 {
-	struct option longopts[NTABLE + 1];
-	int n = 0, c;
+	static char names[MAX_SPEC_KEYS + FE_RAW_COUNT][32];
+	struct option longopts[NTABLE + MAX_SPEC_KEYS + FE_RAW_COUNT + 1];
+	char err[FE_ERRLEN];
+	int n = 0, c, k;
 
 	memset(a, 0, sizeof(*a));
 	a->cmd = cmd;
 	a->prog_cmd = argv[0];
-	a->dtype = -1;
 	a->seed = 1;
-	a->raw.dtype = PM_DTYPE_U8;
+	if (fe_options_init(&a->opt))
+		return cli_err("out of memory"), 1;
 	for (int i = 0; i < NTABLE; i++)
 		if (table[i].cmds & cmd)
 			longopts[n++] = (struct option){ table[i].name, table[i].has_arg, NULL,
 							 table[i].id };
+	for (int i = 0; pm_spec_key(i) && i < MAX_SPEC_KEYS; i++)
+		if (cmd != CMD_DEMO || demo_key(pm_spec_key(i)))
+			longopts[n++] = (struct option){
+				option_name(names[i], sizeof(names[i]), pm_spec_key(i)),
+				required_argument, NULL, O_SPEC + i
+			};
+	for (int i = 0; cmd != CMD_DEMO && i < FE_RAW_COUNT; i++)
+		longopts[n++] = (struct option){
+			option_name(names[MAX_SPEC_KEYS + i], sizeof(names[0]), fe_raw_key_name(i)),
+			required_argument, NULL, O_RAW + i
+		};
 	longopts[n] = (struct option){ 0 };
 
 	/* --json first, so that a usage error is reported as JSON too; on
@@ -298,128 +310,38 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		const char *v = optarg;
 		size_t z;
-		int k;
 
+		if (c >= O_SPEC || (c >= O_RAW && c < O_RAW + FE_RAW_COUNT)) {
+			const char *key = c >= O_SPEC ? pm_spec_key(c - O_SPEC) : fe_raw_key_name(c - O_RAW);
+
+			/* the library's message, as every front end gives it */
+			if (fe_options_set(&a->opt, key, v, err))
+				return spec_err(a, err);
+			if (c >= O_SPEC)
+				a->spec_given = true;
+			if (!strcmp(key, "window"))
+				a->window_given = true;
+			if (cmd == CMD_DEMO && !strcmp(key, "window")) {
+				a->nwindow = pm_dims_parse(v, a->window, PM_MAX_DIMS);
+				if (a->nwindow < 0)
+					return usage_err(a, "--window: '%s' is not a size", v);
+			}
+			continue;
+		}
 		switch (c) {
 		case O_HELP:
 			usage_cmd(cmd, stdout);
 			return 0;
-		case O_BUDGET:
-			if (parse_size(v, &a->lazy.budget, true))
-				return usage_err(a, "--budget: '%s' is not a size (256M, 1G, unlimited)", v);
-			if (!a->lazy.budget)
-				return usage_err(a, "--budget%s: a budget of 0 is too small", "");
-			break;
-		case O_CHUNK:
-			if (parse_size(v, &a->lazy.chunk, false) || !a->lazy.chunk)
-				return usage_err(a, "--chunk: '%s' is not a size (1M, 4M)", v);
-			break;
-		case O_BACKEND:
-			k = pm_backend_parse(v);
-			if (k < 0 || k == PM_BACKEND_NONE)
-				return usage_err(a, "--backend: '%s' is not auto, uffd, sigsegv or eager", v);
-			a->lazy.backend = k;
-			a->backend_set = k != PM_BACKEND_AUTO;
-			break;
-		case O_THREADS:
-			if (parse_count(v, 1024, &z) || !z)
-				return usage_err(a, "--threads: '%s' is not a count from 1 to 1024", v);
-			a->lazy.threads = (int)z;
-			break;
 		case O_BLAS_THREADS:
 			if (parse_count(v, 1024, &z) || !z)
 				return usage_err(a, "--blas-threads: '%s' is not a count from 1 to 1024", v);
 			a->blas_threads = (int)z;
-			break;
-		case O_DTYPE:
-			a->dtype = parse_out_dtype(v, cmd);
-			if (a->dtype < 0)
-				return usage_err(a,
-						 cmd == CMD_APPLY ? "--dtype: '%s' is not f32 or f64"
-								  : "--dtype: '%s' is not f32, f64, same or "
-								    "the image's dtype",
-						 v);
-			break;
-		case O_ORDER:
-			if (!strcmp(v, "window"))
-				a->order = PM_ORDER_WINDOW;
-			else if (!strcmp(v, "channel"))
-				a->order = PM_ORDER_CHANNEL;
-			else
-				return usage_err(a, "--order: '%s' is not window or channel", v);
 			break;
 		case O_QUIET:
 			a->quiet = true;
 			break;
 		case O_JSON:
 			a->json = true;
-			break;
-		case O_WINDOW:
-			a->nwindow = parse_dims(v, a->window);
-			if (a->nwindow < 0)
-				return usage_err(a, "--window: '%s' is not a size like 16x16", v);
-			break;
-		case O_STEP:
-			a->nstep = parse_dims(v, a->step);
-			if (a->nstep < 0)
-				return usage_err(a, "--step: '%s' is not a size like 2x2", v);
-			break;
-		case O_DILATION:
-			a->ndilation = parse_dims(v, a->dilation);
-			if (a->ndilation < 0)
-				return usage_err(a, "--dilation: '%s' is not a size like 2x2", v);
-			break;
-		case O_PAD: {
-			static const char *const modes[] = { "zero", "constant", "edge", "reflect",
-							     "symmetric", "wrap" };
-			size_t len = strcspn(v, ":");
-			char *end;
-
-			a->pad_mode = -1;
-			for (int i = 0; i < 6; i++)
-				if (strlen(modes[i]) == len && !strncmp(v, modes[i], len))
-					a->pad_mode = i;
-			if (a->pad_mode < 0)
-				return usage_err(a, "--pad: '%s' is not zero, constant:VALUE, edge, "
-						    "reflect, symmetric or wrap",
-						 v);
-			if ((a->pad_mode == PM_PAD_CONSTANT) != (v[len] == ':'))
-				return usage_err(a, "--pad: '%s': a value goes with constant, and only "
-						    "with it (constant:VALUE)",
-						 v);
-			if (v[len] == ':') {
-				errno = 0;
-				a->pad_value = strtod(v + len + 1, &end);
-				if (errno || end == v + len + 1 || *end)
-					return usage_err(a, "--pad: '%s' holds no number after ':'", v);
-			}
-			a->pad_set = true;
-			break;
-		}
-		case O_PAD_WIDTH:
-			a->npad = parse_pad_width(v, a->pad_before, a->pad_after);
-			if (a->npad < 0)
-				return usage_err(a, "--pad-width: '%s' is not N, BxA or a comma-separated "
-						    "list of those",
-						 v);
-			break;
-		case O_SHAPE:
-			a->raw.ndim = parse_dims(v, a->raw.shape);
-			if (a->raw.ndim < 0)
-				return usage_err(a, "--shape: '%s' is not a shape like 480x640 or 480x640x3",
-						 v);
-			break;
-		case O_RAW_DTYPE:
-			a->raw.dtype = img_parse_dtype(v, &a->raw.big_endian);
-			if (a->raw.dtype < 0)
-				return usage_err(a, "--raw-dtype: '%s' is not u8, i8, u16, i16, u32, i32, "
-						    "u64, i64, f16, f32, f64 or bool",
-						 v);
-			a->raw_dtype_set = true;
-			break;
-		case O_RAW_OFFSET:
-			if (parse_size(v, &a->raw.offset, false))
-				return usage_err(a, "--raw-offset: '%s' is not a byte count", v);
 			break;
 		case O_OUT:
 			if (!*v)
@@ -446,8 +368,8 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 			a->small = true;
 			break;
 		case O_SIZE:
-			a->nsize = parse_dims(v, a->size);
-			if (a->nsize != 2 && a->nsize != 1)
+			a->nsize = pm_dims_parse(v, a->size, 2);
+			if (a->nsize < 0)
 				return usage_err(a, "--size: '%s' is not a size like 1024x1024", v);
 			if (a->nsize == 1)
 				a->size[1] = a->size[0];
@@ -478,15 +400,12 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 	if (optind + 1 < argc)
 		return usage_err(a, "takes one IMAGE; '%s' is one too many", argv[optind + 1]);
 	a->image = argv[optind];
-	if (a->raw_dtype_set && !a->raw.ndim)
-		return usage_err(a, "--raw-dtype needs --shape%s", "");
-	if (a->raw.offset && !a->raw.ndim)
-		return usage_err(a, "--raw-offset needs --shape%s", "");
-	if (cmd != CMD_INFO && !a->nwindow)
+	if (fe_options_check(&a->opt, &k, err))
+		return spec_err(a, err);
+	if (cmd != CMD_INFO && !a->window_given)
 		return usage_err(a, "needs --window%s", "");
-	if (cmd == CMD_INFO && !a->nwindow &&
-	    (a->nstep || a->ndilation || a->pad_set || a->npad))
-		return usage_err(a, "window options need --window%s", "");
+	if (cmd == CMD_INFO && !a->window_given && a->spec_given)
+		return usage_err(a, "matrix options need --window%s", "");
 	if ((cmd & (CMD_APPLY | CMD_EXPORT)) && !a->out)
 		return usage_err(a, "needs --out FILE%s", "");
 	if (cmd == CMD_APPLY && !a->filters == !a->random)
@@ -494,112 +413,38 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 	return -1;
 }
 
+void args_free(struct args *a)
+{
+	fe_options_free(&a->opt);
+}
+
 /* ---------------------------------------------------------------- matrix */
 
 int args_matrix(const struct args *a, const struct img *im, struct pm_matrix_opts *o,
 		struct pm_matrix_info *info)
 {
-	int ndim = im->src.ndim, ns, err;
-	char b1[64], b2[64];
+	struct fe_options f = a->opt;
+	char err[FE_ERRLEN];
 
-	memset(o, 0, sizeof(*o));
-	o->size = sizeof(*o);
-	o->source = im->src;
-	if (a->nwindow == 1)
-		ns = ndim >= 3 ? ndim - 1 : ndim;
-	else
-		ns = a->nwindow;
-	if (ndim == ns + 1) {
-		o->source.has_channels = true;
-		o->source.channel_axis = ndim - 1;
-	} else if (ndim != ns) {
-		return cli_err("the window has %d axes, the image %d (%s): give one per spatial axis, "
-			       "channels last",
-			       ns, ndim, fmt_dims(b1, sizeof(b1), im->src.shape, ndim));
-	}
-	if ((a->nstep > 1 && a->nstep != ns) || (a->ndilation > 1 && a->ndilation != ns) ||
-	    (a->npad > 1 && a->npad != ns))
-		return cli_err("--step, --dilation and --pad-width take one value, or one per spatial "
-			       "axis (%d)",
-			       ns);
-	for (int i = 0; i < ns; i++) {
-		struct pm_window *w = &o->window[i];
-
-		w->size = a->window[a->nwindow == 1 ? 0 : i];
-		w->step = a->nstep ? a->step[a->nstep == 1 ? 0 : i] : 1;
-		w->dilation = a->ndilation ? a->dilation[a->ndilation == 1 ? 0 : i] : 1;
-		if (a->npad) {
-			w->pad_before = a->pad_before[a->npad == 1 ? 0 : i];
-			w->pad_after = a->pad_after[a->npad == 1 ? 0 : i];
-		} else if (a->pad_set) {
-			/* "same": the window's reach, split as evenly as it goes */
-			size_t reach;
-
-			if (__builtin_mul_overflow(w->size - 1, w->dilation, &reach) ||
-			    reach > (size_t)PM_MAX_PAD)
-				return cli_err("the window's reach is too large to pad");
-			w->pad_before = (int64_t)(reach / 2);
-			w->pad_after = (int64_t)(reach - reach / 2);
-		}
-	}
-	o->pad_mode = a->pad_set ? a->pad_mode : PM_PAD_ZERO;
-	o->pad_value = a->pad_value;
-	o->dtype = a->dtype >= 0 ? a->dtype : PM_DTYPE_F32;
-	o->order = a->order;
-	o->lazy = a->lazy;
-	err = pm_matrix_describe(o, info);
-	if (err == -PM_EWINDOWBIG) {
-		size_t win[PM_MAX_DIMS], shp[PM_MAX_DIMS];
-		int k = 0;
-
-		for (int i = 0; i < ndim; i++)
-			if (!(o->source.has_channels && i == o->source.channel_axis))
-				shp[k++] = im->src.shape[i];
-		for (int i = 0; i < ns; i++)
-			win[i] = (o->window[i].size - 1) * o->window[i].dilation + 1;
-		return cli_err("the window (%s with its dilation) is larger than the image (%s, "
-			       "padding included)",
-			       fmt_dims(b1, sizeof(b1), win, ns), fmt_dims(b2, sizeof(b2), shp, ns));
-	}
-	if (err == -PM_EPADVALUE)
-		return cli_err("--pad constant:%g cannot be stored as %s, the image's dtype",
-			       a->pad_value, pm_dtype_name(im->src.dtype));
-	if (err)
-		return cli_err("%s", pm_strerror(err));
+	if (fe_options_matrix(&f, im, o, info, err))
+		return cli_err("%s", err);
 	return 0;
 }
 
-size_t args_budget(const struct args *a)
+size_t args_budget(const struct pm_matrix_opts *o)
 {
-	return a->lazy.budget ? a->lazy.budget : PM_DEFAULT_BUDGET;
+	return o->lazy.budget ? o->lazy.budget : PM_DEFAULT_BUDGET;
 }
 
-size_t args_chunk(const struct args *a)
+size_t args_chunk(const struct pm_matrix_opts *o)
 {
-	return a->lazy.chunk ? a->lazy.chunk : (size_t)4 << 20;
+	return o->lazy.chunk ? o->lazy.chunk : (size_t)4 << 20;
 }
 
-int args_check_memory(const struct args *a, int backend, size_t matrix_bytes)
+int args_check_memory(const struct args *a, const struct pm_matrix_info *info)
 {
-	size_t budget = args_budget(a), chunk = args_chunk(a), resident;
-	uint64_t avail = meminfo_bytes("MemAvailable");
-	char b1[32], b2[32], b3[32];
-
-	if (backend != PM_BACKEND_EAGER && budget != PM_BUDGET_UNLIMITED && budget / 2 < chunk)
-		return cli_err("budget %s is too small: it must hold at least two chunks of %s "
-			       "(%s); raise --budget or lower --chunk",
-			       fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
-			       fmt_size(b3, sizeof(b3), 2 * chunk));
-	resident = backend == PM_BACKEND_EAGER || budget > matrix_bytes ? matrix_bytes : budget;
-	if (avail && resident > avail)
-		return cli_err("%s %s of the matrix resident, more than the %s of memory available; "
-			       "%s",
-			       backend == PM_BACKEND_EAGER ? "the eager backend would keep all"
-							   : "the budget lets",
-			       fmt_bytes(b1, sizeof(b1), (double)resident),
-			       fmt_bytes(b2, sizeof(b2), (double)avail),
-			       backend == PM_BACKEND_EAGER ? "use a lazy backend"
-							   : "give a smaller --budget");
+	if (pm_spec_check_memory(a->opt.spec, info))
+		return cli_err("%s", pm_spec_error(a->opt.spec));
 	return 0;
 }
 

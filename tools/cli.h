@@ -12,6 +12,7 @@
 
 #include "image.h"
 #include "json.h"
+#include "options.h"
 #include "outfile.h"
 #include "text.h"
 #include "patchmap.h"
@@ -34,16 +35,9 @@ void cli_json_reported(void);
 
 /* ---------------------------------------------------------------- parsing */
 
-/* "256M", "1G", "4096", "64KiB", "unlimited" (if allowed): 0, or -1. */
-int parse_size(const char *s, size_t *out, bool allow_unlimited);
-/* A non-negative integer that fits in `max`: 0, or -1. */
+/* A non-negative integer that fits in `max`, for the tool's own counts
+ * (--random, --seed): 0, or -1. */
 int parse_count(const char *s, size_t max, size_t *out);
-/* "16x16", "16", "3x5x2": up to PM_MAX_DIMS positive numbers. Returns the
- * count, or -1. */
-int parse_dims(const char *s, size_t *v);
-/* "1", "2x3", "1,2x3": per-axis padding (before, after). Returns the count
- * of axes given (1: every axis), or -1. */
-int parse_pad_width(const char *s, int64_t *before, int64_t *after);
 
 /* ---------------------------------------------------------------- words */
 
@@ -89,22 +83,9 @@ struct args {
 	int cmd;
 	const char *prog_cmd;         /* "info", ... */
 	const char *image;            /* the positional argument */
-	/* raw input */
-	struct img_raw raw;
-	bool raw_dtype_set;
-	/* window */
-	size_t window[PM_MAX_DIMS], step[PM_MAX_DIMS], dilation[PM_MAX_DIMS];
-	int nwindow, nstep, ndilation;
-	int pad_mode;
-	double pad_value;
-	bool pad_set;
-	int64_t pad_before[PM_MAX_DIMS], pad_after[PM_MAX_DIMS];
-	int npad;
-	/* matrix */
-	int dtype;                    /* output; -1: the command's default */
-	int order;
-	struct pm_lazy_opts lazy;
-	bool backend_set;
+	/* the image and matrix options, as the grammar reads them */
+	struct fe_options opt;
+	bool spec_given, window_given;
 	/* run */
 	bool quiet, json;
 	int blas_threads;             /* 0: the command's default */
@@ -118,28 +99,31 @@ struct args {
 	bool small;
 	size_t size[2];
 	int nsize;
+	size_t window[PM_MAX_DIMS];   /* demo: its square window's side */
+	int nwindow;
 	size_t nfilters;
 	const char *inject;           /* demo: spoil a response ("value", ...) */
 };
 
 /* Parses argv (argv[0] is the subcommand) into a. Returns -1 to go on, or
  * the exit code to end with: 0 after --help, EXIT_USAGE after a usage error
- * (reported). */
+ * (reported). args_free() frees what a holds. */
 int args_parse(struct args *a, int cmd, int argc, char **argv);
+void args_free(struct args *a);
 /* Prints the program's usage (to stdout). */
 void usage_program(FILE *f);
 
-/* The image's source and the window options as matrix options, checked by
- * pm_matrix_describe into *info. 0, or -1 after cli_err. */
+/* The image's source and the options as matrix options (pm_spec_matrix),
+ * checked by pm_matrix_describe into *info. 0, or -1 after cli_err. */
 int args_matrix(const struct args *a, const struct img *im, struct pm_matrix_opts *o,
 		struct pm_matrix_info *info);
-/* Refuses a budget smaller than the library can honour, and a resident
- * bound (the budget, or the whole matrix for the eager backend) larger than
- * the machine's available memory. 0, or -1 after cli_err. */
-int args_check_memory(const struct args *a, int backend, size_t matrix_bytes);
+/* The library's memory policy (pm_spec_check_memory): a budget smaller
+ * than two chunks, a resident bound larger than the available memory. 0,
+ * or -1 after cli_err. */
+int args_check_memory(const struct args *a, const struct pm_matrix_info *info);
 /* The budget and chunk in force for these options (defaults resolved). */
-size_t args_budget(const struct args *a);
-size_t args_chunk(const struct args *a);
+size_t args_budget(const struct pm_matrix_opts *o);
+size_t args_chunk(const struct pm_matrix_opts *o);
 
 /* The lazy statistics, in words or as JSON members. */
 void report_stats_text(FILE *f, const struct pm_stats *st, int threads);
@@ -161,9 +145,9 @@ int cli_out_commit(struct outfile *o);
 
 int cmd_demo(const struct args *a);
 /* OpenBLAS threads: --blas-threads, else the CPUs the filler threads leave. */
-int default_blas_threads(const struct args *a);
+int default_blas_threads(const struct args *a, const struct pm_matrix_opts *o);
 /* The library's filler threads for these options (0 when not lazy). */
-int lib_threads(const struct args *a, const struct pm_stats *st);
+int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st);
 /* Rows per GEMM block: a quarter of the budget of matrix rows, at most 64
  * MiB of them, and at most 16 MiB of nout responses of es bytes each. */
 size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget);

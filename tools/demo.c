@@ -323,7 +323,7 @@ int cmd_demo(const struct args *a)
 	struct progress bar;
 	pm_matrix *m = NULL;
 	float *C = NULL;
-	size_t rb, budget = args_budget(a), shape[2];
+	size_t rb, budget, shape[2];
 	uint64_t memtotal = meminfo_bytes("MemTotal"), base_rss, hwm, margin;
 	double t0, t, t_setup = now_s(), t_check = 0;
 	int ret = 1, e, bt;
@@ -365,21 +365,29 @@ int cmd_demo(const struct args *a)
 
 	shape[0] = d.H;
 	shape[1] = d.W;
-	pm_source_contiguous(&o.source, d.img, PM_DTYPE_U8, 2, shape);
-	for (int i = 0; i < 2; i++)
-		o.window[i] = (struct pm_window){ .size = d.K, .step = 1, .dilation = 1 };
-	o.dtype = PM_DTYPE_F32;
-	o.lazy = a->lazy;
-	e = pm_matrix_describe(&o, &info);
-	if (e) {
-		cli_err("demo: %s", pm_strerror(e));
+	/* The options as any front end reads them: the window, float32, the
+	 * memory options given. */
+	struct pm_source src;
+	char side[32];
+
+	pm_source_contiguous(&src, d.img, PM_DTYPE_U8, 2, shape);
+	snprintf(side, sizeof(side), "%zu", d.K);
+	if (pm_spec_set(a->opt.spec, "window", side) ||
+	    pm_spec_matrix(a->opt.spec, &src, &o, &info)) {
+		cli_err("demo: %s", pm_spec_error(a->opt.spec));
 		goto out;
 	}
+	if (o.lazy.backend == PM_BACKEND_NONE) {
+		cli_err("demo: backend: the demo multiplies the mapping: auto, uffd, sigsegv or "
+			"eager, not none");
+		goto out;
+	}
+	budget = args_budget(&o);
 	if (info.cols > INT_MAX || d.N > INT_MAX) {
 		cli_err("demo: too large for BLAS");
 		goto out;
 	}
-	if (args_check_memory(a, o.lazy.backend, info.bytes))
+	if (args_check_memory(a, &info))
 		goto out;
 	rb = block_rows(info.rows, info.ld * sizeof(float), d.N, sizeof(float), budget);
 	C = malloc(d.N * rb * sizeof(float));
@@ -388,7 +396,7 @@ int cmd_demo(const struct args *a)
 		goto out;
 	}
 	memset(C, 0, d.N * rb * sizeof(float));
-	bt = default_blas_threads(a);
+	bt = default_blas_threads(a, &o);
 	openblas_set_num_threads(bt);
 	t_setup = now_s() - t_setup;
 
@@ -439,7 +447,7 @@ int cmd_demo(const struct args *a)
 	bool larger = memtotal && info.bytes > memtotal;
 	int64_t total = 0;
 	double gbs = (double)info.bytes / t / 1e9;
-	int fillers = lib_threads(a, &st);
+	int fillers = lib_threads(&o, &st);
 
 	int64_t total_expected = 0;
 	for (size_t f = 0; f < d.N; f++) {

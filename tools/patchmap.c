@@ -13,9 +13,6 @@
 
 /* ---------------------------------------------------------------- info */
 
-static const char *const pad_names[PM_PAD_COUNT] = { "zero", "constant", "edge", "reflect",
-						     "symmetric", "wrap" };
-
 static int cmd_info(const struct args *a)
 {
 	struct pm_matrix_opts o;
@@ -24,9 +21,9 @@ static int cmd_info(const struct args *a)
 	struct img im;
 	int ret = 1;
 
-	if (img_open(a->image, &a->raw, &im, err))
+	if (img_open(a->image, &a->opt.raw, &im, err))
 		return cli_err("%s: %s", a->image, err), 1;
-	if (a->nwindow && args_matrix(a, &im, &o, &info))
+	if (a->window_given && args_matrix(a, &im, &o, &info))
 		goto out;
 	if (a->json) {
 		struct json j;
@@ -34,38 +31,14 @@ static int cmd_info(const struct args *a)
 		json_begin(&j, stdout);
 		json_str(&j, "command", "info");
 		report_image_json(&j, a->image, &im);
-		if (a->nwindow) {
-			size_t v[PM_MAX_DIMS];
-			int ns = info.nspatial;
-
-			json_obj(&j, "window");
-			for (int i = 0; i < ns; i++)
-				v[i] = o.window[i].size;
-			json_dims(&j, "size", v, ns);
-			for (int i = 0; i < ns; i++)
-				v[i] = o.window[i].step;
-			json_dims(&j, "step", v, ns);
-			for (int i = 0; i < ns; i++)
-				v[i] = o.window[i].dilation;
-			json_dims(&j, "dilation", v, ns);
-			for (int i = 0; i < ns; i++)
-				v[i] = (size_t)o.window[i].pad_before;
-			json_dims(&j, "pad_before", v, ns);
-			for (int i = 0; i < ns; i++)
-				v[i] = (size_t)o.window[i].pad_after;
-			json_dims(&j, "pad_after", v, ns);
-			json_str(&j, "pad_mode", pad_names[o.pad_mode]);
-			if (o.pad_mode == PM_PAD_CONSTANT)
-				json_num(&j, "pad_value", o.pad_value);
-			json_bool(&j, "channels_last", o.source.has_channels);
-			json_str(&j, "order", o.order == PM_ORDER_WINDOW ? "window" : "channel");
-			json_close(&j, '}');
+		if (a->window_given) {
+			fe_report_options(&j, &o, &info);
 			report_info_json(&j, &info);
 		}
 		json_end(&j);
 	} else if (!a->quiet) {
 		report_image_text(stdout, a->image, &im);
-		if (a->nwindow) {
+		if (a->window_given) {
 			char b1[64], b2[64], b3[64], b4[32];
 			size_t v[PM_MAX_DIMS], pb[PM_MAX_DIMS], pa[PM_MAX_DIMS];
 			int ns = info.nspatial;
@@ -86,11 +59,13 @@ static int cmd_info(const struct args *a)
 				v[i] = o.window[i].dilation;
 			printf(", dilation %s", fmt_dims(b1, sizeof(b1), v, ns));
 			if (padded)
-				printf(", %s padding %s before and %s after", pad_names[o.pad_mode],
+				printf(", %s padding %s before and %s after", pm_pad_mode_name(o.pad_mode),
 				       fmt_dims(b2, sizeof(b2), pb, ns), fmt_dims(b3, sizeof(b3), pa, ns));
 			else
 				printf(", no padding");
-			printf("%s\n", o.source.has_channels ? ", channels last" : "");
+			if (o.source.has_channels)
+				printf(", channels on axis %d", o.source.channel_axis);
+			printf("\n");
 			printf("patch matrix %zu rows x %zu cols (ld %zu), %s: %zu bytes (%s)\n", info.rows,
 			       info.cols, info.ld, pm_dtype_name(info.dtype), info.bytes,
 			       fmt_bytes(b4, sizeof(b4), (double)info.bytes));
@@ -251,25 +226,25 @@ static int write_npy(const struct args *a, const char *path, const void *data, i
 }
 
 /* The library's filler threads: as asked, or its default for cpus. */
-static int filler_threads(const struct args *a, int cpus)
+static int filler_threads(const struct pm_matrix_opts *o, int cpus)
 {
-	return a->lazy.threads ? a->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+	return o->lazy.threads ? o->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
 }
 
-int default_blas_threads(const struct args *a)
+int default_blas_threads(const struct args *a, const struct pm_matrix_opts *o)
 {
-	int cpus = online_cpus(), fillers = filler_threads(a, cpus);
+	int cpus = online_cpus(), fillers = filler_threads(o, cpus);
 
 	if (a->blas_threads)
 		return a->blas_threads;
 	return cpus - fillers < 1 ? 1 : cpus - fillers;
 }
 
-int lib_threads(const struct args *a, const struct pm_stats *st)
+int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st)
 {
 	if (st->backend == PM_BACKEND_EAGER || st->backend == PM_BACKEND_NONE)
 		return 0;
-	return filler_threads(a, online_cpus());
+	return filler_threads(o, online_cpus());
 }
 
 /* The end of a command that wrote the matrix's product: the matrix's stats
@@ -326,14 +301,28 @@ static int cmd_apply(const struct args *a)
 	void *F = NULL, *C = NULL;
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
-	int dtype = a->dtype >= 0 ? a->dtype : PM_DTYPE_F32, ret = 1, e, bt;
+	int dtype, ret = 1, e, bt;
 	bool opened = false;
 
-	if (img_open(a->image, &a->raw, &im, err))
+	if (img_open(a->image, &a->opt.raw, &im, err))
 		return cli_err("%s: %s", a->image, err), 1;
-	struct args b = *a;
-	b.dtype = dtype;
-	if (args_matrix(&b, &im, &o, &info) || load_filters(a, &o, &info, dtype, &F, &N))
+	if (args_matrix(a, &im, &o, &info))
+		goto out;
+	/* the GEMM's types, on rows of windows */
+	dtype = info.dtype;
+	if (dtype != PM_DTYPE_F32 && dtype != PM_DTYPE_F64) {
+		cli_err("dtype: apply computes in float32 or float64, not %s", pm_dtype_name(dtype));
+		goto out;
+	}
+	if (o.layout != PM_LAYOUT_ROWS) {
+		cli_err("layout: apply reads one row per window (rows), not cols");
+		goto out;
+	}
+	if (o.lazy.backend == PM_BACKEND_NONE) {
+		cli_err("backend: apply multiplies the mapping: auto, uffd, sigsegv or eager, not none");
+		goto out;
+	}
+	if (load_filters(a, &o, &info, dtype, &F, &N))
 		goto out;
 	es = info.elem_size;
 	if (N > INT_MAX || info.cols > INT_MAX || info.ld > INT_MAX)
@@ -343,7 +332,7 @@ static int cmd_apply(const struct args *a)
 		goto out;
 	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
 		goto out;
-	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(a));
+	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(&o));
 	C = malloc(N * rb * es);
 	if (!C) {
 		cli_err("out of memory for %zu x %zu responses", N, rb);
@@ -355,7 +344,7 @@ static int cmd_apply(const struct args *a)
 	size_t out_bytes;
 	if (__builtin_mul_overflow(N * es, info.windows, &out_bytes))
 		goto too_big;
-	if (args_check_memory(a, o.lazy.backend, info.bytes))
+	if (args_check_memory(a, &info))
 		goto out;
 	if (cli_out_open(&of, a->out, hlen + out_bytes, a))
 		goto out;
@@ -369,7 +358,7 @@ static int cmd_apply(const struct args *a)
 		cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		goto out;
 	}
-	bt = default_blas_threads(a);
+	bt = default_blas_threads(a, &o);
 	openblas_set_num_threads(bt);
 	t0 = now_s();
 	e = pm_matrix_open(&o, &m);
@@ -439,7 +428,7 @@ static int cmd_apply(const struct args *a)
 		       "thread%s)\n",
 		       t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
 		       bt == 1 ? "" : "s");
-		report_stats_text(rep, &st, lib_threads(a, &st));
+		report_stats_text(rep, &st, lib_threads(&o, &st));
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
@@ -528,22 +517,25 @@ static int cmd_export(const struct args *a)
 	struct img im;
 	pm_matrix *m = NULL;
 	struct worker w[64];
-	size_t budget = args_budget(a), hlen, bufs;
+	size_t budget, hlen, bufs;
 	int nthreads, started = 0, ret = 1, e;
-	bool opened = false, lazy = a->backend_set;
+	bool opened = false, lazy;
 	double t0, t;
 
-	if (img_open(a->image, &a->raw, &im, err))
+	if (img_open(a->image, &a->opt.raw, &im, err))
 		return cli_err("%s: %s", a->image, err), 1;
 	if (args_matrix(a, &im, &o, &info))
 		goto out;
+	budget = args_budget(&o);
+	/* an explicit lazy backend: copied from the mapping */
+	lazy = o.lazy.backend != PM_BACKEND_AUTO && o.lazy.backend != PM_BACKEND_NONE;
 	if (info.ld != info.cols) {
 		cli_err("the matrix has padded rows; export writes packed ones");
 		goto out;
 	}
 	hlen = npy_write_header(hdr, sizeof(hdr), info.dtype, 2, (size_t[]){ info.rows, info.cols },
 				false);
-	nthreads = lazy ? 1 : a->lazy.threads ? a->lazy.threads : online_cpus();
+	nthreads = lazy ? 1 : o.lazy.threads ? o.lazy.threads : online_cpus();
 	if (nthreads > 64)
 		nthreads = 64;
 	/* Buffers: within the budget; with a mapping, an eighth of it, the
@@ -558,31 +550,29 @@ static int cmd_export(const struct args *a)
 	x.piece &= ~(size_t)4095;
 	if (!x.piece) {
 		char b1[32];
-		cli_err("budget %s is too small: export needs at least 4 KiB of buffer%s",
+		cli_err("budget: %s is too small: export needs at least 4 KiB of buffer%s",
 			fmt_size(b1, sizeof(b1), budget), lazy ? " (an eighth of the budget)" : "");
 		goto out;
 	}
 	if (lazy) {
-		size_t chunk = args_chunk(a), need = (16 * chunk + 6) / 7;
+		size_t chunk = args_chunk(&o), need = (16 * chunk + 6) / 7;
 
 		while (need - need / 8 < 2 * chunk)
 			need++;
 		need = (need + 1023) & ~(size_t)1023;
 		if (budget != PM_BUDGET_UNLIMITED && budget < need) {
 			char b1[32], b2[32], b3[32];
-			cli_err("budget %s is too small for export through a mapping: an eighth goes to "
+			cli_err("budget: %s is too small for export through a mapping: an eighth goes to "
 				"the write buffers and the rest must hold two chunks of %s; give "
 				"--budget %s or more, or lower --chunk",
 				fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
 				fmt_size(b3, sizeof(b3), need));
 			goto out;
 		}
+		if (args_check_memory(a, &info))
+			goto out;
 		if (budget != PM_BUDGET_UNLIMITED)
 			o.lazy.budget = budget - bufs;
-		struct args b = *a;
-		b.lazy.budget = o.lazy.budget;
-		if (args_check_memory(&b, o.lazy.backend, info.bytes))
-			goto out;
 	} else {
 		o.lazy.backend = PM_BACKEND_NONE;
 	}
@@ -659,7 +649,7 @@ static int cmd_export(const struct args *a)
 		fprintf(rep, "  time        %.3f s: %.2f GB/s written by %d thread%s in pieces of %s\n", t,
 		       (double)info.bytes / t / 1e9, nthreads, nthreads == 1 ? "" : "s",
 		       fmt_size(b2, sizeof(b2), x.piece));
-		report_stats_text(rep, &st, lib_threads(a, &st));
+		report_stats_text(rep, &st, lib_threads(&o, &st));
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
@@ -703,9 +693,12 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[1], cmds[i].name)) {
 			int r = args_parse(&a, cmds[i].cmd, argc - 1, argv + 1);
 
-			if (r >= 0)
+			if (r >= 0) {
+				args_free(&a);
 				return cli_exit(r);
+			}
 			r = cmds[i].run(&a) ? 1 : 0;
+			args_free(&a);
 			/* A report that could not be written is a failure too. */
 			if (fflush(stdout) || ferror(stdout)) {
 				if (!r)

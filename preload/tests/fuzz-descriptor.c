@@ -38,14 +38,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(buf);
 		return 0;
 	}
-	if (line != 0 || !d.source[0] || d.nwindow < 1 || d.nwindow > PM_MAX_DIMS || !d.line[DK_SOURCE] ||
-	    !d.line[DK_WINDOW])
+	if (line != 0 || !d.source[0] || !d.line[DK_SOURCE] || !d.line[desc_key("window")])
 		abort();
-	for (int k = 0; k < DK_COUNT; k++)
+	for (int k = 0; k < DESC_MAX_KEYS; k++)
 		if (d.line[k] < 0 || d.line[k] > lines)
-			abort();
-	for (int a = 0; a < d.nwindow; a++)
-		if (!d.window[a])
 			abort();
 	for (int s = 0; s < 3; s++) {
 		static const unsigned char byte;
@@ -66,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    info.bytes / info.rows < info.cols * info.elem_size)
 			abort();
 	}
+	desc_free(&d);
 	free(buf);
 	return 0;
 }

@@ -54,7 +54,7 @@ static const char *desc(const char *name)
 static void make_files(void)
 {
 	size_t shape[2] = { H, W };
-	static const char common[] = "source = img.npy\nwindow = 5x4\nstep = 2x1\noutput_dtype = float32\n";
+	static const char common[] = "source = img.npy\nwindow = 5x4\nstep = 2x1\ndtype = float32\n";
 
 	if (write_npy(t_path("img.npy"), "|u1", 2, shape, img, sizeof(img)) ||
 	    write_text(t_path("raw.patchmap"), "%schunk = 4K\nbudget = 8K\n", common) ||
@@ -203,7 +203,7 @@ static void test_write_opens(void)
 	/* a new descriptor can be written, and is one once written */
 	fd = open(desc("new.patchmap"), O_WRONLY | O_CREAT | O_EXCL, 0644);
 	CU_ASSERT_FATAL(fd >= 0);
-	snprintf(text, sizeof(text), "source = img.npy\nwindow = 5x4\nstep = 2x1\noutput_dtype = f32\n");
+	snprintf(text, sizeof(text), "source = img.npy\nwindow = 5x4\nstep = 2x1\ndtype = f32\n");
 	CU_ASSERT_EQUAL(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
 	fd = open(desc("new.patchmap"), O_RDONLY);
@@ -751,8 +751,8 @@ static void test_malformed(void)
 
 	snprintf(want, sizeof(want),
 		 "libpatchmap-preload: %s:2: unknown key \"windw\"\n"
-		 "libpatchmap-preload: %s:2: window: the window (with its dilation) is larger than the "
-		 "padded source along some axis (source shape 67x45, window 99)\n",
+		 "libpatchmap-preload: %s:2: window: '99' spans 99x99 samples, more than the source's "
+		 "67x45 (shape 67x45): give a smaller window, or pad\n",
 		 desc("bad.patchmap"), desc("bad2.patchmap"));
 	if (strcmp(got, want))
 		fprintf(stderr, "\n  stderr:\n%s  want:\n%s", got, want);

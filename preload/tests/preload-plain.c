@@ -232,7 +232,7 @@ int main(void)
 		return 1;
 	/* a 10 x 10 uint8 image, 2 x 2 windows: 81 rows of 4 bytes */
 	if (write_npy(t_path("src.npy"), "|u1", 2, (size_t[]){ 10, 10 }, content, 100) ||
-	    write_text(t_path("d.patchmap"), "source = src.npy\nwindow = 2\n") ||
+	    write_text(t_path("d.patchmap"), "source = src.npy\nwindow = 2\ndtype = same\n") ||
 	    stat(t_path("d.patchmap"), &st) || st.st_size != 81 * 4) {
 		fprintf(stderr, "libpatchmap-preload.so is not loaded (LD_PRELOAD)\n");
 		return 1;

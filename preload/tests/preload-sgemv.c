@@ -82,8 +82,8 @@ int main(int argc, char **argv)
 	unlink(desc);
 	f = fopen(desc, "w");
 	if (!f || fprintf(f, "# %zu x %zu uint8, %zu x %zu windows, float32\n"
-			     "source = sgemv.u8\nshape = %zux%zu\ndtype = uint8\nwindow = %zu\n"
-			     "output_dtype = float32\nbudget = %s\n",
+			     "source = sgemv.u8\nshape = %zux%zu\nraw_dtype = uint8\nwindow = %zu\n"
+			     "dtype = float32\nbudget = %s\n",
 			  h, w, k, k, h, w, k, argv[5]) < 0 ||
 	    fclose(f))
 		return fail(desc);

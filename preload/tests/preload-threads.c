@@ -42,11 +42,11 @@ static void make_files(void)
 		img[i] = (unsigned char)(i * 97 + (i >> 8));
 	if (write_file(t_path("ramp.u32"), ramp, RAMP * 4) ||
 	    write_npy(t_path("img.npy"), "|u1", 2, (size_t[]){ H, W }, img, sizeof(img)) ||
-	    write_text(t_path("ramp.patchmap"), "source = ramp.u32\nshape = %u\ndtype = u32\nwindow = 1\n", RAMP) ||
+	    write_text(t_path("ramp.patchmap"), "source = ramp.u32\nshape = %u\nraw_dtype = u32\ndtype = same\nwindow = 1\n", RAMP) ||
 	    write_text(t_path("d2.patchmap"), "source = img.npy\nwindow = 6x5\nstep = 1x2\npad = 1\n"
-					      "output_dtype = float32\nformat = npy\nchunk = 64K\nbudget = 256K\n") ||
+					      "dtype = float32\nformat = npy\nchunk = 64K\nbudget = 256K\n") ||
 	    write_text(t_path("d2s.patchmap"), "source = img.npy\nwindow = 6x5\nstep = 1x2\npad = 1\n"
-					       "output_dtype = float32\nformat = npy\nbackend = sigsegv\n"
+					       "dtype = float32\nformat = npy\nbackend = sigsegv\n"
 					       "chunk = 64K\nbudget = 128K\n"))
 		abort();
 	free(ramp);

@@ -13,13 +13,24 @@ static int parse(const char *text, struct desc *d, char *err, int *line)
 	return desc_parse(text, strlen(text), d, err, line);
 }
 
+/* A source of this shape and dtype over one byte: only its shape is read. */
+static struct pm_source fake_of(int dtype, int ndim, const size_t *shape)
+{
+	static const double sample;
+	struct pm_source s;
+
+	CU_ASSERT_EQUAL(pm_source_contiguous(&s, &sample, dtype, ndim, shape), 0);
+	memset(s.strides, 0, sizeof(s.strides));
+	return s;
+}
+
 static void test_every_key(void)
 {
 	static const char text[] =
 		"# a descriptor with every key\n"
 		"source = data/img.raw\n"
 		"shape = 4x5x3\n"
-		"dtype = >u2\n"
+		"raw_dtype = >u2\n"
 		"raw_offset = 16\n"
 		"channel_axis = first\n"
 		"window = 3x2\n"
@@ -28,7 +39,7 @@ static void test_every_key(void)
 		"pad = 1, 2x3\n"
 		"pad_mode = constant\n"
 		"pad_value = -2.5\n"
-		"output_dtype = float64\n"
+		"dtype = float64\n"
 		"scale = 0.5\n"
 		"offset = 1e-3\n"
 		"order = channel\n"
@@ -41,80 +52,132 @@ static void test_every_key(void)
 		"readahead = 5\n"
 		"writable = yes\n"
 		"format = npy\n";
+	static const char *const order[] = {
+		"source", "shape", "raw_dtype", "raw_offset", "channel_axis", "window", "step",
+		"dilation", "pad", "pad_mode", "pad_value", "dtype", "scale", "offset", "order",
+		"layout", "row_pitch", "budget", "chunk", "backend", "threads", "readahead",
+		"writable", "format",
+	};
+	static const size_t shape[] = { 4, 5, 3 };
+	struct pm_source src = fake_of(PM_DTYPE_F32, 3, shape);
+	struct pm_matrix_info info;
+	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	struct desc d;
-	int line = -1;
+	int line = -1, nkeys = 0;
 
 	CU_ASSERT_EQUAL_FATAL(parse(text, &d, err, &line), 0);
 	CU_ASSERT_EQUAL(line, 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "data/img.raw");
-	CU_ASSERT(d.raw_ndim == 3 && d.shape[0] == 4 && d.shape[1] == 5 && d.shape[2] == 3);
-	CU_ASSERT(d.raw_dtype == PM_DTYPE_U16 && d.raw_big_endian);
-	CU_ASSERT_EQUAL(d.raw_offset, 16);
-	CU_ASSERT_EQUAL(d.channel_axis, 0);
-	CU_ASSERT(d.nwindow == 2 && d.window[0] == 3 && d.window[1] == 2);
-	CU_ASSERT(d.nstep == 2 && d.step[0] == 2 && d.step[1] == 1);
-	CU_ASSERT(d.ndilation == 2 && d.dilation[0] == 1 && d.dilation[1] == 2);
-	CU_ASSERT(d.npad == 2 && d.pad_before[0] == 1 && d.pad_after[0] == 1 && d.pad_before[1] == 2 &&
-		  d.pad_after[1] == 3);
-	CU_ASSERT(d.pad_mode == PM_PAD_CONSTANT && d.pad_value == -2.5);
-	CU_ASSERT_EQUAL(d.dtype, PM_DTYPE_F64);
-	CU_ASSERT(d.affine && d.scale == 0.5 && d.offset == 1e-3);
-	CU_ASSERT(d.order == PM_ORDER_CHANNEL && d.layout == PM_LAYOUT_COLS);
-	CU_ASSERT_EQUAL(d.row_pitch, 1024);
-	CU_ASSERT_EQUAL(d.lazy.budget, (size_t)64 << 20);
-	CU_ASSERT_EQUAL(d.lazy.chunk, (size_t)2 << 20);
-	CU_ASSERT_EQUAL(d.lazy.backend, PM_BACKEND_SIGSEGV);
-	CU_ASSERT_EQUAL(d.lazy.threads, 3);
-	CU_ASSERT_EQUAL(d.lazy.readahead, 5);
-	CU_ASSERT_EQUAL(d.lazy.flags, PM_LAZY_WRITABLE);
+	CU_ASSERT(d.opt.raw.ndim == 3 && d.opt.raw.shape[0] == 4 && d.opt.raw.shape[1] == 5 &&
+		  d.opt.raw.shape[2] == 3);
+	CU_ASSERT(d.opt.raw.dtype == PM_DTYPE_U16 && d.opt.raw.big_endian);
+	CU_ASSERT_EQUAL(d.opt.raw.offset, 16);
 	CU_ASSERT_EQUAL(d.format, DESC_NPY);
-	for (int k = 0; k < DK_COUNT; k++) {
-		CU_ASSERT(d.line[k] == k + 2);
-		CU_ASSERT_PTR_NOT_NULL(desc_key_name(k));
+	/* the matrix keys, resolved against a float32 source of that shape */
+	if (desc_matrix(&d, &src, &o, &info, err, &line))
+		fprintf(stderr, "\n  %s (line %d)\n", err, line);
+	CU_ASSERT_EQUAL_FATAL(desc_matrix(&d, &src, &o, &info, err, &line), 0);
+	CU_ASSERT(o.source.has_channels && o.source.channel_axis == 0);
+	CU_ASSERT(o.window[0].size == 3 && o.window[1].size == 2);
+	CU_ASSERT(o.window[0].step == 2 && o.window[1].step == 1);
+	CU_ASSERT(o.window[0].dilation == 1 && o.window[1].dilation == 2);
+	CU_ASSERT(o.window[0].pad_before == 1 && o.window[0].pad_after == 1 &&
+		  o.window[1].pad_before == 2 && o.window[1].pad_after == 3);
+	CU_ASSERT(o.pad_mode == PM_PAD_CONSTANT && o.pad_value == -2.5);
+	CU_ASSERT_EQUAL(info.dtype, PM_DTYPE_F64);
+	CU_ASSERT(o.affine && o.scale == 0.5 && o.offset == 1e-3);
+	CU_ASSERT(o.order == PM_ORDER_CHANNEL && o.layout == PM_LAYOUT_COLS);
+	CU_ASSERT_EQUAL(o.row_pitch, 1024);
+	CU_ASSERT_EQUAL(o.lazy.budget, (size_t)64 << 20);
+	CU_ASSERT_EQUAL(o.lazy.chunk, (size_t)2 << 20);
+	CU_ASSERT_EQUAL(o.lazy.backend, PM_BACKEND_SIGSEGV);
+	CU_ASSERT_EQUAL(o.lazy.threads, 3);
+	CU_ASSERT_EQUAL(o.lazy.readahead, 5);
+	CU_ASSERT_EQUAL(o.lazy.flags, PM_LAZY_WRITABLE);
+	/* every key is on its line, and every key of a descriptor is above */
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		CU_ASSERT(desc_key(order[i]) >= 0);
+		CU_ASSERT_EQUAL(d.line[desc_key(order[i])], (int)i + 2);
 	}
-	CU_ASSERT_PTR_NULL(desc_key_name(DK_COUNT));
+	while (desc_key_name(nkeys))
+		nkeys++;
+	CU_ASSERT(nkeys >= (int)(sizeof(order) / sizeof(order[0])));
+	for (int k = 0; k < nkeys; k++)
+		CU_ASSERT(d.line[k] >= 2);
 	CU_ASSERT_PTR_NULL(desc_key_name(-1));
+	CU_ASSERT_EQUAL(desc_key("Window"), -1);
+	CU_ASSERT_EQUAL(desc_key("pad-mode"), -1);
+	desc_free(&d);
 }
 
 static void test_defaults(void)
 {
+	static const size_t s2[] = { 20, 30 }, s3[] = { 20, 30, 3 };
+	struct pm_source src2 = fake_of(PM_DTYPE_U8, 2, s2), src3 = fake_of(PM_DTYPE_U8, 3, s3);
+	struct pm_matrix_info info;
+	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	struct desc d;
 	int line;
 
 	CU_ASSERT_EQUAL_FATAL(parse("source=a.npy\nwindow=3", &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "a.npy");
-	CU_ASSERT_EQUAL(d.raw_ndim, 0);
-	CU_ASSERT_EQUAL(d.channel_axis, DESC_CHANNELS_AUTO);
-	CU_ASSERT(d.nwindow == 1 && d.window[0] == 3);
-	CU_ASSERT(d.nstep == 0 && d.ndilation == 0 && d.npad == 0);
-	CU_ASSERT(d.pad_mode == PM_PAD_ZERO && d.dtype == PM_DTYPE_SAME && !d.affine && d.scale == 1.0);
-	CU_ASSERT(d.order == PM_ORDER_WINDOW && d.layout == PM_LAYOUT_ROWS && d.row_pitch == 0);
-	CU_ASSERT(d.lazy.backend == PM_BACKEND_AUTO && d.lazy.budget == 0 && d.lazy.chunk == 0);
+	CU_ASSERT_EQUAL(d.opt.raw.ndim, 0);
 	CU_ASSERT_EQUAL(d.format, DESC_RAW);
+	CU_ASSERT_EQUAL_FATAL(desc_matrix(&d, &src2, &o, &info, err, &line), 0);
+	CU_ASSERT(!o.source.has_channels && info.nspatial == 2);
+	CU_ASSERT(o.window[0].size == 3 && o.window[1].size == 3);
+	CU_ASSERT(o.window[0].step == 1 && o.window[1].dilation == 1);
+	CU_ASSERT(o.window[0].pad_before == 0 && o.window[1].pad_after == 0);
+	/* float32, as in every front end */
+	CU_ASSERT(o.pad_mode == PM_PAD_ZERO && info.dtype == PM_DTYPE_F32 && !o.affine);
+	CU_ASSERT(o.order == PM_ORDER_WINDOW && o.layout == PM_LAYOUT_ROWS && o.row_pitch == 0);
+	CU_ASSERT(o.lazy.backend == PM_BACKEND_AUTO && o.lazy.budget == 0 && o.lazy.chunk == 0);
+	desc_free(&d);
 	/* the other spellings */
 	CU_ASSERT_EQUAL_FATAL(parse("source=a\nwindow=3\nbudget=unlimited\nreadahead=0\nwritable=false\n"
-				    "channel_axis=none\npad=same\noutput_dtype=same\n",
+				    "channel_axis=none\npad=same\ndtype=same\n",
 				    &d, err, &line),
 			      0);
-	CU_ASSERT_EQUAL(d.lazy.budget, PM_BUDGET_UNLIMITED);
-	CU_ASSERT_EQUAL(d.lazy.readahead, -1);
-	CU_ASSERT_EQUAL(d.lazy.flags, 0);
-	CU_ASSERT_EQUAL(d.channel_axis, DESC_CHANNELS_NONE);
-	CU_ASSERT_EQUAL(d.npad, DESC_PAD_SAME);
+	CU_ASSERT_EQUAL_FATAL(desc_matrix(&d, &src3, &o, &info, err, &line), 0);
+	CU_ASSERT_EQUAL(o.lazy.budget, PM_BUDGET_UNLIMITED);
+	CU_ASSERT_EQUAL(o.lazy.readahead, -1);
+	CU_ASSERT_EQUAL(o.lazy.flags, 0);
+	CU_ASSERT(!o.source.has_channels && info.nspatial == 3);
+	CU_ASSERT(o.window[0].pad_before == 1 && o.window[2].pad_after == 1);
+	CU_ASSERT_EQUAL(info.dtype, PM_DTYPE_U8);
+	desc_free(&d);
 	CU_ASSERT_EQUAL_FATAL(parse("source=a\nwindow=3\nchannel_axis=-2\nreadahead=none\n"
 				    "budget=3G\nscale=2\n",
 				    &d, err, &line),
 			      0);
-	CU_ASSERT_EQUAL(d.channel_axis, -2);
-	CU_ASSERT_EQUAL(d.lazy.readahead, -1);
-	CU_ASSERT_EQUAL(d.lazy.budget, (size_t)3 << 30);
-	CU_ASSERT(d.affine && d.scale == 2.0 && d.offset == 0.0);
+	CU_ASSERT_EQUAL_FATAL(desc_matrix(&d, &src3, &o, &info, err, &line), 0);
+	CU_ASSERT(o.source.has_channels && o.source.channel_axis == 1);
+	CU_ASSERT_EQUAL(o.lazy.readahead, -1);
+	CU_ASSERT_EQUAL(o.lazy.budget, (size_t)3 << 30);
+	CU_ASSERT(o.affine && o.scale == 2.0 && o.offset == 0.0);
+	desc_free(&d);
+}
+
+/* The window sizes of d over a 40 x 40 source. */
+static void windows(struct desc *d, size_t *w0, size_t *w1)
+{
+	static const size_t shape[] = { 40, 40 };
+	struct pm_source src = fake_of(PM_DTYPE_U8, 2, shape);
+	struct pm_matrix_info info;
+	struct pm_matrix_opts o;
+	char err[DESC_ERRLEN];
+	int line;
+
+	CU_ASSERT_EQUAL_FATAL(desc_matrix(d, &src, &o, &info, err, &line), 0);
+	*w0 = o.window[0].size;
+	*w1 = o.window[1].size;
 }
 
 static void test_syntax(void)
 {
+	size_t w0, w1;
 	static const char text[] = "\n"
 				   "   # indented comment\n"
 				   "\tsource\t=  \"my dir/a #1.npy\"   # a comment after a blank\r\n"
@@ -126,9 +189,11 @@ static void test_syntax(void)
 
 	CU_ASSERT_EQUAL_FATAL(parse(text, &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "my dir/a #1.npy");
-	CU_ASSERT(d.nwindow == 2 && d.window[0] == 3 && d.window[1] == 4);
+	windows(&d, &w0, &w1);
+	CU_ASSERT(w0 == 3 && w1 == 4);
 	CU_ASSERT_EQUAL(d.line[DK_SOURCE], 3);
-	CU_ASSERT_EQUAL(d.line[DK_WINDOW], 4);
+	CU_ASSERT_EQUAL(d.line[desc_key("window")], 4);
+	desc_free(&d);
 	/* '#' right after a value is part of it: "2#..." is a bad step */
 	snprintf(more, sizeof(more), "%sstep=2#not a comment\n", text);
 	CU_ASSERT_EQUAL(parse(more, &d, err, &line), -1);
@@ -136,16 +201,22 @@ static void test_syntax(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "step:"));
 	CU_ASSERT_EQUAL_FATAL(parse("source = a#b.npy\nwindow = 3\n", &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "a#b.npy");
+	desc_free(&d);
 	CU_ASSERT_EQUAL_FATAL(parse("source = \"a = b\"\nwindow = 3\n", &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "a = b");
+	desc_free(&d);
 	/* a '"' inside an unquoted value is an ordinary character: it does not
 	 * hide the comment after it */
 	CU_ASSERT_EQUAL_FATAL(parse("source = a\"b # c\nwindow = 3 # \"\n", &d, err, &line), 0);
 	CU_ASSERT_STRING_EQUAL(d.source, "a\"b");
-	CU_ASSERT(d.nwindow == 1 && d.window[0] == 3);
+	windows(&d, &w0, &w1);
+	CU_ASSERT(w0 == 3 && w1 == 3);
+	desc_free(&d);
 	/* the buffer need not end with a NUL or a newline */
 	CU_ASSERT_EQUAL_FATAL(desc_parse("source = x\nwindow = 7XXXX", 21, &d, err, &line), 0);
-	CU_ASSERT(d.nwindow == 1 && d.window[0] == 7);
+	windows(&d, &w0, &w1);
+	CU_ASSERT(w0 == 7 && w1 == 7);
+	desc_free(&d);
 }
 
 /* One malformed descriptor: the line the error names and a word it says. */
@@ -160,7 +231,7 @@ static const struct {
 	{ "source = a\nwindow =\n", 2, "window has no value" },
 	{ "source = a\nwindow = \"\"\n", 2, "only source may be quoted" },
 	{ "source = \"a\nwindow = 3\n", 1, "closing quote" },
-	{ "source = a\nwindow = 0\n", 2, "window: expected one positive size" },
+	{ "source = a\nwindow = 0\n", 2, "window: '0' is not a window size" },
 	{ "source = a\nwindow = 3x\n", 2, "window:" },
 	{ "source = a\nwindow = x3\n", 2, "window:" },
 	{ "source = a\nwindow = 1x1x1x1x1x1x1x1x1\n", 2, "window:" },
@@ -168,26 +239,33 @@ static const struct {
 	{ "source = a\nwindow = 3\ndilation = -1\n", 3, "dilation:" },
 	{ "source = a\nwindow = 99999999999999999999999\n", 2, "window:" },
 	{ "source = a\nwindow = 3\nshape = 4x0\n", 3, "shape:" },
-	{ "source = a\nwindow = 3\nshape = 4\ndtype = complex64\n", 4, "dtype: unknown sample type" },
-	{ "source = a\nwindow = 3\noutput_dtype = >f4\n", 3, "output_dtype:" },
-	{ "source = a\nwindow = 3\noutput_dtype = complex64\n", 3, "output_dtype:" },
-	{ "source = a\nwindow = 3\nraw_offset = 4Q\n", 3, "raw_offset: expected a byte count" },
+	{ "source = a\nwindow = 3\nshape = 4\nraw_dtype = complex64\n", 4,
+	  "raw_dtype: 'complex64' is not a sample type" },
+	{ "source = a\nwindow = 3\nshape = 4\nraw_dtype = u8\n", 4, "raw_dtype: 'u8' is ambiguous" },
+	{ "source = a\nwindow = 3\noutput_dtype = float32\n", 3,
+	  "unknown key \"output_dtype\": the matrix's dtype is \"dtype\"" },
+	{ "source = a\nwindow = 3\ndtype = >f4\n", 3, "dtype:" },
+	{ "source = a\nwindow = 3\ndtype = int128\n", 3, "dtype:" },
+	{ "source = a\nwindow = 3\ndtype = u8\n", 3, "dtype: 'u8' is ambiguous" },
+	{ "source = a\nwindow = 3\npad-mode = edge\n", 3, "unknown key \"pad-mode\"" },
+	{ "source = a\nwindow = 3\nraw_offset = 4Q\n", 3, "raw_offset: '4Q' is not a byte count" },
 	{ "source = a\nwindow = 3\nrow_pitch = 99999999999T\n", 3, "row_pitch:" },
-	{ "source = a\nwindow = 3\nchunk = 5000\n", 3, "chunk: 5000 is not a power of two" },
+	{ "source = a\nwindow = 3\nchunk = 5000\n", 3, "chunk: '5000' is not a power of two" },
 	{ "source = a\nwindow = 3\nchunk = 1K\n", 3, "chunk:" },
 	{ "source = a\nwindow = 3\nbudget = 0\n", 3, "budget:" },
 	{ "source = a\nwindow = 3\nchannel_axis = middle\n", 3, "channel_axis:" },
 	{ "source = a\nwindow = 3\npad = 1x\n", 3, "pad:" },
 	{ "source = a\nwindow = 3\npad = 1,,2\n", 3, "pad:" },
 	{ "source = a\nwindow = 3\npad = -1\n", 3, "pad:" },
-	{ "source = a\nwindow = 3\npad_mode = mirror\n", 3, "pad_mode: expected zero, constant" },
-	{ "source = a\nwindow = 3\npad_mode = constant\npad_value = nan\n", 4, "pad_value: expected a number" },
-	{ "source = a\nwindow = 3\npad_value = 1\n", 3, "pad_value needs pad_mode = constant" },
-	{ "source = a\nwindow = 3\nscale = 1,5\n", 3, "scale: expected a number" },
+	{ "source = a\nwindow = 3\npad = 99999999999\n", 3, "pad:" },
+	{ "source = a\nwindow = 3\npad_mode = mirror\n", 3, "pad_mode: 'mirror' is not zero, constant" },
+	{ "source = a\nwindow = 3\npad_mode = constant\npad_value = one\n", 4,
+	  "pad_value: 'one' is not a number" },
+	{ "source = a\nwindow = 3\nscale = 1,5\n", 3, "scale: '1,5' is not a finite number" },
 	{ "source = a\nwindow = 3\noffset = 1e999\n", 3, "offset:" },
-	{ "source = a\nwindow = 3\norder = rows\n", 3, "order: expected window or channel" },
-	{ "source = a\nwindow = 3\nlayout = transposed\n", 3, "layout: expected rows or cols" },
-	{ "source = a\nwindow = 3\nbackend = mmap\n", 3, "backend: expected auto" },
+	{ "source = a\nwindow = 3\norder = rows\n", 3, "order: 'rows' is not window" },
+	{ "source = a\nwindow = 3\nlayout = transposed\n", 3, "layout: 'transposed' is not rows" },
+	{ "source = a\nwindow = 3\nbackend = mmap\n", 3, "backend: 'mmap' is not auto" },
 	{ "source = a\nwindow = 3\nthreads = 2000\n", 3, "threads:" },
 	{ "source = a\nwindow = 3\nreadahead = -3\n", 3, "readahead:" },
 	{ "source = a\nwindow = 3\nwritable = maybe\n", 3, "writable:" },
@@ -195,8 +273,8 @@ static const struct {
 	{ "window = 3\n", 0, "no \"source = PATH\" line" },
 	{ "source = a\n", 0, "no \"window = SIZE\" line" },
 	{ "# nothing\n\n", 0, "no \"source" },
-	{ "source = a\nwindow = 3\ndtype = u16\n", 3, "dtype is for raw sources" },
-	{ "source = a\nwindow = 3\nraw_offset = 8\n", 3, "raw_offset is for raw sources" },
+	{ "source = a\nwindow = 3\nraw_dtype = u16\n", 3, "raw_dtype: only for a raw file" },
+	{ "source = a\nwindow = 3\nraw_offset = 8\n", 3, "raw_offset: only for a raw file" },
 };
 
 static void test_errors(void)
@@ -264,9 +342,14 @@ static int build(const char *text, int ndim, const size_t *shape, struct pm_matr
 {
 	struct pm_source s = fake(ndim, shape);
 	struct desc d;
+	int r;
 
+	if (parse(text, &d, err, line))
+		fprintf(stderr, "\n  %s: %s\n", text, err);
 	CU_ASSERT_EQUAL_FATAL(parse(text, &d, err, line), 0);
-	return desc_matrix(&d, &s, o, info, err, line);
+	r = desc_matrix(&d, &s, o, info, err, line);
+	desc_free(&d);
+	return r;
 }
 
 static void test_channels(void)
@@ -296,14 +379,14 @@ static void test_channels(void)
 
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3x3x3x3x3\n", 3, s3, &o, &info, err, &line), -1);
 	CU_ASSERT_EQUAL(line, 2);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "window names 5 axes, the source has 3 (shape 20x30x3)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "window: '3x3x3x3x3' gives 5 sizes for the 3-D source (shape 20x30x3)"));
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\nchannel_axis=3\n", 3, s3, &o, &info, err, &line), -1);
 	CU_ASSERT_EQUAL(line, 3);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "channel_axis: axis 3 does not exist"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "channel_axis: '3': the 3-D source (shape 20x30x3) has axes 0 to 2"));
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\nchannel_axis=-4\n", 3, s3, &o, &info, err, &line), -1);
 	CU_ASSERT_EQUAL(line, 3);
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\nchannel_axis=0\n", 1, s2, &o, &info, err, &line), -1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no spatial axis left"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "leaves no axis to window"));
 	CU_ASSERT_EQUAL(line, 3);
 }
 
@@ -333,7 +416,7 @@ static void test_per_axis(void)
 
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\nstep=1x2x3\n", 3, s3, &o, &info, err, &line), -1);
 	CU_ASSERT_EQUAL(line, 3);
-	CU_ASSERT_PTR_NOT_NULL(strstr(err, "step gives 3 values, the source has 2 spatial axes"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "step: '1x2x3' gives 3 values for 2 spatial axes"));
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\npad=1,1,1\n", 2, s2, &o, &info, err, &line), -1);
 	CU_ASSERT_EQUAL(line, 3);
 	CU_ASSERT_EQUAL(build("source=a\nwindow=3\ndilation=2x2x2\n", 2, s2, &o, &info, err, &line), -1);
@@ -349,14 +432,15 @@ static void test_library_errors(void)
 		int line;
 		const char *words;
 	} cases[] = {
-		{ "source=a\n\nwindow=21\n", 3, "window: the window (with its dilation) is larger than the padded "
-						"source along some axis (source shape 20x30, window 21)" },
-		{ "source=a\nwindow=5\ndilation=6\n", 2, "window: the window (with its dilation) is larger" },
+		{ "source=a\n\nwindow=21\n", 3, "window: '21' spans 21x21 samples, more than the source's "
+						"20x30 (shape 20x30): give a smaller window, or pad" },
+		{ "source=a\nwindow=5\ndilation=6\n", 2, "window: '5' with its dilation spans 25x25 samples" },
+		{ "source=a\nwindow=3\npad_mode=edge\npad_value=1\n", 4,
+		  "pad_value: '1' goes with pad_mode constant" },
 		{ "source=a\nwindow=23\npad=1\n", 2, "window:" },
-		{ "source=a\nwindow=3\npad=99999999999\n", 3, "pad:" },
-		{ "source=a\nwindow=3\noutput_dtype=int16\n", 3, "output_dtype:" },
-		{ "source=a\nwindow=3\noutput_dtype=u8\noffset=2\n", 4, "offset:" },
-		{ "source=a\nwindow=3\nscale=3\noutput_dtype=u8\n", 3, "scale:" },
+		{ "source=a\nwindow=3\ndtype=int16\n", 3, "dtype:" },
+		{ "source=a\nwindow=3\ndtype=uint8\noffset=2\n", 4, "offset:" },
+		{ "source=a\nwindow=3\nscale=3\ndtype=uint8\n", 3, "scale:" },
 		{ "source=a\nwindow=3\nrow_pitch=5\n", 3, "row_pitch:" },
 		{ "source=a\nwindow=3\npad_mode=constant\npad_value=300\n", 4, "pad_value:" },
 	};
@@ -467,7 +551,7 @@ static void test_npy_source(void)
 	make_sources();
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("a.patchmap"), "source = img8.npy\nwindow = 4x3\n"
 							       "step = 2\ndilation = 1x2\npad = same\n"
-							       "pad_mode = reflect\noutput_dtype = float32\n"
+							       "pad_mode = reflect\ndtype = float32\n"
 							       "scale = 0.25\noffset = -3\n"),
 			      0);
 	vf = load("a.patchmap", true, msg);
@@ -500,7 +584,7 @@ static void test_npy_source(void)
 
 	/* the same as .npy, with channel order and a row pitch */
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("b.patchmap"), "source = img8.npy\nwindow = 5\n"
-							       "row_pitch = 256\nformat = npy\n"
+							       "row_pitch = 256\nformat = npy\ndtype = same\n"
 							       "layout = cols\n"),
 			      0);
 	vf = load("b.patchmap", true, msg);
@@ -538,7 +622,7 @@ static void test_pnm_and_raw(void)
 	o.window[0] = o.window[1] = (struct pm_window){ 3, 1, 1, 0, 0 };
 	o.order = PM_ORDER_CHANNEL;
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("p.patchmap"), "source=img16.ppm\nwindow=3\n"
-							       "order=channel\nformat=npy\n"),
+							       "order=channel\nformat=npy\ndtype=same\n"),
 			      0);
 	vf = load("p.patchmap", true, msg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(vf);
@@ -546,8 +630,8 @@ static void test_pnm_and_raw(void)
 	vf_put(vf);
 
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("r.patchmap"), "source=img16.raw\nshape=%dx%dx3\n"
-							       "dtype=>u2\nraw_offset=5\nwindow=3x3\n"
-							       "order=channel\n",
+							       "raw_dtype=>u2\nraw_offset=5\nwindow=3x3\n"
+							       "order=channel\ndtype=same\n",
 					 H, W),
 			      0);
 	vf = load("r.patchmap", true, msg);
@@ -567,7 +651,7 @@ static void test_region(void)
 
 	make_sources();
 	CU_ASSERT_EQUAL_FATAL(write_text(t_path("m.patchmap"), "source=img8.npy\nwindow=2\nformat=npy\n"
-							       "output_dtype=f64\nchunk=4K\nbudget=8K\n"),
+							       "dtype=f64\nchunk=4K\nbudget=8K\n"),
 			      0);
 	vf = load("m.patchmap", true, msg);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(vf);
@@ -616,7 +700,7 @@ static void test_load_errors(void)
 		{ "source = other.patchmap\nwindow=3\n", "1: source: a descriptor cannot be the source" },
 		{ "source = fifo\nwindow=3\n", "1: source \"fifo\": not a regular file" },
 		{ "window=3\nsource = /dev/zero\n", "2: source \"/dev/zero\": not a regular file" },
-		{ "source = img8.npy\nwindow=30\n", "2: window: the window (with its dilation) is larger" },
+		{ "source = img8.npy\nwindow=30\n", "2: window: '30' spans 30x30 samples, more than the source's 23x17" },
 		{ "source = img8.npy\nwindow=3\nbogus=1\n", "3: unknown key \"bogus\"" },
 		{ "", " no \"source = PATH\" line" },
 	};

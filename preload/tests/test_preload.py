@@ -116,30 +116,30 @@ def data(tmp_path_factory):
 
 # id: (descriptor lines, source name, reference keywords)
 CASES = {
-    "u8-f32": ("source = u8.npy\nwindow = 5x4\nstep = 2x1\noutput_dtype = float32\n", "u8",
+    "u8-f32": ("source = u8.npy\nwindow = 5x4\nstep = 2x1\ndtype = float32\n", "u8",
                dict(window=[5, 4], step=[2, 1], dtype="float32")),
-    "u8-dilated-reflect": ("source = u8.npy\nwindow = 3\ndilation = 2\npad = same\npad_mode = reflect\n",
+    "u8-dilated-reflect": ("source = u8.npy\ndtype = same\nwindow = 3\ndilation = 2\npad = same\npad_mode = reflect\n",
                            "u8", dict(window=3, dilation=2, pad=2, mode="reflect")),
-    "u8-constant": ("source = u8.npy\nwindow = 4x6\nstep = 3\npad = 1, 2x3\npad_mode = constant\n"
+    "u8-constant": ("source = u8.npy\ndtype = same\nwindow = 4x6\nstep = 3\npad = 1, 2x3\npad_mode = constant\n"
                     "pad_value = 7\n", "u8",
                     dict(window=[4, 6], step=3, pad=[(1, 1), (2, 3)], mode="constant", cval=7)),
-    "u8-affine-f64": ("source = u8.npy\nwindow = 3\noutput_dtype = float64\nscale = 0.5\noffset = -1.25\n",
+    "u8-affine-f64": ("source = u8.npy\nwindow = 3\ndtype = float64\nscale = 0.5\noffset = -1.25\n",
                       "u8", dict(window=3, dtype="float64", scale=0.5, offset=-1.25)),
-    "u8-cols-pitch": ("source = u8.npy\nwindow = 3x2\nlayout = cols\nrow_pitch = 3072\n", "u8",
+    "u8-cols-pitch": ("source = u8.npy\ndtype = same\nwindow = 3x2\nlayout = cols\nrow_pitch = 3072\n", "u8",
                       dict(window=[3, 2], layout="cols", pitch=3072)),
-    "pgm16-edge": ("source = gray16.pgm\nwindow = 5\npad = 2\npad_mode = edge\noutput_dtype = float32\n",
+    "pgm16-edge": ("source = gray16.pgm\nwindow = 5\npad = 2\npad_mode = edge\ndtype = float32\n",
                    "gray16", dict(window=5, pad=2, mode="edge", dtype="float32")),
-    "ppm-channel": ("source = rgb.ppm\nwindow = 4\nstep = 2\norder = channel\n", "rgb",
+    "ppm-channel": ("source = rgb.ppm\ndtype = same\nwindow = 4\nstep = 2\norder = channel\n", "rgb",
                     dict(window=4, step=2, channels=True, order="channel")),
-    "ppm-wrap": ("source = rgb.ppm\nwindow = 3x5\npad = 1x2\npad_mode = wrap\noutput_dtype = float32\n",
+    "ppm-wrap": ("source = rgb.ppm\nwindow = 3x5\npad = 1x2\npad_mode = wrap\ndtype = float32\n",
                  "rgb", dict(window=[3, 5], pad=[(1, 2), (1, 2)], mode="wrap", channels=True,
                              dtype="float32")),
-    "f4-fortran-symmetric": ("source = f4F.npy\nwindow = 7x3\npad = 3\npad_mode = symmetric\n", "f4F",
+    "f4-fortran-symmetric": ("source = f4F.npy\ndtype = same\nwindow = 7x3\npad = 3\npad_mode = symmetric\n", "f4F",
                              dict(window=[7, 3], pad=3, mode="symmetric")),
-    "raw-i2-be": ("source = i2be.raw\nshape = 20x31\ndtype = >i2\nraw_offset = 7\nwindow = 4\n"
-                          "output_dtype = float32\nscale = 2\n", "i2be",
+    "raw-i2-be": ("source = i2be.raw\nshape = 20x31\nraw_dtype = >i2\nraw_offset = 7\nwindow = 4\n"
+                          "dtype = float32\nscale = 2\n", "i2be",
                           dict(window=4, dtype="float32", scale=2)),
-    "volume": ("source = vol.npy\nwindow = 3\nchannel_axis = none\nstep = 2\n", "vol",
+    "volume": ("source = vol.npy\ndtype = same\nwindow = 3\nchannel_axis = none\nstep = 2\n", "vol",
                dict(window=3, step=2)),
 }
 
@@ -294,8 +294,8 @@ def test_numpy_and_python(case, tmp_path):
 ERRORS = [
     # (descriptor text, line, message after "NAME:LINE: ")
     ("source = u8.npy\nwindow = 3\nwindw = 3\n", 3, 'unknown key "windw"'),
-    ("source = u8.npy\nwindow = three\n", 2, 'window: expected one positive size for every spatial axis, '
-     'or one for all, such as 16 or 16x16, got "three"'),
+    ("source = u8.npy\nwindow = three\n", 2, "window: 'three' is not a window size: one positive size "
+     "for every spatial axis, or one for all, such as 3, 3x3 or 3,3"),
     ("source = u8.npy\nwindow = 3\nwindow = 4\n", 3, "window given twice (first on line 2)"),
     ("source = u8.npy\nwindow 3\n", 2, 'expected "key = value", got "window 3"'),
     ("window = 3\n", 0, 'no "source = PATH" line'),
@@ -303,21 +303,22 @@ ERRORS = [
     ("window = 3\nsource = nowhere.npy\n", 2, 'source "nowhere.npy": cannot open: No such file or directory'),
     ("source = .\nwindow = 3\n", 1, 'source ".": is a directory'),
     ("source = notes.txt\nwindow = 3\n", 1, 'source "notes.txt": not a .npy, PGM or PPM file '
-     '(for raw samples give shape and dtype)'),
-    ("source = i2be.raw\nshape = 20x30\ndtype = >i2\nraw_offset = 7\nwindow = 3\n", 2,
+     '(for raw samples give shape and raw_dtype)'),
+    ("source = i2be.raw\nshape = 20x30\nraw_dtype = >i2\nraw_offset = 7\nwindow = 3\n", 2,
      'source "i2be.raw": the raw file has 40 bytes more than the shape and dtype describe (1200)'),
-    ("source = u8.npy\nwindow = 62\n", 2, "window: the window (with its dilation) is larger than the "
-     "padded source along some axis (source shape 61x53, window 62)"),
+    ("source = u8.npy\nwindow = 62\n", 2, "window: '62' spans 62x62 samples, more than the source's "
+     "61x53 (shape 61x53): give a smaller window, or pad"),
     ("source = u8.npy\nwindow = 3\npad_mode = mirror\n", 3,
-     'pad_mode: expected zero, constant, edge, reflect, symmetric or wrap, got "mirror"'),
+     "pad_mode: 'mirror' is not zero, constant, edge, reflect, symmetric or wrap (numpy.pad's modes)"),
     ("source = rgb.ppm\nwindow = 3\nchannel_axis = 5\n", 3,
-     "channel_axis: axis 5 does not exist in a 3-D source (shape 30x41x3)"),
-    ("source = u8.npy\nwindow = 3\nscale = 2\n", 3, "scale: scale and offset need a float32 or float64 output"),
-    ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: 3000 is not a power of two of at least "
-     "the page size"),
+     "channel_axis: '5': the 3-D source (shape 30x41x3) has axes 0 to 2 (or -3 to -1)"),
+    ("source = u8.npy\nwindow = 3\ndtype = same\nscale = 2\n", 4, "scale: scale and offset need a float32 or float64 output, "
+     "and dtype is uint8"),
+    ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: '3000' is not a power of two of at least "
+     "the page size (4096 bytes), such as 1M or 4M"),
     ("source = u8.npy\nwindow = 3\nformat = hdf5\n", 3, 'format: expected raw or npy, got "hdf5"'),
-    ("source = u8.npy\nwindow = 3x3x3\n", 2, "window names 3 axes, the source has 2 (shape 61x53): give "
-     "one size per spatial axis"),
+    ("source = u8.npy\nwindow = 3x3x3\n", 2, "window: '3x3x3' gives 3 sizes for the 2-D source (shape "
+     "61x53): give 2 (no channel axis) or 1 (channels last), or set channel_axis"),
 ]
 
 
@@ -384,7 +385,7 @@ def big(tmp_path_factory):
     img = np.random.default_rng(7).integers(0, 256, (4096, 4096), dtype=np.uint8)
     np.save(d / "big.npy", img)
     path = d / "big.patchmap"
-    path.write_text("source = big.npy\nwindow = 22\noutput_dtype = float32\nbudget = 64M\n")
+    path.write_text("source = big.npy\nwindow = 22\ndtype = float32\nbudget = 64M\n")
     rows, cols = (4096 - 21) ** 2, 22 * 22
     size = rows * cols * 4
     if mem_total() and size <= mem_total():
@@ -475,7 +476,7 @@ def test_read_at_file_system_limit(tmp_path):
     with open(src, "wb") as f:
         f.truncate(65536 * 65536)
     (tmp_path / "huge.patchmap").write_text(
-        "source = zeros.raw\nshape = 65536x65536\nwindow = 33\noutput_dtype = float32\n")
+        "source = zeros.raw\nshape = 65536x65536\nwindow = 33\ndtype = float32\n")
     script = f"""
 import errno, os
 fd = os.open({str(tmp_path / "huge.patchmap")!r}, os.O_RDONLY)

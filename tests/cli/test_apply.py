@@ -111,7 +111,8 @@ def test_step_dilation_padding(exe, tmp_path, mode):
     fpath = write_npy(tmp_path / "f.npy", f.astype(np.int16))  # any readable dtype
     name, _, value = mode.partition(":")
     got = apply(exe, tmp_path, path, "--shape", "26x30", "--window", "3x4", "--step", "2x3",
-                "--dilation", "3x2", "--pad", mode, "--pad-width", "4,2x5", "--filters", fpath)
+                "--dilation", "3x2", "--pad-mode", name, *(["--pad-value", value] if value else []),
+                "--pad", "4,2x5", "--filters", fpath)
     want = correlate(img, f, (3, 4), step=(2, 3), dilation=(3, 2), pads=[(4, 4), (2, 5)],
                      mode=name, value=int(value or 0))
     assert np.array_equal(got, want)

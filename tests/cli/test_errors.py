@@ -177,7 +177,9 @@ def test_structured_npy(exe, work):
 def test_unknown_raw_dtype(exe, work):
     path = write_raw(work / "img.raw", IMG)
     fails(exe, work, export_args(path, "out.npy", "--shape", "10x12", "--raw-dtype", "u128"),
-          r"--raw-dtype: 'u128' is not u8", code=2)
+          r"^patchmap: export: raw_dtype: 'u128' is not a sample type", code=2)
+    fails(exe, work, export_args(path, "out.npy", "--shape", "10x12", "--raw-dtype", "u8"),
+          r"^patchmap: export: raw_dtype: 'u8' is ambiguous: 8 bits or numpy's 8 bytes\?", code=2)
 
 
 # ------------------------------------------------------------------ geometry and memory
@@ -185,36 +187,51 @@ def test_unknown_raw_dtype(exe, work):
 def test_window_larger_than_image(exe, work):
     path = write_npy(work / "img.npy", IMG)
     fails(exe, work, ["export", path, "--window", "11x3", "--out", "out.npy"],
-          r"the window \(11x3 with its dilation\) is larger than the image \(10x12, padding "
-          r"included\)")
+          r"^patchmap: window: '11x3' spans 11x3 samples, more than the source's 10x12 \(shape "
+          r"10x12\): give a smaller window, or pad$")
     fails(exe, work, ["apply", path, "--window", "4x4", "--dilation", "4", "--random", "2",
                       "--out", "out.npy"],
-          r"the window \(13x13 with its dilation\) is larger than the image")
+          r"window: '4x4' with its dilation spans 13x13 samples, more than the source's 10x12")
 
 
 def test_window_axes(exe, work):
     path = write_npy(work / "img.npy", np.zeros((3, 4, 5, 6), np.uint8))
-    fails(exe, work, export_args(path), r"the window has 2 axes, the image 4 \(3x4x5x6\)")
+    fails(exe, work, export_args(path), r"window: '3x3' gives 2 sizes for the 4-D source \(shape "
+                                        r"3x4x5x6\): give 4 \(no channel axis\) or 3 \(channels "
+                                        r"last\), or set channel_axis$")
 
 
 def test_pad_value_not_representable(exe, work):
     path = write_npy(work / "img.npy", IMG)
-    fails(exe, work, export_args(path, "out.npy", "--pad", "constant:300"),
-          r"--pad constant:300 cannot be stored as uint8")
+    fails(exe, work, export_args(path, "out.npy", "--pad-mode", "constant", "--pad-value", "300"),
+          r"pad_value: '300' cannot be stored as uint8")
+
+
+def test_apply_needs_float_rows_and_a_mapping(exe, work):
+    """apply multiplies rows of the mapping in float32 or float64."""
+    path = write_npy(work / "img.npy", IMG)
+    base = ["apply", path, "--window", "3", "--random", "2", "--out", "out.npy"]
+    fails(exe, work, base + ["--dtype", "u1"],
+          r"^patchmap: dtype: apply computes in float32 or float64, not uint8$")
+    fails(exe, work, base + ["--layout", "cols"],
+          r"^patchmap: layout: apply reads one row per window \(rows\), not cols$")
+    fails(exe, work, base + ["--backend", "none"],
+          r"^patchmap: backend: apply multiplies the mapping: auto, uffd, sigsegv or eager, not "
+          r"none$")
 
 
 def test_budget_too_small(exe, work):
     path = write_npy(work / "img.npy", IMG)
     fails(exe, work, ["apply", path, "--window", "3x3", "--random", "2", "--out", "out.npy",
                       "--budget", "1M"],
-          r"budget 1 MiB is too small: it must hold at least two chunks of 4 MiB \(8 MiB\); "
-          r"raise --budget or lower --chunk")
+          r"budget: 1 MiB is too small: it must hold at least two chunks of 4 MiB \(8 MiB\); "
+          r"raise budget or lower chunk")
     fails(exe, work, export_args(path, "out.npy", "--budget", "100"),
-          r"budget 100 bytes is too small: export needs at least 4 KiB of buffer")
-    fails(exe, work, ["demo", "--budget", "6M"], r"budget 6 MiB is too small")
+          r"budget: 100 bytes is too small: export needs at least 4 KiB of buffer")
+    fails(exe, work, ["demo", "--budget", "6M"], r"budget: 6 MiB is too small")
     # export through a mapping keeps an eighth for its buffers, and says so
     fails(exe, work, export_args(path, "out.npy", "--backend", "sigsegv", "--budget", "9M"),
-          r"budget 9 MiB is too small for export through a mapping: an eighth goes to the "
+          r"budget: 9 MiB is too small for export through a mapping: an eighth goes to the "
           r"write buffers and the rest must hold two chunks of 4 MiB; give --budget 9363 KiB "
           r"or more, or lower --chunk$")
     run(exe, "export", path, "--window", "3x3", "--out", work / "ok.npy", "--quiet",
@@ -230,11 +247,11 @@ def test_resident_more_than_memory(exe, work):
     args = ["apply", path, "--shape", "8192x8192", "--window", "16", "--random", "1",
             "--out", "out.npy"]
     fails(exe, work, args + ["--backend", "eager"],
-          r"the eager backend would keep all 63\.8 GiB of the matrix resident, more than the "
+          r"backend: eager would keep all 63\.8 GiB of the matrix resident, more than the "
           r".* of memory available; use a lazy backend")
     fails(exe, work, args + ["--budget", "unlimited"],
-          r"the budget lets 63\.8 GiB of the matrix resident, more than the .* available; give "
-          r"a smaller --budget")
+          r"budget: unlimited lets 63\.8 GiB of the matrix be resident, more than the .* "
+          r"available; give a smaller budget")
 
 
 # ------------------------------------------------------------------ filters
@@ -552,24 +569,23 @@ USAGE = [
     (["export", "IMG", "--out", "o.npy"], r"export needs --window"),
     (["export", "--window", "3", "--out", "o.npy"], r"export needs an IMAGE"),
     (["export", "IMG", "IMG2", "--window", "3", "--out", "o.npy"], r"'IMG2' is one too many"),
-    (["export", "IMG", "--window", "3x0", "--out", "o.npy"], r"--window: '3x0' is not a size"),
+    (["export", "IMG", "--window", "3x0", "--out", "o.npy"], r"export: window: '3x0' is not a window "
+                                                             r"size"),
     (["export", "IMG", "--window", "3", "--out", "o.npy", "--bogus"], r"unknown option --bogus"),
     (["export", "IMG", "--window", "3", "--out", "o.npy", "--budget", "lots"],
-     r"--budget: 'lots' is not a size"),
+     r"export: budget: 'lots' is not a positive size"),
     (["export", "IMG", "--window", "3", "--out", "o.npy", "--backend", "magic"],
-     r"--backend: 'magic' is not auto, uffd, sigsegv or eager"),
-    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad", "mirror"],
-     r"--pad: 'mirror' is not zero"),
-    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad", "edge:2"],
-     r"a value goes with constant, and only with it"),
-    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad-width", "1x2x3"],
-     r"--pad-width: '1x2x3' is not N, BxA"),
-    (["export", "IMG", "--window", "3", "--out", "o.npy", "--dtype", "f128"],
-     r"--dtype: 'f128' is not f32, f64, same"),
+     r"export: backend: 'magic' is not auto, uffd, sigsegv, eager or none"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad-mode", "mirror"],
+     r"export: pad_mode: 'mirror' is not zero, constant"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--pad", "1x2x3"],
+     r"export: pad: '1x2x3' is not same, valid, N"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--dtype", "complex64"],
+     r"export: dtype: 'complex64' is not a dtype"),
+    (["export", "IMG", "--window", "3", "--out", "o.npy", "--dtype", "u8"],
+     r"export: dtype: 'u8' is ambiguous"),
     (["apply", "IMG", "--window", "3", "--out", "o.npy"], r"needs either --filters FILE or --random N"),
-    (["apply", "IMG", "--window", "3", "--out", "o.npy", "--random", "2", "--dtype", "u8"],
-     r"--dtype: 'u8' is not f32 or f64"),
-    (["info", "IMG", "--step", "2"], r"window options need --window"),
+    (["info", "IMG", "--step", "2"], r"info matrix options need --window"),
     (["info", "IMG", "--out", "x"], r"unknown option --out"),
     (["demo", "extra"], r"demo takes no argument \('extra'\)"),
     (["export", "IMG", "--window"], r"option --window needs a value"),
@@ -585,13 +601,13 @@ def test_usage(exe, work, args, pattern):
 
 JSON_ERRORS = [
     (["export", "IMG", "--window", "3x0", "--out", "o.npy", "--json"], 2,
-     r"^export --window: '3x0' is not a size"),
+     r"^export: window: '3x0' is not a window size"),
     (["export", "IMG", "--json", "--window"], 2, r"option --window needs a value"),
     (["info", "IMG", "--json", "--bogus"], 2, r"unknown option --bogus"),
     (["frobnicate", "--json"], 2, r"^unknown command 'frobnicate'"),
     (["info", "nope.npy", "--json"], 1, r"^nope\.npy: cannot open: No such file or directory$"),
     (["export", "img.npy", "--window", "99", "--out", "o.npy", "--json"], 1,
-     r"is larger than the image"),
+     r"^window: '99' spans 99x99 samples, more than the source's 10x12"),
     (["export", "img.npy", "--window", "3", "--out", "img.npy", "--json"], 1,
      r"^refusing to write 'img\.npy': it is the image$"),
 ]

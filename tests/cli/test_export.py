@@ -147,11 +147,11 @@ def test_raw_channels_and_offset(exe, tmp_path):
 def test_padding_modes(exe, tmp_path, mode, value):
     img = rand((9, 8), "u1")
     path = write_npy(tmp_path / "img.npy", img)
-    arg = f"{mode}:{value}" if mode == "constant" else mode
-    check(export(exe, tmp_path, path, "--window", "3x4", "--pad", arg, "--pad-width", "2,1x3"),
+    arg = ["--pad-mode", mode] + (["--pad-value", str(value)] if mode == "constant" else [])
+    check(export(exe, tmp_path, path, "--window", "3x4", *arg, "--pad", "2,1x3"),
           patches(img, (3, 4), pads=[(2, 2), (1, 3)], mode=mode, value=value)[0])
-    # without --pad-width: half the window's reach, the image's size at step 1
-    got = export(exe, tmp_path, path, "--window", "3x4", "--dilation", "2x1", "--pad", arg)
+    # without --pad: "same", the image's size at step 1
+    got = export(exe, tmp_path, path, "--window", "3x4", "--dilation", "2x1", *arg)
     want, shape = patches(img, (3, 4), dilation=(2, 1), pads=[(2, 2), (1, 2)], mode=mode,
                           value=value)
     assert shape == img.shape
@@ -162,10 +162,10 @@ def test_step_dilation_pad_width(exe, tmp_path):
     img = rand((20, 23), "i4")
     path = write_npy(tmp_path / "img.npy", img)
     check(export(exe, tmp_path, path, "--window", "3x2", "--step", "2x3", "--dilation", "3x2",
-                 "--pad-width", "1x2", "--dtype", "f64"),
+                 "--pad", "1x2", "--dtype", "f64"),
           patches(img, (3, 2), step=(2, 3), dilation=(3, 2), pads=[(1, 2), (1, 2)],
                   dtype=np.float64)[0])
-    check(export(exe, tmp_path, path, "--window", "4", "--step", "3", "--pad-width", "2"),
+    check(export(exe, tmp_path, path, "--window", "4", "--step", "3", "--pad", "2"),
           patches(img, (4, 4), step=(3, 3), pads=[(2, 2), (2, 2)])[0])
 
 

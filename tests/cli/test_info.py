@@ -56,19 +56,20 @@ def test_formats(exe, tmp_path, name, kind, dtype, shape, extra, channels):
     rep = info(exe, path, *extra, "--window", "5x3", "--step", "2x1", "--dilation", "1x2")
     want, out_shape = patches(img, (5, 3), step=(2, 1), dilation=(1, 2), channels=channels)
     check_matrix(rep, want, out_shape, channels=shape[2] if channels else 1)
-    assert rep["window"]["channels_last"] == channels
+    assert rep["options"]["channel_axis"] == (len(shape) - 1 if channels else None)
+    assert rep["options"]["window"] == [5, 3] and rep["options"]["dilation"] == [1, 2]
 
 
 @pytest.mark.parametrize("dtype,itemsize", [("f32", 4), ("f64", 8), ("same", 2)])
 def test_dtype_and_padding(exe, tmp_path, dtype, itemsize):
     img = RNG.integers(0, 100, (17, 19)).astype(np.int16)
     path = write_npy(tmp_path / "img.npy", img)
-    rep = info(exe, path, "--window", "4x6", "--pad", "reflect", "--dtype", dtype)
+    rep = info(exe, path, "--window", "4x6", "--pad-mode", "reflect", "--dtype", dtype)
     want, out_shape = patches(img, (4, 6), pads=[(1, 2), (2, 3)], mode="reflect")
     check_matrix(rep, want, out_shape, itemsize=itemsize)
     assert out_shape == img.shape
-    assert rep["window"]["pad_before"] == [1, 2] and rep["window"]["pad_after"] == [2, 3]
-    assert rep["window"]["pad_mode"] == "reflect"
+    assert rep["options"]["pad_before"] == [1, 2] and rep["options"]["pad_after"] == [2, 3]
+    assert rep["options"]["pad_mode"] == "reflect"
 
 
 def test_text(exe, tmp_path):

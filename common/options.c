@@ -1,0 +1,204 @@
+/* options.c: the front ends' options as text, the raw image keys, and the
+ * report of the resolved options (see options.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "options.h"
+
+static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, FE_ERRLEN, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static const char *const raw_keys[FE_RAW_COUNT] = {
+	[FE_SHAPE] = "shape",
+	[FE_RAW_DTYPE] = "raw_dtype",
+	[FE_RAW_OFFSET] = "raw_offset",
+};
+
+const char *fe_raw_key_name(int i)
+{
+	return i >= 0 && i < FE_RAW_COUNT ? raw_keys[i] : NULL;
+}
+
+/* Key names compare with '-' and '_' alike and case ignored, as the
+ * spec's. */
+static bool same_key(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		char x = *a == '-' ? '_' : *a >= 'A' && *a <= 'Z' ? (char)(*a - 'A' + 'a') : *a;
+		char y = *b == '-' ? '_' : *b >= 'A' && *b <= 'Z' ? (char)(*b - 'A' + 'a') : *b;
+
+		if (x != y)
+			return false;
+		if (!x)
+			return true;
+	}
+}
+
+int fe_raw_key(const char *key)
+{
+	for (int i = 0; i < FE_RAW_COUNT; i++)
+		if (same_key(key, raw_keys[i]))
+			return i;
+	return -1;
+}
+
+int fe_options_init(struct fe_options *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->raw.dtype = PM_DTYPE_U8;
+	return pm_spec_new(&f->spec) ? -ENOMEM : 0;
+}
+
+void fe_options_free(struct fe_options *f)
+{
+	pm_spec_free(f->spec);
+	f->spec = NULL;
+}
+
+/* A value quoted in a message: at most 40 bytes of it. */
+#define Q(s) (int)(strlen(s) > 40 ? 40 : strlen(s)), (s), (strlen(s) > 40 ? "..." : "")
+
+static int set_raw(struct fe_options *f, int k, const char *v, char *err)
+{
+	size_t shape[PM_MAX_DIMS], z;
+	bool big;
+	int n;
+
+	switch (k) {
+	case FE_SHAPE:
+		n = pm_dims_parse(v, shape, PM_MAX_DIMS);
+		if (n < 0)
+			return fail(err, "shape: '%.*s%s' is not the shape of a raw file such as 480x640 "
+					 "or 480x640x3 (1 to %d positive sizes)",
+				    Q(v), PM_MAX_DIMS);
+		f->raw.ndim = n;
+		memcpy(f->raw.shape, shape, sizeof(shape));
+		break;
+	case FE_RAW_DTYPE:
+		n = pm_dtype_parse(v, &big);
+		if (n == -PM_EAMBIGUOUS)
+			return fail(err, "raw_dtype: '%.*s%s' is ambiguous: 8 bits or numpy's 8 bytes? "
+					 "write uint8 (u1), int8 (i1), uint64 (<u8) or int64 (<i8)",
+				    Q(v));
+		if (n < 0)
+			return fail(err, "raw_dtype: '%.*s%s' is not a sample type: numpy's name "
+					 "(uint16), bits (u16) or numpy's code (<u2; '>' for "
+					 "big-endian, >f4)",
+				    Q(v));
+		f->raw.dtype = n;
+		f->raw.big_endian = big;
+		break;
+	case FE_RAW_OFFSET:
+		if (pm_size_parse(v, false, &z) < 0)
+			return fail(err, "raw_offset: '%.*s%s' is not a byte count such as 4096 or 64K",
+				    Q(v));
+		f->raw.offset = z;
+		break;
+	}
+	f->raw_given[k] = true;
+	return 0;
+}
+
+int fe_options_set(struct fe_options *f, const char *key, const char *value, char *err)
+{
+	int k = fe_raw_key(key), e;
+
+	if (k >= 0)
+		return set_raw(f, k, value, err);
+	e = pm_spec_set(f->spec, key, value);
+	if (e == -PM_EKEY)
+		return 1;
+	if (e)
+		return fail(err, "%s", pm_spec_error(f->spec));
+	return 0;
+}
+
+int fe_options_check(const struct fe_options *f, int *key, char *err)
+{
+	if (f->raw_given[FE_SHAPE])
+		return 0;
+	for (int k = FE_RAW_DTYPE; k < FE_RAW_COUNT; k++)
+		if (f->raw_given[k]) {
+			*key = k;
+			return fail(err, "%s: only for a raw file, whose shape is given too", raw_keys[k]);
+		}
+	return 0;
+}
+
+int fe_options_matrix(struct fe_options *f, const struct img *im, struct pm_matrix_opts *o,
+		      struct pm_matrix_info *info, char *err)
+{
+	if (pm_spec_matrix(f->spec, &im->src, o, info))
+		return fail(err, "%s", pm_spec_error(f->spec));
+	return 0;
+}
+
+/* ---------------------------------------------------------------- report */
+
+void fe_report_options(struct json *j, const struct pm_matrix_opts *o,
+		       const struct pm_matrix_info *info)
+{
+	size_t v[PM_MAX_DIMS];
+	int ns = info->nspatial;
+
+	json_obj(j, "options");
+	for (int i = 0; i < ns; i++)
+		v[i] = o->window[i].size;
+	json_dims(j, "window", v, ns);
+	for (int i = 0; i < ns; i++)
+		v[i] = o->window[i].step;
+	json_dims(j, "step", v, ns);
+	for (int i = 0; i < ns; i++)
+		v[i] = o->window[i].dilation;
+	json_dims(j, "dilation", v, ns);
+	for (int i = 0; i < ns; i++)
+		v[i] = (size_t)o->window[i].pad_before;
+	json_dims(j, "pad_before", v, ns);
+	for (int i = 0; i < ns; i++)
+		v[i] = (size_t)o->window[i].pad_after;
+	json_dims(j, "pad_after", v, ns);
+	json_str(j, "pad_mode", pm_pad_mode_name(o->pad_mode));
+	json_num(j, "pad_value", o->pad_value);
+	if (o->source.has_channels)
+		json_i64(j, "channel_axis", o->source.channel_axis);
+	else
+		json_null(j, "channel_axis");
+	json_str(j, "dtype", pm_dtype_name(info->dtype));
+	json_bool(j, "affine", o->affine);
+	json_num(j, "scale", o->affine ? o->scale : 1.0);
+	json_num(j, "offset", o->affine ? o->offset : 0.0);
+	json_str(j, "order", pm_order_name(o->order));
+	json_str(j, "layout", pm_layout_name(o->layout));
+	json_u64(j, "row_pitch", o->row_pitch);
+	json_str(j, "backend", pm_backend_name(o->lazy.backend));
+	if (o->lazy.budget == PM_BUDGET_UNLIMITED)
+		json_str(j, "budget", "unlimited");
+	else if (o->lazy.budget)
+		json_u64(j, "budget", o->lazy.budget);
+	else
+		json_null(j, "budget");
+	if (o->lazy.chunk)
+		json_u64(j, "chunk", o->lazy.chunk);
+	else
+		json_null(j, "chunk");
+	if (o->lazy.threads)
+		json_i64(j, "threads", o->lazy.threads);
+	else
+		json_null(j, "threads");
+	if (o->lazy.readahead)
+		json_i64(j, "readahead", o->lazy.readahead < 0 ? 0 : o->lazy.readahead);
+	else
+		json_null(j, "readahead");
+	json_bool(j, "writable", o->lazy.flags & PM_LAZY_WRITABLE);
+	json_close(j, '}');
+}

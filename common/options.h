@@ -1,0 +1,67 @@
+/* options.h: the front ends' options as text. The matrix options are the
+ * library's pm_spec (one grammar, one set of messages: pm_spec_key lists
+ * them); the front ends add the keys of a raw image file (shape, raw_dtype,
+ * raw_offset), parsed here with the library's value parsers, and report
+ * what they resolved to as one JSON "options" object. The patchmap tool
+ * and the descriptors of the preload shim both go through here, so that no
+ * key is parsed twice. */
+#ifndef PM_COMMON_OPTIONS_H
+#define PM_COMMON_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "image.h"
+#include "json.h"
+#include "patchmap.h"
+
+/* Room for any message these functions write. */
+#define FE_ERRLEN 512
+
+/* The raw image keys, in order. */
+enum fe_raw_key { FE_SHAPE, FE_RAW_DTYPE, FE_RAW_OFFSET, FE_RAW_COUNT };
+
+/* A raw image key's canonical name ("raw_dtype"), NULL past the last. */
+const char *fe_raw_key_name(int i);
+/* The raw key named `key` ('-' and '_' alike, any case), or -1. */
+int fe_raw_key(const char *key);
+
+/* The options of one image: the spec, owned, and how to read the file. */
+struct fe_options {
+	pm_spec *spec;
+	struct img_raw raw;           /* raw.ndim > 0: the file is raw */
+	bool raw_given[FE_RAW_COUNT];
+};
+
+/* All defaults. 0, or -ENOMEM. */
+int fe_options_init(struct fe_options *f);
+void fe_options_free(struct fe_options *f);
+
+/* Sets a raw key or a spec key from its text. 0; 1 when no such key exists
+ * (nothing said: the caller knows its other keys); -1 with one line in err
+ * (FE_ERRLEN bytes) that starts with the key's canonical name, as
+ * pm_spec_error does. */
+int fe_options_set(struct fe_options *f, const char *key, const char *value, char *err);
+
+/* Checks the raw keys together: raw_dtype and raw_offset need shape. 0, or
+ * -1 with err ("raw_dtype: ..."), *key set to the key at fault. */
+int fe_options_check(const struct fe_options *f, int *key, char *err);
+
+/* The matrix options for an opened image: pm_spec_matrix. 0, or -1 with
+ * pm_spec_error's line in err. */
+int fe_options_matrix(struct fe_options *f, const struct img *im, struct pm_matrix_opts *o,
+		      struct pm_matrix_info *info, char *err);
+
+/* The "options" member: what every option resolved to, the same in every
+ * front end (the grammar test compares them):
+ *   window, step, dilation, pad_before, pad_after: one number per spatial
+ *     axis; pad_mode: its name; pad_value: a number;
+ *   channel_axis: null, or the axis; dtype: the output's numpy name;
+ *   affine: bool, scale, offset: numbers (1 and 0 when not affine);
+ *   order, layout: names; row_pitch: bytes (0: packed);
+ *   backend: its name; budget: bytes, "unlimited", or null (the library's
+ *     default); chunk, threads: a number or null (default); readahead:
+ *     chunks, 0 for none, or null (default); writable: bool. */
+void fe_report_options(struct json *j, const struct pm_matrix_opts *o,
+		       const struct pm_matrix_info *info);
+
+#endif
