@@ -953,7 +953,7 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 			    pm_dtype_name(o->dtype ? o->dtype : src->dtype));
 	case PM_EPITCH: {
 		struct pm_matrix_opts packed = *o;
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 
 		packed.row_pitch = 0;
 		if (pm_matrix_describe(&packed, &info) == 0) {
@@ -975,7 +975,7 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 	}
 	case PM_ETOOBIG: {
 		struct pm_matrix_opts packed = *o;
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 
 		packed.row_pitch = 0;
 		if (o->row_pitch && pm_matrix_describe(&packed, &info) == 0)
@@ -1033,7 +1033,7 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_matrix_opts *o,
 		   struct pm_matrix_info *info)
 {
-	struct pm_matrix_info local;
+	struct pm_matrix_info local = { 0 };
 	char where[200];
 	int n, ch, nsp, code;
 	bool padded;

@@ -120,7 +120,7 @@ static void matrix_bad(pm_spec *s, const struct pm_source *src, int code, const 
 		       const char *const *words, int line)
 {
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	int ret = pm_spec_matrix(s, src, &o, &info);
 	const char *msg = error_of(s);
 
@@ -432,7 +432,7 @@ static void test_key_values(void)
 	const size_t shape[2] = { 40, 50 };
 	struct pm_source src = source(2, shape);
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	pm_spec *s = spec();
 
 	/* the defaults */
@@ -696,7 +696,7 @@ static void test_channel_rule(void)
 	for (size_t i = 0; i < T_COUNT(t); i++) {
 		struct pm_source src = source(t[i].ndim, shape);
 		struct pm_matrix_opts o;
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 		pm_spec *s = spec();
 		int ret;
 
@@ -807,7 +807,7 @@ static void test_same_valid(void)
 		const size_t shape[1] = { t[i].n };
 		struct pm_source src = source(1, shape);
 		struct pm_matrix_opts o;
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 		char v[32];
 		pm_spec *s = spec();
 
@@ -852,7 +852,7 @@ static void test_same_steps(void)
 					const size_t shape[2] = { n, 5 };
 					struct pm_source src = source(2, shape);
 					struct pm_matrix_opts o;
-					struct pm_matrix_info info;
+					struct pm_matrix_info info = { 0 };
 					char v[32];
 					pm_spec *s = spec();
 					int64_t total, reach = (int64_t)((k - 1) * dil + 1);
@@ -888,7 +888,7 @@ static void test_pad_implied(void)
 	const size_t shape[2] = { 8, 9 };
 	struct pm_source src = source(2, shape);
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	pm_spec *s = spec();
 
 	SET(s, "window", "3x4");
@@ -1074,7 +1074,7 @@ static void test_open(void)
 	const size_t shape[3] = { 5, 6, 3 };
 	struct pm_source src = source(3, shape);
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	pm_matrix *m = NULL;
 	const float *x;
 	pm_spec *s = spec();
