@@ -63,6 +63,12 @@ enum pm_error {
 	PM_EKEY,                /* pm_spec_set: no option has this name */
 	PM_EAMBIGUOUS,          /* dtype "u8"/"i8": 8 bits or numpy's 8 bytes? */
 	PM_EBUDGET,             /* an explicit budget smaller than two chunks */
+	PM_EROWSKIND,           /* unknown row selection kind */
+	PM_EROWINDEX,           /* a selected row index at or past the number of windows */
+	PM_EMASKLEN,            /* a row mask whose length is not the number of windows */
+	PM_EROWSEMPTY,          /* a row selection that selects no window */
+	PM_EROWRANGE,           /* a row range not within [0, windows], or begin > end */
+	PM_EROWSLAYOUT,         /* a row selection with the column layout */
 	PM_ELAST
 };
 
@@ -469,6 +475,54 @@ PM_API const char *pm_order_name(int order);
 /* rows, cols (or columns): the layout, or -PM_ELAYOUT. */
 PM_API int pm_layout_parse(const char *s);
 PM_API const char *pm_layout_name(int layout);
+
+/* ------------------------------------------------------- row selections */
+
+/* A patch matrix of some of the windows: stored row i is window w(i) of the
+ * full matrix (windows numbered as in struct pm_matrix_info), where
+ *   PM_ROWS_ALL:   w(i) = i (the full matrix);
+ *   PM_ROWS_INDEX: w(i) = index[i], i < count: any order, repeats allowed;
+ *   PM_ROWS_MASK:  the windows p with mask[p] != 0, in ascending order;
+ *                  count must equal pm_matrix_info.windows (the mask is the
+ *                  out_shape array in row-major order);
+ *   PM_ROWS_RANGE: w(i) = begin + i, for the windows [begin, end).
+ * Selections need layout rows (a stored row is a window). Everything else
+ * (dtype, padding, order, pitch, affine, backends, budget) is as for the
+ * full matrix, and so is the laziness: a chunk computes only the rows it
+ * holds, so a range touches no source sample outside its own windows.
+ * An index array or mask is read during the open call and copied (as one
+ * 8-byte index per selected row): the caller may free it as soon as the
+ * call returns. A selection of no window (count 0, a mask of zeros,
+ * begin == end) is refused with -PM_EROWSEMPTY. */
+enum pm_rows_kind {
+	PM_ROWS_ALL = 0,
+	PM_ROWS_INDEX,
+	PM_ROWS_MASK,
+	PM_ROWS_RANGE,
+	PM_ROWS_COUNT
+};
+
+struct pm_rows {
+	size_t size;              /* sizeof(struct pm_rows) or 0 */
+	int kind;                 /* enum pm_rows_kind */
+	const uint64_t *index;    /* PM_ROWS_INDEX: count window numbers */
+	const uint8_t *mask;      /* PM_ROWS_MASK: count bytes, nonzero = selected */
+	size_t count;             /* elements of index or mask */
+	size_t begin, end;        /* PM_ROWS_RANGE: windows [begin, end) */
+};
+
+/* As pm_matrix_describe, for the selection `rows` (NULL: all windows).
+ * info->rows is the number of selected rows; info->windows and out_shape
+ * still describe all window positions. Errors as pm_matrix_describe, and
+ * -PM_EROWSKIND, -PM_EROWINDEX, -PM_EMASKLEN, -PM_EROWSEMPTY,
+ * -PM_EROWRANGE, -PM_EROWSLAYOUT. Reads the index or mask array. */
+PM_API int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
+				   struct pm_matrix_info *info);
+
+/* As pm_matrix_open, for the selection `rows` (NULL: all windows). The
+ * matrix keeps its own copy of the selection. */
+PM_API int pm_matrix_open_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
+			       pm_matrix **out);
 
 #ifdef __cplusplus
 }

@@ -235,6 +235,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
  * byte offset of that sample from the data pointer (meaningful only when it
  * is inside the source). */
 struct rowpos {
+	size_t row;                 /* the stored row */
 	int64_t i[PM_MAX_DIMS + 1];
 	int64_t base[PM_MAX_DIMS];
 	int64_t ch;
@@ -245,6 +246,9 @@ static void rowpos_set(const struct pm__fill *f, struct rowpos *p, size_t r)
 {
 	const struct pm__geom *g = &f->g;
 
+	/* A row selection maps the stored row to its window. */
+	p->row = r;
+	r = g->sel ? (size_t)g->sel[r] : g->sel_begin + r;
 	p->so = 0;
 	for (int a = 0; a < g->ns; a++) {
 		p->base[a] = -g->ax[a].pad_before;
@@ -268,6 +272,11 @@ static void rowpos_next(const struct pm__fill *f, struct rowpos *p)
 {
 	const struct pm__geom *g = &f->g;
 
+	if (g->sel) {
+		rowpos_set(f, p, p->row + 1);
+		return;
+	}
+	p->row++;
 	for (int k = g->nidx - 1; k >= 0; k--) {
 		const struct pm__dim *d = &g->idx[k];
 		int64_t back = ++p->i[k] < d->extent ? -1 : d->extent - 1;

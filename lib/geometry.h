@@ -52,6 +52,11 @@ struct pm__geom {
 	size_t bytes;                          /* rows * pitch */
 	size_t windows, window_elems;
 
+	/* Row selection: stored row r shows window sel[r] (when sel is not
+	 * NULL; owned by the matrix), else window sel_begin + r. */
+	const uint64_t *sel;
+	size_t sel_begin;
+
 	/* A stored row index splits (row-major) into `nidx` dims; a stored row's
 	 * elements split into `nrow` dims, outermost first. */
 	int nidx, nrow;
@@ -62,6 +67,12 @@ struct pm__geom {
 /* Validates opts into *g. Returns 0 or a negative code; allocates nothing.
  * need_data: a NULL source pointer is an error. */
 int pm__geom_init(struct pm__geom *g, const struct pm_matrix_opts *opts, bool need_data);
+
+/* Narrows a validated full-matrix g to the selection `rows` (NULL: all).
+ * An index or mask selection is copied to a new array stored in *sel_out
+ * (the caller frees it, after g's last use); *sel_out is NULL otherwise or
+ * on failure. With sel_out NULL, the selection is only checked. */
+int pm__geom_select(struct pm__geom *g, const struct pm_rows *rows, uint64_t **sel_out);
 
 /* Validates lazy options (shared with regions). */
 int pm__lazy_check(const struct pm_lazy_opts *lz);

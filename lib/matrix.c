@@ -9,6 +9,7 @@
 struct pm_matrix {
 	struct pm__fill fill;
 	pm_region *region;
+	uint64_t *sel;      /* the row selection's table, or NULL */
 };
 
 static int matrix_fill(void *ctx, size_t off, void *dst, size_t len)
@@ -34,7 +35,8 @@ static void info_from(const struct pm__geom *g, struct pm_matrix_info *info)
 	info->channels = (size_t)g->channels;
 }
 
-int pm_matrix_describe(const struct pm_matrix_opts *opts, struct pm_matrix_info *info)
+int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
+			    struct pm_matrix_info *info)
 {
 	struct pm__geom g;
 	int err;
@@ -42,15 +44,24 @@ int pm_matrix_describe(const struct pm_matrix_opts *opts, struct pm_matrix_info 
 	if (!info)
 		return -PM_ENULL;
 	err = pm__geom_init(&g, opts, false);
+	if (!err)
+		err = pm__geom_select(&g, rows, NULL);
 	if (err)
 		return err;
 	info_from(&g, info);
 	return 0;
 }
 
-int pm_matrix_open(const struct pm_matrix_opts *opts, pm_matrix **out)
+int pm_matrix_describe(const struct pm_matrix_opts *opts, struct pm_matrix_info *info)
+{
+	return pm_matrix_describe_rows(opts, NULL, info);
+}
+
+int pm_matrix_open_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
+			pm_matrix **out)
 {
 	struct pm__geom g;
+	uint64_t *sel = NULL;
 	pm_matrix *m;
 	int err;
 
@@ -58,22 +69,33 @@ int pm_matrix_open(const struct pm_matrix_opts *opts, pm_matrix **out)
 		return -PM_ENULL;
 	*out = NULL;
 	err = pm__geom_init(&g, opts, true);
+	if (!err)
+		err = pm__geom_select(&g, rows, &sel);
 	if (err)
 		return err;
 	m = malloc(sizeof(*m));
-	if (!m)
+	if (!m) {
+		free(sel);
 		return -ENOMEM;
+	}
 	pm__fill_init(&m->fill, &g);
 	m->region = NULL;
+	m->sel = sel;
 	err = opts->lazy.backend == PM_BACKEND_NONE
 		      ? 0
 		      : pm__region_open(g.bytes, matrix_fill, &m->fill, &opts->lazy, &m->region);
 	if (err) {
+		free(sel);
 		free(m);
 		return err;
 	}
 	*out = m;
 	return 0;
+}
+
+int pm_matrix_open(const struct pm_matrix_opts *opts, pm_matrix **out)
+{
+	return pm_matrix_open_rows(opts, NULL, out);
 }
 
 int pm_matrix_close(pm_matrix *m)
@@ -83,6 +105,7 @@ int pm_matrix_close(pm_matrix *m)
 	if (!m)
 		return 0;
 	err = pm_region_close(m->region);
+	free(m->sel);
 	free(m);
 	return err;
 }

@@ -56,6 +56,15 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 				      "u1, uint64 or <u8",
 	[PM_EBUDGET - PM_EFIRST] = "the budget must hold at least two chunks (raise the budget "
 				   "or lower the chunk size)",
+	[PM_EROWSKIND - PM_EFIRST] = "unknown row selection kind (use all, index, mask or range)",
+	[PM_EROWINDEX - PM_EFIRST] = "a selected row index is not below the number of windows "
+				     "(the product of the out_shape)",
+	[PM_EMASKLEN - PM_EFIRST] = "the row mask must have one entry per window (the product of "
+				    "the out_shape)",
+	[PM_EROWSEMPTY - PM_EFIRST] = "the row selection selects no window",
+	[PM_EROWRANGE - PM_EFIRST] = "the row range must satisfy begin <= end <= the number of "
+				     "windows (the product of the out_shape)",
+	[PM_EROWSLAYOUT - PM_EFIRST] = "a row selection needs layout rows (one row per window)",
 };
 
 const char *pm_strerror(int code)

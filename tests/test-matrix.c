@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -1188,6 +1190,464 @@ static void test_reference_by_hand(void)
 	}
 }
 
+/* ------------------------------------------------------------ row selections */
+
+/* Selections of a full matrix: the stored rows are the reference's rows
+ * w(0), w(1), ... gathered here by hand. */
+enum { SEL_ALL, SEL_INDEX, SEL_MASK, SEL_RANGE, SEL_ONE_LAST, SEL_COUNT_ };
+
+struct selection {
+	struct pm_rows rows;
+	uint64_t *index;
+	uint8_t *mask;
+	uint64_t *want;  /* the window of each stored row */
+	size_t n;
+};
+
+static void make_selection(struct selection *s, int kind, size_t windows)
+{
+	memset(s, 0, sizeof(*s));
+	s->rows.size = sizeof(s->rows);
+	s->want = malloc((3 * windows + 8) * sizeof(uint64_t));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s->want);
+	switch (kind) {
+	case SEL_ALL:
+		s->rows.kind = PM_ROWS_ALL;
+		for (size_t i = 0; i < windows; i++)
+			s->want[s->n++] = i;
+		break;
+	case SEL_INDEX: /* any order, repeats, the first and last windows */
+		s->rows.kind = PM_ROWS_INDEX;
+		s->n = 1 + rnd_below(2 * windows + 4);
+		s->index = malloc(s->n * sizeof(uint64_t));
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s->index);
+		for (size_t i = 0; i < s->n; i++)
+			s->index[i] = i == 0 ? windows - 1 : i == 1 ? 0 : rnd_below(windows);
+		if (s->n > 3)
+			s->index[3] = s->index[2];
+		memcpy(s->want, s->index, s->n * sizeof(uint64_t));
+		s->rows.index = s->index;
+		s->rows.count = s->n;
+		break;
+	case SEL_MASK: /* about a third of the windows, at least one */
+		s->rows.kind = PM_ROWS_MASK;
+		s->mask = malloc(windows);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s->mask);
+		for (size_t i = 0; i < windows; i++)
+			s->mask[i] = rnd_below(3) == 0 ? (uint8_t)(1 + rnd_below(255)) : 0;
+		s->mask[rnd_below(windows)] = 1;
+		for (size_t i = 0; i < windows; i++)
+			if (s->mask[i])
+				s->want[s->n++] = i;
+		s->rows.mask = s->mask;
+		s->rows.count = windows;
+		break;
+	case SEL_RANGE:
+		s->rows.kind = PM_ROWS_RANGE;
+		s->rows.begin = rnd_below(windows);
+		s->rows.end = s->rows.begin + 1 + rnd_below(windows - s->rows.begin);
+		for (size_t i = s->rows.begin; i < s->rows.end; i++)
+			s->want[s->n++] = i;
+		break;
+	default: /* the last window alone, as a range */
+		s->rows.kind = PM_ROWS_RANGE;
+		s->rows.begin = windows - 1;
+		s->rows.end = windows;
+		s->want[s->n++] = windows - 1;
+		break;
+	}
+}
+
+static void free_selection(struct selection *s)
+{
+	free(s->index);
+	free(s->mask);
+	free(s->want);
+}
+
+static unsigned long nsel;
+
+/* Opens the selection with every backend (and "none"), after freeing and
+ * scribbling over the caller's arrays would show a borrowed pointer. */
+static void run_selection(struct pm_matrix_opts *o, const struct ref_matrix *full, int kind)
+{
+	struct selection s;
+	struct ref_matrix want;
+	struct pm_matrix_info fi, info;
+	int ret;
+
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(o, &fi), 0);
+	make_selection(&s, kind, fi.windows);
+	want = *full;
+	want.rows = s.n;
+	want.data = calloc(s.n, full->pitch);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(want.data);
+	for (size_t i = 0; i < s.n; i++)
+		memcpy(want.data + i * full->pitch, full->data + s.want[i] * full->pitch, full->pitch);
+
+	ret = pm_matrix_describe_rows(o, &s.rows, &info);
+	CHECK(ret == 0, "describe_rows(kind %d) returned %d (%s)", kind, ret, pm_strerror(ret));
+	CHECK(ret || (info.rows == s.n && info.cols == fi.cols && info.bytes == s.n * full->pitch &&
+		      info.windows == fi.windows && info.ld == fi.ld),
+	      "describe_rows: rows %zu (want %zu) bytes %zu windows %zu", info.rows, s.n, info.bytes,
+	      info.windows);
+	nsel++;
+
+	for (int bi = 0; bi <= T_NBACKENDS; bi++) {
+		int backend = bi < T_NBACKENDS ? t_backends[bi] : PM_BACKEND_NONE;
+		pm_matrix *m;
+		struct pm_rows copy = s.rows;
+		uint64_t *idx = NULL;
+		uint8_t *mask = NULL;
+		struct pm_stats st;
+
+		if (backend_missing[backend])
+			continue;
+		/* The library must copy the arrays: hand it copies, then spoil them. */
+		if (s.index) {
+			idx = malloc(s.n * sizeof(uint64_t));
+			CU_ASSERT_PTR_NOT_NULL_FATAL(idx);
+			memcpy(idx, s.index, s.n * sizeof(uint64_t));
+			copy.index = idx;
+		}
+		if (s.mask) {
+			mask = malloc(fi.windows);
+			CU_ASSERT_PTR_NOT_NULL_FATAL(mask);
+			memcpy(mask, s.mask, fi.windows);
+			copy.mask = mask;
+		}
+		set_lazy(&o->lazy, backend);
+		ret = pm_matrix_open_rows(o, &copy, &m);
+		if (idx)
+			memset(idx, 0xff, s.n * sizeof(uint64_t));
+		if (mask)
+			memset(mask, 0, fi.windows);
+		free(idx);
+		free(mask);
+		if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP) {
+			backend_missing[backend] = true;
+			continue;
+		}
+		CHECK(ret == 0, "open_rows(kind %d) with %s returned %d (%s)", kind,
+		      pm_backend_name(backend), ret, pm_strerror(ret));
+		if (ret)
+			continue;
+		CHECK(pm_matrix_rows(m) == s.n && pm_matrix_bytes(m) == s.n * full->pitch,
+		      "rows %zu bytes %zu, want %zu rows", pm_matrix_rows(m), pm_matrix_bytes(m), s.n);
+		if (backend != PM_BACKEND_NONE) {
+			const unsigned char *p = pm_matrix_data(m);
+			size_t bytes = s.n * full->pitch, d = p ? first_diff(p, want.data, bytes) : 0;
+
+			CHECK(p && d == bytes, "%s kind %d: stored row %zu (window %llu) differs at byte %zu",
+			      pm_backend_name(backend), kind, d / full->pitch,
+			      (unsigned long long)s.want[d / full->pitch % s.n], d % full->pitch);
+		}
+		check_reads(m, &want, s.n * full->pitch, 4);
+		CHECK(pm_matrix_stats(m, &st) == 0, "stats");
+		if (backend == PM_BACKEND_UFFD || backend == PM_BACKEND_SIGSEGV)
+			CHECK(st.peak_resident_bytes <= st.budget_bytes, "peak %llu above budget %zu",
+			      (unsigned long long)st.peak_resident_bytes, st.budget_bytes);
+		CHECK(pm_matrix_close(m) == 0, "close");
+	}
+	lazy_variant++;
+	memset(&o->lazy, 0, sizeof(o->lazy));
+	free(want.data);
+	free_selection(&s);
+}
+
+/* Every selection kind of one full matrix (layout rows). */
+static void run_rows_case(struct pm_matrix_opts *o, const char *mem)
+{
+	struct ref_matrix full;
+
+	o->layout = PM_LAYOUT_ROWS;
+	describe_case(o, mem);
+	if (ref_im2col(o, &full) != 0)
+		return;
+	for (int kind = 0; kind < SEL_COUNT_; kind++)
+		run_selection(o, &full, kind);
+	ref_free(&full);
+}
+
+/* The geometry grid of test_geometry (steps, dilations, padding, modes),
+ * the memory layouts and shapes of test_memory (a third of them), and
+ * pitched rows, each through every selection kind. */
+static void test_rows(void)
+{
+	static const size_t steps[] = { 1, 2, 3, 9 };
+	static const size_t dils[] = { 1, 2, 3 };
+	static const int64_t pads[][4] = { { 0, 0, 0, 0 }, { 1, 2, 2, 0 }, { 9, 11, 6, 13 }, { 0, 15, 8, 0 } };
+	const size_t shape[2] = { 7, 5 };
+	unsigned n = 0;
+
+	for (int si = 0; si < 4; si++)
+		for (int di = 0; di < 3; di++)
+			for (int pi = 0; pi < 4; pi++, n++) {
+				struct pm_matrix_opts o = { .size = sizeof(o) };
+				struct buffer b;
+				struct pm_matrix_info fi;
+
+				make_source(&o.source, &b, all_dtypes[n % NDTYPES], 2, shape, MEM_CONTIG);
+				set_window(&o.window[0], 3, steps[si], dils[di], pads[pi][0], pads[pi][1]);
+				set_window(&o.window[1], 2, steps[(si + 1) % 4], dils[(di + 1) % 3],
+					   pads[pi][2], pads[pi][3]);
+				set_padding(&o, (int)(n % PM_PAD_COUNT));
+				o.dtype = (int[]){ PM_DTYPE_SAME, PM_DTYPE_F32, PM_DTYPE_F64 }[n % 3];
+				set_affine(&o, o.dtype != PM_DTYPE_SAME && n % 4 == 0, n);
+				o.order = (int)(n / 2 % 2);
+				if (pm_matrix_describe(&o, &fi) == 0) {
+					if (n % 5 == 0)
+						o.row_pitch = (fi.cols + 3) * fi.elem_size;
+					run_rows_case(&o, NULL);
+				}
+				free_source(&b);
+			}
+	for (int mem = 0; mem < MEM_COUNT; mem++)
+		for (int si = 0; si < NSHAPES; si += 3, n++) {
+			const struct shape_case *sc = &shapes[si];
+			struct pm_matrix_opts o = { .size = sizeof(o) };
+			struct buffer b;
+
+			make_source(&o.source, &b, all_dtypes[n % NDTYPES], sc->ndim, sc->shape, mem);
+			o.source.has_channels = sc->chan >= 0;
+			o.source.channel_axis = sc->chan >= 0 ? sc->chan : 0;
+			shape_windows(&o, sc, n);
+			set_padding(&o, (int)(n % PM_PAD_COUNT));
+			o.order = (int)(n % 2);
+			o.dtype = n % 3 ? PM_DTYPE_SAME : PM_DTYPE_F32;
+			run_rows_case(&o, mem_names[mem]);
+			free_source(&b);
+		}
+}
+
+/* A range is only arithmetic: it reads no source sample outside its own
+ * windows. The source lives in an anonymous mapping where everything but
+ * the rows the range needs is PROT_NONE; opening and reading the range on
+ * every backend must not fault. */
+static void test_rows_range_locality(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), h = 64, w = page; /* one page per image row */
+	unsigned char *img = mmap(NULL, h * w, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct pm_matrix_opts o = { .size = sizeof(o) };
+	struct pm_matrix_info fi;
+	struct ref_matrix full;
+	const size_t shape[2] = { h, w };
+
+	CU_ASSERT_FATAL(img != MAP_FAILED);
+	for (size_t i = 0; i < h * w; i++)
+		img[i] = (unsigned char)(i * 7 + i / w);
+	CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&o.source, img, PM_DTYPE_U8, 2, shape), 0);
+	set_window(&o.window[0], 3, 2, 1, 0, 0);
+	set_window(&o.window[1], 4, 3, 1, 0, 0);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(&o, &fi), 0);
+	CU_ASSERT_EQUAL_FATAL(ref_im2col(&o, &full), 0);
+	/* Window rows 10..12 (image rows 20..26): the other image rows go away. */
+	size_t per = fi.out_shape[1];
+	struct pm_rows r = { .size = sizeof(r), .kind = PM_ROWS_RANGE, .begin = 10 * per + 1,
+			     .end = 13 * per - 1 };
+
+	CU_ASSERT_EQUAL(mprotect(img, 20 * w, PROT_NONE), 0);
+	CU_ASSERT_EQUAL(mprotect(img + 27 * w, (h - 27) * w, PROT_NONE), 0);
+	for (int bi = 0; bi <= T_NBACKENDS; bi++) {
+		int backend = bi < T_NBACKENDS ? t_backends[bi] : PM_BACKEND_NONE;
+		size_t bytes = (r.end - r.begin) * fi.cols;
+		unsigned char *buf = malloc(bytes);
+		pm_matrix *m;
+		int ret;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+		memset(&o.lazy, 0, sizeof(o.lazy));
+		o.lazy.backend = backend;
+		o.lazy.chunk = page;
+		o.lazy.budget = 2 * page;
+		ret = pm_matrix_open_rows(&o, &r, &m);
+		if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP) {
+			free(buf);
+			continue;
+		}
+		CU_ASSERT_EQUAL_FATAL(ret, 0);
+		CU_ASSERT_EQUAL(pm_matrix_read(m, 0, buf, bytes), 0);
+		CU_ASSERT(memcmp(buf, full.data + r.begin * fi.cols, bytes) == 0);
+		if (backend != PM_BACKEND_NONE)
+			CU_ASSERT(memcmp(pm_matrix_data(m), full.data + r.begin * fi.cols, bytes) == 0);
+		CU_ASSERT_EQUAL(pm_matrix_error(m), 0);
+		CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
+		free(buf);
+	}
+	ref_free(&full);
+	munmap(img, h * w);
+}
+
+/* Several threads read one index selection under a two-chunk budget, each
+ * in its own order, with two filler threads. */
+struct rows_reader {
+	const unsigned char *p, *want;
+	size_t bytes, pitch;
+	unsigned seed;
+	size_t bad;
+};
+
+static void *rows_read(void *arg)
+{
+	struct rows_reader *r = arg;
+	size_t nrows = r->bytes / r->pitch;
+
+	for (size_t k = 0; k < nrows; k++) {
+		size_t row = r->seed % 2 ? (k * 7919 + r->seed) % nrows : nrows - 1 - k % nrows;
+
+		r->bad += memcmp(r->p + row * r->pitch, r->want + row * r->pitch, r->pitch) != 0;
+	}
+	return NULL;
+}
+
+static void test_rows_threads(void)
+{
+	const size_t shape[3] = { 40, 37, 3 };
+	struct pm_matrix_opts o = { .size = sizeof(o) };
+	struct pm_matrix_info fi;
+	struct ref_matrix full;
+	struct buffer b;
+	uint64_t *idx;
+	unsigned char *want;
+	size_t n = 500;
+
+	make_source(&o.source, &b, PM_DTYPE_U16, 3, shape, MEM_CONTIG);
+	o.source.has_channels = true;
+	o.source.channel_axis = 2;
+	set_window(&o.window[0], 5, 1, 2, 3, 3);
+	set_window(&o.window[1], 4, 2, 1, 2, 1);
+	o.pad_mode = PM_PAD_REFLECT;
+	o.dtype = PM_DTYPE_F32;
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(&o, &fi), 0);
+	CU_ASSERT_EQUAL_FATAL(ref_im2col(&o, &full), 0);
+	idx = malloc(n * sizeof(*idx));
+	want = malloc(n * full.pitch);
+	CU_ASSERT_FATAL(idx && want);
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = rnd_below(fi.windows);
+		memcpy(want + i * full.pitch, full.data + idx[i] * full.pitch, full.pitch);
+	}
+	FOR_ALL_BACKENDS(backend) {
+		struct pm_rows r = { .size = sizeof(r), .kind = PM_ROWS_INDEX, .index = idx, .count = n };
+		struct rows_reader rd[4];
+		pthread_t t[4];
+		pm_matrix *m;
+		int ret;
+
+		memset(&o.lazy, 0, sizeof(o.lazy));
+		o.lazy.backend = backend;
+		o.lazy.chunk = 4096;
+		o.lazy.budget = 2 * 4096;
+		o.lazy.threads = 2;
+		ret = pm_matrix_open_rows(&o, &r, &m);
+		if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP)
+			continue;
+		CU_ASSERT_EQUAL_FATAL(ret, 0);
+		for (int i = 0; i < 4; i++) {
+			rd[i] = (struct rows_reader){ pm_matrix_data(m), want, n * full.pitch, full.pitch,
+						      (unsigned)i, 0 };
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, rows_read, &rd[i]), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			CU_ASSERT_EQUAL(rd[i].bad, 0);
+		}
+		CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
+	}
+	free(idx);
+	free(want);
+	ref_free(&full);
+	free_source(&b);
+}
+
+/* Every selection error, through describe and open; open leaves *out NULL. */
+static void test_rows_errors(void)
+{
+	const size_t shape[2] = { 6, 5 };
+	struct pm_matrix_opts o = { .size = sizeof(o) };
+	struct pm_matrix_info fi;
+	struct buffer b;
+	uint64_t idx[3] = { 0, 1, 2 };
+	uint8_t mask[64] = { 0 };
+
+	make_source(&o.source, &b, PM_DTYPE_F32, 2, shape, MEM_CONTIG);
+	set_window(&o.window[0], 2, 1, 1, 0, 0);
+	set_window(&o.window[1], 2, 1, 1, 0, 0);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(&o, &fi), 0);
+	CU_ASSERT_EQUAL_FATAL(fi.windows, 20);
+	struct {
+		struct pm_rows r;
+		int layout, want;
+	} cases[] = {
+		{ { .kind = 7 }, 0, -PM_EROWSKIND },
+		{ { .kind = -1 }, 0, -PM_EROWSKIND },
+		{ { .size = 3, .kind = PM_ROWS_RANGE, .end = 1 }, 0, -PM_EOPTSIZE },
+		{ { .size = 3 }, 0, -PM_EOPTSIZE },
+		{ { .kind = PM_ROWS_INDEX, .index = idx, .count = 3 }, PM_LAYOUT_COLS, -PM_EROWSLAYOUT },
+		{ { .kind = PM_ROWS_RANGE, .begin = 0, .end = 21 }, 0, -PM_EROWRANGE },
+		{ { .kind = PM_ROWS_RANGE, .begin = 5, .end = 4 }, 0, -PM_EROWRANGE },
+		{ { .kind = PM_ROWS_RANGE, .begin = 21, .end = 21 }, 0, -PM_EROWRANGE },
+		{ { .kind = PM_ROWS_RANGE, .begin = SIZE_MAX, .end = SIZE_MAX }, 0, -PM_EROWRANGE },
+		{ { .kind = PM_ROWS_RANGE, .begin = 20, .end = 20 }, 0, -PM_EROWSEMPTY },
+		{ { .kind = PM_ROWS_RANGE, .begin = 3, .end = 3 }, 0, -PM_EROWSEMPTY },
+		{ { .kind = PM_ROWS_INDEX, .index = idx, .count = 0 }, 0, -PM_EROWSEMPTY },
+		{ { .kind = PM_ROWS_INDEX, .index = NULL, .count = 2 }, 0, -PM_ENULL },
+		{ { .kind = PM_ROWS_MASK, .mask = NULL, .count = 20 }, 0, -PM_ENULL },
+		{ { .kind = PM_ROWS_MASK, .mask = mask, .count = 20 }, 0, -PM_EROWSEMPTY },
+		{ { .kind = PM_ROWS_MASK, .mask = mask, .count = 19 }, 0, -PM_EMASKLEN },
+		{ { .kind = PM_ROWS_MASK, .mask = mask, .count = 21 }, 0, -PM_EMASKLEN },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pm_matrix_info info;
+		pm_matrix *m = (pm_matrix *)&info;
+
+		o.layout = cases[i].layout;
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, &cases[i].r, &info), cases[i].want);
+		CU_ASSERT_EQUAL(pm_matrix_open_rows(&o, &cases[i].r, &m), cases[i].want);
+		CU_ASSERT_PTR_NULL(m);
+	}
+	o.layout = PM_LAYOUT_ROWS;
+	/* An index at the bound, and far past it. */
+	for (int k = 0; k < 2; k++) {
+		uint64_t bad[2] = { 19, k ? UINT64_MAX : 20 };
+		struct pm_rows r = { .kind = PM_ROWS_INDEX, .index = bad, .count = 2 };
+		pm_matrix *m = NULL;
+
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, &r, &fi), -PM_EROWINDEX);
+		CU_ASSERT_EQUAL(pm_matrix_open_rows(&o, &r, &m), -PM_EROWINDEX);
+		r.count = 1;
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, &r, &fi), 0);
+		CU_ASSERT_EQUAL(fi.rows, 1);
+	}
+	/* The usual checks come first, and NULLs. */
+	{
+		struct pm_rows r = { .kind = PM_ROWS_RANGE, .begin = 0, .end = 1 };
+		pm_matrix *m = NULL;
+
+		CU_ASSERT_EQUAL(pm_matrix_open_rows(&o, &r, NULL), -PM_ENULL);
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, &r, NULL), -PM_ENULL);
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(NULL, &r, &fi), -PM_ENULL);
+		o.window[0].step = 0;
+		CU_ASSERT_EQUAL(pm_matrix_open_rows(&o, &r, &m), -PM_ESTEP);
+		o.window[0].step = 1;
+		/* NULL and ALL are the full matrix, in either layout. */
+		r.kind = PM_ROWS_ALL;
+		o.layout = PM_LAYOUT_COLS;
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, &r, &fi), 0);
+		CU_ASSERT_EQUAL(fi.rows, 4);
+		CU_ASSERT_EQUAL(pm_matrix_describe_rows(&o, NULL, &fi), 0);
+		CU_ASSERT_EQUAL(fi.cols, 20);
+	}
+	for (int c = PM_EROWSKIND; c <= PM_EROWSLAYOUT; c++) {
+		CU_ASSERT(strlen(pm_strerror(-c)) > 20);
+		CU_ASSERT_EQUAL(pm_error_errno(-c), EINVAL);
+	}
+	CU_ASSERT(strstr(pm_strerror(-PM_EROWINDEX), "number of windows") != NULL);
+	CU_ASSERT(strstr(pm_strerror(-PM_EROWRANGE), "number of windows") != NULL);
+	CU_ASSERT(strstr(pm_strerror(-PM_EMASKLEN), "one entry per window") != NULL);
+	free_source(&b);
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(void)
@@ -1203,9 +1663,13 @@ int main(void)
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "a lazy matrix as the source of another", test_lazy_source },
+		{ "row selections: index, mask, range", test_rows },
+		{ "row range reads only its own source rows", test_rows_range_locality },
+		{ "row selection read by threads under a small budget", test_rows_threads },
+		{ "row selection errors", test_rows_errors },
 	};
 	int ret = t_run("matrix", tests, T_COUNT(tests), NULL);
 
-	printf("%lu cases, %lu matrices opened\n", ncases, nopens);
+	printf("%lu cases, %lu matrices opened, %lu row selections\n", ncases, nopens, nsel);
 	return ret;
 }
