@@ -202,3 +202,19 @@ void fe_report_options(struct json *j, const struct pm_matrix_opts *o,
 	json_bool(j, "writable", o->lazy.flags & PM_LAZY_WRITABLE);
 	json_close(j, '}');
 }
+
+void fe_report_matrix(struct json *j, const struct pm_matrix_info *info)
+{
+	json_obj(j, "matrix");
+	json_u64(j, "rows", info->rows);
+	json_u64(j, "cols", info->cols);
+	json_u64(j, "ld", info->ld);
+	json_str(j, "dtype", pm_dtype_name(info->dtype));
+	json_u64(j, "elem_size", info->elem_size);
+	json_u64(j, "bytes", info->bytes);
+	json_dims(j, "out_shape", info->out_shape, info->nspatial);
+	json_u64(j, "windows", info->windows);
+	json_u64(j, "window_elems", info->window_elems);
+	json_u64(j, "channels", info->channels);
+	json_close(j, '}');
+}

@@ -63,5 +63,8 @@ int fe_options_matrix(struct fe_options *f, const struct img *im, struct pm_matr
  *     chunks, 0 for none, or null (default); writable: bool. */
 void fe_report_options(struct json *j, const struct pm_matrix_opts *o,
 		       const struct pm_matrix_info *info);
+/* The "matrix" member: rows, cols, ld, dtype, elem_size, bytes, out_shape,
+ * windows, window_elems, channels. */
+void fe_report_matrix(struct json *j, const struct pm_matrix_info *info);
 
 #endif

@@ -499,22 +499,6 @@ void report_stats_json(struct json *j, const struct pm_stats *st)
 	json_close(j, '}');
 }
 
-void report_info_json(struct json *j, const struct pm_matrix_info *info)
-{
-	json_obj(j, "matrix");
-	json_u64(j, "rows", info->rows);
-	json_u64(j, "cols", info->cols);
-	json_u64(j, "ld", info->ld);
-	json_str(j, "dtype", pm_dtype_name(info->dtype));
-	json_u64(j, "elem_size", info->elem_size);
-	json_u64(j, "bytes", info->bytes);
-	json_dims(j, "out_shape", info->out_shape, info->nspatial);
-	json_u64(j, "windows", info->windows);
-	json_u64(j, "window_elems", info->window_elems);
-	json_u64(j, "channels", info->channels);
-	json_close(j, '}');
-}
-
 void report_image_json(struct json *j, const char *path, const struct img *im)
 {
 	json_obj(j, "image");

@@ -128,7 +128,6 @@ size_t args_chunk(const struct pm_matrix_opts *o);
 /* The lazy statistics, in words or as JSON members. */
 void report_stats_text(FILE *f, const struct pm_stats *st, int threads);
 void report_stats_json(struct json *j, const struct pm_stats *st);
-void report_info_json(struct json *j, const struct pm_matrix_info *info);
 void report_image_json(struct json *j, const char *path, const struct img *im);
 void report_image_text(FILE *f, const char *path, const struct img *im);
 

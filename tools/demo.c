@@ -476,7 +476,7 @@ int cmd_demo(const struct args *a)
 		json_dims(&j, "image_shape", shape, 2);
 		json_u64(&j, "window", d.K);
 		json_u64(&j, "filters", d.N);
-		report_info_json(&j, &info);
+		fe_report_matrix(&j, &info);
 		json_u64(&j, "mem_total_bytes", memtotal);
 		json_bool(&j, "matrix_larger_than_ram", larger);
 		json_u64(&j, "block_rows", rb);

@@ -33,7 +33,7 @@ static int cmd_info(const struct args *a)
 		report_image_json(&j, a->image, &im);
 		if (a->window_given) {
 			fe_report_options(&j, &o, &info);
-			report_info_json(&j, &info);
+			fe_report_matrix(&j, &info);
 		}
 		json_end(&j);
 	} else if (!a->quiet) {
@@ -401,7 +401,7 @@ static int cmd_apply(const struct args *a)
 		json_begin(&j, rep);
 		json_str(&j, "command", "apply");
 		report_image_json(&j, a->image, &im);
-		report_info_json(&j, &info);
+		fe_report_matrix(&j, &info);
 		json_obj(&j, "output");
 		json_str(&j, "path", a->out);
 		json_dims(&j, "shape", shape, 1 + info.nspatial);
@@ -627,7 +627,7 @@ static int cmd_export(const struct args *a)
 		json_begin(&j, rep);
 		json_str(&j, "command", "export");
 		report_image_json(&j, a->image, &im);
-		report_info_json(&j, &info);
+		fe_report_matrix(&j, &info);
 		json_obj(&j, "output");
 		json_str(&j, "path", a->out);
 		json_u64(&j, "bytes", hlen + info.bytes);

@@ -1,0 +1,74 @@
+/* desc-dump.c: a descriptor as the preload shim reads it, printed as the
+ * tool's `info --json` prints its options: {"options": {...}, "matrix":
+ * {...}}, or {"error": "...", "line": N} (exit 1). The source is opened as
+ * the shim opens it, relative to the descriptor's directory. For
+ * test_grammar.py, which compares the front ends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "descriptor.h"
+#include "image.h"
+#include "json.h"
+#include "options.h"
+
+static int report_error(const char *msg, int line)
+{
+	struct json j;
+
+	json_begin(&j, stdout);
+	json_str(&j, "error", msg);
+	json_i64(&j, "line", line);
+	json_end(&j);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	char err[DESC_ERRLEN], ierr[IMG_ERRLEN], *text, *path, *slash;
+	struct pm_matrix_info info;
+	struct pm_matrix_opts o;
+	struct desc d;
+	struct img im;
+	struct json j;
+	long len;
+	int line;
+	FILE *f;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: desc-dump FILE.patchmap\n");
+		return 2;
+	}
+	f = fopen(argv[1], "rb");
+	if (!f || fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
+	    !(text = malloc((size_t)len + 1)) || fread(text, 1, (size_t)len, f) != (size_t)len) {
+		perror(argv[1]);
+		return 2;
+	}
+	fclose(f);
+	if (desc_parse(text, (size_t)len, &d, err, &line))
+		return report_error(err, line);
+	free(text);
+	slash = strrchr(argv[1], '/');
+	if (d.source[0] == '/' || !slash)
+		path = strdup(d.source);
+	else if (asprintf(&path, "%.*s/%s", (int)(slash - argv[1]), argv[1], d.source) < 0)
+		path = NULL;
+	if (!path || img_open(path, &d.opt.raw, &im, ierr)) {
+		fprintf(stderr, "desc-dump: %s: %s\n", d.source, path ? ierr : "out of memory");
+		return 2;
+	}
+	free(path);
+	if (desc_matrix(&d, &im.src, &o, &info, err, &line)) {
+		img_close(&im);
+		desc_free(&d);
+		return report_error(err, line);
+	}
+	json_begin(&j, stdout);
+	fe_report_options(&j, &o, &info);
+	fe_report_matrix(&j, &info);
+	json_end(&j);
+	img_close(&im);
+	desc_free(&d);
+	return 0;
+}

@@ -1,0 +1,257 @@
+"""One grammar: the same table of spellings fed to every front end, the
+`patchmap` tool (`info IMAGE --json --key-name VALUE`), a descriptor
+(`key_name = VALUE`, read by desc-dump as the preload shim reads it) and
+Python (`patchmap.describe(image, window, key_name=VALUE)`), must resolve to
+the same options and matrix, or fail with the same pm_spec message.
+
+Environment: PATCHMAP_EXE (the tool), PATCHMAP_DESC_DUMP (desc-dump),
+PATCHMAP_LIBRARY and PATCHMAP_PYTHON_DIR (the Python package)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+EXE = os.environ.get("PATCHMAP_EXE", "")
+DUMP = os.environ.get("PATCHMAP_DESC_DUMP", "")
+
+# The images: 2-D gray, and an (H, W, 3) colour image (channels last by the
+# channel rule).
+IMAGES = {
+    "gray": np.arange(10 * 12, dtype=np.uint8).reshape(10, 12),
+    "rgb": (np.arange(9 * 11 * 3) % 251).astype(np.uint8).reshape(9, 11, 3),
+    "f32": np.linspace(-1, 1, 8 * 9, dtype=np.float32).reshape(8, 9),
+}
+
+# (image, {key: value}) that every front end accepts; rows in a group give
+# the same options (a group is a list of spellings of one meaning).
+GOOD = [
+    ("gray", [{"window": "3"}, {"window": "3x3"}, {"window": "3,3"}, {"window": "3, 3"},
+              {"window": "3 x 3"}, {"window": " 3X3 "}]),
+    ("gray", [{"window": "3x4", "step": "2"}, {"window": "3x4", "step": "2x2"},
+              {"window": "3,4", "step": "2, 2"}]),
+    ("gray", [{"window": "3", "dilation": "2x1"}, {"window": "3", "dilation": "2,1"}]),
+    ("gray", [{"window": "3", "pad": "same"}, {"window": "3", "pad": "SAME"},
+              {"window": "3", "pad_mode": "zero"}, {"window": "3", "pad": "1"}]),
+    ("gray", [{"window": "4", "step": "3", "pad": "same"}]),
+    ("gray", [{"window": "3", "pad": "valid"}, {"window": "3", "pad": "0"},
+              {"window": "3", "pad": "0x0"}]),
+    ("gray", [{"window": "3", "pad": "2, 1x3"}, {"window": "3", "pad": "2x2,1x3"}]),
+    ("gray", [{"window": "3", "pad_mode": "reflect"}, {"window": "3", "pad_mode": "Reflect"},
+              {"window": "3", "pad_mode": "reflect", "pad": "same"}]),
+    ("gray", [{"window": "3", "pad_mode": "constant", "pad_value": "7"},
+              {"window": "3", "pad_mode": "CONSTANT", "pad_value": "7.0"}]),
+    ("gray", [{"window": "3", "pad_mode": "wrap", "pad": "2"}]),
+    ("gray", [{"window": "3", "dtype": "float64"}, {"window": "3", "dtype": "f64"},
+              {"window": "3", "dtype": "f8"}, {"window": "3", "dtype": "<f8"},
+              {"window": "3", "dtype": "Float64"}]),
+    ("gray", [{"window": "3"}, {"window": "3", "dtype": "float32"}, {"window": "3", "dtype": "f4"},
+              {"window": "3", "dtype": "f32"}]),
+    ("gray", [{"window": "3", "dtype": "same"}, {"window": "3", "dtype": "uint8"},
+              {"window": "3", "dtype": "u1"}, {"window": "3", "dtype": "|u1"}]),
+    ("gray", [{"window": "3", "scale": "0.5", "offset": "-1"},
+              {"window": "3", "scale": "5e-1", "offset": "-1.0"}]),
+    ("gray", [{"window": "3", "order": "channel"}, {"window": "3", "order": "CHANNEL"}]),
+    ("gray", [{"window": "3", "layout": "cols"}, {"window": "3", "layout": "Cols"}]),
+    ("gray", [{"window": "3", "row_pitch": "64"}, {"window": "3", "row_pitch": "64B"}]),
+    ("gray", [{"window": "3", "budget": "64K"}, {"window": "3", "budget": "64 K"},
+              {"window": "3", "budget": "64KiB"}, {"window": "3", "budget": "64kb"},
+              {"window": "3", "budget": "65536"}]),
+    ("gray", [{"window": "3", "budget": "1.5G"}, {"window": "3", "budget": "1536M"},
+              {"window": "3", "budget": "1.5 GiB"}]),
+    ("gray", [{"window": "3", "budget": "unlimited"}, {"window": "3", "budget": "Unlimited"},
+              {"window": "3", "budget": "UNLIMITED"}]),
+    ("gray", [{"window": "3", "chunk": "1M"}, {"window": "3", "chunk": "1024K"}]),
+    ("gray", [{"window": "3", "backend": "sigsegv"}, {"window": "3", "backend": "SIGSEGV"}]),
+    ("gray", [{"window": "3", "backend": "eager"}]),
+    ("gray", [{"window": "3", "threads": "3"}]),
+    ("gray", [{"window": "3", "readahead": "none"}, {"window": "3", "readahead": "0"}]),
+    ("gray", [{"window": "3", "readahead": "4"}]),
+    ("gray", [{"window": "3", "writable": "yes"}, {"window": "3", "writable": "true"},
+              {"window": "3", "writable": "1"}]),
+    ("gray", [{"window": "3", "channel_axis": "auto"}, {"window": "3"}]),
+    ("rgb", [{"window": "2"}, {"window": "2x2"}, {"window": "2", "channel_axis": "last"},
+             {"window": "2", "channel_axis": "-1"}, {"window": "2", "channel_axis": "2"}]),
+    ("rgb", [{"window": "2", "channel_axis": "none"}, {"window": "2x2x2"},
+             {"window": "2x2x2", "channel_axis": "none"}]),
+    ("rgb", [{"window": "2", "channel_axis": "first"}, {"window": "2", "channel_axis": "0"}]),
+    ("rgb", [{"window": "2x3", "order": "channel", "pad_mode": "edge"}]),
+    ("f32", [{"window": "2", "pad_mode": "constant", "pad_value": "-2.5", "dtype": "same"}]),
+]
+
+# (image, {key: value}, the key the message names) that every front end
+# refuses with the same message.
+BAD = [
+    ("gray", {"window": "0"}, "window"),
+    ("gray", {"window": "3x"}, "window"),
+    ("gray", {"window": "x3"}, "window"),
+    ("gray", {"window": "3", "step": "two"}, "step"),
+    ("gray", {"window": "3", "dilation": "-1"}, "dilation"),
+    ("gray", {"window": "3x3x3"}, "window"),
+    ("gray", {"window": "11"}, "window"),
+    ("rgb", {"window": "2x2x2x2"}, "window"),
+    ("gray", {"window": "3", "step": "1x2x3"}, "step"),
+    ("gray", {"window": "3", "pad": "1,,2"}, "pad"),
+    ("gray", {"window": "3", "pad": "mirror"}, "pad"),
+    ("gray", {"window": "3", "pad_mode": "mirror"}, "pad_mode"),
+    ("gray", {"window": "3", "pad_mode": "constant", "pad_value": "300"}, "pad_value"),
+    ("gray", {"window": "3", "pad_mode": "edge", "pad_value": "1"}, "pad_value"),
+    ("gray", {"window": "3", "pad_value": "one"}, "pad_value"),
+    ("gray", {"window": "3", "dtype": "u8"}, "dtype"),
+    ("gray", {"window": "3", "dtype": "i8"}, "dtype"),
+    ("gray", {"window": "3", "dtype": ">f4"}, "dtype"),
+    ("gray", {"window": "3", "dtype": "complex64"}, "dtype"),
+    ("gray", {"window": "3", "dtype": "int16"}, "dtype"),
+    ("gray", {"window": "3", "dtype": "uint8", "scale": "2"}, "scale"),
+    ("gray", {"window": "3", "scale": "1,5"}, "scale"),
+    ("gray", {"window": "3", "order": "rows"}, "order"),
+    ("gray", {"window": "3", "layout": "transposed"}, "layout"),
+    ("gray", {"window": "3", "row_pitch": "5"}, "row_pitch"),
+    ("gray", {"window": "3", "budget": "lots"}, "budget"),
+    ("gray", {"window": "3", "budget": "0"}, "budget"),
+    ("gray", {"window": "3", "budget": "1.5"}, "budget"),
+    ("gray", {"window": "3", "chunk": "5000"}, "chunk"),
+    ("gray", {"window": "3", "backend": "mmap"}, "backend"),
+    ("gray", {"window": "3", "threads": "-1"}, "threads"),
+    ("gray", {"window": "3", "readahead": "-3"}, "readahead"),
+    ("gray", {"window": "3", "writable": "maybe"}, "writable"),
+    ("gray", {"window": "3", "channel_axis": "middle"}, "channel_axis"),
+    ("rgb", {"window": "2", "channel_axis": "3"}, "channel_axis"),
+]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("grammar")
+    for name, arr in IMAGES.items():
+        np.save(d / f"{name}.npy", arr)
+    return d
+
+
+def python_module():
+    """The package's describe(), or None while the package has none."""
+    pydir = os.environ.get("PATCHMAP_PYTHON_DIR")
+    if not pydir or not os.environ.get("PATCHMAP_LIBRARY"):
+        return None
+    if pydir not in sys.path:
+        sys.path.insert(0, pydir)
+    try:
+        import patchmap
+    except ImportError:
+        return None
+    return patchmap if hasattr(patchmap, "describe") else None
+
+
+# ------------------------------------------------------------------ the three columns
+
+def tool(images, image, kw):
+    if not EXE:
+        pytest.skip("PATCHMAP_EXE does not name the patchmap binary")
+    args = [EXE, "info", str(images / f"{image}.npy"), "--json"]
+    for k, v in kw.items():
+        args += ["--" + k.replace("_", "-"), v]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if p.returncode:
+        rep = json.loads(p.stdout)
+        assert rep["exit"] == p.returncode and p.stderr == f"patchmap: {rep['error']}\n"
+        return {"error": rep["error"]}
+    rep = json.loads(p.stdout)
+    return {"options": rep["options"], "matrix": rep["matrix"]}
+
+
+def descriptor(images, image, kw, n=[0]):
+    if not DUMP:
+        pytest.skip("PATCHMAP_DESC_DUMP does not name desc-dump")
+    n[0] += 1
+    path = images / f"d{n[0]}.patchmap"
+    path.write_text(f"source = {image}.npy\n" + "".join(f"{k} = {v}\n" for k, v in kw.items()))
+    p = subprocess.run([DUMP, str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode in (0, 1), p.stderr
+    rep = json.loads(p.stdout)
+    if p.returncode:
+        # the error is on the line of the key it names (the source is line 1)
+        return {"error": rep["error"], "line": rep["line"]}
+    return rep
+
+
+def python(image, kw):
+    pm = python_module()
+    if pm is None:
+        return None
+    kw = dict(kw)
+    window = kw.pop("window")
+    try:
+        rep = pm.describe(IMAGES[image], window, **kw)
+    except (ValueError, TypeError) as e:
+        return {"error": str(e)}
+    return {"options": rep["options"], "matrix": rep["matrix"]}
+
+
+# ------------------------------------------------------------------ checks
+
+def same_message(a, b):
+    """The pm_spec line is the whole of one message and within the other
+    (a front end may say where: 'info: ... (see patchmap info --help)')."""
+    return a == b or a in b or b in a
+
+
+@pytest.mark.parametrize("image,group", GOOD, ids=[f"{i}-{g[0]}" for i, g in GOOD])
+def test_good_spellings(images, image, group):
+    first = None
+    for kw in group:
+        got = [tool(images, image, kw), descriptor(images, image, kw)]
+        py = python(image, kw)
+        if py is not None:
+            got.append(py)
+        for g in got:
+            assert "error" not in g, (kw, g)
+        assert all(g == got[0] for g in got), (kw, got)
+        if first is None:
+            first = got[0]
+        assert got[0] == first, ("one meaning, many spellings", group[0], kw)
+
+
+def test_good_spellings_mean_what_they_say(images):
+    """A few resolved values, so that the table cannot pass by all three
+    front ends agreeing on something wrong."""
+    rep = tool(images, "gray", {"window": "4", "step": "3", "pad": "same"})
+    # TensorFlow's same: ceil(10/3) = 4 and ceil(12/3) = 4 windows; padding
+    # (4-1)*3 + 4 - 10 = 3 (1 before, 2 after) and (4-1)*3 + 4 - 12 = 1
+    assert rep["matrix"]["out_shape"] == [4, 4]
+    assert rep["options"]["pad_before"] == [1, 0] and rep["options"]["pad_after"] == [2, 1]
+    rep = tool(images, "rgb", {"window": "2"})
+    assert rep["options"]["channel_axis"] == 2 and rep["matrix"]["cols"] == 12
+    rep = tool(images, "rgb", {"window": "2", "channel_axis": "none"})
+    assert rep["options"]["channel_axis"] is None and rep["matrix"]["cols"] == 8
+    rep = tool(images, "gray", {"window": "3", "budget": "1.5G"})
+    assert rep["options"]["budget"] == 1536 << 20
+    rep = tool(images, "gray", {"window": "3"})
+    assert rep["options"]["dtype"] == "float32" and rep["options"]["budget"] is None
+
+
+@pytest.mark.parametrize("image,kw,key", BAD, ids=[f"{i}-{kw}" for i, kw, _ in BAD])
+def test_bad_spellings(images, image, kw, key):
+    t = tool(images, image, kw)
+    d = descriptor(images, image, kw)
+    assert "error" in t and "error" in d, (t, d)
+    # the descriptor's line is the key's
+    assert d["line"] == 2 + list(kw).index(key), d
+    msg = d["error"]
+    assert msg.startswith(key + ": "), msg
+    assert same_message(msg, t["error"]), (msg, t["error"])
+    py = python(image, kw)
+    if py is not None:
+        assert "error" in py, py
+        assert same_message(msg, py["error"]), (msg, py["error"])
+
+
+def test_python_column():
+    """Says whether Python took part: until the package has describe(), the
+    tables compare the tool and the descriptors only."""
+    if python_module() is None:
+        pytest.skip("the Python package has no patchmap.describe() yet: the tool and the "
+                    "descriptors are compared, Python is not")
