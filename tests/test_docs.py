@@ -6,8 +6,8 @@ written against the build tree:
   then run; it must exit 0.
 - ```sh: run by bash (-e -o pipefail) in a new temporary directory that
   looks like the top of a checkout (`build` is the build tree, the source
-  folders are links to the sources), with the build's `tools` on PATH
-  before /usr/bin; it must exit 0.
+  folders are links to the sources; HOME is that directory too), with the
+  build's `tools` on PATH before /usr/bin; it must exit 0.
 - ```python: blocks with `>>>` prompts run as doctests, every output
   compared exactly; other blocks run as a script (Debian's python3, the
   package and the library of the build tree); it must exit 0.
@@ -16,8 +16,9 @@ written against the build tree:
   by line, trailing blanks aside.
 - A block preceded by `<!-- docs: skip (reason) -->` is not run; the
   reason is reported and the skips are counted (test_inventory).
-- Other blocks, ```text or without a language, are text (synopses,
-  diagrams, message formats), not commands; any other language fails.
+- Other blocks, ```text, ```ini or without a language, are text
+  (synopses, diagrams, message formats, a file's content), not commands;
+  any other language fails.
 
 PATCHMAP_SOURCE_ROOT and PATCHMAP_BUILD_ROOT name the trees (meson sets
 them); by hand: PATCHMAP_BUILD_ROOT=build /usr/bin/python3 -m pytest
@@ -40,7 +41,7 @@ SOURCE = os.path.abspath(os.environ.get("PATCHMAP_SOURCE_ROOT", os.path.dirname(
 BUILD = os.path.abspath(os.environ.get("PATCHMAP_BUILD_ROOT", os.path.join(SOURCE, "build")))
 PYTHON = "/usr/bin/python3"
 RUN = {"c", "sh", "python"}
-TEXT = {"", "text"}
+TEXT = {"", "text", "ini"}  # text, or the content of a file (ini)
 MARK = re.compile(r"<!--\s*docs:\s*(skip|output)\b\s*(?:\((.*?)\))?\s*-->")
 TIMEOUT = 300
 
@@ -103,8 +104,10 @@ ALL = [b for p in readmes() for b in blocks_of(p)]
 CODE = [b for b in ALL if b.lang in RUN or b.mark == "skip"]
 
 
-def env():
+def env(home=None):
     e = dict(os.environ)
+    if home:
+        e["HOME"] = home  # nothing a block writes under ~ lands outside its directory
     e["PATH"] = os.pathsep.join([os.path.join(BUILD, "tools"), "/usr/bin", e.get("PATH", "")])
     e["PYTHONPATH"] = os.path.join(SOURCE, "python")
     e["PATCHMAP_LIBRARY"] = os.path.join(BUILD, "libpatchmap.so")
@@ -114,11 +117,11 @@ def env():
     return e
 
 
-def execute(block, argv, cwd):
+def execute(block, argv, cwd, home=None):
     """Runs argv in its own session: on a timeout the whole process group is
     killed, so no child of a block outlives the test. stdout and stderr
     merged."""
-    p = subprocess.Popen(argv, cwd=cwd, env=env(), stdout=subprocess.PIPE,
+    p = subprocess.Popen(argv, cwd=cwd, env=env(home), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = p.communicate(timeout=TIMEOUT)
@@ -160,7 +163,7 @@ def run(block, tmp):
         script = os.path.join(tmp, ".block.sh")
         with open(script, "w") as f:
             f.write(block.text)
-        return execute(block, ["bash", "-e", "-o", "pipefail", script], tmp)
+        return execute(block, ["bash", "-e", "-o", "pipefail", script], tmp, home=tmp)
     if block.lang == "c":
         src = os.path.join(tmp, "block.c")
         with open(src, "w") as f:
