@@ -1,0 +1,584 @@
+/* image.c: libpatchmap-image. An image file opened with libvips becomes a
+ * pm_source whose data is a pm_region; the region's fill decodes the band of
+ * whole rows a chunk covers with a libvips region of its own, in the filler
+ * thread that asks (libvips regions are per thread; images are shared). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <vips/vips.h>
+
+#include "patchmap-image.h"
+
+#define CACHE_MAX_OPS 16
+#define CACHE_MAX_MEM ((size_t)32 << 20)
+
+struct pm_image {
+	VipsImage *vi;              /* what the region decodes: owned reference */
+	struct pm_source src;
+	struct pm_image_info info;
+	pm_region *region;
+	size_t row_bytes;
+	pthread_mutex_t lock;       /* guards err_msg */
+	char err_msg[512];          /* the first fill failure, one line */
+	atomic_bool poisoned;       /* a fill failed: every later fill fails */
+};
+
+/* libvips keeps one error buffer per process: every read-and-clear of it
+ * goes through this lock, so that our messages are not mixed up with each
+ * other (a program that also calls libvips directly may still interleave). */
+static pthread_mutex_t vips_error_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_result;
+
+/* libvips reports a damaged file twice: a warning on stderr, then the error
+ * we return. A library does not print: its warnings are dropped. */
+static void drop_log(const gchar *domain, GLogLevelFlags level, const gchar *text, gpointer data)
+{
+	(void)domain;
+	(void)level;
+	(void)text;
+	(void)data;
+}
+
+static void init_vips(void)
+{
+	init_result = VIPS_INIT("patchmap") ? -PM_IMAGE_EINIT : 0;
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
+			  drop_log, NULL);
+}
+
+static void cap_cache(void)
+{
+	vips_cache_set_max(CACHE_MAX_OPS);
+	vips_cache_set_max_mem(CACHE_MAX_MEM);
+}
+
+/* Writes libvips' pending error text (and clears it) into msg as one line,
+ * prefixed by `what` when the text is empty. */
+static void take_vips_error(char *msg, size_t msglen, const char *what)
+{
+	char *text;
+	size_t n = 0;
+
+	pthread_mutex_lock(&vips_error_lock);
+	text = vips_error_buffer_copy();
+	pthread_mutex_unlock(&vips_error_lock);
+	if (msg && msglen) {
+		const char *t = text && *text ? text : what;
+
+		/* newlines between the decoder's lines become "; " */
+		for (const char *p = t; *p && n + 1 < msglen; p++) {
+			if (*p == '\n') {
+				if (!p[1])
+					break;
+				if (n + 3 >= msglen)
+					break;
+				msg[n++] = ';';
+				msg[n++] = ' ';
+			} else {
+				msg[n++] = *p;
+			}
+		}
+		msg[n] = '\0';
+	}
+	g_free(text);
+}
+
+static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!msg || !msglen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, msglen, fmt, ap);
+	va_end(ap);
+}
+
+const char *pm_image_strerror(int code)
+{
+	int c = code < 0 ? -code : code;
+
+	switch (c) {
+	case PM_IMAGE_EDECODE:
+		return "the image decoder refused the file or a part of it";
+	case PM_IMAGE_EFORMAT:
+		return "not an image format this build of libvips can read";
+	case PM_IMAGE_ESAMPLE:
+		return "the image's sample type (complex) has no array dtype";
+	case PM_IMAGE_EPAGE:
+		return "no such page in this image";
+	case PM_IMAGE_ELEVEL:
+		return "no such pyramid level in this image";
+	case PM_IMAGE_EBANDS:
+		return "a band index is outside the image's bands";
+	case PM_IMAGE_EINIT:
+		return "libvips could not be initialised";
+	default:
+		return pm_strerror(code);
+	}
+}
+
+static int dtype_of(VipsBandFormat f)
+{
+	switch (f) {
+	case VIPS_FORMAT_UCHAR: return PM_DTYPE_U8;
+	case VIPS_FORMAT_CHAR: return PM_DTYPE_I8;
+	case VIPS_FORMAT_USHORT: return PM_DTYPE_U16;
+	case VIPS_FORMAT_SHORT: return PM_DTYPE_I16;
+	case VIPS_FORMAT_UINT: return PM_DTYPE_U32;
+	case VIPS_FORMAT_INT: return PM_DTYPE_I32;
+	case VIPS_FORMAT_FLOAT: return PM_DTYPE_F32;
+	case VIPS_FORMAT_DOUBLE: return PM_DTYPE_F64;
+	default: return -1;
+	}
+}
+
+static bool has_argument(VipsOperation *op, const char *name)
+{
+	GParamSpec *pspec;
+	VipsArgumentClass *aclass;
+	VipsArgumentInstance *ainst;
+
+	return vips_object_get_argument(VIPS_OBJECT(op), name, &pspec, &aclass, &ainst) == 0;
+}
+
+static int int_meta(VipsImage *vi, const char *name, int dflt)
+{
+	int v;
+	const char *s;
+
+	if (vips_image_get_typeof(vi, name) == G_TYPE_INT && !vips_image_get_int(vi, name, &v))
+		return v;
+	if (vips_image_get_typeof(vi, name) == G_TYPE_STRING &&
+	    !vips_image_get_string(vi, name, &s))
+		return atoi(s);
+	return dflt;
+}
+
+/* Runs loader `name` on path with the given page / subifd / level (-1: not
+ * set). Returns the image (a new reference) or NULL with libvips' error
+ * pending. */
+static VipsImage *run_loader(const char *name, const char *path, int page, int subifd, int level)
+{
+	VipsOperation *op = vips_operation_new(name);
+	VipsImage *out = NULL;
+
+	if (!op)
+		return NULL;
+	if (vips_object_set(VIPS_OBJECT(op), "filename", path, "access", VIPS_ACCESS_RANDOM,
+			    "fail_on", VIPS_FAIL_ON_ERROR, NULL) ||
+	    (page >= 0 && vips_object_set(VIPS_OBJECT(op), "page", page, NULL)) ||
+	    (subifd >= 0 && vips_object_set(VIPS_OBJECT(op), "subifd", subifd, NULL)) ||
+	    (level >= 0 && vips_object_set(VIPS_OBJECT(op), "level", level, NULL)) ||
+	    vips_cache_operation_buildp(&op)) {
+		vips_object_unref_outputs(VIPS_OBJECT(op));
+		g_object_unref(op);
+		return NULL;
+	}
+	g_object_get(op, "out", &out, NULL);
+	vips_object_unref_outputs(VIPS_OBJECT(op));
+	g_object_unref(op);
+	return out;
+}
+
+/* Pyramid levels of a TIFF: its SubIFDs plus the main image when it has
+ * some, else the run of pages from the first on that each halve (rounding
+ * either way) the one before, as `vips tiffsave --pyramid` writes them. */
+static int tiff_levels(const char *path, VipsImage *first, bool *by_subifd)
+{
+	int nsub = int_meta(first, "n-subifds", 0);
+	int pages = vips_image_get_n_pages(first);
+	int levels = 1, w = first->Xsize;
+
+	*by_subifd = nsub > 0;
+	if (nsub > 0)
+		return nsub + 1;
+	for (int p = 1; p < pages; p++) {
+		VipsImage *vi = run_loader("tiffload", path, p, -1, -1);
+		int pw;
+
+		if (!vi) {
+			take_vips_error(NULL, 0, NULL);
+			break;
+		}
+		pw = vi->Xsize;
+		g_object_unref(vi);
+		if (pw != w / 2 && pw != (w + 1) / 2)
+			break;
+		w = pw;
+		levels++;
+	}
+	return levels;
+}
+
+/* The fill: decodes the rows [offset, offset + len) touches, whole, and
+ * copies the bytes asked for. */
+static int fill(void *ctx, size_t offset, void *dst, size_t len)
+{
+	pm_image *im = ctx;
+	size_t rb = im->row_bytes;
+	size_t y0 = offset / rb, y1 = (offset + len - 1) / rb;
+	VipsRect r = { 0, (int)y0, im->vi->Xsize, (int)(y1 - y0 + 1) };
+	VipsRegion *reg = vips_region_new(im->vi);
+	unsigned char *out = dst;
+
+	int failed = !reg || vips_region_prepare(reg, &r);
+
+	/* libvips' tile cache paints a tile that failed to decode black and
+	 * keeps it: the request that decoded it may get the error, but any
+	 * other (or even that one) may get the black tile and success. The
+	 * only trace is the error text libvips posted. So a fill also fails
+	 * when error text is pending, and once a fill of this image failed,
+	 * every later one fails too: never a black tile as pixels. */
+	if (failed || vips_error_buffer()[0] || atomic_load(&im->poisoned)) {
+		char line[400];
+
+		/* poisoned before the text is taken: a fill that finds no text
+		 * finds the flag (both seq_cst) */
+		atomic_store(&im->poisoned, true);
+		take_vips_error(line, sizeof line, "the decoder failed earlier in this image");
+		pthread_mutex_lock(&im->lock);
+		if (!im->err_msg[0])
+			snprintf(im->err_msg, sizeof im->err_msg, "rows %zu-%zu: %s", y0, y1, line);
+		pthread_mutex_unlock(&im->lock);
+		if (reg)
+			g_object_unref(reg);
+		return -EIO;
+	}
+	for (size_t y = y0; y <= y1; y++) {
+		size_t row_start = y * rb;
+		size_t a = offset > row_start ? offset - row_start : 0;
+		size_t b = offset + len < row_start + rb ? offset + len - row_start : rb;
+		const unsigned char *src = VIPS_REGION_ADDR(reg, 0, (int)y);
+
+		memcpy(out + (row_start + a - offset), src + a, b - a);
+	}
+	g_object_unref(reg);
+	return 0;
+}
+
+/* Keeps the bands listed, in order: a new reference, or NULL with libvips'
+ * error pending. */
+static VipsImage *select_bands(VipsImage *in, const int *bands, int n)
+{
+	VipsImage **parts = g_new0(VipsImage *, n);
+	VipsImage *out = NULL;
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (vips_extract_band(in, &parts[i], bands[i], NULL))
+			break;
+	if (i == n && n == 1) {
+		out = parts[0];
+		parts[0] = NULL;
+	} else if (i == n && vips_bandjoin(parts, &out, n, NULL)) {
+		out = NULL;
+	}
+	for (i = 0; i < n; i++)
+		if (parts[i])
+			g_object_unref(parts[i]);
+	g_free(parts);
+	return out;
+}
+
+static int open_image(const char *path, const struct pm_image_opts *o, pm_image *im,
+		      char *msg, size_t msglen)
+{
+	const char *loader;
+	VipsOperation *probe;
+	bool has_page, has_level, has_subifd, by_subifd = false;
+	int page = -1, subifd = -1, level = -1;
+	VipsImage *first, *vi, *t;
+	struct pm_image_info *info = &im->info;
+	struct stat st;
+	int dtype;
+
+	if (stat(path, &st)) {
+		int e = errno;
+
+		set_msg(msg, msglen, "%s", strerror(e));
+		return -e;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		set_msg(msg, msglen, "%s", strerror(EISDIR));
+		return -EISDIR;
+	}
+	loader = vips_foreign_find_load(path);
+	if (!loader) {
+		take_vips_error(NULL, 0, NULL);
+		set_msg(msg, msglen, "not an image format libvips can read here");
+		return -PM_IMAGE_EFORMAT;
+	}
+	{
+		const char *nick = vips_nickname_find(g_type_from_name(loader));
+
+		snprintf(info->loader, sizeof info->loader, "%s", nick ? nick : loader);
+	}
+	probe = vips_operation_new(loader);
+	if (!probe) {
+		take_vips_error(msg, msglen, "cannot start the decoder");
+		return -PM_IMAGE_EDECODE;
+	}
+	has_page = has_argument(probe, "page");
+	has_level = has_argument(probe, "level");
+	has_subifd = has_argument(probe, "subifd");
+	g_object_unref(probe);
+	take_vips_error(NULL, 0, NULL); /* the probes' "no property named" */
+
+	/* Open the first page (or level) to learn how many there are. */
+	first = run_loader(loader, path, has_page ? 0 : -1, -1, has_level ? 0 : -1);
+	if (!first) {
+		take_vips_error(msg, msglen, "the decoder refused the file");
+		return -PM_IMAGE_EDECODE;
+	}
+	info->pages = has_page ? vips_image_get_n_pages(first) : 1;
+	if (has_level)
+		info->levels = int_meta(first, "openslide.level-count", 1);
+	else if (has_subifd)
+		info->levels = tiff_levels(path, first, &by_subifd);
+	else
+		info->levels = 1;
+	if (info->pages < 1)
+		info->pages = 1;
+	g_object_unref(first);
+
+	if (o->page < 0 || o->page >= info->pages || (o->page > 0 && !has_page)) {
+		set_msg(msg, msglen, "page %d: the image has %d page%s (0 to %d)", o->page,
+			info->pages, info->pages == 1 ? "" : "s", info->pages - 1);
+		return -PM_IMAGE_EPAGE;
+	}
+	if (o->level < 0 || o->level >= info->levels) {
+		set_msg(msg, msglen, "level %d: the image has %d level%s (0 to %d)", o->level,
+			info->levels, info->levels == 1 ? "" : "s", info->levels - 1);
+		return -PM_IMAGE_ELEVEL;
+	}
+	if (o->level > 0 && !has_level && !by_subifd && o->page > 0) {
+		set_msg(msg, msglen, "level %d and page %d: this TIFF's levels are its pages; "
+			"give one of them", o->level, o->page);
+		return -PM_IMAGE_EPAGE;
+	}
+	if (has_page)
+		page = o->page;
+	if (has_level)
+		level = o->level;
+	else if (o->level > 0 && by_subifd)
+		subifd = o->level - 1;
+	else if (o->level > 0)
+		page = o->level;
+	info->page = o->page;
+	info->level = o->level;
+
+	vi = run_loader(loader, path, page, subifd, level);
+	if (!vi) {
+		take_vips_error(msg, msglen, "the decoder refused the file");
+		return -PM_IMAGE_EDECODE;
+	}
+	info->random_access = vips_foreign_flags(loader, path) & VIPS_FOREIGN_PARTIAL;
+	if (vi->Coding != VIPS_CODING_NONE) {
+		if (vips_image_decode(vi, &t)) {
+			g_object_unref(vi);
+			take_vips_error(msg, msglen, "cannot decode the image's coding");
+			return -PM_IMAGE_EDECODE;
+		}
+		g_object_unref(vi);
+		vi = t;
+	}
+	info->file_bands = vi->Bands;
+	if (o->nbands < 0 || (o->nbands > 0 && !o->bands)) {
+		g_object_unref(vi);
+		set_msg(msg, msglen, "bands: %d band indices given%s", o->nbands,
+			o->nbands > 0 ? " without the list" : "");
+		return -PM_IMAGE_EBANDS;
+	}
+	for (int i = 0; i < o->nbands; i++) {
+		if (o->bands[i] < 0 || o->bands[i] >= vi->Bands) {
+			set_msg(msg, msglen, "bands: band %d: the image has %d band%s (0 to %d)",
+				o->bands[i], vi->Bands, vi->Bands == 1 ? "" : "s", vi->Bands - 1);
+			g_object_unref(vi);
+			return -PM_IMAGE_EBANDS;
+		}
+	}
+	if (o->nbands > 0) {
+		t = select_bands(vi, o->bands, o->nbands);
+		g_object_unref(vi);
+		if (!t) {
+			take_vips_error(msg, msglen, "cannot select the bands");
+			return -PM_IMAGE_EDECODE;
+		}
+		vi = t;
+	}
+	im->vi = vi;
+	dtype = dtype_of(vi->BandFmt);
+	if (dtype < 0) {
+		set_msg(msg, msglen, "samples of type %s have no array dtype",
+			vips_enum_nick(VIPS_TYPE_BAND_FORMAT, vi->BandFmt));
+		return -PM_IMAGE_ESAMPLE;
+	}
+	info->width = vi->Xsize;
+	info->height = vi->Ysize;
+	info->bands = vi->Bands;
+	info->dtype = dtype;
+	return 0;
+}
+
+int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **out,
+		  char *msg, size_t msglen)
+{
+	static const struct pm_image_opts defaults;
+	pm_image *im;
+	size_t shape[3], length;
+	int ret;
+
+	if (msg && msglen)
+		msg[0] = '\0';
+	if (!out)
+		return -PM_ENULL;
+	*out = NULL;
+	if (!path) {
+		set_msg(msg, msglen, "%s", pm_strerror(-PM_ENULL));
+		return -PM_ENULL;
+	}
+	if (!o)
+		o = &defaults;
+	if (o->size != 0 && o->size != sizeof *o) {
+		set_msg(msg, msglen, "%s", pm_strerror(-PM_EOPTSIZE));
+		return -PM_EOPTSIZE;
+	}
+	pthread_once(&init_once, init_vips);
+	if (init_result) {
+		set_msg(msg, msglen, "%s", pm_image_strerror(init_result));
+		return init_result;
+	}
+	if (!(o->flags & PM_IMAGE_KEEP_VIPS_CACHE)) {
+		static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+		pthread_once(&cache_once, cap_cache);
+	}
+	im = calloc(1, sizeof *im);
+	if (!im) {
+		set_msg(msg, msglen, "%s", pm_strerror(-ENOMEM));
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&im->lock, NULL);
+	ret = open_image(path, o, im, msg, msglen);
+	if (ret)
+		goto fail;
+
+	shape[0] = (size_t)im->info.height;
+	shape[1] = (size_t)im->info.width;
+	shape[2] = (size_t)im->info.bands;
+	if (__builtin_mul_overflow(shape[1] * shape[2], pm_dtype_size(im->info.dtype),
+				   &im->row_bytes) ||
+	    __builtin_mul_overflow(im->row_bytes, shape[0], &length)) {
+		ret = -PM_ETOOBIG;
+		set_msg(msg, msglen, "%s", pm_strerror(ret));
+		goto fail;
+	}
+	ret = pm_source_contiguous(&im->src, NULL, im->info.dtype, im->info.bands > 1 ? 3 : 2,
+				   shape);
+	if (ret) {
+		set_msg(msg, msglen, "%s", pm_strerror(ret));
+		goto fail;
+	}
+	if (im->info.bands > 1) {
+		im->src.has_channels = true;
+		im->src.channel_axis = 2;
+	}
+
+	/* A decoder that reads front to back decodes the whole image at the
+	 * first pixel asked for: ask for one now, so that a damaged file is
+	 * refused here rather than in the middle of a scan. */
+	{
+		VipsRegion *reg = vips_region_new(im->vi);
+		VipsRect r = { 0, 0, 1, 1 };
+
+		if (!reg || vips_region_prepare(reg, &r)) {
+			take_vips_error(msg, msglen, "the decoder failed on the first pixel");
+			if (reg)
+				g_object_unref(reg);
+			ret = -PM_IMAGE_EDECODE;
+			goto fail;
+		}
+		g_object_unref(reg);
+	}
+
+	{
+		struct pm_region_opts ro = {
+			.size = sizeof ro, .length = length, .fill = fill, .ctx = im, .lazy = o->lazy,
+		};
+
+		ret = pm_region_open(&ro, &im->region);
+		if (ret) {
+			set_msg(msg, msglen, "%s", pm_strerror(ret));
+			goto fail;
+		}
+	}
+	im->src.data = pm_region_data(im->region);
+	*out = im;
+	return 0;
+fail:
+	if (im->vi)
+		g_object_unref(im->vi);
+	pthread_mutex_destroy(&im->lock);
+	free(im);
+	return ret;
+}
+
+int pm_image_close(pm_image *im)
+{
+	int ret;
+
+	if (!im)
+		return 0;
+	ret = pm_region_close(im->region);
+	g_object_unref(im->vi);
+	pthread_mutex_destroy(&im->lock);
+	free(im);
+	return ret;
+}
+
+const struct pm_source *pm_image_source(const pm_image *im)
+{
+	return im ? &im->src : NULL;
+}
+
+const pm_region *pm_image_region(const pm_image *im)
+{
+	return im ? im->region : NULL;
+}
+
+int pm_image_info(const pm_image *im, struct pm_image_info *info)
+{
+	if (!im || !info)
+		return -PM_ENULL;
+	*info = im->info;
+	return 0;
+}
+
+int pm_image_stats(const pm_image *im, struct pm_stats *st)
+{
+	if (!im || !st)
+		return -PM_ENULL;
+	return pm_region_stats(im->region, st);
+}
+
+int pm_image_error(const pm_image *im, char *msg, size_t msglen)
+{
+	pm_image *m = (pm_image *)im;
+
+	if (!im)
+		return -PM_ENULL;
+	if (msg && msglen) {
+		pthread_mutex_lock(&m->lock);
+		snprintf(msg, msglen, "%s", m->err_msg);
+		pthread_mutex_unlock(&m->lock);
+	}
+	return pm_region_error(im->region);
+}
