@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 
 	struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	long rss0;
+	double t_open;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: pm-image-dump info|source|matrix|scan PATH [key=value ...]\n");
@@ -190,7 +191,9 @@ int main(int argc, char **argv)
 	}
 
 	rss0 = status_kib("VmRSS");
+	t_open = now();
 	ret = pm_image_open(path, &io, &im, msg, sizeof msg);
+	t_open = now() - t_open;
 	if (ret)
 		die("open", ret, msg);
 	pm_image_info(im, &info);
@@ -282,6 +285,7 @@ int main(int argc, char **argv)
 		free(buf);
 		pm_image_stats(im, &ist);
 		pm_matrix_stats(m, &mst);
+		printf("open_s=%.3f\n", t_open);
 		printf("checksum=%" PRIu64 "\nbytes=%zu\nseconds=%.3f\nrss0_kib=%ld\nhwm_kib=%ld\n"
 		       "image_backend=%s\nimage_budget=%zu\nimage_peak=%" PRIu64 "\nimage_fills=%" PRIu64
 		       "\nimage_fill_s=%.3f\nmatrix_backend=%s\nmatrix_budget=%zu\nmatrix_peak=%" PRIu64

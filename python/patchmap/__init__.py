@@ -17,13 +17,14 @@ be far larger than RAM and still go straight into scikit-learn.
 
 Functions: windows() (the array), open() (a handle with close()), save()
 (to a .npy, where numpy.save cannot), take(), stats(), info(), blockwise(),
-parse_size(). help() on each names every argument.
+parse_size(), imread() (an image file libvips reads, decoded lazily). help() on each names every argument.
 """
 
 from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats, take,
                     windows)
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 from ._save import save
+from ._image import ImageError, image_info, imread
 
 # patchmap.open(...): a handle with close() and a with-block. Not in __all__,
 # so that `from patchmap import *` leaves the built-in open alone.
@@ -39,4 +40,5 @@ def library_version():
 __version__ = "1.0.0"
 __all__ = ["windows", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
-           "SystemCallError", "library_path", "library_version"]
+           "SystemCallError", "library_path", "library_version", "imread", "image_info",
+           "ImageError"]

@@ -1,0 +1,120 @@
+"""patchmap.imread: image files as lazy ndarrays, and patchmap.windows over
+them, against tifffile / Pillow decodes and sliding_window_view."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYDIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "python")
+sys.path.insert(0, PYDIR)
+
+import patchmap  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.environ.get("PATCHMAP_IMAGE_LIBRARY"),
+                                reason="PATCHMAP_IMAGE_LIBRARY not set")
+
+
+def vips(*a):
+    subprocess.run(["vips", *map(str, a)], check=True, capture_output=True)
+
+
+def write(tmp, name, a, *save):
+    raw = tmp / (name + ".raw")
+    a.tofile(raw)
+    h, w, b = a.shape
+    fmt = {np.dtype(np.uint8): "uchar", np.dtype(np.uint16): "ushort",
+           np.dtype(np.float32): "float"}[a.dtype]
+    extra = ["--interpretation", "grey16"] if a.dtype == np.uint16 else []
+    vips("rawload", raw, tmp / (name + ".v"), w, h, b, "--format", fmt, *extra)
+    vips(save[0], tmp / (name + ".v"), tmp / name, *save[1:])
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("imread")
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(150, 170, 3), dtype=np.uint8)
+    g16 = rng.integers(0, 65536, size=(90, 77, 1), dtype=np.uint16)
+    return {
+        "rgb": (write(tmp, "rgb.tif", rgb, "tiffsave", "--tile", "--tile-width", 32,
+                      "--tile-height", 32, "--pyramid", "--compression", "deflate"), rgb),
+        "g16": (write(tmp, "g16.png", g16, "pngsave"), g16[:, :, 0]),
+    }
+
+
+def test_imread_is_the_image(files):
+    for path, want in files.values():
+        a = patchmap.imread(path, budget="64K", chunk="4K")
+        assert a.shape == want.shape and a.dtype == want.dtype
+        assert not a.flags.writeable
+        assert np.array_equal(a, want)
+        assert np.array_equal(a[::-3, 5:40], want[::-3, 5:40])
+
+
+def test_imread_as_the_source_of_windows(files):
+    path, want = files["rgb"]
+    img = patchmap.imread(path, budget="32K", chunk="4K", backend="sigsegv")
+    X = patchmap.windows(img, (5, 5), step=2, channel_axis=-1, budget="64K", chunk="4K")
+    v = sliding_window_view(want, (5, 5), axis=(0, 1))[::2, ::2]
+    ref = v.transpose(0, 1, 3, 4, 2).reshape(-1, 75).astype(np.float32)
+    assert np.array_equal(X, ref)
+    del img   # the matrix keeps the image alive
+    assert np.array_equal(X[-5:], ref[-5:])
+
+
+def test_level_page_bands(files):
+    import tifffile
+
+    path, want = files["rgb"]
+    assert patchmap.image_info(patchmap.imread(path))["levels"] == 4
+    a = patchmap.imread(path, level=1)
+    assert np.array_equal(a, tifffile.imread(path, series=0, level=1))
+    assert patchmap.image_info(a[3:])["level"] == 1
+    b = patchmap.imread(path, bands=[2, 1])
+    assert np.array_equal(b, want[:, :, [2, 1]])
+    with pytest.raises(patchmap.InvalidArgument, match="level 9: the image has 4 levels"):
+        patchmap.imread(path, level=9)
+    with pytest.raises(patchmap.InvalidArgument, match="band 3"):
+        patchmap.imread(path, bands=[3])
+    with pytest.raises(patchmap.InvalidArgument, match="page 1"):
+        patchmap.imread(files["g16"][0], page=1)
+
+
+def test_errors(tmp_path, files):
+    with pytest.raises(patchmap.ImageError, match="No such file"):
+        patchmap.imread(tmp_path / "missing.png")
+    p = tmp_path / "text.png"
+    p.write_bytes(b"plain text, not a picture\n" * 4)
+    with pytest.raises(patchmap.ImageError, match="not an image format"):
+        patchmap.imread(p)
+    data = files["g16"][0].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(patchmap.ImageError, match="cut.png: .*(png|PNG|read)"):
+        patchmap.imread(cut)
+    with pytest.raises(patchmap.InvalidArgument, match="backend"):
+        patchmap.imread(files["g16"][0], backend="none")
+
+
+def test_image_outlives_nothing_after_close(files):
+    # run in a child: the image's mapping goes with the last array over it
+    code = textwrap.dedent("""
+        import gc, sys
+        sys.path.insert(0, %r)
+        import numpy as np, patchmap
+        a = patchmap.imread(%r)
+        s = int(a[10:20].sum())
+        v = a[10:20]
+        del a; gc.collect()
+        assert int(v.sum()) == s      # the view keeps the image open
+        print("ok")
+    """ % (PYDIR, str(files["rgb"][0])))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -1,0 +1,226 @@
+"""_image.py: imread(), an image file read by libvips (through
+libpatchmap-image) as a read-only ndarray whose pages are decoded on first
+touch and dropped again under a budget."""
+
+import ctypes
+import os
+import weakref
+
+import numpy as np
+
+from . import _lib as L
+
+_SONAME = "libpatchmap-image.so.1"
+_ilib = None
+
+_DTYPES = {L.PM_DTYPE_U8: "|u1", L.PM_DTYPE_I8: "|i1", L.PM_DTYPE_U16: "<u2",
+           L.PM_DTYPE_I16: "<i2", L.PM_DTYPE_U32: "<u4", L.PM_DTYPE_I32: "<i4",
+           L.PM_DTYPE_F32: "<f4", L.PM_DTYPE_F64: "<f8"}
+
+PM_IMAGE_EFIRST = 2000
+PM_IMAGE_ELAST = 2007
+
+
+class pm_image_opts(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("page", ctypes.c_int),
+        ("level", ctypes.c_int),
+        ("bands", ctypes.POINTER(ctypes.c_int)),
+        ("nbands", ctypes.c_int),
+        ("lazy", L.pm_lazy_opts),
+        ("flags", ctypes.c_uint),
+    ]
+
+
+class pm_image_info(ctypes.Structure):
+    _fields_ = [
+        ("loader", ctypes.c_char * 32),
+        ("width", ctypes.c_int),
+        ("height", ctypes.c_int),
+        ("bands", ctypes.c_int),
+        ("file_bands", ctypes.c_int),
+        ("dtype", ctypes.c_int),
+        ("pages", ctypes.c_int),
+        ("levels", ctypes.c_int),
+        ("page", ctypes.c_int),
+        ("level", ctypes.c_int),
+        ("random_access", ctypes.c_bool),
+    ]
+
+
+class ImageError(L.Error, OSError):
+    """The file is missing, not an image libvips reads here, or its decoder
+    refused it; the message carries the decoder's own words."""
+
+
+def image_library():
+    """libpatchmap-image, loaded on first use: PATCHMAP_IMAGE_LIBRARY, beside
+    the libpatchmap that was loaded (image/ of a build tree, or the same
+    directory), then the system's."""
+    global _ilib
+    if _ilib is not None:
+        return _ilib
+    core = L.library_path()
+    env = os.environ.get("PATCHMAP_IMAGE_LIBRARY")
+    if env:
+        paths = [env]
+    else:
+        d = os.path.dirname(os.path.abspath(core)) if os.sep in core else ""
+        paths = [p for p in (os.path.join(d, "image", "libpatchmap-image.so"),
+                             os.path.join(d, "libpatchmap-image.so"),
+                             os.path.join(d, _SONAME)) if d and os.path.exists(p)]
+        paths.append(_SONAME)
+    tried = []
+    for p in paths:
+        try:
+            lib = ctypes.CDLL(p)
+        except OSError as e:
+            tried.append("%s (%s)" % (p, e))
+            continue
+        c = ctypes
+        for name, res, args in [
+                ("pm_image_open", c.c_int, [c.c_char_p, c.POINTER(pm_image_opts),
+                                            c.POINTER(c.c_void_p), c.c_char_p, c.c_size_t]),
+                ("pm_image_close", c.c_int, [c.c_void_p]),
+                ("pm_image_source", c.POINTER(L.pm_source), [c.c_void_p]),
+                ("pm_image_info", c.c_int, [c.c_void_p, c.POINTER(pm_image_info)]),
+                ("pm_image_stats", c.c_int, [c.c_void_p, c.POINTER(L.pm_stats)]),
+                ("pm_image_error", c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t]),
+                ("pm_image_strerror", c.c_char_p, [c.c_int])]:
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+        _ilib = lib
+        return lib
+    raise OSError("patchmap.imread: cannot load libpatchmap-image (tried: %s); it is built "
+                  "when libvips is installed (libvips-dev), or set PATCHMAP_IMAGE_LIBRARY"
+                  % "; ".join(tried))
+
+
+def _close(handle):
+    return image_library().pm_image_close(handle)
+
+
+class _Image:
+    """Owns one pm_image; ndarrays over its pixels keep it as their base."""
+
+    __slots__ = ("_handle", "_finalizer", "__array_interface__", "info", "__weakref__")
+
+    def __init__(self, handle, interface, info):
+        self._handle = handle
+        self.__array_interface__ = interface
+        self.info = info
+        self._finalizer = weakref.finalize(self, _close, handle)
+        # At exit the mapping is left to the OS: a later object might read it.
+        self._finalizer.atexit = False
+
+    def error(self):
+        msg = ctypes.create_string_buffer(512)
+        code = image_library().pm_image_error(self._handle, msg, len(msg))
+        return code, msg.value.decode(errors="replace")
+
+
+def _lazy(name, backend, budget, chunk, threads):
+    from ._core import parse_size
+    lz = L.pm_lazy_opts()
+    if backend is not None:
+        b = L.lib().pm_backend_parse(str(backend).encode())
+        if b < 0 or str(backend).lower() == "none":
+            raise L.InvalidArgument("%s: backend: %r is not auto, uffd, sigsegv or eager"
+                                    % (name, backend))
+        lz.backend = b
+    if budget is not None:
+        lz.budget = L.PM_BUDGET_UNLIMITED if str(budget).lower() == "unlimited" \
+            else parse_size(budget, "budget")
+    if chunk is not None:
+        lz.chunk = parse_size(chunk, "chunk")
+    if threads is not None:
+        lz.threads = int(threads)
+    return lz
+
+
+def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chunk=None,
+           threads=None):
+    """The image in `path` as a read-only ndarray, decoded lazily by libvips.
+
+    Returns an ndarray of shape (height, width) for one band, (height,
+    width, bands) for several, in the file's own sample type (uint8,
+    uint16, float32, ...). No pixel is decoded before it is read: a page is
+    decoded (a band of whole rows, by libvips) on first touch and dropped
+    again under `budget`, so the image may be larger than memory. The array
+    is ordinary to numpy and may be the source of patchmap.windows(), which
+    then reads only the rows its windows need. It stays valid while any
+    array over it lives.
+
+    path: any file libvips reads: TIFF/BigTIFF (tiled, striped, pyramidal),
+        PNG, JPEG, WebP, JPEG 2000, GIF, OpenSlide slides (.svs, .ndpi,
+        .mrxs, ...), FITS, OpenEXR, .v.
+    page: the page of a multi-page file (0 the first).
+    level: the pyramid level (0 the full resolution) of an OpenSlide slide
+        or a pyramidal TIFF.
+    bands: the bands to keep, in order (a list of ints); default all.
+    backend, budget, chunk, threads: the image's own lazy memory, as in
+        patchmap.windows (budget default 256 MiB).
+
+    Raises patchmap.ImageError (an OSError) when the file is missing, is not
+    an image or its decoder refuses it (a truncated or damaged file is
+    refused, never completed with invented pixels), with the decoder's
+    message; patchmap.InvalidArgument for a page, level or band the file
+    lacks. A part of the image that fails to decode later, while being read,
+    raises SIGBUS in the reading thread, as reading a damaged file through
+    numpy.memmap would.
+    """
+    lib = image_library()
+    o = pm_image_opts(size=ctypes.sizeof(pm_image_opts), page=int(page), level=int(level))
+    keep = None
+    if bands is not None:
+        bl = [int(b) for b in (bands if np.ndim(bands) else [bands])]
+        keep = (ctypes.c_int * max(1, len(bl)))(*bl)
+        o.bands = keep
+        o.nbands = len(bl)
+    o.lazy = _lazy("patchmap.imread", backend, budget, chunk, threads)
+    handle = ctypes.c_void_p()
+    msg = ctypes.create_string_buffer(512)
+    code = lib.pm_image_open(os.fsencode(path), ctypes.byref(o), ctypes.byref(handle), msg,
+                             len(msg))
+    del keep
+    if code < 0:
+        text = "patchmap.imread: %s: %s" % (os.fsdecode(path), msg.value.decode(
+            errors="replace") or lib.pm_image_strerror(code).decode())
+        n = -code
+        if n in (PM_IMAGE_EFIRST + 3, PM_IMAGE_EFIRST + 4, PM_IMAGE_EFIRST + 5) or \
+                L.PM_EFIRST <= n < L.PM_ELAST:
+            exc = L.InvalidArgument(text)
+        elif PM_IMAGE_EFIRST <= n < PM_IMAGE_ELAST:
+            exc = ImageError(text)
+        elif n == 12:  # ENOMEM
+            exc = L.OutOfMemory(text)
+        else:
+            exc = ImageError(n, text)
+        exc.code = code
+        raise exc
+    src = lib.pm_image_source(handle).contents
+    info = pm_image_info()
+    lib.pm_image_info(handle, ctypes.byref(info))
+    shape = tuple(src.shape[i] for i in range(src.ndim))
+    interface = {"shape": shape, "typestr": _DTYPES[src.dtype],
+                 "data": (src.data, True), "strides": None, "version": 3}
+    owner = _Image(handle.value, interface, {
+        "loader": info.loader.decode(), "pages": info.pages, "levels": info.levels,
+        "page": info.page, "level": info.level, "file_bands": info.file_bands,
+        "random_access": bool(info.random_access)})
+    arr = np.asarray(owner)
+    arr.flags.writeable = False
+    return arr
+
+
+def image_info(arr):
+    """What imread() found in the file of `arr` (an array imread returned, or
+    a view of one): loader, pages, levels, page, level, file_bands,
+    random_access."""
+    base = arr
+    while base is not None and not isinstance(base, _Image):
+        base = getattr(base, "base", None)
+    if base is None:
+        raise ValueError("patchmap.image_info: not an array returned by patchmap.imread")
+    return dict(base.info)
