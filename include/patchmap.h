@@ -69,6 +69,8 @@ enum pm_error {
 	PM_EROWSEMPTY,          /* a row selection that selects no window */
 	PM_EROWRANGE,           /* a row range not within [0, windows], or begin > end */
 	PM_EROWSLAYOUT,         /* a row selection with the column layout */
+	PM_EFOLDSHAPE,          /* fold input rows/cols disagree with the geometry */
+	PM_EFOLDMODE,           /* unknown fold mode */
 	PM_ELAST
 };
 
@@ -523,6 +525,69 @@ PM_API int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const stru
  * matrix keeps its own copy of the selection. */
 PM_API int pm_matrix_open_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 			       pm_matrix **out);
+
+/* ------------------------------------------------------------------ fold */
+
+/* Fold (col2im): the way back from a patch matrix to an image. Every
+ * element of every window is added into the image sample it was taken
+ * from; contributions that fall in the padding are dropped, in every
+ * padding mode (as torch.nn.functional.fold drops them), so fold is the
+ * adjoint of the zero-padded unfold. Modes:
+ *   PM_FOLD_SUM:   the sum of the contributions (torch's fold);
+ *   PM_FOLD_MEAN:  that sum divided by the number of contributions, the
+ *                  overlap count (scikit-learn's reconstruct_from_patches_2d
+ *                  where its divisor is the overlap count, see README);
+ *   PM_FOLD_COUNT: the number of contributions (the input is not read).
+ * A sample no window covers is 0 in every mode.
+ *
+ * Summation order: each output sample starts at +0 and adds its
+ * contributions in matrix order (stored row by stored row, and within a
+ * row in column order), in the output dtype: exact for integer inputs as
+ * long as the sums stay below 2^24 (float32) or 2^53 (float64). The mean
+ * divides once at the end, in the output dtype.
+ *
+ * Memory: the output image, a table of one window's elements and, for the
+ * mean or count of a row selection (the full matrix's counts are
+ * computed per axis), 4 bytes per pixel. The input is read once, in
+ * order, so a lazy matrix's mapping can be folded under its budget. */
+enum pm_fold_mode {
+	PM_FOLD_SUM = 0,
+	PM_FOLD_MEAN,
+	PM_FOLD_COUNT,
+	PM_FOLD_MODE_COUNT
+};
+
+struct pm_fold_opts {
+	size_t size;                /* sizeof(struct pm_fold_opts) or 0 */
+	int mode;                   /* enum pm_fold_mode */
+	/* The input, as stored for the geometry's layout: with layout rows,
+	 * `rows` rows (one per window, or per selected row) of `cols` values,
+	 * where cols is window_elems (a patch matrix), the channels (one vector
+	 * per window: value c goes to channel c of every pixel the window
+	 * covers) or 1 (one value per window, to every sample it covers); with
+	 * layout cols, the transpose. */
+	const void *data;           /* NULL only for PM_FOLD_COUNT */
+	int dtype;                  /* enum pm_dtype of the input, not SAME */
+	size_t rows, cols;
+	ptrdiff_t row_stride;       /* bytes between rows; both strides 0: packed, */
+	ptrdiff_t col_stride;       /*   rows the geometry's row_pitch apart if set */
+	/* The output: an array of the source's shape (channel axis included). */
+	void *out;
+	int out_dtype;              /* PM_DTYPE_F32 or PM_DTYPE_F64 (SAME: F64) */
+	ptrdiff_t out_strides[PM_MAX_DIMS]; /* bytes; all 0: C-contiguous */
+};
+
+/* Folds f->data, the matrix of geometry `opts` (its source's shape and
+ * channel axis, windows, padding, order, layout, row_pitch; its source data
+ * pointer, dtype conversion and lazy options are not used) restricted to
+ * the selection `rows` (NULL: all windows), into f->out, which it
+ * overwrites entirely. Returns 0 or a negative code: the geometry's and the
+ * selection's errors, -PM_EFOLDSHAPE if rows/cols disagree with them,
+ * -PM_EFOLDMODE, -PM_EDTYPE, -PM_EOUTDTYPE, -PM_ENULL, -ENOMEM; on error
+ * f->out is not written. Runs in the calling thread; f->data is only read,
+ * and must not overlap f->out. */
+PM_API int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
+		   const struct pm_fold_opts *f);
 
 #ifdef __cplusplus
 }

@@ -65,6 +65,10 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 	[PM_EROWRANGE - PM_EFIRST] = "the row range must satisfy begin <= end <= the number of "
 				     "windows (the product of the out_shape)",
 	[PM_EROWSLAYOUT - PM_EFIRST] = "a row selection needs layout rows (one row per window)",
+	[PM_EFOLDSHAPE - PM_EFIRST] = "the fold input must have one row per window (or selected "
+				      "row) and window_elems, channels or 1 columns (transposed "
+				      "for layout cols)",
+	[PM_EFOLDMODE - PM_EFIRST] = "unknown fold mode (use sum, mean or count)",
 };
 
 const char *pm_strerror(int code)
