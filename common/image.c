@@ -392,53 +392,6 @@ int pnm_parse_header(const void *buf, size_t len, struct pnm_header *h, char *er
 
 /* ------------------------------------------------------------- files */
 
-int img_parse_dtype(const char *name, bool *big_endian)
-{
-	static const struct {
-		const char *name;
-		int dtype;
-	} names[] = {
-		{ "uint8", PM_DTYPE_U8 },    { "u8", PM_DTYPE_U8 },      { "int8", PM_DTYPE_I8 },
-		{ "i8", PM_DTYPE_I8 },       { "uint16", PM_DTYPE_U16 }, { "u16", PM_DTYPE_U16 },
-		{ "int16", PM_DTYPE_I16 },   { "i16", PM_DTYPE_I16 },    { "uint32", PM_DTYPE_U32 },
-		{ "u32", PM_DTYPE_U32 },     { "int32", PM_DTYPE_I32 },  { "i32", PM_DTYPE_I32 },
-		{ "float32", PM_DTYPE_F32 }, { "f32", PM_DTYPE_F32 },    { "float64", PM_DTYPE_F64 },
-		{ "f64", PM_DTYPE_F64 },     { "bool", PM_DTYPE_BOOL },  { "int64", PM_DTYPE_I64 },
-		{ "i64", PM_DTYPE_I64 },     { "uint64", PM_DTYPE_U64 }, { "u64", PM_DTYPE_U64 },
-		{ "float16", PM_DTYPE_F16 }, { "f16", PM_DTYPE_F16 },
-	};
-	char order = 0;
-
-	*big_endian = false;
-	if (!name)
-		return -1;
-	if (*name == '<' || *name == '>' || *name == '=' || *name == '|')
-		order = *name++;
-	if (order && name[0] && name[1] >= '0' && name[1] <= '9') {
-		/* numpy's notation after a byte order: kind and bytes, "<u2" */
-		char *end;
-		unsigned long bytes = strtoul(name + 1, &end, 10);
-		int d = *end || bytes > 8 ? -1 : dtype_from_kind(name[0], (unsigned)bytes);
-
-		*big_endian = d > 0 && order == '>' && bytes > 1;
-		return d;
-	}
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcmp(name, names[i].name)) {
-			*big_endian = order == '>' && dtype_size(names[i].dtype) > 1;
-			return names[i].dtype;
-		}
-	/* bare numpy notation that cannot be read as bits: u1 i1 u2 i2 u4 i4 f2 f4 f8 */
-	if (name[0] && name[1] >= '1' && name[1] <= '8' && !name[2]) {
-		int d = dtype_from_kind(name[0], (unsigned)(name[1] - '0'));
-		if (d > 0 && name[0] != 'b') {
-			*big_endian = order == '>' && dtype_size(d) > 1;
-			return d;
-		}
-	}
-	return -1;
-}
-
 /* Reads a file that cannot be mapped (a pipe) into memory. */
 static int read_all(int fd, void **out, size_t *len, char *err)
 {

@@ -88,9 +88,4 @@ struct img {
 int img_open(const char *path, const struct img_raw *raw, struct img *im, char *err);
 void img_close(struct img *im);
 
-/* A dtype named like numpy ("uint8", "u8", "u1", "float32", "f4", "f32", with an
- * optional '<', '>', '=' or '|' in front): the dtype, or -1. *big_endian is
- * set when the name starts with '>'. */
-int img_parse_dtype(const char *name, bool *big_endian);
-
 #endif

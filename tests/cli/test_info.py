@@ -121,3 +121,21 @@ def test_json_with_a_file_name_that_is_not_utf8(exe, tmp_path):
     assert p.returncode == 0, p.stderr
     rep = json.loads(p.stdout.decode("utf-8"))  # strict: raises on invalid UTF-8
     assert rep["image"]["path"].endswith("a\ufffd\u00e9\ufffd\ufffd.\U0001f600\x01.npy")
+
+
+@pytest.mark.parametrize("descr", ["<i8", "<u8", "|b1", "<f2", ">i8", ">f2", "|u1", "<i2", "<f8"])
+def test_every_image_dtype(exe, tmp_path, descr):
+    """info reads every dtype numpy gives by default (np.arange is int64),
+    bool as bool (not uint8), either byte order, and the matrix keeps it
+    with --dtype same."""
+    dt = np.dtype(descr)
+    img = (np.arange(6 * 7) % 2 == 1 if dt.kind == "b" else np.arange(6 * 7)).astype(dt)
+    path = write_npy(tmp_path / "img.npy", img.reshape(6, 7))
+    rep = info(exe, path, "--window", "2x3", "--dtype", "same")
+    assert rep["image"]["dtype"] == dt.name
+    assert rep["image"]["converted"] == (dt.byteorder == ">")
+    assert rep["matrix"]["dtype"] == dt.name and rep["matrix"]["elem_size"] == dt.itemsize
+    assert rep["options"]["dtype"] == dt.name
+    check_matrix(rep, patches(img.reshape(6, 7), (2, 3), dtype=dt)[0], (5, 5), itemsize=dt.itemsize)
+    text = run(exe, "info", path).stdout
+    assert text.startswith(f"image {path}: npy, 6x7 {dt.name} (C order)")
