@@ -1,0 +1,88 @@
+"""The MPI examples under mpirun on loopback (2 ranks, oversubscribed as a
+2-core machine needs): each rank's row range through cblas_sgemm, one .npy
+written with MPI-IO, equal byte for byte to `patchmap apply`'s; the mpi4py
+version in Python likewise; and the bad inputs that must fail cleanly."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+EXE = os.environ.get("PATCHMAP_EXE")
+MPI_APPLY = os.environ.get("PATCHMAP_MPI_APPLY")
+MPI_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                      "mpi_apply.py")
+
+pytestmark = pytest.mark.skipif(not (EXE and MPI_APPLY and shutil.which("mpirun")),
+                                reason="needs the tool, the MPI example and mpirun")
+
+
+def mpirun(n, *cmd, **kw):
+    args = ["mpirun", "--oversubscribe", "-np", str(n)]
+    if os.geteuid() == 0:
+        args.insert(1, "--allow-run-as-root")
+    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
+               OPENBLAS_NUM_THREADS="1")
+    return subprocess.run(args + [str(c) for c in cmd], capture_output=True, text=True,
+                          env=env, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mpi")
+    img = np.random.default_rng(5).integers(0, 256, size=(300, 260), dtype=np.uint8)
+    np.save(d / "img.npy", img)
+    r = subprocess.run([EXE, "apply", d / "img.npy", "--window", "12", "--step", "1x2",
+                        "--random", "6", "--save-filters", d / "f.npy", "--out",
+                        d / "apply.npy", "--budget", "16M", "--blas-threads", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    return d, rep["block_rows"]
+
+
+def test_c_example_equals_apply(job):
+    d, rb = job
+    r = mpirun(2, MPI_APPLY, d / "img.npy", d / "f.npy", d / "mpi.npy", "--window", "12",
+               "--step", "1x2", "--budget", "16M", "--block-rows", rb)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "over 2 ranks" in r.stdout
+    assert (d / "mpi.npy").read_bytes() == (d / "apply.npy").read_bytes()
+
+
+def test_more_ranks_than_blocks(tmp_path):
+    np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    r = mpirun(3, MPI_APPLY, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy",
+               "--window", "4", "--block-rows", "40")
+    assert r.returncode != 0
+    assert "3 ranks for 1 blocks" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["f.npy", "img.npy"]
+
+
+def test_missing_source_and_output_is_input(tmp_path):
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    r = mpirun(2, MPI_APPLY, tmp_path / "nope.npy", tmp_path / "f.npy", tmp_path / "o.npy",
+               "--window", "4")
+    assert r.returncode != 0 and "nope.npy" in r.stderr
+    np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
+    before = (tmp_path / "img.npy").read_bytes()
+    r = mpirun(2, MPI_APPLY, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "img.npy",
+               "--window", "4", "--block-rows", "5")
+    assert r.returncode != 0 and "img.npy" in r.stderr
+    assert (tmp_path / "img.npy").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["f.npy", "img.npy"]
+
+
+def test_bad_option(tmp_path):
+    np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    r = mpirun(2, MPI_APPLY, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy",
+               "--window", "4", "--pad-mode", "mirror")
+    assert r.returncode != 0 and "pad_mode" in r.stderr
+    assert r.stderr.count("pad_mode") == 1  # said once, by rank 0
+    assert not (tmp_path / "o.npy").exists()
