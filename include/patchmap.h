@@ -589,6 +589,54 @@ struct pm_fold_opts {
 PM_API int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 		   const struct pm_fold_opts *f);
 
+/* ---------------------------------------------------------------- system */
+
+/* What one backend did when a small region was opened on it. */
+struct pm_backend_probe {
+	int err;            /* 0, or the negative code pm_region_open returned */
+	int backend;        /* enum pm_backend in force (for auto: the one it took) */
+	unsigned mechanism; /* PM_MECH_* bits of that region */
+};
+
+/* What this machine and process allow, for the lazy backends: the facts
+ * behind `patchmap doctor` and patchmap.doctor(). Fields that could not be
+ * read are -1 (numbers) or "" (text). */
+struct pm_system {
+	size_t size;                 /* sizeof(struct pm_system), set by the caller */
+	char kernel[65];             /* uname: release */
+	char machine[65];            /* uname: machine */
+	int unprivileged_userfaultfd; /* the sysctl vm.unprivileged_userfaultfd */
+	int uffd_full;               /* userfaultfd(2) in full mode: 0 or -errno */
+	int uffd_user_only;          /* userfaultfd(UFFD_USER_MODE_ONLY): 0 or -errno */
+	int dev_userfaultfd;         /* opening /dev/userfaultfd read-write: 0 or -errno */
+	int uffd_api;                /* UFFDIO_API on the first of those that worked:
+	                                0, or -errno (no userfaultfd at all) */
+	uint64_t uffd_features;      /* UFFD_FEATURE_* bits the kernel offers */
+	bool uffd_move;              /* UFFDIO_MOVE (Linux 6.8) */
+	bool uffd_poison;            /* UFFDIO_POISON (Linux 6.6) */
+	bool uffd_write_protect;     /* write-protect faults on anonymous memory */
+	char thp[16];                /* transparent huge pages: always, madvise, never */
+	int seccomp;                 /* /proc/self/status Seccomp: 0 none, 1 strict, 2 filter */
+	char backend_env[16];        /* PATCHMAP_BACKEND, as set ("" unset) */
+	/* Indexed by enum pm_backend: auto, uffd, sigsegv, eager. */
+	struct pm_backend_probe probe[PM_BACKEND_NONE];
+};
+
+/* Fills *out (out->size must be sizeof(struct pm_system)): reads the kernel
+ * version, the sysctl, transparent huge page mode and seccomp mode, asks the
+ * kernel for userfaultfd each way this process may, and opens and closes an
+ * 8 MiB region with default chunks on each backend (which installs the
+ * SIGSEGV backend's handler, as a first use of that backend does). Returns 0,
+ * or -PM_ENULL / -PM_EOPTSIZE. Any thread. */
+PM_API int pm_system_probe(struct pm_system *out);
+
+/* Writes the report of `patchmap doctor` about *s to buf (at most len bytes,
+ * NUL-terminated when len > 0): one "name: value" line per fact, the same
+ * lines on every machine, then, after a blank line, what each missing piece
+ * costs and the commands that enable it. Returns the length of the whole
+ * report (as snprintf: a result >= len means it was cut), or -PM_ENULL. */
+PM_API int pm_system_report(const struct pm_system *s, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

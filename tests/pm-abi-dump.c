@@ -82,6 +82,29 @@ int main(void)
 	FIELD(pm_matrix_info, window_elems);
 	FIELD(pm_matrix_info, channels);
 
+	STRUCT(pm_backend_probe);
+	FIELD(pm_backend_probe, err);
+	FIELD(pm_backend_probe, backend);
+	FIELD(pm_backend_probe, mechanism);
+
+	STRUCT(pm_system);
+	FIELD(pm_system, size);
+	FIELD(pm_system, kernel);
+	FIELD(pm_system, machine);
+	FIELD(pm_system, unprivileged_userfaultfd);
+	FIELD(pm_system, uffd_full);
+	FIELD(pm_system, uffd_user_only);
+	FIELD(pm_system, dev_userfaultfd);
+	FIELD(pm_system, uffd_api);
+	FIELD(pm_system, uffd_features);
+	FIELD(pm_system, uffd_move);
+	FIELD(pm_system, uffd_poison);
+	FIELD(pm_system, uffd_write_protect);
+	FIELD(pm_system, thp);
+	FIELD(pm_system, seccomp);
+	FIELD(pm_system, backend_env);
+	FIELD(pm_system, probe);
+
 	CONST(PM_MAX_DIMS);
 	CONST(PM_MAX_PAD);
 	UCONST(PM_DEFAULT_BUDGET);

@@ -76,6 +76,7 @@ void usage_program(FILE *f)
 	      "  info     the patch matrix's geometry and size, without computing it\n"
 	      "  apply    the responses of linear filters at every window position (.npy)\n"
 	      "  export   the patch matrix itself as a .npy file, streamed\n"
+	      "  doctor   which backends work here and why, and how to enable the rest\n"
 	      "\n"
 	      "`patchmap COMMAND --help` lists a command's options. Exit status: 0 done,\n"
 	      "1 failed (one line on stderr says why), 2 bad usage.\n",

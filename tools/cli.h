@@ -143,6 +143,8 @@ int cli_out_commit(struct outfile *o);
 /* ---------------------------------------------------------------- commands */
 
 int cmd_demo(const struct args *a);
+/* doctor.c: `patchmap doctor [--json]`; argv[0] is "doctor". The exit code. */
+int cmd_doctor(int argc, char **argv);
 /* OpenBLAS threads: --blas-threads, else the CPUs the filler threads leave. */
 int default_blas_threads(const struct args *a, const struct pm_matrix_opts *o);
 /* The library's filler threads for these options (0 when not lazy). */

@@ -689,6 +689,8 @@ int main(int argc, char **argv)
 		printf("patchmap %s\n", pm_version());
 		return 0;
 	}
+	if (!strcmp(argv[1], "doctor")) /* doctor.c: no image, no matrix options */
+		return cmd_doctor(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name)) {
 			int r = args_parse(&a, cmds[i].cmd, argc - 1, argv + 1);
@@ -710,6 +712,6 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strcmp(argv[i], "--json"))
 			cli_json_errors(stdout);
-	cli_err("unknown command '%s' (demo, info, apply or export; see patchmap --help)", argv[1]);
+	cli_err("unknown command '%s' (demo, info, apply, export or doctor; see patchmap --help)", argv[1]);
 	return cli_exit(EXIT_USAGE);
 }

@@ -25,6 +25,7 @@ from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 from ._save import save
 from ._image import ImageError, image_info, imread
+from ._doctor import Doctor, doctor
 
 # patchmap.open(...): a handle with close() and a with-block. Not in __all__,
 # so that `from patchmap import *` leaves the built-in open alone.
@@ -41,4 +42,4 @@ __version__ = "1.0.0"
 __all__ = ["windows", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
            "SystemCallError", "library_path", "library_version", "imread", "image_info",
-           "ImageError"]
+           "ImageError", "doctor", "Doctor"]

@@ -9,6 +9,7 @@ and the image is uint8, so every response is an integer well below 2**24 and
 float32 products compute it exactly in any summation order.
 
     python -m patchmap [--size N] [--budget SIZE] [--backend NAME]
+    python -m patchmap doctor      # the report of `patchmap doctor`
 
 Exit status 0 when every check holds, 1 when one fails, 2 on bad arguments.
 """
@@ -38,7 +39,15 @@ def _expected_sums(img: np.ndarray, k: int, filters: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Runs the demo; returns the exit status."""
+    """Runs the demo (or, with the argument `doctor`, prints
+    patchmap.doctor()'s report); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["doctor"]:
+        if len(argv) > 1:
+            print("usage: python -m patchmap doctor", file=sys.stderr)
+            return 2
+        print(patchmap.doctor(), end="")
+        return 0
     ap = argparse.ArgumentParser(prog="python -m patchmap", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=640, help="image side (default 640)")
     ap.add_argument("--budget", default="64M", help="resident bytes of the matrix (default 64M)")

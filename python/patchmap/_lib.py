@@ -193,6 +193,35 @@ class pm_matrix_info(ctypes.Structure):
     ]
 
 
+class pm_backend_probe(ctypes.Structure):
+    _fields_ = [
+        ("err", ctypes.c_int),
+        ("backend", ctypes.c_int),
+        ("mechanism", ctypes.c_uint),
+    ]
+
+
+class pm_system(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("kernel", ctypes.c_char * 65),
+        ("machine", ctypes.c_char * 65),
+        ("unprivileged_userfaultfd", ctypes.c_int),
+        ("uffd_full", ctypes.c_int),
+        ("uffd_user_only", ctypes.c_int),
+        ("dev_userfaultfd", ctypes.c_int),
+        ("uffd_api", ctypes.c_int),
+        ("uffd_features", ctypes.c_uint64),
+        ("uffd_move", ctypes.c_bool),
+        ("uffd_poison", ctypes.c_bool),
+        ("uffd_write_protect", ctypes.c_bool),
+        ("thp", ctypes.c_char * 16),
+        ("seccomp", ctypes.c_int),
+        ("backend_env", ctypes.c_char * 16),
+        ("probe", pm_backend_probe * PM_BACKEND_NONE),
+    ]
+
+
 STRUCTS = {
     "pm_lazy_opts": pm_lazy_opts,
     "pm_stats": pm_stats,
@@ -200,6 +229,8 @@ STRUCTS = {
     "pm_window": pm_window,
     "pm_matrix_opts": pm_matrix_opts,
     "pm_matrix_info": pm_matrix_info,
+    "pm_backend_probe": pm_backend_probe,
+    "pm_system": pm_system,
 }
 
 # ----------------------------------------------------------------- errors
@@ -315,6 +346,8 @@ def _declare(L):
         "pm_matrix_write": (c.c_int, [c.c_void_p, c.c_int, c.c_size_t, c.c_size_t]),
         "pm_matrix_stats": (c.c_int, [c.c_void_p, c.POINTER(pm_stats)]),
         "pm_matrix_error": (c.c_int, [c.c_void_p]),
+        "pm_system_probe": (c.c_int, [c.POINTER(pm_system)]),
+        "pm_system_report": (c.c_int, [c.POINTER(pm_system), c.c_char_p, c.c_size_t]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(L, name)

@@ -1,0 +1,64 @@
+#!/bin/sh
+# test-doctor-frontends.sh PATCHMAP PYTHON LIBRARY SOURCEDIR
+# `patchmap doctor` and patchmap.doctor() print the same report, as they are
+# and as uid nobody (setpriv); --json holds the same facts as the Python
+# object; a bad argument is a usage error. Exit 0 pass, 1 fail.
+set -eu
+exe=$1 python=$2 library=$3 src=$4
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/patchmap-doctor.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+fail() {
+	echo "FAIL: $*"
+	exit 1
+}
+unset PATCHMAP_BACKEND
+py() {
+	env PYTHONPATH="$src/python" PATCHMAP_LIBRARY="$library" PYTHONDONTWRITEBYTECODE=1 "$python" "$@"
+}
+
+"$exe" doctor >"$tmp/tool" || fail "patchmap doctor exited $?"
+py -m patchmap doctor >"$tmp/python" || fail "python -m patchmap doctor"
+diff "$tmp/tool" "$tmp/python" || fail "the tool and Python print different reports"
+grep -q '^backend auto: ' "$tmp/tool" || fail "no backend line: $(cat "$tmp/tool")"
+echo "as is: the same $(wc -l <"$tmp/tool") lines"
+
+"$exe" doctor --json >"$tmp/json" || fail "patchmap doctor --json"
+py - "$tmp/json" <<'PY' || fail "--json and patchmap.doctor() disagree"
+import json, sys, patchmap
+j = json.load(open(sys.argv[1]))
+d = patchmap.doctor()
+for k in ("kernel", "machine", "unprivileged_userfaultfd", "uffd_full", "uffd_user_only",
+          "dev_userfaultfd", "uffd_api", "uffd_features", "uffd_move", "uffd_poison", "thp",
+          "seccomp", "backend_env"):
+    assert j[k] == getattr(d, k), (k, j[k], getattr(d, k))
+for name, p in d.backends.items():
+    assert j["backends"][name]["error"] == p.error, name
+    assert j["backends"][name]["backend"] == p.backend, name
+assert d.backends["eager"].works
+print("json: the same facts;", "auto takes", d.backends["auto"].backend)
+PY
+
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
+	$nobody "$exe" doctor >"$tmp/tool-nobody" || fail "patchmap doctor as nobody"
+	$nobody env PYTHONPATH="$src/python" PATCHMAP_LIBRARY="$library" PYTHONDONTWRITEBYTECODE=1 \
+		"$python" -m patchmap doctor >"$tmp/python-nobody" || fail "python -m patchmap doctor as nobody"
+	diff "$tmp/tool-nobody" "$tmp/python-nobody" || fail "as nobody, the tool and Python differ"
+	if grep -q '^vm.unprivileged_userfaultfd: 0$' "$tmp/tool-nobody" &&
+		grep -q '^/dev/userfaultfd: refused' "$tmp/tool-nobody"; then
+		grep -q '^userfaultfd: user-mode-only' "$tmp/tool-nobody" || fail "nobody: $(cat "$tmp/tool-nobody")"
+		grep -q '^    sysctl -w vm.unprivileged_userfaultfd=1$' "$tmp/tool-nobody" || fail "nobody: no sysctl advice"
+	fi
+	echo "as nobody: the same $(wc -l <"$tmp/tool-nobody") lines"
+else
+	echo "not root or no setpriv: the unprivileged comparison was not run"
+fi
+
+set +e
+"$exe" doctor --bogus >"$tmp/out" 2>"$tmp/err"
+st=$?
+set -e
+[ "$st" -eq 2 ] || fail "doctor --bogus exited $st, want 2"
+grep -q "unknown argument '--bogus'" "$tmp/err" || fail "doctor --bogus said: $(cat "$tmp/err")"
+echo "doctor: ok"
