@@ -23,6 +23,19 @@ diff "$tmp/tool" "$tmp/python" || fail "the tool and Python print different repo
 grep -q '^backend auto: ' "$tmp/tool" || fail "no backend line: $(cat "$tmp/tool")"
 echo "as is: the same $(wc -l <"$tmp/tool") lines"
 
+# README.md shows the report: its fact lines name what the tool prints, in
+# order (the values are one machine's).
+names() { sed -n '/^$/q; s/^\([^:]*\):.*/\1/p' "$1"; }
+# The first block after the heading that opens with a bare fence.
+awk '/^### Does it work here/ { s = 1; next }
+	s && /^```/ { if (open) { if (bare) exit; open = 0 } else { open = 1; bare = ($0 == "```") } next }
+	s && open && bare { print }' "$src/README.md" >"$tmp/readme"
+[ -s "$tmp/readme" ] || fail "README.md shows no doctor report"
+names "$tmp/readme" >"$tmp/readme.names"
+names "$tmp/tool" >"$tmp/tool.names"
+diff "$tmp/readme.names" "$tmp/tool.names" || fail "README.md's doctor report names other facts than the tool"
+echo "README: the same $(wc -l <"$tmp/tool.names") facts"
+
 "$exe" doctor --json >"$tmp/json" || fail "patchmap doctor --json"
 py - "$tmp/json" <<'PY' || fail "--json and patchmap.doctor() disagree"
 import json, sys, patchmap
