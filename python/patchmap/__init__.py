@@ -26,6 +26,7 @@ from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_
 from ._save import save
 from ._image import ImageError, image_info, imread
 from ._doctor import Doctor, doctor
+from ._subsets import extract_patches_2d, fold, reconstruct_from_patches_2d, select
 
 # patchmap.open(...): a handle with close() and a with-block. Not in __all__,
 # so that `from patchmap import *` leaves the built-in open alone.

@@ -478,20 +478,25 @@ class PatchMatrix:
             writable=writable))
 
     @classmethod
-    def _from_opts(cls, src, o):
+    def _from_opts(cls, src, o, rows=None):
         m = cls.__new__(cls)
-        m._setup(src, o)
+        m._setup(src, o, rows)
         return m
 
-    def _setup(self, src, o):
+    def _setup(self, src, o, rows=None):
+        # rows: a pm_rows (patchmap._subsets), copied by the library at open.
         self._lock = threading.Lock()
         self._owner = None
         self._final_stats = None
         lib = L.lib()
         info = L.pm_matrix_info()
-        L.check(lib.pm_matrix_describe(ctypes.byref(o), ctypes.byref(info)))
         h = ctypes.c_void_p()
-        L.check(lib.pm_matrix_open(ctypes.byref(o), ctypes.byref(h)))
+        if rows is None:
+            L.check(lib.pm_matrix_describe(ctypes.byref(o), ctypes.byref(info)))
+            L.check(lib.pm_matrix_open(ctypes.byref(o), ctypes.byref(h)))
+        else:
+            from . import _subsets
+            _subsets.describe_open(o, rows, info, h)
         try:
             self.dtype = _NUMPY_DTYPES[info.dtype]
             self.shape = (info.rows, info.cols)

@@ -1,0 +1,239 @@
+"""Row selections and fold: a patch matrix of some of the windows (indices, a
+mask over window positions, a row range, or scikit-learn's random sample),
+and the way back from per-window values to an image."""
+
+import ctypes
+import numbers
+
+import numpy as np
+
+from . import _lib as L
+from ._core import PatchMatrix, _build_opts, _NUMPY_DTYPES, _SOURCE_DTYPES
+
+PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
+PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
+_FOLD_MODES = {"sum": PM_FOLD_SUM, "mean": PM_FOLD_MEAN, "count": PM_FOLD_COUNT}
+
+
+class pm_rows(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("kind", ctypes.c_int),
+        ("index", ctypes.c_void_p),
+        ("mask", ctypes.c_void_p),
+        ("count", ctypes.c_size_t),
+        ("begin", ctypes.c_size_t),
+        ("end", ctypes.c_size_t),
+    ]
+
+
+class pm_fold_opts(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("mode", ctypes.c_int),
+        ("data", ctypes.c_void_p),
+        ("dtype", ctypes.c_int),
+        ("rows", ctypes.c_size_t),
+        ("cols", ctypes.c_size_t),
+        ("row_stride", ctypes.c_ssize_t),
+        ("col_stride", ctypes.c_ssize_t),
+        ("out", ctypes.c_void_p),
+        ("out_dtype", ctypes.c_int),
+        ("out_strides", ctypes.c_ssize_t * L.PM_MAX_DIMS),
+    ]
+
+
+def _declared():
+    lib = L.lib()
+    if not getattr(lib, "_subsets_declared", False):
+        P = ctypes.POINTER
+        lib.pm_matrix_describe_rows.restype = ctypes.c_int
+        lib.pm_matrix_describe_rows.argtypes = [P(L.pm_matrix_opts), P(pm_rows),
+                                                P(L.pm_matrix_info)]
+        lib.pm_matrix_open_rows.restype = ctypes.c_int
+        lib.pm_matrix_open_rows.argtypes = [P(L.pm_matrix_opts), P(pm_rows),
+                                            P(ctypes.c_void_p)]
+        lib.pm_fold.restype = ctypes.c_int
+        lib.pm_fold.argtypes = [P(L.pm_matrix_opts), P(pm_rows), P(pm_fold_opts)]
+        lib._subsets_declared = True
+    return lib
+
+
+def describe_open(o, sel, info, h):
+    """pm_matrix_describe_rows and pm_matrix_open_rows for PatchMatrix."""
+    rows, _keep = sel
+    lib = _declared()
+    L.check(lib.pm_matrix_describe_rows(ctypes.byref(o), ctypes.byref(rows),
+                                        ctypes.byref(info)))
+    L.check(lib.pm_matrix_open_rows(ctypes.byref(o), ctypes.byref(rows), ctypes.byref(h)))
+
+
+def _selection(rows=None, mask=None, row_range=None):
+    """A (pm_rows, arrays kept alive) pair for the arguments, or None."""
+    given = [x is not None for x in (rows, mask, row_range)]
+    if sum(given) > 1:
+        raise TypeError("give one of rows=, mask= and row_range=")
+    r = pm_rows()
+    r.size = ctypes.sizeof(r)
+    keep = None
+    if rows is not None:
+        idx = np.asarray(rows)
+        if idx.dtype.kind not in "iu" and idx.size:
+            raise TypeError("rows must be integers, not %s" % idx.dtype)
+        idx = idx.reshape(-1)
+        if idx.size and idx.min() < 0:
+            raise IndexError("rows: a negative window index (%d)" % idx.min())
+        keep = np.ascontiguousarray(idx, dtype=np.uint64)
+        r.kind, r.index, r.count = PM_ROWS_INDEX, keep.ctypes.data, keep.size
+    elif mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError("mask must be a boolean array over the window positions, not %s"
+                            % m.dtype)
+        keep = np.ascontiguousarray(m.reshape(-1)).view(np.uint8)
+        r.kind, r.mask, r.count = PM_ROWS_MASK, keep.ctypes.data, keep.size
+    elif row_range is not None:
+        a, b = row_range
+        r.kind, r.begin, r.end = PM_ROWS_RANGE, int(a), int(b)
+    else:
+        return None
+    return r, keep
+
+
+def check_random_state(seed):
+    """numpy's RandomState as scikit-learn's check_random_state gives it."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral):
+        return np.random.RandomState(seed)
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError("%r cannot be used to seed a numpy.random.RandomState instance" % (seed,))
+
+
+def select(image, window_shape, step=None, dilation=None, padding=None, *, rows=None,
+           mask=None, row_range=None, **options):
+    """The lazy patch matrix of some windows of `image`: row i is window
+    rows[i] (any order, repeats allowed), or the windows where the boolean
+    `mask` over the window positions is true, or windows row_range[0] to
+    row_range[1] - 1. Other arguments as patchmap.windows. The indices are
+    copied: the arrays may change after the call."""
+    arr, o = _build_opts("patchmap.select", image, window_shape, step=step, dilation=dilation,
+                         padding=padding, **options)
+    sel = _selection(rows, mask, row_range)
+    return PatchMatrix._from_opts(arr, o, sel).array
+
+
+def _n_patches(i_h, i_w, p_h, p_w, max_patches):
+    n_h, n_w = i_h - p_h + 1, i_w - p_w + 1
+    total = n_h * n_w
+    if max_patches:
+        if isinstance(max_patches, numbers.Integral) and max_patches < total:
+            return max_patches
+        if isinstance(max_patches, numbers.Integral) and max_patches >= total:
+            return total
+        if isinstance(max_patches, numbers.Real) and 0 < max_patches < 1:
+            return int(max_patches * total)
+        raise ValueError("Invalid value for max_patches: %r" % (max_patches,))
+    return total
+
+
+def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *,
+                       return_shape=False, **options):
+    """scikit-learn's extract_patches_2d as a lazy 2-D matrix: one row per
+    patch (p_h * p_w * n_colors values, the image's dtype), drawn exactly as
+    scikit-learn 1.2 draws them (randint for the rows, then for the columns,
+    with replacement), so that X.reshape(shape) equals its result bit for
+    bit. return_shape=True also returns that 4-D (or 3-D) shape."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError("extract_patches_2d: the image must be 2-D or 3-D (colors last)")
+    i_h, i_w = image.shape[:2]
+    p_h, p_w = patch_size
+    if p_h > i_h:
+        raise ValueError("Height of the patch should be less than the height of the image.")
+    if p_w > i_w:
+        raise ValueError("Width of the patch should be less than the width of the image.")
+    n = _n_patches(i_h, i_w, p_h, p_w, max_patches)
+    sel = None
+    if max_patches:
+        rng = check_random_state(random_state)
+        i_s = rng.randint(i_h - p_h + 1, size=n)
+        j_s = rng.randint(i_w - p_w + 1, size=n)
+        sel = _selection(rows=i_s.astype(np.uint64) * (i_w - p_w + 1) + j_s.astype(np.uint64))
+    options.setdefault("dtype", "same")
+    arr, o = _build_opts("patchmap.extract_patches_2d", image, (p_h, p_w),
+                         channel_axis=2 if image.ndim == 3 else None, **options)
+    X = PatchMatrix._from_opts(arr, o, sel).array
+    colors = image.shape[2] if image.ndim == 3 else 1
+    shape = (n, p_h, p_w) if colors == 1 else (n, p_h, p_w, colors)
+    return (X, shape) if return_shape else X
+
+
+def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *,
+         mode="sum", dtype=np.float64, channel_axis=None, order=None, layout=None,
+         pad_mode=None, rows=None, mask=None, row_range=None):
+    """Adds every row of X (one per window of an image of `image_shape`, or
+    per selected window) back into the image: mode "sum" (torch's fold),
+    "mean" (divided by the number of contributions) or "count". X has
+    window_elems, channels or 1 columns (transposed for layout="cols").
+    Contributions that fall in the padding are dropped. Float32 or float64
+    output; summation in matrix order."""
+    shape = tuple(int(x) for x in image_shape)
+    geom = np.broadcast_to(np.zeros(1, np.uint8), shape)
+    _, o = _build_opts("patchmap.fold", geom, window_shape, step=step, dilation=dilation,
+                       padding=padding, pad_mode=pad_mode, channel_axis=channel_axis,
+                       order=order, layout=layout)
+    if str(mode).lower() not in _FOLD_MODES:
+        raise ValueError("mode must be \"sum\", \"mean\" or \"count\", not %r" % (mode,))
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError("fold: the output dtype must be float32 or float64, not %s" % dt)
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError("fold: X must be 2-D (windows x values), not %d-D" % X.ndim)
+    if X.dtype not in _SOURCE_DTYPES:
+        raise TypeError("fold: unsupported input dtype %s" % X.dtype)
+    out = np.empty(shape, dt)
+    f = pm_fold_opts()
+    f.size = ctypes.sizeof(f)
+    f.mode = _FOLD_MODES[str(mode).lower()]
+    f.data = X.ctypes.data
+    f.dtype = _SOURCE_DTYPES[X.dtype]
+    f.rows, f.cols = X.shape
+    # Explicit strides (a packed input would have them anyway); 0, 0 means
+    # packed to the library, so a 1-row broadcast still works.
+    f.row_stride, f.col_stride = X.strides
+    if X.strides == (0, 0):
+        X = np.ascontiguousarray(X)
+        f.data = X.ctypes.data
+        f.row_stride, f.col_stride = X.strides
+    f.out = out.ctypes.data
+    f.out_dtype = L.PM_DTYPE_F32 if dt == np.float32 else L.PM_DTYPE_F64
+    for i, s in enumerate(out.strides):
+        f.out_strides[i] = s
+    sel = _selection(rows, mask, row_range)
+    lib = _declared()
+    L.check(lib.pm_fold(ctypes.byref(o), ctypes.byref(sel[0]) if sel else None,
+                        ctypes.byref(f)))
+    return out
+
+
+def reconstruct_from_patches_2d(patches, image_size):
+    """scikit-learn's reconstruct_from_patches_2d through the library: the
+    patches (n, p_h, p_w[, colors]) of every window in order, or their 2-D
+    matrix, averaged into a float64 image of image_size. Each pixel is the
+    mean of the patches covering it; this equals scikit-learn's result bit
+    for bit when each side is at least 2 * patch - 1 (below that,
+    scikit-learn's divisor is not the number of patches covering a pixel)."""
+    image_size = tuple(int(x) for x in image_size)
+    p = np.asarray(patches)
+    if p.ndim in (3, 4):
+        p_h, p_w = p.shape[1:3]
+        p = p.reshape(p.shape[0], -1)
+    else:
+        raise ValueError("reconstruct_from_patches_2d: patches must be (n, p_h, p_w[, colors])")
+    return fold(p, image_size, (p_h, p_w), mode="mean",
+                channel_axis=2 if len(image_size) == 3 else None)

@@ -1,0 +1,163 @@
+"""Row selections, extract_patches_2d and fold against scikit-learn (bit for
+bit), numpy fancy indexing, and torch's fold where torch is importable."""
+
+import numpy as np
+import pytest
+
+import patchmap
+from numpy.lib.stride_tricks import sliding_window_view
+
+sk_image = pytest.importorskip("sklearn.feature_extraction.image")
+
+
+def matrix(img, k):
+    if img.ndim == 2:
+        return sliding_window_view(img, k).reshape(-1, k[0] * k[1])
+    v = sliding_window_view(img, k, axis=(0, 1))  # (nh, nw, C, kh, kw)
+    return v.transpose(0, 1, 3, 4, 2).reshape(-1, k[0] * k[1] * img.shape[2])
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (8, 7, 3), (5, 5)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64, np.int32])
+def test_select_index_mask_range(shape, dtype):
+    rng = np.random.default_rng(1)
+    img = (rng.random(shape) * 200).astype(dtype)
+    k = (3, 2)
+    M = matrix(img, k).astype(np.float32)
+    n = M.shape[0]
+    ch = 2 if img.ndim == 3 else None
+    idx = rng.integers(0, n, 3 * n)
+    X = patchmap.select(img, k, rows=idx, channel_axis=ch)
+    assert np.array_equal(X, M[idx])
+    mask = rng.random(n) < 0.4
+    mask[0] = True
+    X = patchmap.select(img, k, mask=mask, channel_axis=ch)
+    assert np.array_equal(X, M[mask])
+    X = patchmap.select(img, k, row_range=(1, n - 1), channel_axis=ch, budget="8K",
+                        chunk="4K")
+    assert np.array_equal(X, M[1:n - 1])
+
+
+def test_select_errors():
+    img = np.zeros((5, 5), np.float32)
+    with pytest.raises(patchmap.InvalidArgument, match="number of windows"):
+        patchmap.select(img, (2, 2), rows=[16])
+    with pytest.raises(patchmap.InvalidArgument, match="one entry per window"):
+        patchmap.select(img, (2, 2), mask=np.ones(15, bool))
+    with pytest.raises(patchmap.InvalidArgument, match="selects no window"):
+        patchmap.select(img, (2, 2), rows=[])
+    with pytest.raises(patchmap.InvalidArgument, match="begin <= end"):
+        patchmap.select(img, (2, 2), row_range=(3, 17))
+    with pytest.raises(IndexError):
+        patchmap.select(img, (2, 2), rows=[-1])
+    with pytest.raises(TypeError):
+        patchmap.select(img, (2, 2), rows=[1], mask=np.ones(16, bool))
+
+
+@pytest.mark.parametrize("shape", [(20, 17), (16, 13, 3), (6, 6)])
+@pytest.mark.parametrize("max_patches", [None, 1, 7, 10 ** 6, 0.25, 0.999])
+@pytest.mark.parametrize("seed", [0, 42, np.random.RandomState(3)])
+def test_extract_patches_2d_matches_sklearn(shape, max_patches, seed):
+    rng = np.random.default_rng(5)
+    img = (rng.random(shape) * 255).astype(np.uint8)
+    ps = (4, 3)
+    state = seed if not isinstance(seed, np.random.RandomState) else \
+        np.random.RandomState(3)
+    want = sk_image.extract_patches_2d(img, ps, max_patches=max_patches, random_state=state)
+    state = seed if not isinstance(seed, np.random.RandomState) else \
+        np.random.RandomState(3)
+    X, shp = patchmap.extract_patches_2d(img, ps, max_patches=max_patches,
+                                          random_state=state, return_shape=True)
+    assert X.ndim == 2 and X.dtype == img.dtype
+    got = X.reshape(shp)
+    assert got.shape == want.shape
+    assert got.dtype == want.dtype
+    assert np.array_equal(got, want)
+
+
+def test_extract_patches_2d_errors():
+    img = np.zeros((5, 5))
+    for bad in (1.0, -1, 1.5):
+        with pytest.raises(ValueError):
+            patchmap.extract_patches_2d(img, (2, 2), max_patches=bad, random_state=0)
+    with pytest.raises(ValueError, match="Height"):
+        patchmap.extract_patches_2d(img, (6, 2))
+
+
+@pytest.mark.parametrize("shape,ps", [((12, 9), (4, 3)), ((10, 11, 3), (3, 5)),
+                                      ((7, 7), (4, 4)), ((9, 5, 2), (5, 3))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_reconstruct_matches_sklearn(shape, ps, dtype):
+    """Where every side is at least 2 * patch - 1, scikit-learn divides by
+    the overlap count: there the results are equal bit for bit."""
+    rng = np.random.default_rng(7)
+    img = (rng.random(shape) * 100).astype(dtype)
+    patches = sk_image.extract_patches_2d(img, ps)
+    # Patches that differ from the image's, so the mean is not trivial.
+    patches = (patches * rng.random(patches.shape) * 3).astype(dtype)
+    want = sk_image.reconstruct_from_patches_2d(patches, shape)
+    got = patchmap.reconstruct_from_patches_2d(patches, shape)
+    assert got.dtype == want.dtype == np.float64
+    assert np.array_equal(got, want)
+
+
+def test_reconstruct_small_image_is_the_mean():
+    """5x7 with 4x4 patches: scikit-learn's divisor is not the overlap count
+    (its round trip fails); ours is the exact mean, which round-trips."""
+    rng = np.random.default_rng(8)
+    img = rng.integers(0, 256, (5, 7)) / 8.0  # sums of these are exact
+    patches = sk_image.extract_patches_2d(img, (4, 4))
+    assert not np.allclose(sk_image.reconstruct_from_patches_2d(patches, img.shape), img)
+    assert np.array_equal(patchmap.reconstruct_from_patches_2d(patches, img.shape), img)
+
+
+def plain_fold(X, shape, k, step, pad, mode):
+    """Sum/mean/count by loops, padding cropped, in matrix order."""
+    h, w = shape
+    out = np.zeros(shape)
+    cnt = np.zeros(shape)
+    nh = (h + 2 * pad - k[0]) // step + 1
+    nw = (w + 2 * pad - k[1]) // step + 1
+    r = 0
+    for i in range(nh):
+        for j in range(nw):
+            for a in range(k[0]):
+                for b in range(k[1]):
+                    y, x = i * step + a - pad, j * step + b - pad
+                    if 0 <= y < h and 0 <= x < w:
+                        out[y, x] += X[r, a * k[1] + b]
+                        cnt[y, x] += 1
+            r += 1
+    if mode == "count":
+        return cnt
+    if mode == "mean":
+        return np.where(cnt > 0, out / np.where(cnt > 0, cnt, 1), 0)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "count"])
+@pytest.mark.parametrize("step,pad", [(1, 0), (2, 1), (3, 2)])
+def test_fold_plain(mode, step, pad):
+    rng = np.random.default_rng(9)
+    shape, k = (9, 8), (3, 4)
+    nh = (shape[0] + 2 * pad - k[0]) // step + 1
+    nw = (shape[1] + 2 * pad - k[1]) // step + 1
+    X = rng.integers(-50, 50, (nh * nw, 12)).astype(np.int32)
+    got = patchmap.fold(X, shape, k, step=step, padding=pad, mode=mode, pad_mode="reflect")
+    assert np.array_equal(got, plain_fold(X, shape, k, step, pad, mode))
+
+
+def test_fold_torch():
+    torch = pytest.importorskip("torch", reason="torch is not installed: fold is compared "
+                                "with scikit-learn and the plain fold only")
+    F = torch.nn.functional
+    rng = np.random.default_rng(10)
+    for (h, w), k, step, pad, dil in [((9, 8), (3, 2), 1, 0, 1), ((12, 10), (3, 3), 2, 1, 2)]:
+        C = 3
+        img = rng.integers(0, 9, (1, C, h, w)).astype(np.float32)
+        cols = F.unfold(torch.from_numpy(img), k, dilation=dil, padding=pad, stride=step)
+        want = F.fold(cols, (h, w), k, dilation=dil, padding=pad, stride=step)[0].numpy()
+        X = cols[0].numpy().T  # windows x (c, y, x)
+        got = patchmap.fold(X, (C, h, w), k, step=step, dilation=dil, padding=pad,
+                            channel_axis=0, order="channel", dtype=np.float32)
+        assert np.array_equal(got, want)  # small integers: exact in any order
