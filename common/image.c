@@ -35,34 +35,20 @@ static size_t dtype_size(int dtype)
 	return pm_dtype_size(dtype);
 }
 
-/* numpy's kind letter and byte count, and the dtype they make, or -1. */
-static int dtype_from_kind(char kind, unsigned bytes)
+const char *npy_descr(int dtype, char *buf)
 {
-	switch (kind) {
-	case 'b': /* bool: one byte, 0 or 1 */
-		return bytes == 1 ? PM_DTYPE_BOOL : -1;
-	case 'u':
-		return bytes == 1 ? PM_DTYPE_U8 : bytes == 2 ? PM_DTYPE_U16 : bytes == 4 ? PM_DTYPE_U32
-		     : bytes == 8 ? PM_DTYPE_U64 : -1;
-	case 'i':
-		return bytes == 1 ? PM_DTYPE_I8 : bytes == 2 ? PM_DTYPE_I16 : bytes == 4 ? PM_DTYPE_I32
-		     : bytes == 8 ? PM_DTYPE_I64 : -1;
-	case 'f':
-		return bytes == 2 ? PM_DTYPE_F16 : bytes == 4 ? PM_DTYPE_F32 : bytes == 8 ? PM_DTYPE_F64 : -1;
-	}
-	return -1;
-}
+	const char *name = pm_dtype_name(dtype);
+	size_t es = pm_dtype_size(dtype);
 
-const char *npy_descr(int dtype)
-{
-	static const char *const d[PM_DTYPE_COUNT] = {
-		[PM_DTYPE_U8] = "|u1",  [PM_DTYPE_I8] = "|i1",  [PM_DTYPE_U16] = "<u2",
-		[PM_DTYPE_I16] = "<i2", [PM_DTYPE_U32] = "<u4", [PM_DTYPE_I32] = "<i4",
-		[PM_DTYPE_F32] = "<f4", [PM_DTYPE_F64] = "<f8", [PM_DTYPE_I64] = "<i8",
-		[PM_DTYPE_U64] = "<u8", [PM_DTYPE_BOOL] = "|b1", [PM_DTYPE_F16] = "<f2",
-	};
-
-	return dtype > PM_DTYPE_SAME && dtype < PM_DTYPE_COUNT ? d[dtype] : NULL;
+	/* numpy's kind letter is the initial of its name: bool, int, uint,
+	 * float; one byte has no byte order */
+	if (dtype == PM_DTYPE_SAME || !name || !es || es > 9)
+		return NULL;
+	buf[0] = es == 1 ? '|' : '<';
+	buf[1] = name[0];
+	buf[2] = (char)('0' + es);
+	buf[3] = 0;
+	return buf;
 }
 
 /* ---------------------------------------------------------------- .npy */
@@ -140,32 +126,32 @@ static bool parse_uint(struct cur *c, size_t *v)
 	return any;
 }
 
+/* numpy's descr: a byte order, a kind letter and a byte count ("<f4"),
+ * read by the library's dtype parser, the one every front end uses. */
 static int parse_descr(const char *s, size_t n, struct npy_header *h, char *err)
 {
-	char order = '=';
-	unsigned bytes = 0;
-	char kind;
+	char code[16];
 	size_t i = 0;
+	bool big;
 
 	if (n && (s[0] == '<' || s[0] == '>' || s[0] == '|' || s[0] == '='))
-		order = s[i++];
+		i++;
 	if (i >= n)
 		return fail(err, "bad .npy header: empty dtype");
-	kind = s[i++];
-	if (i >= n)
+	if (i + 1 >= n)
 		return fail(err, "bad .npy header: dtype '%.*s' has no size", (int)n, s);
-	for (; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9' || bytes > 1000)
+	for (size_t k = i + 1; k < n; k++)
+		if (s[k] < '0' || s[k] > '9' || n >= sizeof(code))
 			return fail(err, "unsupported .npy dtype '%.*s'", (int)(n > 32 ? 32 : n), s);
-		bytes = bytes * 10 + (unsigned)(s[i] - '0');
-	}
-	h->dtype = dtype_from_kind(kind, bytes);
-	if (h->dtype < 0)
+	memcpy(code, s, n);
+	code[n] = 0;
+	h->dtype = pm_dtype_parse(code, &big);
+	if (h->dtype <= 0 || strchr("biuf", s[i]) == NULL)
 		return fail(err,
 			    "unsupported .npy dtype '%.*s' (readable: bool, uint8, int8, uint16, "
 			    "int16, uint32, int32, uint64, int64, float16, float32, float64)",
 			    (int)(n > 32 ? 32 : n), s);
-	h->big_endian = order == '>' && bytes > 1;
+	h->big_endian = big;
 	return 0;
 }
 
@@ -270,8 +256,8 @@ int npy_parse_header(const void *buf, size_t len, struct npy_header *h, char *er
 size_t npy_write_header(char *buf, size_t cap, int dtype, int ndim, const size_t *shape,
 			bool fortran_order)
 {
-	char dict[64 + PM_MAX_DIMS * 24];
-	const char *descr = npy_descr(dtype);
+	char dict[64 + PM_MAX_DIMS * 24], dbuf[NPY_DESCR_LEN];
+	const char *descr = npy_descr(dtype, dbuf);
 	size_t n, total, start;
 	int k;
 

@@ -1,8 +1,9 @@
 /* image.h: image files as pm_source arrays, for the front ends. Parsers
  * of the .npy and PGM/PPM headers (pure functions of a buffer, fuzzed on
  * their own), a .npy header writer, and img_open(), which maps a file and
- * describes its pixels without copying them. Uses only the public header's
- * types: no call into the library, so the parsers link on their own. */
+ * describes its pixels without copying them. Dtypes are named and sized by
+ * the library (pm_dtype_parse, pm_dtype_name, pm_dtype_size): one table for
+ * every front end. */
 #ifndef PM_COMMON_IMAGE_H
 #define PM_COMMON_IMAGE_H
 
@@ -38,8 +39,10 @@ int npy_parse_header(const void *buf, size_t len, struct npy_header *h, char *er
 size_t npy_write_header(char *buf, size_t cap, int dtype, int ndim, const size_t *shape,
 			bool fortran_order);
 
-/* numpy's descr for a little-endian dtype ("<f4", "|u1"), or NULL. */
-const char *npy_descr(int dtype);
+/* numpy's descr for a little-endian dtype ("<f4", "|u1") written into buf
+ * (NPY_DESCR_LEN bytes) and returned, or NULL. */
+#define NPY_DESCR_LEN 8
+const char *npy_descr(int dtype, char *buf);
 
 /* ------------------------------------------------------------- PGM/PPM */
 

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(buf);
 		return 0;
 	}
-	if (h.data_offset > size || h.ndim < 1 || h.ndim > PM_MAX_DIMS || !npy_descr(h.dtype))
+	if (h.data_offset > size || h.ndim < 1 || h.ndim > PM_MAX_DIMS || !npy_descr(h.dtype, (char[NPY_DESCR_LEN]){ 0 }))
 		abort();
 	for (int a = 0; a < h.ndim; a++)
 		if (__builtin_mul_overflow(elems, h.shape[a], &elems))
