@@ -93,30 +93,24 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static double load_elem(const unsigned char *p, int dtype)
+/* The whole filters array (any dtype, any strides) converted by the
+ * library into n packed values of `dtype`, in C order: one window of one
+ * sample per element, as numpy's astype converts. 0, or -1 after cli_err. */
+static int convert_filters(const struct args *a, const struct pm_source *src, int dtype, void *dst,
+			   size_t n)
 {
-	union {
-		uint8_t u8;
-		int8_t i8;
-		uint16_t u16;
-		int16_t i16;
-		uint32_t u32;
-		int32_t i32;
-		float f32;
-		double f64;
-	} v;
+	struct pm_matrix_opts c = { .size = sizeof(c), .source = *src, .dtype = dtype };
+	pm_matrix *m;
+	int e;
 
-	memcpy(&v, p, pm_dtype_size(dtype));
-	switch (dtype) {
-	case PM_DTYPE_U8: return v.u8;
-	case PM_DTYPE_I8: return v.i8;
-	case PM_DTYPE_U16: return v.u16;
-	case PM_DTYPE_I16: return v.i16;
-	case PM_DTYPE_U32: return v.u32;
-	case PM_DTYPE_I32: return v.i32;
-	case PM_DTYPE_F32: return v.f32;
-	default: return v.f64;
-	}
+	c.source.has_channels = false;
+	for (int i = 0; i < src->ndim; i++)
+		c.window[i] = (struct pm_window){ .size = 1, .step = 1, .dilation = 1 };
+	c.lazy.backend = PM_BACKEND_NONE;
+	if ((e = pm_matrix_open(&c, &m)) ||
+	    (e = pm_matrix_read(m, 0, dst, n * pm_dtype_size(dtype))) || (e = pm_matrix_close(m)))
+		return cli_err("%s: %s", a->filters, pm_strerror(e));
+	return 0;
 }
 
 static void store(void *F, int dtype, size_t i, double v)
@@ -180,26 +174,26 @@ static int load_filters(const struct args *a, const struct pm_matrix_opts *o,
 		img_close(&f);
 		return cli_err("%s: %s", a->filters, N ? "out of memory for the filters" : "no filters (N = 0)");
 	}
+	/* The file's values in its own C order: filter n, element k at n * K + k
+	 * (k over (spatial..., c) unless flat), converted to the compute dtype. */
+	void *D = malloc(bytes);
+	if (!D || convert_filters(a, &f.src, dtype, D, N * K)) {
+		if (!D)
+			cli_err("%s: out of memory for the filters", a->filters);
+		free(D);
+		free(F);
+		img_close(&f);
+		return -1;
+	}
 	size_t S = K / (size_t)C; /* spatial elements per window */
 	for (size_t n = 0; n < N; n++)
 		for (size_t k = 0; k < K; k++) {
-			/* k in the file's order: (spatial..., c) unless flat */
-			const unsigned char *p = (const unsigned char *)f.src.data + (ptrdiff_t)n * f.src.strides[0];
-			size_t col = k;
+			size_t col = !flat && o->order == PM_ORDER_CHANNEL ? (k % (size_t)C) * S + k / (size_t)C
+									   : k;
 
-			if (flat) {
-				p += (ptrdiff_t)k * f.src.strides[1];
-			} else {
-				size_t rem = k;
-				for (int d = nd - 1; d >= 1; d--) {
-					p += (ptrdiff_t)(rem % f.src.shape[d]) * f.src.strides[d];
-					rem /= f.src.shape[d];
-				}
-				if (o->order == PM_ORDER_CHANNEL)
-					col = (k % (size_t)C) * S + k / (size_t)C;
-			}
-			store(F, dtype, n * K + col, load_elem(p, f.src.dtype));
+			memcpy((char *)F + (n * K + col) * es, (char *)D + (n * K + k) * es, es);
 		}
+	free(D);
 	img_close(&f);
 	*out = F;
 	*nout = N;
