@@ -68,6 +68,21 @@ def test_integer_filters_exact(exe, tmp_path, maxval):
     assert np.array_equal(got, correlate(img, f, (4, 7)))
 
 
+@pytest.mark.parametrize("fdtype", ["int64", "uint64", "bool", "float16", "int8"])
+def test_filters_of_numpy_default_dtypes(exe, tmp_path, fdtype):
+    """numpy's default int64 filters (and bool, float16, ...) are converted
+    as astype converts them: an int64 bank once gave all zeros."""
+    img = RNG.integers(0, 256, (19, 23)).astype(np.int64)
+    path = write_npy(tmp_path / "img.npy", img)
+    f = np.abs(int_filters(3, (3, 4)))  # unsigned dtypes too
+    f = f % 2 == 1 if fdtype == "bool" else f
+    f = f.astype(fdtype)
+    fpath = write_npy(tmp_path / "f.npy", f)
+    got = apply(exe, tmp_path, path, "--window", "3x4", "--filters", fpath)
+    want = correlate(img, f.astype(np.float64), (3, 4))
+    assert np.abs(want).max() > 0 and np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("order", ["window", "channel"])
 def test_ppm_shaped_filters(exe, tmp_path, order):
     """(N, h, w, c) filters follow the window, whatever the column order."""
