@@ -17,8 +17,13 @@
 
 #include "patchmap.h"
 
-/* The lazy defaults the policy reasons with (struct pm_lazy_opts). */
+/* The chunk the policy reasons with when none is given: the library's
+ * public default where the header has one. */
+#ifdef PM_DEFAULT_CHUNK
+#define SPEC_DEFAULT_CHUNK PM_DEFAULT_CHUNK
+#else
 #define SPEC_DEFAULT_CHUNK ((size_t)4 << 20)
+#endif
 #define MAX_THREADS 1024
 #define MAX_READAHEAD (1 << 20)
 #define ERRLEN 512
