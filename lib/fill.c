@@ -178,6 +178,64 @@ static ptrdiff_t step_bytes(int64_t inc, ptrdiff_t stride)
 	return __builtin_mul_overflow((ptrdiff_t)inc, stride, &r) ? 0 : r;
 }
 
+/* Runs of windows. In the rows layout, stored rows r, r+1, ... are windows
+ * at x, x+1, ... along the last axis as long as the other coordinates stay:
+ * line t of the row of window x reads, along that axis, samples
+ * x*step + u*dil (u < k; with channels innermost, each sample's C
+ * channels). Converted once into a scratch per line (and per phase
+ * x*step mod dil when dil > 1), every row's line is then a short copy of
+ * contiguous converted elements. The conversion is the line kernel itself,
+ * so the bytes are those of the other paths. Small windows gain most: their
+ * lines are a few elements, too short for a kernel call each. */
+static void runs_init(struct pm__fill *f)
+{
+	const struct pm__geom *g = &f->g;
+	const struct pm__dim *D = g->row;
+	int lines = 1, last = g->nidx - 1;
+
+	if (g->layout != PM_LAYOUT_ROWS || last < 0 || g->idx[last].axis != f->line_axis ||
+	    !f->merged || f->line_px < 1)
+		return;
+	if (f->line_ch > 1 && f->line_inc != 1)
+		return; /* dilated pixels of several channels: not contiguous per phase */
+	/* Lines longer than 64 bytes already run at memory speed through the
+	 * block kernels, one call per line. */
+	if (f->line_inc > 4 || g->idx[last].extent < 2 || f->line_bytes > 64)
+		return;
+	for (int k = 0; k < f->line_dim; k++) {
+		if (lines * D[k].extent > PM__RUN_MAX_LINES)
+			return;
+		lines *= (int)D[k].extent;
+	}
+	/* Line offsets: the outer row dims by an odometer, outermost first. */
+	{
+		int64_t i[PM_MAX_DIMS + 1] = { 0 };
+		ptrdiff_t off = 0;
+
+		for (int t = 0; t < lines; t++) {
+			f->run_line_off[t] = off;
+			for (int k = f->line_dim - 1; k >= 0; k--) {
+				off += f->ostride[k];
+				if (++i[k] < D[k].extent)
+					break;
+				off -= f->ostride[k] * D[k].extent;
+				i[k] = 0;
+			}
+		}
+	}
+	f->run_lines = lines;
+	if (f->line_ch > 1) {
+		f->run_phases = 1;
+		f->run_sstride = f->ch_stride;
+		f->run_per = g->idx[last].inc * f->line_ch;
+	} else {
+		f->run_phases = (int)f->line_inc;
+		f->run_sstride = f->px_stride; /* dil samples: one phase */
+		f->run_per = g->idx[last].inc; /* step, in samples of the axis */
+	}
+	f->runs = true;
+}
+
 void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 {
 	const struct pm__dim *D = g->row;
@@ -228,6 +286,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 
 		f->idx_stride[k] = step_bytes(d->inc, d->axis < 0 ? g->cstride : g->ax[d->axis].stride);
 	}
+	runs_init(f);
 }
 
 /* Where a stored row starts: its index split over g->idx, the resulting
@@ -496,6 +555,153 @@ static void row_bytes(const struct pm__fill *f, const struct rowpos *p, size_t b
 	}
 }
 
+/* Copies n bytes (at most 64 here, the same n for a whole run, so the
+ * branches predict) with overlapping fixed-size moves. */
+static inline void copy_small(char *restrict d, const char *restrict s, size_t n)
+{
+	if (n >= 16) {
+		if (n > 32) {
+			if (n > 64) {
+				memcpy(d, s, n);
+				return;
+			}
+			__builtin_memcpy(d + 16, s + 16, 16);
+			__builtin_memcpy(d + n - 32, s + n - 32, 16);
+		}
+		__builtin_memcpy(d, s, 16);
+		__builtin_memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		__builtin_memcpy(d, s, 8);
+		__builtin_memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		__builtin_memcpy(d, s, 4);
+		__builtin_memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n >= 2) {
+		__builtin_memcpy(d, s, 2);
+		__builtin_memcpy(d + n - 2, s + n - 2, 2);
+	} else {
+		*d = *s;
+	}
+}
+
+#define RUN_SCRATCH 16384 /* bytes on the stack: fill threads and callers of pm_matrix_read */
+#define RUN_MIN 4         /* windows below which a run is not worth it */
+
+/* Up to `max` whole rows from the one at p, when they are windows of one run
+ * that read no padding: written to d (rows `pitch` apart, gaps zeroed) and
+ * their count returned; 0 if the row at p cannot start a run. */
+static size_t run_rows(const struct pm__fill *f, const struct rowpos *p, size_t max, char *d)
+{
+	const struct pm__geom *g = &f->g;
+	int last = g->nidx - 1, xa = f->line_axis;
+	int64_t step = g->idx[last].inc, span = f->row_span[xa], bx = p->base[xa], nw, hi;
+	size_t es = g->out_size, lb = f->line_bytes, L = f->line_elems;
+	int64_t per = f->run_per, P = f->run_phases, count, cap;
+	unsigned char scratch[RUN_SCRATCH] __attribute__((aligned(64)));
+
+	nw = g->idx[last].extent - p->i[last];
+	if ((size_t)nw > max)
+		nw = (int64_t)max;
+	if (nw < RUN_MIN || bx < 0 || bx + span >= g->ax[xa].n)
+		return 0;
+	for (int a = 0; a < g->ns; a++)
+		if (a != xa && (p->base[a] < 0 || p->base[a] + f->row_span[a] >= g->ax[a].n))
+			return 0;
+	/* windows j with bx + j*step + span < n */
+	hi = (g->ax[xa].n - 1 - span - bx) / step + 1;
+	if (nw > hi)
+		nw = hi;
+	/* scratch elements per line and phase: (nw-1)*per/P + L, within budget */
+	cap = RUN_SCRATCH / (int64_t)es / f->run_lines / P;
+	if (cap < (int64_t)L + RUN_MIN * ((per + P - 1) / P))
+		return 0;
+	if ((nw - 1) * ((per + P - 1) / P) + (int64_t)L > cap)
+		nw = (cap - (int64_t)L) / ((per + P - 1) / P) + 1;
+	if (nw < RUN_MIN)
+		return 0;
+	count = (nw - 1) * per / P + (int64_t)L;
+
+	/* Convert each line's samples once. Phase ph holds the samples
+	 * ph, ph + dil, ... of the line (all of them when dil is 1). */
+	const char *row_src = g->data + p->so;
+	for (int t = 0; t < f->run_lines; t++)
+		for (int64_t ph = 0; ph < P; ph++) {
+			char *sc = (char *)scratch + ((size_t)t * (size_t)P + (size_t)ph) * (size_t)count * es;
+			int64_t c = count;
+
+			/* the last sample of phase ph the run reads */
+			if (P > 1 && (ph + (c - 1) * P) > (nw - 1) * per + (int64_t)(L - 1) * P)
+				c = ((nw - 1) * per + (int64_t)(L - 1) * P - ph) / P + 1;
+			if (c > 0)
+				f->line(sc, row_src + f->run_line_off[t] + (ptrdiff_t)ph * (f->run_sstride / P),
+					(size_t)c, f->run_sstride, &f->af);
+		}
+
+	/* Rows: line t of window j is phase (j*per) mod P of line t, from
+	 * element (j*per) / P on. */
+	const char *lp[PM__RUN_MAX_LINES];
+	size_t pitch = g->pitch, rb = g->row_bytes, lines = (size_t)f->run_lines;
+
+	for (size_t t = 0; t < lines; t++)
+		lp[t] = (const char *)scratch + t * (size_t)P * (size_t)count * es;
+	if (P == 1 && pitch == rb) {
+		/* The common case, one size of copy for the whole run: fixed
+		 * sizes become a few moves. */
+		size_t adv = (size_t)per * es;
+
+#define COPY_ROWS(LB)                                                                \
+	for (int64_t j = 0; j < nw; j++, d += pitch)                                 \
+		for (size_t t = 0; t < lines; t++)                                   \
+			__builtin_memcpy(d + t * (LB), lp[t] + (size_t)j * adv, (LB));
+		switch (lb) {
+		case 3: COPY_ROWS(3) break;
+		case 5: COPY_ROWS(5) break;
+		case 7: COPY_ROWS(7) break;
+		case 9: COPY_ROWS(9) break;
+		case 12: COPY_ROWS(12) break;
+		case 15: COPY_ROWS(15) break;
+		case 20: COPY_ROWS(20) break;
+		case 21: COPY_ROWS(21) break;
+		case 24: COPY_ROWS(24) break;
+		case 28: COPY_ROWS(28) break;
+		case 36: COPY_ROWS(36) break;
+		case 40: COPY_ROWS(40) break;
+		case 56: COPY_ROWS(56) break;
+		case 60: COPY_ROWS(60) break;
+		case 64: COPY_ROWS(64) break;
+		default:
+			for (int64_t j = 0; j < nw; j++, d += pitch)
+				for (size_t t = 0; t < lines; t++)
+					copy_small(d + t * lb, lp[t] + (size_t)j * adv, lb);
+		}
+#undef COPY_ROWS
+		return (size_t)nw;
+	}
+	for (int64_t j = 0; j < nw; j++) {
+		int64_t e = j * per, ph = e % P;
+		size_t so = ((size_t)ph * (size_t)count + (size_t)(e / P)) * es;
+		char *row = d + (size_t)j * pitch;
+
+		for (size_t t = 0; t < lines; t++)
+			copy_small(row + t * lb, lp[t] + so, lb);
+		if (pitch > rb)
+			memset(row + rb, 0, pitch - rb);
+	}
+	return (size_t)nw;
+}
+
+/* Moves p on by n rows within one run (they differ in the last index only). */
+static void rowpos_skip(const struct pm__fill *f, struct rowpos *p, size_t n)
+{
+	const struct pm__geom *g = &f->g;
+	int last = g->nidx - 1;
+
+	p->row += n;
+	p->i[last] += (int64_t)n;
+	p->base[g->idx[last].axis] += (int64_t)n * g->idx[last].inc;
+	p->so += (ptrdiff_t)n * f->idx_stride[last];
+}
+
 void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 {
 	const struct pm__geom *g = &f->g;
@@ -508,6 +714,25 @@ void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 	rowpos_set(f, &p, off / g->pitch);
 	for (;;) {
 		size_t take = len < g->pitch - b ? len : g->pitch - b;
+
+		/* an index or mask selection: consecutive rows need not be
+		 * consecutive windows */
+		if (f->runs && !g->sel && b == 0 && len >= RUN_MIN * g->pitch) {
+			size_t n = run_rows(f, &p, len / g->pitch, d);
+
+			if (n) {
+				d += n * g->pitch;
+				len -= n * g->pitch;
+				rowpos_skip(f, &p, n);
+				if (p.i[g->nidx - 1] == g->idx[g->nidx - 1].extent) {
+					/* the run ended the last index: step back one and let
+					 * rowpos_next carry into the outer indices */
+					rowpos_skip(f, &p, (size_t)-1);
+					rowpos_next(f, &p);
+				}
+				continue;
+			}
+		}
 
 		row_bytes(f, &p, b, take, d);
 		d += take;

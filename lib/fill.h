@@ -17,6 +17,8 @@ typedef void (*pm__line_fn)(void *dst, const char *src, size_t n, ptrdiff_t sstr
 typedef void (*pm__block_fn)(char *dst, size_t dstep, const char *src, ptrdiff_t sstep,
 			     size_t lines, size_t n, const struct pm__affine *af);
 
+#define PM__RUN_MAX_LINES 64
+
 struct pm__fill {
 	struct pm__geom g;
 	pm__line_fn line;
@@ -46,6 +48,16 @@ struct pm__fill {
 	bool contig;
 	/* Source byte steps of the stored-row index dims. */
 	ptrdiff_t idx_stride[PM_MAX_DIMS + 1];
+
+	/* Runs of windows (see fill.c): consecutive stored rows that are
+	 * consecutive windows along the last axis read overlapping source
+	 * lines, converted once into a scratch and copied from there. */
+	bool runs;
+	int run_lines;              /* lines per row */
+	int run_phases;             /* scratch arrays per line: the dilation */
+	int64_t run_per;            /* scratch elements between windows of a phase */
+	ptrdiff_t run_sstride;      /* source bytes between scratch elements */
+	ptrdiff_t run_line_off[PM__RUN_MAX_LINES]; /* line starts, from the row's */
 };
 
 /* Prepares f for g. Cannot fail for a valid g. */

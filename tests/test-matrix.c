@@ -872,6 +872,47 @@ static void test_pitch(void)
 				}
 }
 
+/* Runs of windows along the last axis (the fill converts their source
+ * lines once and copies each row's lines from there): wide images, so that
+ * a run is long and is cut by padding, by the end of the axis and by the
+ * scratch size; every small window, steps, dilations (up to the largest a
+ * run takes, and one above), one or three channels in both orders, pitched
+ * rows, and source layouts with odd strides and addresses. */
+static void test_runs(void)
+{
+	static const size_t ks[] = { 1, 2, 3, 5, 7 };
+	static const int mems[] = { MEM_CONTIG, MEM_NEGATIVE, MEM_UNALIGNED, MEM_MIXED, MEM_STRIDED };
+	unsigned n = 0;
+
+	for (size_t ki = 0; ki < sizeof(ks) / sizeof(ks[0]); ki++)
+		for (size_t step = 1; step <= 3; step++)
+			for (size_t dil = 1; dil <= 5; dil++)
+				for (int ch = 0; ch < 3; ch++, n++) {
+					struct pm_matrix_opts o = { .size = sizeof(o) };
+					struct buffer b;
+					size_t shape[3] = { 9 + n % 3, 300 + n % 7, 3 };
+					int dt = all_dtypes[n % NDTYPES];
+
+					if ((ks[ki] - 1) * (dil % 3 + 1) + 1 > shape[0] + n % 2 + 1)
+						continue;
+					make_source(&o.source, &b, dt, ch ? 3 : 2, shape, mems[n % 5]);
+					o.source.has_channels = ch != 0;
+					o.source.channel_axis = 2;
+					set_window(&o.window[0], ks[ki], 1 + n % 2, dil % 3 + 1, n % 2, 1);
+					set_window(&o.window[1], ks[ki], step, dil, (int64_t)(n % 4),
+						   (int64_t)(n % 3));
+					set_padding(&o, (int)(n % PM_PAD_COUNT));
+					o.order = ch == 2 ? PM_ORDER_CHANNEL : PM_ORDER_WINDOW;
+					o.dtype = (int[]){ PM_DTYPE_SAME, PM_DTYPE_F32, PM_DTYPE_F64 }[n % 3];
+					set_affine(&o, o.dtype != PM_DTYPE_SAME && n % 4 == 0, n);
+					if (n % 5 == 1) /* pitched: a whole number of elements more */
+						o.row_pitch = (ks[ki] * ks[ki] * (ch ? 3 : 1) + 3) *
+							      pm_dtype_size(o.dtype ? o.dtype : dt);
+					CU_ASSERT(run_case(&o, mem_names[mems[n % 5]]));
+					free_source(&b);
+				}
+}
+
 /* Shapes at the edges: one sample, a window as large as the image, exactly
  * one window, one row and one column of windows, eight dimensions. */
 static void test_edges(void)
@@ -1660,6 +1701,7 @@ int main(void)
 		{ "source memory layouts x shapes x dtypes", test_memory },
 		{ "channel axis placement", test_channels },
 		{ "pitched rows", test_pitch },
+		{ "runs of windows", test_runs },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "a lazy matrix as the source of another", test_lazy_source },
