@@ -12,31 +12,43 @@ struct fill_case {
 	int out_dtype;
 	size_t k;        /* window side (0: the --window value) */
 	size_t dilation;
-	int64_t pad_before, pad_after;
+	int64_t pad_before, pad_after; /* -1: "same" */
 	int pad_mode;
 	int order, layout;
 	bool affine;
-	int naive;       /* compare with the plain loop: 1 for u8, 2 for f32 */
+	size_t step;     /* 0: 1 */
 };
 
+#define U8 PM_DTYPE_U8
+#define F32 PM_DTYPE_F32
+#define WIN PM_ORDER_WINDOW
+#define CHAN PM_ORDER_CHANNEL
+#define SMALL(K)                                                                            \
+	{ "u8->f32 " #K "x" #K, U8, 0, F32, K, 1, 0, 0, 0, 0, 0, false, 0 },                 \
+	{ "f32->f32 " #K "x" #K, F32, 0, F32, K, 1, 0, 0, 0, 0, 0, false, 0 },               \
+	{ "u8 x3->f32 (y,x,c) " #K "x" #K, U8, 3, F32, K, 1, 0, 0, 0, WIN, 0, false, 0 },    \
+	{ "u8 x3->f32 (c,y,x) " #K "x" #K, U8, 3, F32, K, 1, 0, 0, 0, CHAN, 0, false, 0 },   \
+	{ "f32 x3->f32 (y,x,c) " #K "x" #K, F32, 3, F32, K, 1, 0, 0, 0, WIN, 0, false, 0 },  \
+	{ "f32 x3->f32 (c,y,x) " #K "x" #K, F32, 3, F32, K, 1, 0, 0, 0, CHAN, 0, false, 0 },
+
 static const struct fill_case cases[] = {
-	{ "u8->f32", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 1, 0, 0, 0, 0, 0, false, 1 },
-	{ "f32->f32", PM_DTYPE_F32, 0, PM_DTYPE_F32, 0, 1, 0, 0, 0, 0, 0, false, 2 },
-	{ "u8->f64", PM_DTYPE_U8, 0, PM_DTYPE_F64, 0, 1, 0, 0, 0, 0, 0, false, 0 },
-	{ "u8->u8", PM_DTYPE_U8, 0, PM_DTYPE_SAME, 0, 1, 0, 0, 0, 0, 0, false, 0 },
-	{ "u8->f32 affine", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 1, 0, 0, 0, 0, 0, true, 0 },
-	{ "u8 HxWx3->f32 (y,x,c)", PM_DTYPE_U8, 3, PM_DTYPE_F32, 0, 1, 0, 0, 0, PM_ORDER_WINDOW, 0,
-	  false, 0 },
-	{ "u8 HxWx3->f32 (c,y,x)", PM_DTYPE_U8, 3, PM_DTYPE_F32, 0, 1, 0, 0, 0, PM_ORDER_CHANNEL, 0,
-	  false, 0 },
-	{ "u8->f32 zero pad same", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 1, -1, -1, PM_PAD_ZERO, 0, 0,
-	  false, 0 },
-	{ "u8->f32 reflect pad same", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 1, -1, -1, PM_PAD_REFLECT, 0,
-	  0, false, 0 },
-	{ "u8->f32 transposed", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 1, 0, 0, 0, 0, PM_LAYOUT_COLS,
-	  false, 0 },
-	{ "u8->f32 dilation 2", PM_DTYPE_U8, 0, PM_DTYPE_F32, 0, 2, 0, 0, 0, 0, 0, false, 0 },
-	{ "u8->f32 3x3", PM_DTYPE_U8, 0, PM_DTYPE_F32, 3, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->f32", U8, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "f32->f32", F32, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->f64", U8, 0, PM_DTYPE_F64, 0, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->u8", U8, 0, PM_DTYPE_SAME, 0, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->f32 affine", U8, 0, F32, 0, 1, 0, 0, 0, 0, 0, true, 0 },
+	{ "u8 x3->f32 (y,x,c)", U8, 3, F32, 0, 1, 0, 0, 0, WIN, 0, false, 0 },
+	{ "u8 x3->f32 (c,y,x)", U8, 3, F32, 0, 1, 0, 0, 0, CHAN, 0, false, 0 },
+	{ "u8->f32 zero pad same", U8, 0, F32, 0, 1, -1, -1, PM_PAD_ZERO, 0, 0, false, 0 },
+	{ "u8->f32 reflect pad same", U8, 0, F32, 0, 1, -1, -1, PM_PAD_REFLECT, 0, 0, false, 0 },
+	{ "u8->f32 transposed", U8, 0, F32, 0, 1, 0, 0, 0, 0, PM_LAYOUT_COLS, false, 0 },
+	{ "u8->f32 dilation 2", U8, 0, F32, 0, 2, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->f32 step 2", U8, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 2 },
+	SMALL(3) SMALL(5) SMALL(7)
+	{ "u8->f32 dilation 2 3x3", U8, 0, F32, 3, 2, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->u8 3x3", U8, 0, PM_DTYPE_SAME, 3, 1, 0, 0, 0, 0, 0, false, 0 },
+	{ "u8->f32 step 2 3x3", U8, 0, F32, 3, 1, 0, 0, 0, 0, 0, false, 2 },
+	{ "u8->f32 zero pad same 3x3", U8, 0, F32, 3, 1, -1, -1, PM_PAD_ZERO, 0, 0, false, 0 },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -61,32 +73,125 @@ static void usage(const char *prog)
 
 /* ------------------------------------------------------------ naive */
 
-/* The plain im2col loop: k x k windows, step 1, row-major windows, columns
- * (dy, dx), written the obvious way. Fills `rows` rows from row r0. */
-static void naive_u8(float *d, const uint8_t *img, size_t w, size_t k, size_t r0, size_t rows)
+/* The plain im2col loop, written the obvious way for any case of the table
+ * but the transposed layout: windows in row-major order, columns (dy, dx, c)
+ * or (c, dy, dx), a sample outside the image read as the pad (zero, or the
+ * reflected sample). Fills `rows` rows from row r0. Compiled three times
+ * (baseline x86-64, AVX2, AVX-512) and the fastest build is the reference. */
+struct naive_args {
+	const void *img;
+	size_t w, C, k, step, dil, ow;
+	int64_t pad;
+	bool reflect, channel_major, affine;
+};
+
+static inline int64_t naive_at(int64_t p, size_t n, bool reflect)
 {
-	size_t ow = w - k + 1;
-
-	for (size_t r = r0; r < r0 + rows; r++) {
-		const uint8_t *s = img + (r / ow) * w + r % ow;
-
-		for (size_t dy = 0; dy < k; dy++)
-			for (size_t dx = 0; dx < k; dx++)
-				*d++ = (float)s[dy * w + dx];
-	}
+	if (p >= 0 && p < (int64_t)n)
+		return p;
+	if (!reflect)
+		return -1;
+	return p < 0 ? -p : 2 * ((int64_t)n - 1) - p;
 }
 
-static void naive_f32(float *d, const float *img, size_t w, size_t k, size_t r0, size_t rows)
-{
-	size_t ow = w - k + 1;
-
-	for (size_t r = r0; r < r0 + rows; r++) {
-		const float *s = img + (r / ow) * w + r % ow;
-
-		for (size_t dy = 0; dy < k; dy++)
-			for (size_t dx = 0; dx < k; dx++)
-				*d++ = s[dy * w + dx];
+#define NAIVE(NAME, ST, DT, ATTR)                                                          \
+	ATTR static void NAME(const struct naive_args *a, DT *d, size_t r0, size_t rows)     \
+	{                                                                                  \
+		const ST *img = a->img;                                                    \
+		size_t w = a->w, C = a->C, k = a->k, dil = a->dil;                         \
+		DT sc = (DT)(1.0 / 255), of = (DT)-0.5;                                    \
+                                                                                           \
+		for (size_t r = r0; r < r0 + rows; r++) {                                  \
+			int64_t y0 = (int64_t)((r / a->ow) * a->step) - a->pad;            \
+			int64_t x0 = (int64_t)((r % a->ow) * a->step) - a->pad;            \
+			int64_t span = (int64_t)((k - 1) * dil);                           \
+                                                                                           \
+			if (y0 >= 0 && x0 >= 0 && y0 + span < (int64_t)w &&                \
+			    x0 + span < (int64_t)w) {                                      \
+				const ST *s = img + ((size_t)y0 * w + (size_t)x0) * C;     \
+				if (a->channel_major) {                                    \
+					for (size_t c = 0; c < C; c++)                     \
+						for (size_t dy = 0; dy < k; dy++)          \
+							for (size_t dx = 0; dx < k; dx++)  \
+								*d++ = (DT)s[(dy * dil * w + dx * dil) * C + c]; \
+				} else if (a->affine) {                                    \
+					for (size_t dy = 0; dy < k; dy++)                  \
+						for (size_t dx = 0; dx < k * C; dx++)      \
+							*d++ = (DT)s[dy * dil * w * C + dx] * sc + of; \
+				} else if (dil == 1) {                                     \
+					for (size_t dy = 0; dy < k; dy++)                  \
+						for (size_t dx = 0; dx < k * C; dx++)      \
+							*d++ = (DT)s[dy * w * C + dx];     \
+				} else {                                                   \
+					for (size_t dy = 0; dy < k; dy++)                  \
+						for (size_t dx = 0; dx < k; dx++)          \
+							for (size_t c = 0; c < C; c++)     \
+								*d++ = (DT)s[(dy * dil * w + dx * dil) * C + c]; \
+				}                                                          \
+				continue;                                                  \
+			}                                                                  \
+			for (size_t e = 0; e < k * k * C; e++) {                           \
+				size_t c = a->channel_major ? e / (k * k) : e % C;         \
+				size_t q = a->channel_major ? e % (k * k) : e / C;         \
+				int64_t y = naive_at(y0 + (int64_t)((q / k) * dil), w,     \
+						     a->reflect);                          \
+				int64_t x = naive_at(x0 + (int64_t)((q % k) * dil), w,     \
+						     a->reflect);                          \
+				DT v = y < 0 || x < 0 ? (DT)0                              \
+						      : (DT)img[((size_t)y * w + (size_t)x) * C + c]; \
+				*d++ = a->affine ? (DT)(v * sc + of) : v;                  \
+			}                                                                  \
+		}                                                                          \
 	}
+
+#define BASE __attribute__((optimize("O3")))
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ISAS 3
+/* No FMA: the affine case must round as the library does (two steps). */
+#define AVX2 __attribute__((target("avx2,bmi2"), optimize("O3")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,bmi2"), optimize("O3")))
+#else
+#define ISAS 1
+#define AVX2
+#define AVX512
+#endif
+#define NAIVES(NAME, ST, DT) NAIVE(NAME##_base, ST, DT, BASE) NAIVE(NAME##_avx2, ST, DT, AVX2) \
+	NAIVE(NAME##_avx512, ST, DT, AVX512)
+NAIVES(naive_u8_f32, uint8_t, float)
+NAIVES(naive_f32_f32, float, float)
+NAIVES(naive_u8_f64, uint8_t, double)
+NAIVES(naive_u8_u8, uint8_t, uint8_t)
+
+typedef void (*naive_fn)(const struct naive_args *, void *, size_t, size_t);
+static const char *const isa_names[] = { "x86-64", "AVX2", "AVX-512" };
+static bool have_isa(int i)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	return i == 0 || (i == 1 && __builtin_cpu_supports("avx2")) ||
+	       (i == 2 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+		__builtin_cpu_supports("avx512vl"));
+#else
+	return i == 0;
+#endif
+}
+
+/* The plain loop for case c in build `isa`, or NULL if it has none. */
+static naive_fn naive_for(const struct fill_case *c, int isa)
+{
+#define PICK(NAME) (naive_fn)(isa == 0 ? (void (*)(void))NAME##_base : isa == 1 ? (void (*)(void))NAME##_avx2 \
+							   : (void (*)(void))NAME##_avx512)
+	if (c->layout != PM_LAYOUT_ROWS || (c->pad_mode != PM_PAD_ZERO && c->pad_mode != PM_PAD_REFLECT))
+		return NULL;
+	if (c->src_dtype == PM_DTYPE_U8 && c->out_dtype == PM_DTYPE_F32)
+		return PICK(naive_u8_f32);
+	if (c->src_dtype == PM_DTYPE_F32 && c->out_dtype == PM_DTYPE_F32)
+		return PICK(naive_f32_f32);
+	if (c->src_dtype == PM_DTYPE_U8 && c->out_dtype == PM_DTYPE_F64)
+		return PICK(naive_u8_f64);
+	if (c->src_dtype == PM_DTYPE_U8 && c->out_dtype == PM_DTYPE_SAME)
+		return PICK(naive_u8_u8);
+	return NULL;
+#undef PICK
 }
 
 /* ------------------------------------------------------------ runs */
@@ -125,44 +230,62 @@ static double run_lib(const pm_matrix *m, char *buf, size_t total)
 	return (double)total / (b_now() - t0) / 1e9;
 }
 
-/* The naive loop over whole rows, as many per buffer as fit. */
-static double run_naive(int kind, const void *img, size_t k, char *buf, size_t total)
+static void naive_setup(struct naive_args *a, const struct fill_case *c, const void *img,
+			size_t k)
 {
-	size_t row_bytes = k * k * sizeof(float), per = buf_bytes / row_bytes, r = 0;
-	double t0 = b_now();
+	size_t span = (k - 1) * c->dilation, step = c->step ? c->step : 1;
 
-	for (size_t done = 0; done < total; done += per * row_bytes, r += per) {
-		if (kind == 1)
-			naive_u8((float *)buf, img, side, k, r, per);
-		else
-			naive_f32((float *)buf, img, side, k, r, per);
-		sink += (unsigned char)buf[per * row_bytes - 1];
-	}
-	return (double)(r * row_bytes) / (b_now() - t0) / 1e9;
+	a->img = img;
+	a->w = side;
+	a->C = c->channels ? (size_t)c->channels : 1;
+	a->k = k;
+	a->step = step;
+	a->dil = c->dilation;
+	a->pad = c->pad_before < 0 ? (int64_t)(span / 2) : c->pad_before;
+	a->ow = (side + (c->pad_before < 0 ? span : 0) - span - 1) / step + 1;
+	a->reflect = c->pad_mode == PM_PAD_REFLECT;
+	a->channel_major = c->order == PM_ORDER_CHANNEL;
+	a->affine = c->affine;
 }
 
-/* The library's bytes equal the naive loop's on a few buffers spread over
- * the range: a benchmark of wrong output measures nothing. */
-static void check_naive(int kind, const pm_matrix *m, const void *img, size_t k, size_t total)
+/* The plain loop over whole rows, as many per buffer as fit. GB/s. */
+static double run_naive(naive_fn fn, const struct naive_args *a, size_t row_bytes, char *buf,
+			size_t total)
 {
-	size_t row_bytes = k * k * sizeof(float), per = buf_bytes / row_bytes;
+	size_t per = buf_bytes / row_bytes, r = 0, rows = (total / row_bytes) ? total / row_bytes : 1;
+	size_t all = a->ow * a->ow;
+	double t0 = b_now();
+
+	for (size_t done = 0; done < rows; done += per) {
+		if (r + per > all)
+			r = 0;
+		fn(a, buf, r, per);
+		sink += (unsigned char)buf[per * row_bytes - 1];
+		r += per;
+	}
+	return (double)(((rows + per - 1) / per) * per * row_bytes) / (b_now() - t0) / 1e9;
+}
+
+/* The library's bytes equal the plain loop's on a few buffers spread over
+ * the range: a benchmark of wrong output measures nothing. */
+static void check_naive(naive_fn fn, const struct naive_args *a, const pm_matrix *m,
+			size_t row_bytes, size_t total)
+{
+	size_t per = buf_bytes / row_bytes;
 	size_t n = per * row_bytes, bufs = total / n;
-	char *a = b_alloc_resident(n), *b = b_alloc_resident(n);
+	char *x = b_alloc_resident(n), *y = b_alloc_resident(n);
 
 	for (size_t i = 0; i < 4 && bufs; i++) {
 		size_t which = i * (bufs - 1) / 3;
 
-		b_check(pm_matrix_read(m, which * n, a, n), "pm_matrix_read");
-		if (kind == 1)
-			naive_u8((float *)b, img, side, k, which * per, per);
-		else
-			naive_f32((float *)b, img, side, k, which * per, per);
-		if (memcmp(a, b, n))
+		b_check(pm_matrix_read(m, which * n, x, n), "pm_matrix_read");
+		fn(a, y, which * per, per);
+		if (memcmp(x, y, n))
 			b_die(1, "the library's matrix differs from the plain im2col loop at byte %zu",
 			      which * n);
 	}
-	free(a);
-	free(b);
+	free(x);
+	free(y);
 }
 
 static void opts_for(struct pm_matrix_opts *o, const struct fill_case *c, const void *img)
@@ -182,6 +305,8 @@ static void opts_for(struct pm_matrix_opts *o, const struct fill_case *c, const 
 	}
 	o->dtype = c->out_dtype;
 	o->order = c->order;
+	for (int a = 0; a < 2; a++)
+		o->window[a].step = c->step ? c->step : 1;
 	o->layout = c->layout;
 	o->pad_mode = c->pad_mode;
 	o->affine = c->affine;
@@ -245,8 +370,8 @@ int main(int argc, char **argv)
 	b_print_header(argc, argv);
 	img8 = b_alloc_resident(side * side * 3);
 	b_image_u8(img8, side * side * 3);
-	img32 = b_alloc_resident(side * side * sizeof(float));
-	for (size_t i = 0; i < side * side; i++)
+	img32 = b_alloc_resident(side * side * 3 * sizeof(float));
+	for (size_t i = 0; i < side * side * 3; i++)
 		img32[i] = (float)img8[i] * 0.25f - 3.0f;
 	buf = b_alloc_resident(buf_bytes);
 	src_bytes = src_mib * B_MIB;
@@ -254,7 +379,7 @@ int main(int argc, char **argv)
 	memset(src, 0x5a, src_bytes);
 
 	size_t total_max = (size_t)(max_gb * 1e9) / buf_bytes * buf_bytes;
-	double v[64], mv[64], nv[64];
+	double v[64], mv[64], nv[64 * ISAS];
 
 	if (reps > 64)
 		reps = 64;
@@ -262,41 +387,65 @@ int main(int argc, char **argv)
 	       "memcpy: the same byte count from a %zu MiB source into the same buffer, measured\n"
 	       "alternately with each case (the machine's bandwidth drifts)\n\n",
 	       side, side, buf_bytes >> 10, (double)total_max / 1e9, reps, src_mib);
-	printf("%-30s %9s %7s %7s %8s %7s %7s\n", "case (window)", "matrix GB", "GB/s", "memcpy",
-	       "x memcpy", "naive", "x naive");
+	printf("%-34s %9s %7s %7s %8s %7s %7s %s\n", "case (window)", "matrix GB", "GB/s", "memcpy",
+	       "x memcpy", "plain", "x plain", "plain build");
 
 	for (size_t ci = 0; ci < NCASES; ci++) {
 		const struct fill_case *c = &cases[ci];
-		size_t k = c->k ? c->k : window, total;
+		size_t k = c->k ? c->k : window, total, row_bytes;
 		const void *img = c->src_dtype == PM_DTYPE_F32 ? (void *)img32 : (void *)img8;
 		struct pm_matrix_opts o;
+		struct naive_args na;
+		naive_fn nf = naive_for(c, 0);
 		pm_matrix *m;
-		double lib, mc, naive = 0;
+		double lib, mc, naive = 0, best[ISAS] = { 0 };
 		char name[64];
+		int isa = 0;
 
 		if (only && !strstr(c->name, only))
 			continue;
 		opts_for(&o, c, img);
 		b_check(pm_matrix_open(&o, &m), c->name);
 		total = pm_matrix_bytes(m) < total_max ? pm_matrix_bytes(m) : total_max;
-		if (c->naive)
-			check_naive(c->naive, m, img, k, total);
+		row_bytes = pm_matrix_cols(m) * pm_matrix_elem_size(m);
+		if (nf) {
+			naive_setup(&na, c, img, k);
+			check_naive(nf, &na, m, row_bytes, total);
+		}
 		for (int r = 0; r < reps; r++) {
 			mv[r] = run_memcpy(buf, src, src_bytes, total);
 			v[r] = run_lib(m, buf, total);
-			if (c->naive)
-				nv[r] = run_naive(c->naive, img, k, buf, total);
+			/* each build of the plain loop; the fastest is the reference */
+			for (int i = 0; nf && i < ISAS; i++) {
+				double x;
+
+				if (!have_isa(i))
+					continue;
+				x = run_naive(naive_for(c, i), &na, row_bytes, buf, total);
+				nv[r * ISAS + i] = x;
+				best[i] += x;
+			}
+		}
+		if (nf) {
+			for (int i = 1; i < ISAS; i++)
+				if (best[i] > best[isa])
+					isa = i;
+			double t[64];
+			for (int r = 0; r < reps; r++)
+				t[r] = nv[r * ISAS + isa];
+			naive = b_median(t, reps);
 		}
 		lib = b_median(v, reps);
 		mc = b_median(mv, reps);
-		snprintf(name, sizeof(name), "%s %zux%zu", c->name, k, k);
-		printf("%-30s %9.2f %7.2f %7.2f %8.2f", name, (double)pm_matrix_bytes(m) / 1e9, lib,
+		snprintf(name, sizeof(name), "%s%s", c->name, c->k ? "" : "");
+		if (!c->k)
+			snprintf(name, sizeof(name), "%s %zux%zu", c->name, k, k);
+		printf("%-34s %9.2f %7.2f %7.2f %8.2f", name, (double)pm_matrix_bytes(m) / 1e9, lib,
 		       mc, lib / mc);
-		if (c->naive) {
-			naive = b_median(nv, reps);
-			printf(" %7.2f %7.2f", naive, lib / naive);
-		}
+		if (nf)
+			printf(" %7.2f %7.2f %s", naive, lib / naive, isa_names[isa]);
 		printf("\n");
+		fflush(stdout);
 		if (ci == 0)
 			target_ratio = lib / mc;
 		pm_matrix_close(m);
