@@ -184,6 +184,8 @@ def python(image, kw):
         return None
     kw = dict(kw)
     window = kw.pop("window")
+    if "pad" in kw:  # Python spells it as numpy.pad does
+        kw["padding"] = kw.pop("pad")
     try:
         rep = pm.describe(IMAGES[image], window, **kw)
     except (ValueError, TypeError) as e:

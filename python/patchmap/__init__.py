@@ -15,13 +15,14 @@ checkout, or the system's libpatchmap): pages are computed from the image
 when first read and dropped again under a memory budget, so the matrix may
 be far larger than RAM and still go straight into scikit-learn.
 
-Functions: windows() (the array), open() (a handle with close()), save()
+Functions: windows() (the array), open() (a handle with close()),
+describe() (the resolved options and shape, nothing opened), save()
 (to a .npy, where numpy.save cannot), take(), stats(), info(), blockwise(),
 parse_size(), imread() (an image file libvips reads, decoded lazily). help() on each names every argument.
 """
 
-from ._core import (PatchMatrix, Stats, blockwise, info, open_matrix, parse_size, stats, take,
-                    windows)
+from ._core import (PatchMatrix, Stats, blockwise, describe, info, open_matrix, parse_size,
+                    stats, take, windows)
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 from ._save import save
 from ._image import ImageError, image_info, imread
@@ -40,7 +41,7 @@ def library_version():
 
 
 __version__ = "1.0.0"
-__all__ = ["windows", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
+__all__ = ["windows", "describe", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
            "SystemCallError", "library_path", "library_version", "imread", "image_info",
            "ImageError", "doctor", "Doctor"]

@@ -22,32 +22,9 @@ import weakref
 import numpy as np
 
 from . import _lib as L
+from . import _spec
+from ._spec import parse_size
 
-_SOURCE_DTYPES = {
-    np.dtype(np.uint8): L.PM_DTYPE_U8,
-    np.dtype(np.int8): L.PM_DTYPE_I8,
-    np.dtype(np.uint16): L.PM_DTYPE_U16,
-    np.dtype(np.int16): L.PM_DTYPE_I16,
-    np.dtype(np.uint32): L.PM_DTYPE_U32,
-    np.dtype(np.int32): L.PM_DTYPE_I32,
-    np.dtype(np.float32): L.PM_DTYPE_F32,
-    np.dtype(np.float64): L.PM_DTYPE_F64,
-}
-_NUMPY_DTYPES = {v: k for k, v in _SOURCE_DTYPES.items()}
-_SUPPORTED = "uint8, int8, uint16, int16, uint32, int32, float32 or float64"
-
-_PAD_MODES = {
-    "zero": L.PM_PAD_ZERO,
-    "constant": L.PM_PAD_CONSTANT,
-    "edge": L.PM_PAD_EDGE,
-    "reflect": L.PM_PAD_REFLECT,
-    "symmetric": L.PM_PAD_SYMMETRIC,
-    "wrap": L.PM_PAD_WRAP,
-}
-_ORDERS = {"window": L.PM_ORDER_WINDOW, "channel": L.PM_ORDER_CHANNEL}
-_LAYOUTS = {"rows": L.PM_LAYOUT_ROWS, "cols": L.PM_LAYOUT_COLS, "columns": L.PM_LAYOUT_COLS}
-
-_SIZE_MAX = L.PM_BUDGET_UNLIMITED
 _INT_MAX = 2**31 - 1
 
 
@@ -67,197 +44,59 @@ def _int(value, what, lo=0, hi=2**63 - 1):
     return v
 
 
-def _per_axis(value, n, what, lo):
-    """An int, or a sequence of n ints, as a tuple of n ints."""
-    if isinstance(value, numbers.Integral) or np.ndim(value) == 0:
-        return (_int(value, what, lo),) * n
-    vals = tuple(value)
-    if len(vals) != n:
-        raise ValueError("%s needs one value per windowed axis (%d), got %d" % (what, n, len(vals)))
-    return tuple(_int(v, what, lo) for v in vals)
-
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(value, what="size"):
-    """Bytes as an int, from the size grammar of every patchmap front end.
-
-    value: an int, or a text such as "4096", "256M", "1.5G", "64 KiB"
-        (units K, M, G, T, P are powers of 1024; "i" and "B" optional), which
-        must come to whole bytes; "unlimited" (any case) and float("inf")
-        give the library's unlimited budget.
-    what: the name used in error messages (ValueError, TypeError).
-    """
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s in ("unlimited", "inf", "none"):
-            return _SIZE_MAX
-        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", s)
-        if not m:
-            raise ValueError("%s: cannot read %r as a size (e.g. 268435456, \"256M\", \"1.5G\")"
-                             % (what, value))
-        return _int(int(float(m.group(1)) * _UNITS[m.group(2)]), what)
-    if isinstance(value, float) and value == float("inf"):
-        return _SIZE_MAX
-    return _int(value, what)
-
-
-def _pads(padding, shape, sizes, steps, dils):
-    """(before, after) per spatial axis from numpy.pad-style padding, or
-    "valid" / "same" (TensorFlow's: ceil(n / step) windows per axis)."""
-    n = len(shape)
-    if padding is None or (isinstance(padding, str) and padding.lower() == "valid"):
-        return [(0, 0)] * n
-    if isinstance(padding, str):
-        if padding.lower() != "same":
-            raise ValueError("padding must be None, \"valid\", \"same\", an int, a (before, "
-                             "after) pair or one pair per windowed axis, not %r" % padding)
-        pads = []
-        for size, k, s, d in zip(shape, sizes, steps, dils):
-            if min(size, k, s, d) == 0:  # invalid: left for the library to name
-                pads.append((0, 0))
-                continue
-            out = -(-size // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-        return pads
-    arr = np.asarray(padding, dtype=object)
-    if arr.ndim == 0:
-        p = _int(padding, "padding")
-        return [(p, p)] * n
-    if arr.shape == (2,):
-        pair = tuple(_int(v, "padding") for v in arr)
-        return [pair] * n
-    if arr.shape == (n, 2):
-        return [tuple(_int(v, "padding") for v in row) for row in arr]
-    if arr.shape == (n, 1) or arr.shape == (1, 2) or arr.shape == (1, 1):
-        rows = [row for row in arr] * (n if arr.shape[0] == 1 else 1)
-        return [(_int(r[0], "padding"), _int(r[-1], "padding")) for r in rows]
-    raise ValueError("padding must be an int, a (before, after) pair or %d such pairs, "
-                     "as numpy.pad's pad_width; got shape %s" % (n, arr.shape))
-
-
 def _source_array(image):
-    """The source as an ndarray the library can read, without copying it."""
+    """The source as an ndarray the library can read (numpy.asarray: not
+    copied when it already is one), and its pm_source."""
     if isinstance(image, np.ma.MaskedArray):
         raise TypeError("patchmap: masked arrays are not supported (the mask would be "
                         "ignored); use image.filled(value) first")
     arr = np.asarray(image)
-    dt = arr.dtype
-    if dt.fields is not None or dt.subdtype is not None or dt.kind not in "uif":
-        raise TypeError("patchmap: unsupported source dtype %s (use %s; convert with "
-                        "image.astype(numpy.float32) for instance)" % (dt, _SUPPORTED))
-    if not dt.isnative:
-        raise TypeError("patchmap: the source is byte-swapped (%s); the library reads "
-                        "native byte order only: convert it with "
-                        "image.astype(image.dtype.newbyteorder(\"=\"))" % dt.str)
-    if dt not in _SOURCE_DTYPES:
-        raise TypeError("patchmap: unsupported source dtype %s (use %s; convert with "
-                        "image.astype(numpy.float32) for instance)" % (dt, _SUPPORTED))
+    code = _spec.source_dtype(arr.dtype)
     if arr.ndim == 0:
         raise ValueError("patchmap: the source must have at least one dimension")
     if arr.ndim > L.PM_MAX_DIMS:
         raise ValueError("patchmap: the source has %d dimensions; at most %d are supported"
                          % (arr.ndim, L.PM_MAX_DIMS))
-    return arr
-
-
-def _build_opts(who, image, window_shape, step=None, dilation=None, padding=None,
-                pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
-                layout=None, row_pitch=None, scale=None, offset=None, affine=None,
-                backend=None, budget=None, chunk=None, threads=None, readahead=None,
-                writable=None):
-    """The source array and the pm_matrix_opts for the arguments of windows()
-    (`who` names the function in messages)."""
-    arr = _source_array(image)
-    o = L.pm_matrix_opts()
-    o.size = ctypes.sizeof(o)
-    s = o.source
-    s.data = arr.ctypes.data  # the element at index (0, ..., 0), whatever the strides
-    s.dtype = _SOURCE_DTYPES[arr.dtype]
-    s.ndim = arr.ndim
+    src = L.pm_source()
+    src.data = arr.ctypes.data  # the element at index (0, ..., 0), whatever the strides
+    src.dtype = code
+    src.ndim = arr.ndim
     for i in range(arr.ndim):
-        s.shape[i] = arr.shape[i]
-        s.strides[i] = arr.strides[i]
-    if channel_axis is not None:
-        if arr.ndim < 2:
-            raise ValueError("patchmap: a channel axis needs a source of 2 or more dimensions")
-        ca = _int(channel_axis, "channel_axis", -arr.ndim, arr.ndim - 1) % arr.ndim
-        s.has_channels = True
-        s.channel_axis = ca
-    spatial = [i for i in range(arr.ndim) if channel_axis is None or i != s.channel_axis]
-    n = len(spatial)
-    # Zeros go through: the library names them in its own words.
-    sizes = _per_axis(window_shape, n, "window_shape", 0)
-    steps = _per_axis(1 if step is None else step, n, "step", 0)
-    dils = _per_axis(1 if dilation is None else dilation, n, "dilation", 0)
-    if padding is None and (pad_mode is not None or pad_value is not None):
-        padding = "same"
-    pads = _pads(padding, [arr.shape[i] for i in spatial], sizes, steps, dils)
-    for a in range(n):
-        w = o.window[a]
-        w.size, w.step, w.dilation = sizes[a], steps[a], dils[a]
-        w.pad_before, w.pad_after = pads[a]
+        src.shape[i] = arr.shape[i]
+        src.strides[i] = arr.strides[i]
+    return arr, src
 
-    if pad_mode is None:
-        pad_mode = "constant" if pad_value is not None else "zero"
-    mode = str(pad_mode).lower()
-    if mode not in _PAD_MODES:
-        raise ValueError("pad_mode must be one of %s, not %r" % (", ".join(_PAD_MODES), pad_mode))
-    o.pad_mode = _PAD_MODES[mode]
-    pv = 0.0 if pad_value is None else float(pad_value)
-    if o.pad_mode == L.PM_PAD_CONSTANT:
-        o.pad_value = pv
-    elif pv != 0:
-        raise ValueError("pad_value is used by pad_mode=\"constant\" only (pad_mode is %r)"
-                         % pad_mode)
 
-    if isinstance(dtype, str) and dtype == "same":
-        o.dtype = L.PM_DTYPE_SAME
-    else:
-        dt = np.dtype(np.float32 if dtype is None else dtype)
-        if dt not in _SOURCE_DTYPES:
-            raise TypeError("patchmap: unsupported output dtype %s (use float32, float64 or "
-                            "the source's own dtype)" % dt)
-        o.dtype = _SOURCE_DTYPES[dt]
+def _build_opts(who, image, window_shape, check_memory=True, want_info=False, **args):
+    """The source array and pm_matrix_opts (and pm_matrix_info if want_info)
+    for the arguments of windows(), through the library's pm_spec (`who`
+    names the function in messages)."""
+    arr, src = _source_array(image)
+    affine = args.pop("affine", None)
     if affine is not None:
-        if scale is not None or offset is not None:
+        if args.get("scale") is not None or args.get("offset") is not None:
             raise TypeError("%s: give affine=(scale, offset) or scale= and offset=, not both"
                             % who)
-        scale, offset = affine
-    if scale is not None or offset is not None:
-        o.affine = True
-        o.scale = 1.0 if scale is None else float(scale)
-        o.offset = 0.0 if offset is None else float(offset)
-
-    order = "window" if order is None else order
-    if str(order).lower() not in _ORDERS:
-        raise ValueError("order must be \"window\" (columns y, x, c) or \"channel\" "
-                         "(columns c, y, x), not %r" % (order,))
-    o.order = _ORDERS[str(order).lower()]
-    layout = "rows" if layout is None else layout
-    if str(layout).lower() not in _LAYOUTS:
-        raise ValueError("layout must be \"rows\" (one row per window) or \"cols\" "
-                         "(one column per window), not %r" % (layout,))
-    o.layout = _LAYOUTS[str(layout).lower()]
-    o.row_pitch = 0 if row_pitch is None else _int(row_pitch, "row_pitch")
-
-    lz = o.lazy
-    b = L.lib().pm_backend_parse(str("auto" if backend is None else backend).encode())
-    L.check(b, "backend %r" % (backend,))
-    lz.backend = b
-    lz.budget = 0 if budget is None else parse_size(budget, "budget")
-    if lz.budget == 0 and budget is not None:
-        raise ValueError("budget must be positive (None for the default)")
-    lz.chunk = 0 if chunk is None else parse_size(chunk, "chunk")
-    lz.threads = 0 if threads is None else _int(threads, "threads", 0, _INT_MAX)
-    if readahead is not None:
-        # The C field's 0 means "default": ask for none with a negative value.
-        r = _int(readahead, "readahead", -1, _INT_MAX)
-        lz.readahead = r if r > 0 else -1
-    lz.flags = L.PM_LAZY_WRITABLE if writable else 0
-    return arr, o
+        if np.ndim(affine) != 1 or len(affine) != 2:
+            raise TypeError("%s: affine must be a (scale, offset) pair, not %r" % (who, affine))
+        args["scale"], args["offset"] = affine
+    with _spec.Spec(who) as sp:
+        sp.set("window_shape", window_shape)
+        for name, value in args.items():
+            if value is not None:
+                sp.set(name, value)
+        o, info = sp.matrix(src)
+        flat = _spec.pad_text(args["padding"])[1] if args.get("padding") is not None else None
+        if flat is not None and flat[0] != flat[1] and info.nspatial == 2:
+            b, a = flat
+            raise ValueError(
+                "%s: padding=(%d, %d) is ambiguous on a 2-D window: numpy.pad reads it as "
+                "%d before and %d after on both axes, ((%d, %d), (%d, %d)); PyTorch as %d on "
+                "both sides of y and %d on both sides of x, ((%d, %d), (%d, %d)). Write the "
+                "one you mean" % (who, b, a, b, a, b, a, b, a, b, a, b, b, a, a))
+        if check_memory:
+            sp.check_memory(info)
+    return (arr, o, info) if want_info else (arr, o)
 
 
 # ---------------------------------------------------------------- owner
@@ -498,7 +337,7 @@ class PatchMatrix:
             from . import _subsets
             _subsets.describe_open(o, rows, info, h)
         try:
-            self.dtype = _NUMPY_DTYPES[info.dtype]
+            self.dtype = _spec.numpy_dtype(info.dtype)
             self.shape = (info.rows, info.cols)
             self.nbytes = info.bytes
             self.info = {
@@ -646,16 +485,55 @@ def windows(image, window_shape, step=None, dilation=None, padding=None, *, pad_
             pad_value=None, channel_axis=None, dtype=None, order=None, layout=None,
             row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
             chunk=None, threads=None, readahead=None, writable=None):
-    if backend is not None and str(backend).lower() == "none":
-        raise ValueError("patchmap.windows: backend \"none\" has no mapping to return; use "
-                         "patchmap.open(...).read() or patchmap.save()")
-    m = PatchMatrix._from_opts(*_build_opts(
+    src, o = _build_opts(
         "patchmap.windows", image, window_shape, step=step, dilation=dilation,
         padding=padding, pad_mode=pad_mode, pad_value=pad_value, channel_axis=channel_axis,
         dtype=dtype, order=order, layout=layout, row_pitch=row_pitch, scale=scale,
         offset=offset, affine=affine, backend=backend, budget=budget, chunk=chunk,
-        threads=threads, readahead=readahead, writable=writable))
-    return m.array
+        threads=threads, readahead=readahead, writable=writable)
+    if o.lazy.backend == L.PM_BACKEND_NONE:
+        raise ValueError("patchmap.windows(backend=%r): backend none has no mapping to return; "
+                         "use patchmap.open(...).read() or patchmap.save()" % (backend,))
+    return PatchMatrix._from_opts(src, o).array
+
+
+def describe(image, window_shape, step=None, dilation=None, padding=None, *, pad_mode=None,
+             pad_value=None, channel_axis=None, dtype=None, order=None, layout=None,
+             row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
+             chunk=None, threads=None, readahead=None, writable=None):
+    _, o, info = _build_opts(
+        "patchmap.describe", image, window_shape, check_memory=False, want_info=True, step=step,
+        dilation=dilation, padding=padding, pad_mode=pad_mode, pad_value=pad_value,
+        channel_axis=channel_axis, dtype=dtype, order=order, layout=layout,
+        row_pitch=row_pitch, scale=scale, offset=offset, affine=affine, backend=backend,
+        budget=budget, chunk=chunk, threads=threads, readahead=readahead, writable=writable)
+    lib = L.lib()
+    ns = info.nspatial
+    w = [o.window[i] for i in range(ns)]
+    lz = o.lazy
+    options = {
+        "window": [x.size for x in w], "step": [x.step for x in w],
+        "dilation": [x.dilation for x in w], "pad_before": [x.pad_before for x in w],
+        "pad_after": [x.pad_after for x in w],
+        "pad_mode": lib.pm_pad_mode_name(o.pad_mode).decode(), "pad_value": o.pad_value,
+        "channel_axis": o.source.channel_axis if o.source.has_channels else None,
+        "dtype": lib.pm_dtype_name(info.dtype).decode(), "affine": bool(o.affine),
+        "scale": o.scale if o.affine else 1.0, "offset": o.offset if o.affine else 0.0,
+        "order": lib.pm_order_name(o.order).decode(),
+        "layout": lib.pm_layout_name(o.layout).decode(), "row_pitch": o.row_pitch,
+        "backend": lib.pm_backend_name(lz.backend).decode(),
+        "budget": ("unlimited" if lz.budget == L.PM_BUDGET_UNLIMITED else lz.budget or None),
+        "chunk": lz.chunk or None, "threads": lz.threads or None,
+        "readahead": (max(lz.readahead, 0) if lz.readahead else None),
+        "writable": bool(lz.flags & L.PM_LAZY_WRITABLE),
+    }
+    matrix = {
+        "rows": info.rows, "cols": info.cols, "ld": info.ld,
+        "dtype": lib.pm_dtype_name(info.dtype).decode(), "elem_size": info.elem_size,
+        "bytes": info.bytes, "out_shape": list(info.out_shape[:ns]), "windows": info.windows,
+        "window_elems": info.window_elems, "channels": info.channels,
+    }
+    return {"options": options, "matrix": matrix}
 
 
 def blockwise(func, X, block_rows=None, block_bytes="64M"):
@@ -688,7 +566,7 @@ def blockwise(func, X, block_rows=None, block_bytes="64M"):
     return out
 
 
-__all__ = ["windows", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
+__all__ = ["windows", "describe", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise",
            "parse_size"]
 
@@ -776,6 +654,16 @@ windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, nev
     columns the window's samples converted to `dtype`. The matrix is
     computed lazily, chunk by chunk, and lives as long as the returned
     array or any view of it.
+""" + _ARGUMENTS
+
+describe.__doc__ = """What windows() would make of these arguments, without opening
+    anything: {"options": the resolved options (window, step, dilation,
+    pad_before, pad_after per spatial axis, pad_mode, pad_value,
+    channel_axis, dtype, affine, scale, offset, order, layout, row_pitch,
+    backend, budget, chunk, threads, readahead, writable; None where the
+    library's default applies), "matrix": rows, cols, ld, dtype, elem_size,
+    bytes, out_shape, windows, window_elems, channels}, the same objects as
+    `patchmap info --json` prints. The memory policy is not applied.
 """ + _ARGUMENTS
 
 open_matrix.__doc__ = """A PatchMatrix handle over the patch matrix of `image` (patchmap.open is

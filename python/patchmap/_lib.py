@@ -271,6 +271,20 @@ def error_for(code, context=None):
     return exc
 
 
+def error_with_text(code, text):
+    """The exception for a negative library code, with the given text (a
+    pm_spec message, which says more than the code's)."""
+    n = -code
+    if n >= PM_EFIRST:
+        exc = InvalidArgument(text)
+    elif n == _errno.ENOMEM:
+        exc = OutOfMemory(text)
+    else:
+        exc = SystemCallError(n, text)
+    exc.code = code
+    return exc
+
+
 def check(code, context=None):
     """Raises the exception for `code` if it is negative; returns it."""
     if code < 0:
@@ -344,6 +358,19 @@ def _declare(L):
         "pm_matrix_info": (c.c_int, [c.c_void_p, c.POINTER(pm_matrix_info)]),
         "pm_matrix_read": (c.c_int, [c.c_void_p, c.c_size_t, c.c_void_p, c.c_size_t]),
         "pm_matrix_write": (c.c_int, [c.c_void_p, c.c_int, c.c_size_t, c.c_size_t]),
+        "pm_spec_new": (c.c_int, [c.POINTER(c.c_void_p)]),
+        "pm_spec_free": (None, [c.c_void_p]),
+        "pm_spec_set": (c.c_int, [c.c_void_p, c.c_char_p, c.c_char_p]),
+        "pm_spec_error": (c.c_char_p, [c.c_void_p]),
+        "pm_spec_key": (c.c_char_p, [c.c_int]),
+        "pm_spec_matrix": (c.c_int, [c.c_void_p, c.POINTER(pm_source), c.POINTER(pm_matrix_opts),
+                                     c.POINTER(pm_matrix_info)]),
+        "pm_spec_check_memory": (c.c_int, [c.c_void_p, c.POINTER(pm_matrix_info)]),
+        "pm_size_parse": (c.c_int, [c.c_char_p, c.c_bool, c.POINTER(c.c_size_t)]),
+        "pm_dtype_parse": (c.c_int, [c.c_char_p, c.POINTER(c.c_bool)]),
+        "pm_pad_mode_name": (c.c_char_p, [c.c_int]),
+        "pm_order_name": (c.c_char_p, [c.c_int]),
+        "pm_layout_name": (c.c_char_p, [c.c_int]),
         "pm_matrix_stats": (c.c_int, [c.c_void_p, c.POINTER(pm_stats)]),
         "pm_matrix_error": (c.c_int, [c.c_void_p]),
         "pm_system_probe": (c.c_int, [c.POINTER(pm_system)]),
