@@ -47,6 +47,17 @@ def dims_text(v, name):
     return "x".join(_int_text(x, name) for x in items)
 
 
+def _count_text(v, name):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError("%s must be an integer, not a bool" % name)
+    try:
+        return str(operator.index(v))
+    except TypeError:
+        raise TypeError("%s must be an integer (or its text), not %r" % (name, v)) from None
+
+
 def _number_text(v, name):
     if isinstance(v, str):
         return v
@@ -145,8 +156,8 @@ CONVERT = {
     "backend": ("backend", _name_text),
     "budget": ("budget", _size_text),
     "chunk": ("chunk", _size_text),
-    "threads": ("threads", _int_text),
-    "readahead": ("readahead", _int_text),
+    "threads": ("threads", _count_text),
+    "readahead": ("readahead", _count_text),
     "writable": ("writable", _bool_text),
 }
 
