@@ -8,7 +8,8 @@ import numbers
 import numpy as np
 
 from . import _lib as L
-from ._core import PatchMatrix, _build_opts, _NUMPY_DTYPES, _SOURCE_DTYPES
+from . import _spec
+from ._core import PatchMatrix, _build_opts
 
 PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
 PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
@@ -194,14 +195,16 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
         X = X[:, None]
     if X.ndim != 2:
         raise ValueError("fold: X must be 2-D (windows x values), not %d-D" % X.ndim)
-    if X.dtype not in _SOURCE_DTYPES:
-        raise TypeError("fold: unsupported input dtype %s" % X.dtype)
+    try:  # the library's dtype, from its own parser
+        x_dtype = _spec.source_dtype(X.dtype)
+    except TypeError:
+        raise TypeError("fold: unsupported input dtype %s" % X.dtype) from None
     out = np.empty(shape, dt)
     f = pm_fold_opts()
     f.size = ctypes.sizeof(f)
     f.mode = _FOLD_MODES[str(mode).lower()]
     f.data = X.ctypes.data
-    f.dtype = _SOURCE_DTYPES[X.dtype]
+    f.dtype = x_dtype
     f.rows, f.cols = X.shape
     # Explicit strides (a packed input would have them anyway); 0, 0 means
     # packed to the library, so a 1-row broadcast still works.
