@@ -80,6 +80,7 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 			   (int)pm_matrix_cols(m), ncol, W, C);
 	res->s = b_now() - t0;
 	res->peak_mib = b_hwm_mib();
+	res->st.size = sizeof(res->st);
 	pm_matrix_stats(m, &res->st);
 	b_check(pm_matrix_close(m), "a fill failed");
 }
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
 {
 	struct b_lazy lz;
 	struct pm_matrix_opts base;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	const char *threads_list = getenv("OPENBLAS_NUM_THREADS");
 	bool want[NKERNELS] = { true, true, true };
 	char tl[128], *save = NULL;

@@ -236,6 +236,7 @@ static void run_lib_here(const struct pm_lazy_opts *lz, size_t chunk, size_t nch
 	bad += touch(pm_region_data(r), chunk, order, warm, nchunks);
 	res->s = b_now() - t0;
 	res->peak_mib = b_hwm_mib();
+	res->st.size = sizeof(res->st);
 	pm_region_stats(r, &res->st);
 	res->budget = res->st.budget_bytes;
 	res->has_stats = true;
@@ -287,7 +288,7 @@ static bool run_lib(const struct pm_lazy_opts *lz, size_t chunk, size_t nchunks,
 static size_t library_default_chunk(void)
 {
 	struct pm_region_opts o = { .size = sizeof(o), .length = 1, .fill = pattern_fill };
-	struct pm_stats st = { 0 };
+	struct pm_stats st;
 	pm_region *r;
 
 	o.lazy.backend = PM_BACKEND_SIGSEGV;

@@ -62,6 +62,7 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 	mat->gbs = (double)n / (t2 - t0) / 1e9;
 	mat->open_s = t1 - t0;
 	mat->peak_mib = b_hwm_mib();
+	mat->st.size = sizeof(mat->st);
 	pm_matrix_stats(m, &mat->st);
 
 	if (pre) {
@@ -93,6 +94,7 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 	res->gbs = (double)n / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();
+	res->st.size = sizeof(res->st);
 	pm_matrix_stats(m, &res->st);
 	b_check(pm_matrix_close(m), "a fill failed");
 }
@@ -124,6 +126,7 @@ static void run_pattern(const struct pm_lazy_opts *lz, size_t len, struct result
 	res->gbs = (double)len / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();
+	res->st.size = sizeof(res->st);
 	pm_region_stats(r, &res->st);
 	b_check(pm_region_close(r), "a fill failed");
 }
@@ -173,7 +176,7 @@ int main(int argc, char **argv)
 {
 	struct b_lazy lz;
 	struct pm_matrix_opts base;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct result runs[64], mat = { 0 }, warm = { 0 }, pre = { 0 };
 	bool side_given = false, reps_given = false, want_plain = true, want_ahead = true;
 	uint8_t *img = NULL;

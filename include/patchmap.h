@@ -8,7 +8,17 @@
  * aborts, exits or sets errno. Option structs start with `size` (set it to
  * sizeof the struct, or 0 for "the current version"); a zero field means its
  * documented default. Handles are freed by their close function, which
- * accepts NULL. All functions are thread-safe unless said otherwise. */
+ * accepts NULL. All functions are thread-safe unless said otherwise.
+ *
+ * Structs the library writes (pm_stats, pm_matrix_info) start with `size`
+ * too: the caller sets it to sizeof the struct as it was compiled (or 0 for
+ * this header's version) before the call. The library then writes exactly
+ * the first `size` bytes and never more, so a program built against an
+ * older, smaller version of the struct gets the fields it knows; `size`
+ * itself is left as the caller set it. Later versions only append fields.
+ * A size below the size field, or above this library's own struct (a
+ * program newer than the library, or an uninitialised struct), is
+ * -PM_EOPTSIZE and nothing is written. */
 #ifndef PATCHMAP_H
 #define PATCHMAP_H
 
@@ -22,8 +32,8 @@ extern "C" {
 
 #define PM_API __attribute__((visibility("default")))
 
-#define PM_VERSION_MAJOR 0
-#define PM_VERSION_MINOR 1
+#define PM_VERSION_MAJOR 1
+#define PM_VERSION_MINOR 0
 #define PM_VERSION_PATCH 0
 
 /* The library's version as "MAJOR.MINOR.PATCH" (static storage). */
@@ -127,18 +137,28 @@ PM_API int pm_backend_parse(const char *name);
 
 #define PM_BUDGET_UNLIMITED SIZE_MAX
 #define PM_DEFAULT_BUDGET ((size_t)256 << 20)
+/* Bytes filled per fault unless pm_lazy_opts.chunk says otherwise. */
+#define PM_DEFAULT_CHUNK ((size_t)4 << 20)
+
+/* The filler threads a lazy buffer gets when pm_lazy_opts.threads is 0: half
+ * the online CPUs, at least 1, at most 8. (Every running thread of the
+ * process is one more target of each page-table change's TLB shootdown, and
+ * the readers need the other CPUs.) */
+PM_API int pm_default_threads(void);
 
 /* How a lazy buffer is kept. Zero fields take the defaults. */
 struct pm_lazy_opts {
 	int backend;      /* enum pm_backend; default AUTO */
 	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET,
 	                     PM_BUDGET_UNLIMITED for no limit; rounded down to
-	                     whole chunks, and at least two chunks (a single
-	                     access may straddle two) */
+	                     whole chunks. At least two chunks are always kept
+	                     (a single access may straddle two): an explicit
+	                     budget below two chunks is -PM_EBUDGET; the default
+	                     budget with a chunk above half of it becomes two
+	                     chunks. */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
-	                     page size; default 4 MiB */
-	int threads;      /* filler threads; default: half the online CPUs (at
-	                     least 1, at most 8) */
+	                     page size; default PM_DEFAULT_CHUNK */
+	int threads;      /* filler threads; default pm_default_threads() */
 	int readahead;    /* chunks filled ahead of a sequential reader; default
 	                     8 (bounded by half the budget); negative: none */
 	unsigned flags;   /* PM_LAZY_* */
@@ -151,8 +171,10 @@ struct pm_lazy_opts {
 
 /* What happened so far to a lazy buffer. Counters only grow. */
 struct pm_stats {
+	size_t size;                  /* set by the caller: sizeof(struct pm_stats) or 0 */
 	int backend;                  /* enum pm_backend in force */
 	unsigned mechanism;           /* PM_MECH_* bits: how the backend works here */
+	int threads;                  /* filler threads in force (0: eager, none) */
 	size_t chunk_bytes;
 	size_t budget_bytes;          /* as enforced: a whole number of chunks */
 	uint64_t faults;              /* faults served (first touches of absent chunks) */
@@ -219,7 +241,7 @@ PM_API int pm_region_close(pm_region *r);
 PM_API const void *pm_region_data(const pm_region *r);
 PM_API size_t pm_region_length(const pm_region *r);
 
-/* Copies the current counters to *st. */
+/* Copies the current counters to *st (st->size bytes of it, see the top). */
 PM_API int pm_region_stats(const pm_region *r, struct pm_stats *st);
 
 /* The first fill error met (a negative errno), or 0. */
@@ -309,6 +331,7 @@ struct pm_matrix_opts {
  * their positions (out_shape), as sliding_window_view(...)[::step] gives
  * them; window elements in the chosen column order. */
 struct pm_matrix_info {
+	size_t size;                /* set by the caller: sizeof(struct pm_matrix_info) or 0 */
 	size_t rows, cols;          /* of the stored matrix (after the layout) */
 	size_t ld;                  /* leading dimension in elements (BLAS lda) */
 	size_t elem_size;           /* bytes */
@@ -324,7 +347,12 @@ struct pm_matrix_info {
 typedef struct pm_matrix pm_matrix;
 
 /* Validates opts and computes the matrix's shape without allocating or
- * touching the source data. */
+ * touching the source data. It makes every check pm_matrix_open makes, with
+ * the same codes, but one: opts->source.data may be NULL here, so that a
+ * front end can check options and report the shape from an image's header
+ * before the pixels exist (pm_matrix_open then refuses NULL with
+ * -PM_ENULL). Whatever describe accepts with a non-NULL data pointer, open
+ * accepts too, system errors (memory, the kernel) aside. */
 PM_API int pm_matrix_describe(const struct pm_matrix_opts *opts,
 			      struct pm_matrix_info *info);
 
@@ -346,6 +374,7 @@ PM_API size_t pm_matrix_ld(const pm_matrix *m);
 PM_API size_t pm_matrix_elem_size(const pm_matrix *m);
 PM_API size_t pm_matrix_bytes(const pm_matrix *m);
 PM_API int pm_matrix_dtype(const pm_matrix *m);
+/* Writes the shape to *info (info->size bytes of it, see the top). */
 PM_API int pm_matrix_info(const pm_matrix *m, struct pm_matrix_info *info);
 
 /* Computes bytes [offset, offset + len) of the matrix straight into dst,

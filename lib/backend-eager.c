@@ -6,8 +6,6 @@
 #include "backend.h"
 #include "sys.h"
 
-#define THP_SIZE ((size_t)2 << 20)
-
 static int eager_probe(bool for_auto)
 {
 	(void)for_auto;
@@ -19,21 +17,21 @@ static int eager_open(struct pm_region *r)
 	uint64_t t0 = pm__now_ns();
 	int err = 0;
 
-	r->base = pm__reserve(r->span, THP_SIZE, PROT_READ | PROT_WRITE);
+	r->base = pm__reserve(r->span, PM__THP_SIZE, PROT_READ | PROT_WRITE);
 	if (!r->base)
 		return -ENOMEM;
 	/* Fresh 4 KiB pages are the slow part of materializing: ask for huge
 	 * ones (a hint; the kernel may say no). */
-	madvise(r->base, r->span, MADV_HUGEPAGE);
+	pm__madvise(r->base, r->span, MADV_HUGEPAGE);
 	for (size_t c = 0; c < r->nchunks && !err; c++) {
 		size_t off = c * r->chunk, len = r->length - off < r->chunk ? r->length - off : r->chunk;
 
 		err = r->fill(r->ctx, off, r->base + off, len);
 	}
-	if (!err && mprotect(r->base, r->span, PROT_READ))
-		err = -errno;
+	if (!err)
+		err = pm__mprotect(r->base, r->span, PROT_READ);
 	if (err) {
-		munmap(r->base, r->span);
+		pm__munmap(r->base, r->span);
 		r->base = NULL;
 		return err < 0 ? err : -EIO;
 	}
@@ -49,7 +47,7 @@ static int eager_open(struct pm_region *r)
 static void eager_close(struct pm_region *r)
 {
 	if (r->base)
-		munmap(r->base, r->span);
+		pm__munmap(r->base, r->span);
 }
 
 const struct pm__backend_ops pm__backend_eager = {

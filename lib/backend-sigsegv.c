@@ -17,7 +17,6 @@
 #include "backend.h"
 #include "sys.h"
 
-#define THP_SIZE ((size_t)2 << 20)
 #define MAX_REGIONS 1024
 
 /* Every mremap'd chunk is a VMA of its own, and the pool splits likewise:
@@ -68,7 +67,7 @@ static void chain(int sig, siginfo_t *si, void *uc)
 
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
-	sigaction(SIGSEGV, &dfl, NULL);
+	pm__sigaction(SIGSEGV, &dfl, NULL);
 	if (si->si_code <= 0)
 		pm__tgkill(pm__getpid(), pm__gettid(), SIGSEGV);
 }
@@ -131,21 +130,32 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 static int install(void)
 {
 	struct sigaction sa;
+	int err;
 
 	if (installed)
 		return 0;
 	/* Read the old handler first: a foreign fault in another thread may
 	 * reach ours as soon as it is installed. */
-	if (sigaction(SIGSEGV, NULL, &previous))
-		return -errno;
+	if ((err = pm__sigaction(SIGSEGV, NULL, &previous)))
+		return err;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_segv;
-	/* Nothing interrupts the handler: it may wait for a fill, and a
-	 * nested signal could touch the same chunk. */
-	sigfillset(&sa.sa_mask);
+	/* The handler may wait a long time for a fill: the application's
+	 * signals (Ctrl-C's SIGINT, SIGTERM, timers) must still reach the
+	 * thread meanwhile, so the mask blocks only two. SIGSEGV itself (no
+	 * SA_NODEFER): a fault nested in the handler is never served by a
+	 * second, re-entered handler on the same chunk (the handler touches
+	 * only the region's malloc'd state, never the lazy range). SIGBUS:
+	 * the one the handler sends for a failed chunk must stay pending
+	 * until the handler has returned and left the registry, so that it
+	 * hits the access, as on poisoned memory. An application handler
+	 * that runs meanwhile must return, not jump out (the region stays
+	 * marked in use until this handler returns). */
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGBUS);
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-	if (sigaction(SIGSEGV, &sa, NULL))
-		return -errno;
+	if ((err = pm__sigaction(SIGSEGV, &sa, NULL)))
+		return err;
 	installed = true;
 	return 0;
 }
@@ -207,28 +217,12 @@ static int sigsegv_probe(bool for_auto)
 #endif
 }
 
-static char *chunk_addr(const struct pm_region *r, size_t c)
-{
-	return r->base + c * r->chunk;
-}
-
-static int populate(char *p, size_t len)
-{
-	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
-		return 0;
-	if (errno != EINVAL)
-		return -errno;
-	for (size_t i = 0; i < len; i += 4096)
-		((volatile char *)p)[i] = 0;
-	return 0;
-}
-
 static int sigsegv_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
 {
 	char *p = pm__slot_addr(r, slot);
 
 	/* A slot back from eviction arrives PROT_NONE, as the chunk was. */
-	return fresh ? populate(p, r->chunk) : pm__mprotect(p, r->chunk, PROT_READ | PROT_WRITE);
+	return fresh ? pm__populate(p, r->chunk) : pm__mprotect(p, r->chunk, PROT_READ | PROT_WRITE);
 }
 
 static int sigsegv_slot_seal(struct pm_region *r, size_t slot)
@@ -238,12 +232,12 @@ static int sigsegv_slot_seal(struct pm_region *r, size_t slot)
 
 static int sigsegv_map_in(struct pm_region *r, size_t c, size_t slot)
 {
-	return pm__mremap_move(pm__slot_addr(r, slot), r->chunk, chunk_addr(r, c));
+	return pm__mremap_move(pm__slot_addr(r, slot), r->chunk, pm__chunk_addr(r, c));
 }
 
 static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot)
 {
-	char *p = chunk_addr(r, c);
+	char *p = pm__chunk_addr(r, c);
 	int err;
 
 	/* PROT_NONE first: the emptied range must fault, not read zeros. */
@@ -260,7 +254,7 @@ static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot)
 	 * in one step: it is never free for another mmap to take. */
 	/* If that fails, the hole is still correct (PROT_NONE), just a
 	 * mapping of its own. */
-	mmap(p, r->chunk, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	pm__mmap_anon(p, r->chunk, PROT_NONE, MAP_NORESERVE | MAP_FIXED);
 	return 0;
 }
 
@@ -274,15 +268,16 @@ static void sigsegv_poison(struct pm_region *r, size_t c)
 static void sigsegv_close(struct pm_region *r)
 {
 	if (r->base)
-		munmap(r->base, r->span);
+		pm__munmap(r->base, r->span);
 	if (r->pool)
-		munmap(r->pool, r->nslots * r->chunk);
+		pm__munmap(r->pool, r->nslots * r->chunk);
 }
 
 static int sigsegv_open(struct pm_region *r)
 {
-	size_t align = r->chunk > THP_SIZE ? r->chunk : THP_SIZE;
-	int err, advice = r->chunk % THP_SIZE == 0 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE;
+	size_t align = r->chunk > PM__THP_SIZE ? r->chunk : PM__THP_SIZE;
+	bool huge = pm__hugepages(r->chunk);
+	int err;
 
 	r->base = pm__reserve(r->span, align, PROT_NONE);
 	r->pool = pm__reserve(r->nslots * r->chunk, align, PROT_READ | PROT_WRITE);
@@ -294,14 +289,12 @@ static int sigsegv_open(struct pm_region *r)
 	 * after an eviction merge with it. Chunks mapped in carry the pool's
 	 * flags: huge pages, and not inherited by fork (a child sees the bare
 	 * reservation: any access raises SIGSEGV). */
-	madvise(r->pool, r->nslots * r->chunk, advice);
-	if (madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) {
-		err = -errno;
+	pm__madvise(r->pool, r->nslots * r->chunk, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	if ((err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)))
 		goto fail;
-	}
 	if ((err = registry_add(r)))
 		goto fail;
-	atomic_store(&r->mechanism, PM_MECH_MREMAP | (advice == MADV_HUGEPAGE ? PM_MECH_HUGEPAGES : 0) |
+	atomic_store(&r->mechanism, PM_MECH_MREMAP | (huge ? PM_MECH_HUGEPAGES : 0) |
 					    PM_MECH_WRITE_PROTECT);
 	return 0;
 fail:
@@ -312,6 +305,8 @@ fail:
 
 const struct pm__backend_ops pm__backend_sigsegv = {
 	.id = PM_BACKEND_SIGSEGV,
+	.lazy = true,
+	.in_auto = true,
 	.max_slots = MAX_SLOTS,
 	.probe = sigsegv_probe,
 	.open = sigsegv_open,

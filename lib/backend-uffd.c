@@ -5,19 +5,13 @@
  * physical pages are recycled, never freed. Resident chunks are write-
  * protected, so a stray write faults as on read-only memory. Kernels without
  * UFFDIO_MOVE get UFFDIO_COPY + MADV_DONTNEED, correct but slow. */
-#include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 
 #include "backend.h"
 #include "sys.h"
-
-#define THP_SIZE ((size_t)2 << 20)
 
 struct uffd {
 	int fd;
@@ -33,20 +27,21 @@ struct uffd {
  * /dev/userfaultfd, then user-mode-only (kernel accesses not handled). */
 static int uffd_new(bool *user_only)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int err = -errno, dev;
+	int fd = pm__userfaultfd(O_CLOEXEC | O_NONBLOCK);
+	int err = fd, dev;
 
 	*user_only = false;
 	if (fd >= 0)
 		return fd;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	dev = pm__open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
+		/* The ioctl's argument is the flags, by value. */
+		fd = pm__ioctl(dev, USERFAULTFD_IOC_NEW, (void *)(uintptr_t)(O_CLOEXEC | O_NONBLOCK));
+		pm__close(dev);
 		if (fd >= 0)
 			return fd;
 	}
-	fd = (int)syscall(SYS_userfaultfd, UFFD_USER_MODE_ONLY | O_CLOEXEC | O_NONBLOCK);
+	fd = pm__userfaultfd(UFFD_USER_MODE_ONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0) {
 		*user_only = true;
 		return fd;
@@ -70,26 +65,17 @@ static int uffd_api(int fd, uint64_t want, uint64_t *got)
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int probe_err;
 static uint64_t probe_features;
-static bool thp_enabled;
 
 static void probe_run(void)
 {
 	bool user_only;
 	int fd = uffd_new(&user_only);
-	char buf[128] = "";
-	FILE *f;
 
 	if (fd < 0) {
 		probe_err = fd;
 	} else {
 		probe_err = uffd_api(fd, 0, &probe_features);
-		close(fd);
-	}
-	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-	if (f) {
-		if (fgets(buf, sizeof(buf), f))
-			thp_enabled = !strstr(buf, "[never]");
-		fclose(f);
+		pm__close(fd);
 	}
 }
 
@@ -117,11 +103,6 @@ static int do_register(struct uffd *u, void *addr, size_t len)
 	struct uffdio_register reg = { .range = { (uintptr_t)addr, len }, .mode = u->reg_mode };
 
 	return pm__ioctl(u->fd, UFFDIO_REGISTER, &reg);
-}
-
-static char *chunk_addr(const struct pm_region *r, size_t c)
-{
-	return r->base + c * r->chunk;
 }
 
 /* Moves len bytes. The kernel may stop early or refuse for a moment
@@ -176,7 +157,7 @@ static int copy_pages(int fd, char *dst, char *src, size_t len)
 static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 {
 	struct uffd *u = r->bk;
-	char *dst = chunk_addr(r, c), *src = pm__slot_addr(r, slot);
+	char *dst = pm__chunk_addr(r, c), *src = pm__slot_addr(r, slot);
 	int err;
 
 	if (!u->move)
@@ -202,29 +183,18 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
 static int uffd_map_out(struct pm_region *r, size_t c, size_t slot)
 {
 	struct uffd *u = r->bk;
-	char *src = chunk_addr(r, c), *dst = pm__slot_addr(r, slot);
+	char *src = pm__chunk_addr(r, c), *dst = pm__slot_addr(r, slot);
 	size_t moved = 0;
 	int err;
 
 	if (!u->move)
-		return madvise(src, r->chunk, MADV_DONTNEED) ? -errno : 0;
+		return pm__madvise(src, r->chunk, MADV_DONTNEED);
 	err = move_pages(u->fd, dst, src, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE, &moved);
 	/* Half a chunk would read as holes that fault forever: put back what
 	 * moved, so that a failure leaves the chunk wholly resident. */
 	if (err && moved)
 		move_pages(u->fd, src, dst, moved, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
 	return err;
-}
-
-static int populate(char *p, size_t len)
-{
-	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
-		return 0;
-	if (errno != EINVAL)
-		return -errno;
-	for (size_t i = 0; i < len; i += 4096) /* kernels before 5.14 */
-		((volatile char *)p)[i] = 0;
-	return 0;
 }
 
 static int uffd_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
@@ -237,7 +207,7 @@ static int uffd_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
 		return 0;
 	/* Populate first, then register: a move needs its destination
 	 * registered, and a registered missing page would fault to us. */
-	err = populate(p, r->chunk);
+	err = pm__populate(p, r->chunk);
 	if (!err && u->move)
 		err = do_register(u, p, r->chunk);
 	return err;
@@ -246,7 +216,7 @@ static int uffd_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
 static void uffd_poison(struct pm_region *r, size_t c)
 {
 	struct uffd *u = r->bk;
-	struct uffdio_poison p = { { (uintptr_t)chunk_addr(r, c), r->chunk }, 0, 0 };
+	struct uffdio_poison p = { { (uintptr_t)pm__chunk_addr(r, c), r->chunk }, 0, 0 };
 
 	/* Without poison (before Linux 6.6, or refused: a seccomp filter may
 	 * know no newer ioctl) the readers are woken into a refault, which
@@ -255,7 +225,7 @@ static void uffd_poison(struct pm_region *r, size_t c)
 		return;
 	if (atomic_exchange(&u->poison, false))
 		atomic_fetch_and(&r->mechanism, ~(unsigned)PM_MECH_POISON);
-	range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
+	range_ioctl(u->fd, UFFDIO_WAKE, pm__chunk_addr(r, c), r->chunk);
 }
 
 /* Serves one fault message. Returns the chunk if it needs a fill, else
@@ -284,7 +254,7 @@ static size_t on_fault(struct pm_region *r, struct uffd *u, const struct uffd_ms
 	atomic_fetch_add_explicit(&r->faults, 1, memory_order_relaxed);
 	st = pm__fault(r, c, tid, false);
 	if (st == PM__RESIDENT || (st == PM__FAILED && atomic_load(&u->poison)))
-		range_ioctl(u->fd, UFFDIO_WAKE, chunk_addr(r, c), r->chunk);
+		range_ioctl(u->fd, UFFDIO_WAKE, pm__chunk_addr(r, c), r->chunk);
 	else if (st == PM__FAILED)
 		pm__tgkill(r->pid, tid, SIGBUS);
 	return (st & PM__STATE_MASK) == PM__QUEUED ? c : PM__NONE;
@@ -305,11 +275,13 @@ static void *poller_main(void *arg)
 		pid_t mine_tid = 0;
 		ssize_t n;
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		int err = pm__poll(p, 2, -1);
+
+		if (err < 0 && err != -EINTR)
 			return NULL;
 		if (p[1].revents)
 			return NULL;
-		n = read(u->fd, msgs, sizeof(msgs));
+		n = pm__read(u->fd, msgs, sizeof(msgs));
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
@@ -337,9 +309,9 @@ static void uffd_forget(struct pm_region *r)
 	if (!u)
 		return;
 	if (u->fd >= 0)
-		close(u->fd);
+		pm__close(u->fd);
 	if (u->stop_fd >= 0)
-		close(u->stop_fd);
+		pm__close(u->stop_fd);
 	free(u);
 	r->bk = NULL;
 }
@@ -351,9 +323,9 @@ static void uffd_close(struct pm_region *r)
 	if (!u)
 		return;
 	if (r->base)
-		munmap(r->base, r->span);
+		pm__munmap(r->base, r->span);
 	if (r->pool)
-		munmap(r->pool, r->nslots * r->chunk);
+		pm__munmap(r->pool, r->nslots * r->chunk);
 	uffd_forget(r);
 }
 
@@ -363,9 +335,7 @@ static void uffd_detach(struct pm_region *r)
 	uint64_t one = 1;
 
 	if (u && u->poller_started) {
-		if (write(u->stop_fd, &one, sizeof(one)) < 0) {
-			/* an eventfd write of 1 cannot fail */
-		}
+		pm__write(u->stop_fd, &one, sizeof(one)); /* cannot fail on an eventfd */
 		pthread_join(u->poller, NULL);
 		u->poller_started = false;
 	}
@@ -374,7 +344,7 @@ static void uffd_detach(struct pm_region *r)
 static int uffd_open(struct pm_region *r)
 {
 	struct uffd *u = calloc(1, sizeof(*u));
-	size_t align = r->chunk > THP_SIZE ? r->chunk : THP_SIZE;
+	size_t align = r->chunk > PM__THP_SIZE ? r->chunk : PM__THP_SIZE;
 	uint64_t want, got = 0;
 	bool user_only, huge;
 	int err, advice;
@@ -406,22 +376,20 @@ static int uffd_open(struct pm_region *r)
 		err = -ENOMEM;
 		goto fail;
 	}
-	huge = thp_enabled && r->chunk % THP_SIZE == 0;
+	huge = pm__hugepages(r->chunk);
 	advice = huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE;
-	madvise(r->base, r->span, advice);
-	madvise(r->pool, r->nslots * r->chunk, advice);
+	pm__madvise(r->base, r->span, advice);
+	pm__madvise(r->pool, r->nslots * r->chunk, advice);
 	/* A child must not share the pages (a move needs them exclusive) nor
 	 * see an unserved range: there, any access raises SIGSEGV. */
-	if (madvise(r->base, r->span, MADV_DONTFORK) ||
-	    madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) {
-		err = -errno;
+	if ((err = pm__madvise(r->base, r->span, MADV_DONTFORK)) ||
+	    (err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)))
 		goto fail;
-	}
 	if ((err = do_register(u, r->base, r->span)))
 		goto fail;
-	u->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u->stop_fd = pm__eventfd();
 	if (u->stop_fd < 0) {
-		err = -errno;
+		err = u->stop_fd;
 		goto fail;
 	}
 	atomic_store(&r->mechanism, (user_only ? PM_MECH_UFFD_USER_ONLY : PM_MECH_UFFD_FULL) |
@@ -442,6 +410,8 @@ fail:
 
 const struct pm__backend_ops pm__backend_uffd = {
 	.id = PM_BACKEND_UFFD,
+	.lazy = true,
+	.in_auto = true,
 	.probe = uffd_probe,
 	.open = uffd_open,
 	.slot_prepare = uffd_slot_prepare,

@@ -8,7 +8,8 @@
  * A chunk is moved by one thread at a time (the owner of its transitional
  * state), so these need no locking of their own. map_in and poison are also
  * called from the front-end: they must be async-signal-safe. The eager
- * backend does everything in open and leaves the rest NULL. */
+ * backend does everything in open and leaves the rest NULL. Backends reach
+ * the kernel through sys.h only. */
 #ifndef PM_BACKEND_H
 #define PM_BACKEND_H
 
@@ -16,6 +17,10 @@
 
 struct pm__backend_ops {
 	int id;
+	/* Faults, fillers and a pool (else everything happens in open). */
+	bool lazy;
+	/* "auto" may choose it (when probe(true) says it is fast here). */
+	bool in_auto;
 	/* Largest number of slots the backend can keep (0: no limit). */
 	size_t max_slots;
 	/* 0 if the backend works in this process (cached), else why not.

@@ -109,20 +109,6 @@ static int pad_sample(int dtype, double v, unsigned char *out)
 	return 0;
 }
 
-int pm__lazy_check(const struct pm_lazy_opts *lz)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	if (lz->backend < 0 || lz->backend >= PM_BACKEND_COUNT)
-		return -PM_EBACKEND;
-	if (lz->chunk && (lz->chunk < page || (lz->chunk & (lz->chunk - 1)) ||
-			  lz->chunk > PM__MAX_BYTES))
-		return -PM_ECHUNK;
-	if (lz->threads < 0)
-		return -PM_ETHREADS;
-	return 0;
-}
-
 /* Appends the window-element dims (w_0..w_{ns-1} and the channel) in the
  * column order to d; returns the new count. */
 static int window_dims(const struct pm__geom *g, struct pm__dim *d, int n)

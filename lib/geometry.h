@@ -8,9 +8,7 @@
 #include <stdint.h>
 
 #include "patchmap.h"
-
-/* Largest matrix we agree to reserve: half of x86-64's 47-bit user space. */
-#define PM__MAX_BYTES ((size_t)1 << 46)
+#include "region.h" /* PM__MAX_BYTES, pm__lazy_check */
 
 /* One spatial axis of the source, with its window. */
 struct pm__axis {
@@ -73,9 +71,6 @@ int pm__geom_init(struct pm__geom *g, const struct pm_matrix_opts *opts, bool ne
  * (the caller frees it, after g's last use); *sel_out is NULL otherwise or
  * on failure. With sel_out NULL, the selection is only checked. */
 int pm__geom_select(struct pm__geom *g, const struct pm_rows *rows, uint64_t **sel_out);
-
-/* Validates lazy options (shared with regions). */
-int pm__lazy_check(const struct pm_lazy_opts *lz);
 
 /* Maps a padded coordinate to a source coordinate in [0, n) for the edge,
  * reflect, symmetric and wrap modes. */

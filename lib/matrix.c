@@ -18,8 +18,10 @@ static int matrix_fill(void *ctx, size_t off, void *dst, size_t len)
 	return 0;
 }
 
-static void info_from(const struct pm__geom *g, struct pm_matrix_info *info)
+static int info_from(const struct pm__geom *g, struct pm_matrix_info *out)
 {
+	struct pm_matrix_info i, *info = &i;
+
 	memset(info, 0, sizeof(*info));
 	info->rows = g->rows;
 	info->cols = g->cols;
@@ -33,6 +35,7 @@ static void info_from(const struct pm__geom *g, struct pm_matrix_info *info)
 	info->windows = g->windows;
 	info->window_elems = g->window_elems;
 	info->channels = (size_t)g->channels;
+	return pm__out_struct(out, info, sizeof(*info));
 }
 
 int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
@@ -48,8 +51,7 @@ int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const struct pm_r
 		err = pm__geom_select(&g, rows, NULL);
 	if (err)
 		return err;
-	info_from(&g, info);
-	return 0;
+	return info_from(&g, info);
 }
 
 int pm_matrix_describe(const struct pm_matrix_opts *opts, struct pm_matrix_info *info)
@@ -149,8 +151,7 @@ int pm_matrix_info(const pm_matrix *m, struct pm_matrix_info *info)
 {
 	if (!m || !info)
 		return -PM_ENULL;
-	info_from(&m->fill.g, info);
-	return 0;
+	return info_from(&m->fill.g, info);
 }
 
 int pm_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len)
@@ -169,9 +170,9 @@ int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st)
 		return -PM_ENULL;
 	if (m->region)
 		return pm_region_stats(m->region, st);
-	memset(st, 0, sizeof(*st));
-	st->backend = PM_BACKEND_NONE;
-	return 0;
+	struct pm_stats none = { .backend = PM_BACKEND_NONE };
+
+	return pm__out_struct(st, &none, sizeof(none));
 }
 
 int pm_matrix_error(const pm_matrix *m)

@@ -4,19 +4,18 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 
 #include "backend.h"
-#include "geometry.h"
 #include "sys.h"
 
-/* Measured on a 2-core VM where each page-table change costs tens of
- * microseconds (bench/README.md): 4 MiB amortises the moves and TLB
- * shootdowns of a chunk over enough bytes, and keeps a random fault short. */
-#define DEFAULT_CHUNK ((size_t)4 << 20)
-#define THP_SIZE ((size_t)2 << 20)
+/* PM_DEFAULT_CHUNK, 4 MiB: measured on a 2-core VM where each page-table
+ * change costs tens of microseconds (bench/README.md), it amortises the
+ * moves and TLB shootdowns of a chunk over enough bytes, and keeps a random
+ * fault short. */
 #define DEFAULT_READAHEAD 8
 #define MAX_THREADS 8
 
@@ -30,15 +29,68 @@ char *pm__reserve(size_t len, size_t align, int prot)
 	size_t total = len + align;
 	char *p, *a;
 
-	p = mmap(NULL, total, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	p = pm__mmap_anon(NULL, total, prot, MAP_NORESERVE);
+	if (!p)
 		return NULL;
 	a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
 	if (a > p)
-		munmap(p, (size_t)(a - p));
+		pm__munmap(p, (size_t)(a - p));
 	if (a + len < p + total)
-		munmap(a + len, (size_t)(p + total - (a + len)));
+		pm__munmap(a + len, (size_t)(p + total - (a + len)));
 	return a;
+}
+
+int pm__populate(char *p, size_t len)
+{
+	int err = pm__madvise(p, len, MADV_POPULATE_WRITE);
+
+	if (err != -EINVAL)
+		return err;
+	for (size_t i = 0; i < len; i += 4096) /* kernels before 5.14 */
+		((volatile char *)p)[i] = 0;
+	return 0;
+}
+
+static pthread_once_t thp_once = PTHREAD_ONCE_INIT;
+static bool thp_offered;
+
+static void thp_probe(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+
+	/* "always [madvise] never": the backends ask with MADV_HUGEPAGE, so
+	 * anything but never gives them huge pages. No file: no THP. */
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			thp_offered = !strstr(buf, "[never]");
+		fclose(f);
+	}
+}
+
+bool pm__hugepages(size_t chunk)
+{
+	pthread_once(&thp_once, thp_probe);
+	return thp_offered && chunk % PM__THP_SIZE == 0;
+}
+
+int pm__lazy_check(const struct pm_lazy_opts *lz)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
+
+	if (lz->backend < 0 || lz->backend >= PM_BACKEND_COUNT)
+		return -PM_EBACKEND;
+	if (lz->chunk && (lz->chunk < page || (lz->chunk & (lz->chunk - 1)) ||
+			  lz->chunk > PM__MAX_BYTES))
+		return -PM_ECHUNK;
+	if (lz->threads < 0)
+		return -PM_ETHREADS;
+	/* One access can straddle two chunks (an unaligned vector load at a
+	 * chunk boundary): with one slot it would evict its own first half
+	 * forever. The default budget is not the caller's word: it grows. */
+	if (lz->budget && lz->budget / chunk < 2)
+		return -PM_EBUDGET;
+	return 0;
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -282,7 +334,7 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 		}
 		if (evict_err)
 			wait_ns = 1000000;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		wait_ns = wait_ns ? wait_ns : 10000000u;
 		until.tv_nsec += (long)wait_ns;
 		until.tv_sec += until.tv_nsec / 1000000000;
@@ -646,11 +698,22 @@ void pm__lazy_stop(struct pm_region *r)
 
 /* ------------------------------------------------------------ API */
 
-static const struct pm__backend_ops *const backend_ops[PM_BACKEND_COUNT] = {
-	[PM_BACKEND_UFFD] = &pm__backend_uffd,
-	[PM_BACKEND_SIGSEGV] = &pm__backend_sigsegv,
-	[PM_BACKEND_EAGER] = &pm__backend_eager,
+/* Every backend; "auto" tries those with `in_auto`, in this order, and takes
+ * the first that is fast here and opens. */
+static const struct pm__backend_ops *const backends[] = {
+	&pm__backend_uffd,
+	&pm__backend_sigsegv,
+	&pm__backend_eager,
 };
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+static const struct pm__backend_ops *backend_find(int id)
+{
+	for (size_t i = 0; i < NBACKENDS; i++)
+		if (backends[i]->id == id)
+			return backends[i];
+	return NULL;
+}
 
 static void region_free(struct pm_region *r)
 {
@@ -684,7 +747,7 @@ static int lazy_alloc(struct pm_region *r)
 /* Half the CPUs: the readers need the others, and every running thread of
  * the process is one more target of each page-table change's TLB shootdown.
  * (The uffd poller fills demand chunks too.) */
-static int default_fillers(void)
+int pm_default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
 
@@ -697,12 +760,17 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 {
 	struct pm_region *r = calloc(1, sizeof(*r));
 	size_t budget = lz->budget ? lz->budget : PM_DEFAULT_BUDGET;
+	pthread_condattr_t ca;
 	int err;
 
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->slot_cv, NULL);
+	/* The timed waits for a slot measure intervals: immune to clock steps. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->slot_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
 	r->ops = ops;
 	r->backend = ops->id;
@@ -711,24 +779,23 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->ctx = ctx;
 	r->flags = lz->flags;
 	r->pid = pm__getpid();
-	r->chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
+	r->chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
 	r->nchunks = length / r->chunk + (length % r->chunk != 0);
 	r->span = r->nchunks * r->chunk;
-	/* Two chunks at least: one access can straddle two (an unaligned
-	 * vector load at a chunk boundary), and with one slot it would evict
-	 * its own first half forever. */
+	/* Two chunks at least (see pm__lazy_check): only the default budget
+	 * can come to fewer, and it grows. */
 	r->nslots = budget / r->chunk > 2 ? budget / r->chunk : 2;
 	if (r->nslots > r->nchunks)
 		r->nslots = r->nchunks;
 	if (ops->max_slots && r->nslots > ops->max_slots)
 		r->nslots = ops->max_slots;
-	r->nworkers = lz->threads ? lz->threads : default_fillers();
+	r->nworkers = !ops->lazy ? 0 : lz->threads ? lz->threads : pm_default_threads();
 	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
 	if (r->ra_window > r->nslots / 2)
 		r->ra_window = r->nslots / 2;
 	r->ra_trigger = r->ra_window / 2 ? r->ra_window / 2 : 1;
 
-	if (ops->id != PM_BACKEND_EAGER && ((err = lazy_alloc(r)) || (err = lazy_queues(r)))) {
+	if (ops->lazy && ((err = lazy_alloc(r)) || (err = lazy_queues(r)))) {
 		pm__lazy_stop(r);
 		goto fail;
 	}
@@ -737,7 +804,7 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 		pm__lazy_stop(r);
 		goto fail;
 	}
-	if (ops->id != PM_BACKEND_EAGER) {
+	if (ops->lazy) {
 		err = pm__lazy_start(r);
 		if (err) {
 			pm_region_close(r);
@@ -754,8 +821,9 @@ fail:
 int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
 		    pm_region **out)
 {
-	int backend = lz->backend, err;
-	size_t chunk = lz->chunk ? lz->chunk : DEFAULT_CHUNK;
+	const struct pm__backend_ops *ops;
+	int backend = lz->backend, err = -ENOSYS;
+	size_t chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
 
 	if (length > PM__MAX_BYTES || length + chunk - 1 > PM__MAX_BYTES)
 		return -PM_ETOOBIG;
@@ -769,15 +837,22 @@ int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_l
 	if (backend == PM_BACKEND_NONE)
 		return -PM_EBACKEND; /* a region is nothing but its mapping */
 	if (backend != PM_BACKEND_AUTO) {
-		err = backend_ops[backend]->probe(false);
-		return err ? err : open_with(backend_ops[backend], length, fill, ctx, lz, out);
+		if (!(ops = backend_find(backend)))
+			return -PM_EBACKEND;
+		err = ops->probe(false);
+		return err ? err : open_with(ops, length, fill, ctx, lz, out);
 	}
-	/* auto: userfaultfd where it can move pages, else SIGSEGV. */
-	if (pm__backend_uffd.probe(true) == 0 &&
-	    open_with(&pm__backend_uffd, length, fill, ctx, lz, out) == 0)
-		return 0;
-	err = pm__backend_sigsegv.probe(true);
-	return err ? err : open_with(&pm__backend_sigsegv, length, fill, ctx, lz, out);
+	/* auto: the first in the table that is fast here and opens; the last
+	 * one's error if none does. */
+	for (size_t i = 0; i < NBACKENDS; i++) {
+		ops = backends[i];
+		if (!ops->in_auto)
+			continue;
+		err = ops->probe(true);
+		if (!err && (err = open_with(ops, length, fill, ctx, lz, out)) == 0)
+			return 0;
+	}
+	return err;
 }
 
 int pm_region_open(const struct pm_region_opts *o, pm_region **out)
@@ -840,13 +915,32 @@ int pm_region_error(const pm_region *r)
 	return r ? atomic_load(&((pm_region *)r)->error) : -PM_ENULL;
 }
 
-int pm_region_stats(const pm_region *cr, struct pm_stats *st)
+int pm__out_struct(void *dst, const void *src, size_t ours)
+{
+	size_t want;
+
+	memcpy(&want, dst, sizeof(want));
+	if (want == 0)
+		want = ours;
+	/* Larger than any version this library knows: refused rather than
+	 * trusted (an uninitialised size must not make us write past the
+	 * caller's struct). */
+	if (want < sizeof(size_t) || want > ours)
+		return -PM_EOPTSIZE;
+	memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+	       want - sizeof(size_t));
+	return 0;
+}
+
+int pm_region_stats(const pm_region *cr, struct pm_stats *out)
 {
 	pm_region *r = (pm_region *)cr;
+	struct pm_stats stats, *st = &stats;
 
-	if (!r || !st)
+	if (!r || !out)
 		return -PM_ENULL;
 	memset(st, 0, sizeof(*st));
+	st->threads = r->nworkers;
 	st->backend = r->backend;
 	st->mechanism = atomic_load(&r->mechanism);
 	st->chunk_bytes = r->chunk;
@@ -861,5 +955,5 @@ int pm_region_stats(const pm_region *cr, struct pm_stats *st)
 	st->resident_bytes = atomic_load(&r->resident);
 	st->peak_resident_bytes = atomic_load(&r->peak_resident);
 	st->fill_ns = atomic_load(&r->fill_ns);
-	return 0;
+	return pm__out_struct(out, st, sizeof(*st));
 }

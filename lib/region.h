@@ -34,6 +34,11 @@ enum {
 
 #define PM__NONE SIZE_MAX
 
+/* Largest buffer we agree to reserve: half of x86-64's 47-bit user space. */
+#define PM__MAX_BYTES ((size_t)1 << 46)
+/* A PMD-mapped transparent huge page (x86-64). */
+#define PM__THP_SIZE ((size_t)2 << 20)
+
 struct pm__backend_ops;
 
 struct pm_region {
@@ -115,6 +120,15 @@ void pm__queue_demand(struct pm_region *r, size_t c, pid_t tid);
 /* Fills and maps queued chunk c now, in the calling (ordinary) thread. */
 void pm__fill_now(struct pm_region *r, size_t c, pid_t tid);
 
+/* Validates lazy options (for regions and matrices alike): backend, chunk,
+ * threads, and the budget of at least two chunks. */
+int pm__lazy_check(const struct pm_lazy_opts *lz);
+
+/* Writes the first dst->size bytes (the struct's leading size_t; 0: all
+ * `ours`) of the output struct *src to dst, leaving dst's size as it is.
+ * -PM_EOPTSIZE for a size below the size field or above `ours`. */
+int pm__out_struct(void *dst, const void *src, size_t ours);
+
 /* Opens a region with resolved options (checked by the caller). */
 int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_lazy_opts *lz,
 		    pm_region **out);
@@ -134,7 +148,21 @@ static inline char *pm__slot_addr(const struct pm_region *r, size_t slot)
 	return r->pool + slot * r->chunk;
 }
 
+/* Chunk c's address in the range. */
+static inline char *pm__chunk_addr(const struct pm_region *r, size_t c)
+{
+	return r->base + c * r->chunk;
+}
+
 /* Reserves `len` bytes aligned to `align` (a power of two). */
 char *pm__reserve(size_t len, size_t align, int prot);
+
+/* Gives [p, p + len) its pages now (writable anonymous memory). 0 or -errno. */
+int pm__populate(char *p, size_t len);
+
+/* Whether chunks of `chunk` bytes get transparent huge pages here: the
+ * kernel offers them (not "never") and a chunk is whole huge pages. Both
+ * lazy backends report PM_MECH_HUGEPAGES from this one answer. */
+bool pm__hugepages(size_t chunk);
 
 #endif

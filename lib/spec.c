@@ -17,13 +17,6 @@
 
 #include "patchmap.h"
 
-/* The chunk the policy reasons with when none is given: the library's
- * public default where the header has one. */
-#ifdef PM_DEFAULT_CHUNK
-#define SPEC_DEFAULT_CHUNK PM_DEFAULT_CHUNK
-#else
-#define SPEC_DEFAULT_CHUNK ((size_t)4 << 20)
-#endif
 #define MAX_THREADS 1024
 #define MAX_READAHEAD (1 << 20)
 #define ERRLEN 512
@@ -901,7 +894,7 @@ static const char *dtype_range(char *buf, size_t n, int dtype)
  * message for one below two chunks. */
 static int budget_error(pm_spec *s, int code)
 {
-	size_t chunk = s->lazy.chunk ? s->lazy.chunk : SPEC_DEFAULT_CHUNK;
+	size_t chunk = s->lazy.chunk ? s->lazy.chunk : PM_DEFAULT_CHUNK;
 	size_t budget = s->lazy.budget ? s->lazy.budget : PM_DEFAULT_BUDGET;
 	char b1[32], b2[32], b3[32];
 
@@ -1159,7 +1152,7 @@ int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 	}
 	if (backend == PM_BACKEND_NONE)
 		return 0;
-	chunk = s->lazy.chunk ? s->lazy.chunk : SPEC_DEFAULT_CHUNK;
+	chunk = s->lazy.chunk ? s->lazy.chunk : PM_DEFAULT_CHUNK;
 	budget = s->lazy.budget ? s->lazy.budget : PM_DEFAULT_BUDGET;
 	if (backend != PM_BACKEND_EAGER && s->set[K_BUDGET] && budget != PM_BUDGET_UNLIMITED &&
 	    budget / 2 < chunk)

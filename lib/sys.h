@@ -1,14 +1,18 @@
-/* sys.h: raw system calls the backends use, each returning 0 (or a count) or
- * -errno, and the userfaultfd ABI newer than some distributions' headers.
- * Everything here is async-signal-safe, except where noted. */
+/* sys.h: the system calls the region and the backends make, each returning 0
+ * (or a count, or a descriptor) or -errno, and the userfaultfd ABI newer than
+ * some distributions' headers. The backends reach the kernel through these
+ * only. Everything here is async-signal-safe. */
 #ifndef PM_SYS_H
 #define PM_SYS_H
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -89,6 +93,64 @@ static inline int pm__ioctl(int fd, unsigned long req, void *arg)
 static inline int pm__mprotect(void *p, size_t len, int prot)
 {
 	return (int)pm__sys_ret(mprotect(p, len, prot));
+}
+
+static inline int pm__madvise(void *p, size_t len, int advice)
+{
+	return (int)pm__sys_ret(madvise(p, len, advice));
+}
+
+/* Anonymous private memory; NULL (not MAP_FAILED) on failure. */
+static inline void *pm__mmap_anon(void *addr, size_t len, int prot, int flags)
+{
+	void *p = mmap(addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static inline int pm__munmap(void *p, size_t len)
+{
+	return (int)pm__sys_ret(munmap(p, len));
+}
+
+static inline int pm__userfaultfd(int flags)
+{
+	return (int)pm__sys_ret(syscall(SYS_userfaultfd, flags));
+}
+
+static inline int pm__open(const char *path, int flags)
+{
+	return (int)pm__sys_ret(open(path, flags));
+}
+
+static inline int pm__close(int fd)
+{
+	return (int)pm__sys_ret(close(fd));
+}
+
+static inline ssize_t pm__read(int fd, void *buf, size_t len)
+{
+	return pm__sys_ret(read(fd, buf, len));
+}
+
+static inline ssize_t pm__write(int fd, const void *buf, size_t len)
+{
+	return pm__sys_ret(write(fd, buf, len));
+}
+
+static inline int pm__poll(struct pollfd *p, nfds_t n, int timeout_ms)
+{
+	return (int)pm__sys_ret(poll(p, n, timeout_ms));
+}
+
+static inline int pm__eventfd(void)
+{
+	return (int)pm__sys_ret(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+}
+
+static inline int pm__sigaction(int sig, const struct sigaction *sa, struct sigaction *old)
+{
+	return (int)pm__sys_ret(sigaction(sig, sa, old));
 }
 
 /* Moves the pages of [src, src + len) to dst, leaving src mapped but empty. */

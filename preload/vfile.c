@@ -301,7 +301,7 @@ const char *vf_region(struct vfile *vf, size_t *span)
 {
 	struct vf_region *cur = atomic_load(&vf->region), *mine;
 	struct pm_region_opts ro = { .size = sizeof(ro) };
-	struct pm_stats st;
+	struct pm_stats st = { 0 };
 	pid_t pid = getpid();
 	int code;
 

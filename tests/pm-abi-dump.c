@@ -23,8 +23,10 @@ int main(void)
 	FIELD(pm_lazy_opts, flags);
 
 	STRUCT(pm_stats);
+	FIELD(pm_stats, size);
 	FIELD(pm_stats, backend);
 	FIELD(pm_stats, mechanism);
+	FIELD(pm_stats, threads);
 	FIELD(pm_stats, chunk_bytes);
 	FIELD(pm_stats, budget_bytes);
 	FIELD(pm_stats, faults);
@@ -70,6 +72,7 @@ int main(void)
 	FIELD(pm_matrix_opts, lazy);
 
 	STRUCT(pm_matrix_info);
+	FIELD(pm_matrix_info, size);
 	FIELD(pm_matrix_info, rows);
 	FIELD(pm_matrix_info, cols);
 	FIELD(pm_matrix_info, ld);
@@ -108,6 +111,7 @@ int main(void)
 	CONST(PM_MAX_DIMS);
 	CONST(PM_MAX_PAD);
 	UCONST(PM_DEFAULT_BUDGET);
+	UCONST(PM_DEFAULT_CHUNK);
 	UCONST(PM_BUDGET_UNLIMITED);
 	CONST(PM_EFIRST);
 	CONST(PM_ENULL);
@@ -134,6 +138,10 @@ int main(void)
 	CONST(PM_ETHREADS);
 	CONST(PM_ELENGTH);
 	CONST(PM_ERANGE);
+	CONST(PM_ESPEC);
+	CONST(PM_EKEY);
+	CONST(PM_EAMBIGUOUS);
+	CONST(PM_EBUDGET);
 	CONST(PM_EROWSKIND);
 	CONST(PM_EROWINDEX);
 	CONST(PM_EMASKLEN);

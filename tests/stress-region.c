@@ -226,7 +226,7 @@ static void big_scan(int backend)
 	struct sums want, got = { 0 };
 	struct scan_part part[2];
 	pthread_t th[2];
-	struct pm_stats st;
+	struct pm_stats st = { 0 };
 	pm_matrix *m = NULL;
 	long rss0, hwm;
 	double t0, t1;
@@ -393,7 +393,7 @@ static void test_grid(void)
 					struct grid_worker g[4];
 					pthread_t th[4];
 					_Atomic size_t next = 0;
-					struct pm_stats st;
+					struct pm_stats st = { 0 };
 					pm_matrix *m = NULL;
 					size_t bad = 0;
 					int ret;

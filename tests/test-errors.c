@@ -7,6 +7,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -58,7 +59,7 @@ static void open_fails(const struct pm_matrix_opts *o, int code, int line)
 /* Both describe and open must refuse o with `code`. */
 static void fails(const struct pm_matrix_opts *o, int code, int line)
 {
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	int ret = pm_matrix_describe(o, &info);
 
 	if (ret != code)
@@ -73,7 +74,7 @@ static void fails(const struct pm_matrix_opts *o, int code, int line)
 /* o must open (and describe) fine. */
 static void works(const struct pm_matrix_opts *o, int line)
 {
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	pm_matrix *m = NULL;
 	int ret = pm_matrix_describe(o, &info);
 
@@ -94,7 +95,7 @@ static void works(const struct pm_matrix_opts *o, int line)
 static void test_null(void)
 {
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	pm_matrix *m = (pm_matrix *)&o;
 
 	valid(&o);
@@ -300,7 +301,7 @@ static void test_padding(void)
 {
 	static const int64_t bad[] = { -1, INT64_MIN, PM_MAX_PAD + 1, INT64_MAX };
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		for (int a = 0; a < 2; a++) {
@@ -638,7 +639,7 @@ static void test_too_big(void)
 {
 	const size_t limit = (size_t)64 << 40;
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 
 	valid(&o);
 	o.source.ndim = 1;
@@ -703,7 +704,7 @@ static void test_backend_env(void)
 	const char *saved = getenv("PATCHMAP_BACKEND");
 	char *keep = saved ? strdup(saved) : NULL;
 	struct pm_matrix_opts o;
-	struct pm_stats st;
+	struct pm_stats st = { 0 };
 	pm_matrix *m = NULL;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -815,9 +816,217 @@ static void test_region(void)
 	o.lazy.threads = -2;
 	REGION_FAILS(&o, -PM_ETHREADS);
 	o.lazy.threads = 0;
+	o.lazy.chunk = 4096;
+	o.lazy.budget = 2 * 4096 - 1;
+	REGION_FAILS(&o, -PM_EBUDGET);
+	o.lazy.chunk = 0;
+	o.lazy.budget = 0;
 	CU_ASSERT_EQUAL_FATAL(pm_region_open(&o, &r), 0);
 	CU_ASSERT_EQUAL(((const unsigned char *)pm_region_data(r))[300], 300 & 0xff);
 	CU_ASSERT_EQUAL(pm_region_close(r), 0);
+}
+
+/* One policy for "at least two chunks": an explicit budget below two chunks
+ * is refused, by describe and open alike, on every backend; two chunks (or
+ * anything that rounds down to two) work; the default budget with a chunk
+ * above half of it is kept as two chunks. */
+static void test_budget(void)
+{
+	static const int backends[] = { PM_BACKEND_EAGER, PM_BACKEND_SIGSEGV, PM_BACKEND_UFFD,
+					PM_BACKEND_AUTO };
+	const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct pm_matrix_opts o;
+
+	for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		valid(&o);
+		o.lazy.backend = backends[b];
+		o.lazy.chunk = page;
+		o.lazy.budget = 1;
+		FAILS(&o, -PM_EBUDGET);
+		o.lazy.budget = page;
+		FAILS(&o, -PM_EBUDGET);
+		o.lazy.budget = 2 * page - 1;
+		FAILS(&o, -PM_EBUDGET);
+		/* The default chunk, 4 MiB: a budget of 7 MiB is below two. */
+		o.lazy.chunk = 0;
+		o.lazy.budget = 2 * PM_DEFAULT_CHUNK - 1;
+		FAILS(&o, -PM_EBUDGET);
+		if (backends[b] == PM_BACKEND_UFFD || backends[b] == PM_BACKEND_AUTO)
+			continue; /* may lack privilege here: region tests cover them */
+		o.lazy.chunk = page;
+		o.lazy.budget = 2 * page;
+		WORKS(&o);
+		o.lazy.budget = 3 * page - 1;
+		WORKS(&o);
+	}
+	check_text(-PM_EBUDGET);
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_strerror(-PM_EBUDGET), "raise the budget or lower the chunk"));
+
+	/* The default budget (256 MiB) with 512 MiB chunks: two chunks. */
+	struct pm_region_opts ro = { .size = sizeof(ro), .length = 4096, .fill = fill_index };
+	struct pm_stats st = { .size = sizeof(st) };
+	pm_region *r = NULL;
+
+	ro.lazy.backend = PM_BACKEND_SIGSEGV;
+	ro.lazy.chunk = (size_t)512 << 20;
+	ro.length = 3 * ro.lazy.chunk;
+	CU_ASSERT_EQUAL_FATAL(pm_region_open(&ro, &r), 0);
+	CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+	CU_ASSERT_EQUAL(st.budget_bytes, 2 * ro.lazy.chunk);
+	CU_ASSERT_EQUAL(st.chunk_bytes, ro.lazy.chunk);
+	pm_region_close(r);
+}
+
+/* The output structs' size rule (patchmap.h): 0 or sizeof writes the whole
+ * struct; an older, smaller size gets exactly that many bytes and not one
+ * more; a size below the size field, or above the struct, is refused and
+ * nothing is written. */
+static void test_out_sizes(void)
+{
+	struct pm_matrix_opts o;
+	pm_matrix *m = NULL;
+	struct {
+		struct pm_matrix_info info;
+		unsigned char guard[64];
+	} ib;
+	struct {
+		struct pm_stats st;
+		unsigned char guard[64];
+	} sb;
+	struct pm_matrix_info full = { 0 };
+	struct pm_stats sfull = { 0 };
+	const size_t small_info = offsetof(struct pm_matrix_info, ld); /* size, rows, cols */
+	const size_t small_stats = offsetof(struct pm_stats, chunk_bytes);
+	unsigned char zero[sizeof(ib)];
+
+	memset(zero, 0xa5, sizeof(zero));
+	valid(&o);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_open(&o, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_info(m, &full), 0);
+	CU_ASSERT_EQUAL(full.size, 0); /* left as the caller set it */
+	CU_ASSERT_EQUAL(full.rows, 24);
+	CU_ASSERT_EQUAL(full.cols, 9);
+	CU_ASSERT_EQUAL(full.channels, 1);
+	sfull.size = sizeof(sfull);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_stats(m, &sfull), 0);
+	CU_ASSERT_EQUAL(sfull.size, sizeof(sfull));
+	CU_ASSERT_EQUAL(sfull.backend, PM_BACKEND_EAGER);
+
+	/* An older, smaller pm_matrix_info: rows and cols, nothing past them. */
+	memset(&ib, 0xa5, sizeof(ib));
+	ib.info.size = small_info;
+	CU_ASSERT_EQUAL(pm_matrix_info(m, &ib.info), 0);
+	CU_ASSERT_EQUAL(ib.info.size, small_info);
+	CU_ASSERT_EQUAL(ib.info.rows, full.rows);
+	CU_ASSERT_EQUAL(ib.info.cols, full.cols);
+	CU_ASSERT(memcmp((char *)&ib + small_info, zero, sizeof(ib) - small_info) == 0);
+	memset(&ib, 0xa5, sizeof(ib));
+	ib.info.size = small_info;
+	CU_ASSERT_EQUAL(pm_matrix_describe(&o, &ib.info), 0);
+	CU_ASSERT_EQUAL(ib.info.rows, full.rows);
+	CU_ASSERT(memcmp((char *)&ib + small_info, zero, sizeof(ib) - small_info) == 0);
+
+	/* pm_stats as far as the mechanism. */
+	memset(&sb, 0xa5, sizeof(sb));
+	sb.st.size = small_stats;
+	CU_ASSERT_EQUAL(pm_matrix_stats(m, &sb.st), 0);
+	CU_ASSERT_EQUAL(sb.st.backend, PM_BACKEND_EAGER);
+	CU_ASSERT_EQUAL(sb.st.mechanism, sfull.mechanism);
+	CU_ASSERT_EQUAL(sb.st.threads, sfull.threads);
+	CU_ASSERT(memcmp((char *)&sb + small_stats, zero, sizeof(sb) - small_stats) == 0);
+
+	/* The exact size writes everything, and only that. */
+	memset(&sb, 0xa5, sizeof(sb));
+	sb.st.size = sizeof(sb.st);
+	CU_ASSERT_EQUAL(pm_matrix_stats(m, &sb.st), 0);
+	CU_ASSERT_EQUAL(sb.st.chunks_filled, sfull.chunks_filled);
+	CU_ASSERT(memcmp(sb.guard, zero, sizeof(sb.guard)) == 0);
+
+	/* Refused sizes write nothing. */
+	static const size_t bad[] = { 1, sizeof(size_t) - 1, sizeof(struct pm_stats) + 1, SIZE_MAX };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&sb, 0xa5, sizeof(sb));
+		sb.st.size = bad[i];
+		CU_ASSERT_EQUAL(pm_matrix_stats(m, &sb.st), -PM_EOPTSIZE);
+		CU_ASSERT(memcmp((char *)&sb + sizeof(size_t), zero, sizeof(sb) - sizeof(size_t)) == 0);
+		memset(&ib, 0xa5, sizeof(ib));
+		ib.info.size = bad[i] == sizeof(struct pm_stats) + 1 ? sizeof(struct pm_matrix_info) + 1 : bad[i];
+		CU_ASSERT_EQUAL(pm_matrix_info(m, &ib.info), -PM_EOPTSIZE);
+		CU_ASSERT_EQUAL(pm_matrix_describe(&o, &ib.info), -PM_EOPTSIZE);
+		CU_ASSERT(memcmp((char *)&ib + sizeof(size_t), zero, sizeof(ib) - sizeof(size_t)) == 0);
+	}
+	pm_matrix_close(m);
+
+	/* A matrix without a mapping answers the same way. */
+	valid(&o);
+	o.lazy.backend = PM_BACKEND_NONE;
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_open(&o, &m), 0);
+	memset(&sb, 0xa5, sizeof(sb));
+	sb.st.size = small_stats;
+	CU_ASSERT_EQUAL(pm_matrix_stats(m, &sb.st), 0);
+	CU_ASSERT_EQUAL(sb.st.backend, PM_BACKEND_NONE);
+	CU_ASSERT(memcmp((char *)&sb + small_stats, zero, sizeof(sb) - small_stats) == 0);
+	sb.st.size = SIZE_MAX;
+	CU_ASSERT_EQUAL(pm_matrix_stats(m, &sb.st), -PM_EOPTSIZE);
+	pm_matrix_close(m);
+}
+
+/* Describe takes a NULL source pointer (shapes before the data exist), and
+ * otherwise answers as open does; open refuses NULL. */
+static void test_describe_null_data(void)
+{
+	struct pm_matrix_opts o;
+	struct pm_matrix_info info = { 0 }, want = { 0 };
+
+	valid(&o);
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(&o, &want), 0);
+	o.source.data = NULL;
+	CU_ASSERT_EQUAL(pm_matrix_describe(&o, &info), 0);
+	CU_ASSERT(memcmp(&info, &want, sizeof(info)) == 0);
+	OPEN_FAILS(&o, -PM_ENULL);
+	/* The other checks are the same with or without data. */
+	o.window[0].size = 0;
+	CU_ASSERT_EQUAL(pm_matrix_describe(&o, &info), -PM_EWINDOW);
+	valid(&o);
+	o.window[0].size = 0;
+	FAILS(&o, -PM_EWINDOW);
+	o.window[0].size = 3;
+	o.lazy.chunk = 4096;
+	o.lazy.budget = 4096;
+	FAILS(&o, -PM_EBUDGET);
+	o.source.data = NULL;
+	CU_ASSERT_EQUAL(pm_matrix_describe(&o, &info), -PM_EBUDGET);
+}
+
+/* The defaults a front end reports instead of mirroring them. */
+static void test_defaults(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : (int)(cpus / 2);
+	struct pm_region_opts ro = { .size = sizeof(ro), .length = 3 * 4096, .fill = fill_index };
+	struct pm_stats st = { 0 };
+	pm_region *r = NULL;
+
+	CU_ASSERT_EQUAL(pm_default_threads(), want);
+	CU_ASSERT(PM_DEFAULT_CHUNK >= (size_t)sysconf(_SC_PAGESIZE));
+	CU_ASSERT_EQUAL(PM_DEFAULT_CHUNK & (PM_DEFAULT_CHUNK - 1), 0);
+	ro.lazy.backend = PM_BACKEND_SIGSEGV;
+	CU_ASSERT_EQUAL_FATAL(pm_region_open(&ro, &r), 0);
+	CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+	CU_ASSERT_EQUAL(st.chunk_bytes, PM_DEFAULT_CHUNK);
+	CU_ASSERT_EQUAL(st.threads, want);
+	CU_ASSERT_EQUAL(st.budget_bytes, PM_DEFAULT_CHUNK); /* no more slots than chunks */
+	pm_region_close(r);
+	ro.lazy.threads = 3;
+	CU_ASSERT_EQUAL_FATAL(pm_region_open(&ro, &r), 0);
+	CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+	CU_ASSERT_EQUAL(st.threads, 3);
+	pm_region_close(r);
+	ro.lazy.backend = PM_BACKEND_EAGER;
+	CU_ASSERT_EQUAL_FATAL(pm_region_open(&ro, &r), 0);
+	CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+	CU_ASSERT_EQUAL(st.threads, 0);
+	pm_region_close(r);
 }
 
 static void test_close_null(void)
@@ -1005,6 +1214,10 @@ int main(void)
 		{ "PATCHMAP_BACKEND", test_backend_env },
 		{ "pm_matrix_read past the end", test_read_range },
 		{ "region errors", test_region },
+		{ "budget below two chunks", test_budget },
+		{ "output struct sizes", test_out_sizes },
+		{ "describe with NULL data", test_describe_null_data },
+		{ "public defaults", test_defaults },
 		{ "close(NULL)", test_close_null },
 		{ "pm_strerror", test_strerror },
 		{ "pm_error_errno", test_error_errno },

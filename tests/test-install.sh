@@ -2,12 +2,13 @@
 # test-install.sh BUILDDIR MESON VERSION SANITIZE SOURCEDIR [PYTHON]
 # Installs the build into a temporary directory and uses it as a user
 # would: pkg-config finds it, a program compiles and links against it and
-# runs; the library exports the public functions only, under its version
-# node, with SONAME libpatchmap.so.0. The installed tree runs where it lies,
-# without LD_LIBRARY_PATH (as an install under a user's prefix must): the
-# tool and the preload shim through their $ORIGIN run paths, a consumer
-# linked with -Wl,-rpath as the README says, the Python package (when
-# installed) through its record of where the library went.
+# runs; the library exports exactly the symbols lib/libpatchmap.map lists,
+# which are exactly the header's PM_API functions, under the version node
+# PATCHMAP_1.0, with SONAME libpatchmap.so.1. The installed tree runs where
+# it lies, without LD_LIBRARY_PATH (as an install under a user's prefix
+# must): the tool and the preload shim through their $ORIGIN run paths, a
+# consumer linked with -Wl,-rpath as the README says, the Python package
+# (when installed) through its record of where the library went.
 # Exit 0 pass, 1 fail, 77 skip.
 set -eu
 build=$1 meson=$2 version=$3 sanitize=$4 src=$5 python=${6:-}
@@ -39,8 +40,10 @@ echo "cflags: $cflags"
 echo "libs: $libs"
 case "$libs" in *"$tmp/root"*) ;; *) fail "libs do not point into the install: $libs" ;; esac
 
-lib=$(find "$tmp/root" -name libpatchmap.so.0)
-[ -n "$lib" ] || fail "no libpatchmap.so.0 installed"
+soname_want=libpatchmap.so.${version%%.*}
+node=PATCHMAP_1.0
+lib=$(find "$tmp/root" -name "$soname_want")
+[ -n "$lib" ] || fail "no $soname_want installed"
 libdir=$(dirname "$lib")
 [ -L "$libdir/libpatchmap.so" ] || fail "no libpatchmap.so development link"
 [ -f "$libdir/libpatchmap.so.$version" ] || fail "no libpatchmap.so.$version"
@@ -49,25 +52,36 @@ hdr=$(find "$tmp/root" -name patchmap.h)
 
 # SONAME, and no run path into the build tree.
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
-[ "$soname" = libpatchmap.so.0 ] || fail "SONAME is '$soname', want libpatchmap.so.0"
+[ "$soname" = "$soname_want" ] || fail "SONAME is '$soname', want $soname_want"
 if readelf -d "$lib" | grep -E '\((RPATH|RUNPATH)\)' | grep -qF "$build"; then
 	fail "the installed library has a run path into the build directory"
 fi
 
-# Exports: exactly the header's PM_API functions, each at version PATCHMAP_0,
-# plus the version node itself.
+# The map names every symbol (no wildcard), in the one node of this ABI.
+map="$src/lib/libpatchmap.map"
+grep -q '^[[:space:]]*pm_[a-z0-9_]*\*' "$map" && fail "the symbol map has a wildcard"
+grep -q "^$node {" "$map" || fail "the symbol map has no node $node"
+sed -n 's/^[[:space:]]*\(pm_[a-z0-9_]*\);.*/\1/p' "$map" | sort >"$tmp/map"
+# Exports: exactly the map's symbols, each at version $node, plus the node
+# itself; and the map's symbols are exactly the header's PM_API functions.
 nm -D --defined-only "$lib" | awk '{ print $NF }' | sort >"$tmp/exports"
-grep '^PM_API' "$src/include/patchmap.h" | sed 's/.*[^a-z0-9_]\(pm_[a-z0-9_]*\)(.*/\1/' |
-	sed 's/$/@@PATCHMAP_0/' >"$tmp/api"
-echo PATCHMAP_0 >>"$tmp/api"
-sort -o "$tmp/api" "$tmp/api"
-[ "$(wc -l <"$tmp/api")" -ge 20 ] || fail "found only $(wc -l <"$tmp/api") PM_API declarations"
-if ! cmp -s "$tmp/exports" "$tmp/api"; then
-	echo "exported (<) versus declared PM_API (>):"
-	diff "$tmp/exports" "$tmp/api" || true
-	fail "the exported symbols are not the public API"
+sed "s/\$/@@$node/" "$tmp/map" >"$tmp/want"
+echo "$node" >>"$tmp/want"
+sort -o "$tmp/want" "$tmp/want"
+if ! cmp -s "$tmp/exports" "$tmp/want"; then
+	echo "exported (<) versus the map (>):"
+	diff "$tmp/exports" "$tmp/want" || true
+	fail "the exported symbols are not the map's"
 fi
-echo "exports: $(grep -c '^pm_' "$tmp/exports") pm_* functions at PATCHMAP_0"
+grep '^PM_API' "$src/include/patchmap.h" | sed 's/.*[^a-z0-9_]\(pm_[a-z0-9_]*\)(.*/\1/' |
+	sort >"$tmp/api"
+[ "$(wc -l <"$tmp/api")" -ge 20 ] || fail "found only $(wc -l <"$tmp/api") PM_API declarations"
+if ! cmp -s "$tmp/map" "$tmp/api"; then
+	echo "in the map (<) versus declared PM_API in patchmap.h (>):"
+	diff "$tmp/map" "$tmp/api" || true
+	fail "the symbol map and the header's PM_API declarations differ"
+fi
+echo "exports: $(wc -l <"$tmp/map") pm_* functions at $node, as the map lists them"
 
 # A consumer, built as a user would build it (with the sanitizers the
 # library was built with: its runtime must come from the program).
@@ -114,9 +128,9 @@ for f in "$tool" "$shim"; do
 	echo "$(basename "$f") run path: $rp"
 done
 for f in "$tool" "$shim"; do
-	got=$(ldd "$f" | sed -n 's/^[[:space:]]*libpatchmap\.so\.0 => \(.*\) (0x.*/\1/p')
-	[ -n "$got" ] && [ "$(readlink -f "$got")" = "$(readlink -f "$libdir/libpatchmap.so.0")" ] ||
-		{ ldd "$f"; fail "$f does not resolve libpatchmap.so.0 to the installed copy"; }
+	got=$(ldd "$f" | sed -n "s/^[[:space:]]*libpatchmap\\.so\\.${version%%.*} => \\(.*\\) (0x.*/\\1/p")
+	[ -n "$got" ] && [ "$(readlink -f "$got")" = "$(readlink -f "$libdir/$soname_want")" ] ||
+		{ ldd "$f"; fail "$f does not resolve $soname_want to the installed copy"; }
 done
 # The tool runs (a descriptor-free command touching the library).
 printf 'P5\n4 3\n255\n' >"$tmp/img.pgm"
@@ -141,7 +155,7 @@ if [ -n "$pkg" ] && [ -n "$python" ] && [ "$sanitize" = none ]; then
 	done
 	got=$(cd "$tmp" && env -i PATH=/usr/bin:/bin PYTHONPATH="$pydir" PYTHONDONTWRITEBYTECODE=1 \
 		"$python" -c 'import patchmap; print(patchmap.library_path())') || fail "import of the installed Python package"
-	[ "$got" = "$libdir/libpatchmap.so.0" ] || fail "the installed Python package loaded $got, not $libdir/libpatchmap.so.0"
+	[ "$got" = "$libdir/$soname_want" ] || fail "the installed Python package loaded $got, not $libdir/$soname_want"
 	echo "installed Python package: ok"
 elif [ -n "$python" ]; then
 	echo "the Python package was not installed (or sanitized build): its check was not run"

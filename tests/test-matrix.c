@@ -484,7 +484,7 @@ static void check_reads(const pm_matrix *m, const struct ref_matrix *r, size_t b
  * the mapping and pm_matrix_read. Returns false if the reference rejects o. */
 static bool run_case(struct pm_matrix_opts *o, const char *mem)
 {
-	struct pm_matrix_info want, got;
+	struct pm_matrix_info want = { 0 }, got = { 0 };
 	struct ref_matrix r;
 	int ret;
 
@@ -510,7 +510,7 @@ static bool run_case(struct pm_matrix_opts *o, const char *mem)
 		int backend = bi < T_NBACKENDS ? t_backends[bi] : PM_BACKEND_NONE;
 		static char sentinel;
 		pm_matrix *m = (pm_matrix *)&sentinel; /* open must set it */
-		struct pm_stats st;
+		struct pm_stats st = { 0 };
 
 		set_lazy(&o->lazy, backend);
 		ret = pm_matrix_open(o, &m);
@@ -838,7 +838,7 @@ static void test_pitch(void)
 				for (int f64 = 0; f64 < 2; f64++, n++) {
 					struct pm_matrix_opts o = { .size = sizeof(o) };
 					const size_t shape[3] = { 5, 4, 2 };
-					struct pm_matrix_info info;
+					struct pm_matrix_info info = { 0 };
 					struct buffer b;
 					pm_matrix *m;
 
@@ -1034,7 +1034,7 @@ static void test_eviction(void)
 			for (int access = 0; access < 4; access++) {
 				struct pm_matrix_opts o = { .size = sizeof(o) };
 				struct ref_matrix r;
-				struct pm_stats st;
+				struct pm_stats st = { 0 };
 				struct buffer b;
 				pm_matrix *m;
 				int ret;

@@ -78,7 +78,7 @@ static void test_every_backend(void)
 	for (size_t b = 0; b < T_COUNT(backends); b++) {
 		struct pm_matrix_opts o;
 		struct ref_matrix r;
-		struct pm_stats st;
+		struct pm_stats st = { 0 };
 		pm_matrix *m;
 		unsigned char *got;
 		size_t n, bytes, at = 0;

@@ -318,8 +318,8 @@ int cmd_demo(const struct args *a)
 {
 	struct demo d = { 0 };
 	struct pm_matrix_opts o = { .size = sizeof(o) };
-	struct pm_matrix_info info;
-	struct pm_stats st;
+	struct pm_matrix_info info = { 0 };
+	struct pm_stats st = { 0 };
 	struct progress bar;
 	pm_matrix *m = NULL;
 	float *C = NULL;

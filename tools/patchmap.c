@@ -16,7 +16,7 @@
 static int cmd_info(const struct args *a)
 {
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	char err[IMG_ERRLEN];
 	struct img im;
 	int ret = 1;
@@ -285,8 +285,8 @@ size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t 
 static int cmd_apply(const struct args *a)
 {
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
-	struct pm_stats st;
+	struct pm_matrix_info info = { 0 };
+	struct pm_stats st = { 0 };
 	struct progress bar;
 	struct outfile of;
 	char err[IMG_ERRLEN], hdr[512];
@@ -502,8 +502,8 @@ static void *export_worker(void *arg)
 static int cmd_export(const struct args *a)
 {
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
-	struct pm_stats st;
+	struct pm_matrix_info info = { 0 };
+	struct pm_stats st = { 0 };
 	struct progress bar;
 	struct outfile of;
 	struct exporter x;

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	for (int s = 0; s < 3; s++) {
 		static const unsigned char byte;
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 		struct pm_matrix_opts o;
 		struct pm_source src;
 		int ndim = shapes[s][1] ? shapes[s][2] ? 3 : 2 : 1;

@@ -355,7 +355,7 @@ static int build(const char *text, int ndim, const size_t *shape, struct pm_matr
 static void test_channels(void)
 {
 	static const size_t s2[] = { 20, 30 }, s3[] = { 20, 30, 3 }, s4[] = { 5, 20, 30, 3 };
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	int line;
@@ -393,7 +393,7 @@ static void test_channels(void)
 static void test_per_axis(void)
 {
 	static const size_t s2[] = { 20, 30 }, s3[] = { 20, 30, 3 };
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	int line;
@@ -444,7 +444,7 @@ static void test_library_errors(void)
 		{ "source=a\nwindow=3\nrow_pitch=5\n", 3, "row_pitch:" },
 		{ "source=a\nwindow=3\npad_mode=constant\npad_value=300\n", 4, "pad_value:" },
 	};
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	int line;

@@ -15,6 +15,7 @@ import os
 PM_MAX_DIMS = 8
 PM_MAX_PAD = 1 << 32
 PM_DEFAULT_BUDGET = 256 << 20
+PM_DEFAULT_CHUNK = 4 << 20
 PM_BUDGET_UNLIMITED = ctypes.c_size_t(-1).value
 
 PM_EFIRST = 1000
@@ -120,8 +121,10 @@ class pm_lazy_opts(ctypes.Structure):
 
 class pm_stats(ctypes.Structure):
     _fields_ = [
+        ("size", ctypes.c_size_t),
         ("backend", ctypes.c_int),
         ("mechanism", ctypes.c_uint),
+        ("threads", ctypes.c_int),
         ("chunk_bytes", ctypes.c_size_t),
         ("budget_bytes", ctypes.c_size_t),
         ("faults", ctypes.c_uint64),
@@ -179,6 +182,7 @@ class pm_matrix_opts(ctypes.Structure):
 
 class pm_matrix_info(ctypes.Structure):
     _fields_ = [
+        ("size", ctypes.c_size_t),
         ("rows", ctypes.c_size_t),
         ("cols", ctypes.c_size_t),
         ("ld", ctypes.c_size_t),
@@ -294,7 +298,7 @@ def check(code, context=None):
 
 # ---------------------------------------------------------------- loading
 
-_SONAME = "libpatchmap.so.0"
+_SONAME = "libpatchmap.so.1"
 _lib = None
 _lib_path = None
 
@@ -345,6 +349,7 @@ def _declare(L):
     c = ctypes
     sig = {
         "pm_version": (c.c_char_p, []),
+        "pm_default_threads": (c.c_int, []),
         "pm_strerror": (c.c_char_p, [c.c_int]),
         "pm_error_errno": (c.c_int, [c.c_int]),
         "pm_dtype_size": (c.c_size_t, [c.c_int]),
