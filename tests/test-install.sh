@@ -137,14 +137,20 @@ printf 'P5\n4 3\n255\n' >"$tmp/img.pgm"
 head -c 12 /dev/zero >>"$tmp/img.pgm"
 "$tool" info "$tmp/img.pgm" --window 2x2 >"$tmp/info.out" 2>&1 || { cat "$tmp/info.out"; fail "the installed tool"; }
 echo "installed patchmap info: ok"
-# Under the shim, a descriptor reads as its matrix.
-printf 'source = img.pgm\nwindow = 2\n' >"$tmp/x.patchmap"
-size=$(cd "$tmp" && LD_PRELOAD="$shim" stat -c %s x.patchmap) || fail "stat under the installed shim"
-# 6 windows x 4 samples, in the source's uint8 or in float32 (the default
-# output type of descriptors moves to float32 with the common grammar).
-[ "$size" -eq 24 ] || [ "$size" -eq 96 ] ||
-	fail "under the installed shim x.patchmap is $size bytes, want 6 x 4 samples (24 or 96 bytes)"
-echo "installed shim: ok"
+# Under the shim, a descriptor reads as its matrix. (Not in a sanitized
+# build: a sanitizer's runtime must be the first library a process loads,
+# which LD_PRELOAD into an uninstrumented stat(1) cannot give it.)
+if [ "$sanitize" = none ]; then
+	printf 'source = img.pgm\nwindow = 2\n' >"$tmp/x.patchmap"
+	size=$(cd "$tmp" && LD_PRELOAD="$shim" stat -c %s x.patchmap) || fail "stat under the installed shim"
+	# 6 windows x 4 samples, in the source's uint8 or in float32 (the default
+	# output type of descriptors moves to float32 with the common grammar).
+	[ "$size" -eq 24 ] || [ "$size" -eq 96 ] ||
+		fail "under the installed shim x.patchmap is $size bytes, want 6 x 4 samples (24 or 96 bytes)"
+	echo "installed shim: ok"
+else
+	echo "sanitized build: the shim's check was not run"
+fi
 
 # The Python package, when it was installed.
 pkg=$(find "$tmp/root" -path '*/patchmap/_install.py')
