@@ -1314,7 +1314,7 @@ static void run_selection(struct pm_matrix_opts *o, const struct ref_matrix *ful
 {
 	struct selection s;
 	struct ref_matrix want;
-	struct pm_matrix_info fi, info;
+	struct pm_matrix_info fi = { 0 }, info = { 0 };
 	int ret;
 
 	CU_ASSERT_EQUAL_FATAL(pm_matrix_describe(o, &fi), 0);
@@ -1340,7 +1340,7 @@ static void run_selection(struct pm_matrix_opts *o, const struct ref_matrix *ful
 		struct pm_rows copy = s.rows;
 		uint64_t *idx = NULL;
 		uint8_t *mask = NULL;
-		struct pm_stats st;
+		struct pm_stats st = { 0 };
 
 		if (backend_missing[backend])
 			continue;
@@ -1426,7 +1426,7 @@ static void test_rows(void)
 			for (int pi = 0; pi < 4; pi++, n++) {
 				struct pm_matrix_opts o = { .size = sizeof(o) };
 				struct buffer b;
-				struct pm_matrix_info fi;
+				struct pm_matrix_info fi = { 0 };
 
 				make_source(&o.source, &b, all_dtypes[n % NDTYPES], 2, shape, MEM_CONTIG);
 				set_window(&o.window[0], 3, steps[si], dils[di], pads[pi][0], pads[pi][1]);
@@ -1470,7 +1470,7 @@ static void test_rows_range_locality(void)
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), h = 64, w = page; /* one page per image row */
 	unsigned char *img = mmap(NULL, h * w, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct pm_matrix_opts o = { .size = sizeof(o) };
-	struct pm_matrix_info fi;
+	struct pm_matrix_info fi = { 0 };
 	struct ref_matrix full;
 	const size_t shape[2] = { h, w };
 
@@ -1545,7 +1545,7 @@ static void test_rows_threads(void)
 {
 	const size_t shape[3] = { 40, 37, 3 };
 	struct pm_matrix_opts o = { .size = sizeof(o) };
-	struct pm_matrix_info fi;
+	struct pm_matrix_info fi = { 0 };
 	struct ref_matrix full;
 	struct buffer b;
 	uint64_t *idx;
@@ -1606,7 +1606,7 @@ static void test_rows_errors(void)
 {
 	const size_t shape[2] = { 6, 5 };
 	struct pm_matrix_opts o = { .size = sizeof(o) };
-	struct pm_matrix_info fi;
+	struct pm_matrix_info fi = { 0 };
 	struct buffer b;
 	uint64_t idx[3] = { 0, 1, 2 };
 	uint8_t mask[64] = { 0 };
@@ -1639,7 +1639,7 @@ static void test_rows_errors(void)
 		{ { .kind = PM_ROWS_MASK, .mask = mask, .count = 21 }, 0, -PM_EMASKLEN },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct pm_matrix_info info;
+		struct pm_matrix_info info = { 0 };
 		pm_matrix *m = (pm_matrix *)&info;
 
 		o.layout = cases[i].layout;

@@ -60,7 +60,7 @@ static void test_every_key(void)
 	};
 	static const size_t shape[] = { 4, 5, 3 };
 	struct pm_source src = fake_of(PM_DTYPE_F32, 3, shape);
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	struct desc d;
@@ -115,7 +115,7 @@ static void test_defaults(void)
 {
 	static const size_t s2[] = { 20, 30 }, s3[] = { 20, 30, 3 };
 	struct pm_source src2 = fake_of(PM_DTYPE_U8, 2, s2), src3 = fake_of(PM_DTYPE_U8, 3, s3);
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	struct desc d;
@@ -165,7 +165,7 @@ static void windows(struct desc *d, size_t *w0, size_t *w1)
 {
 	static const size_t shape[] = { 40, 40 };
 	struct pm_source src = fake_of(PM_DTYPE_U8, 2, shape);
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	char err[DESC_ERRLEN];
 	int line;
