@@ -153,7 +153,11 @@ struct pm_lazy_opts {
 	                     PM_BUDGET_UNLIMITED for no limit; rounded down to
 	                     whole chunks. At least two chunks are always kept
 	                     (a single access may straddle two): an explicit
-	                     budget below two chunks is -PM_EBUDGET; the default
+	                     budget below two chunks is -PM_EBUDGET from
+	                     describe and open for uffd and sigsegv, from
+	                     open for auto (describe cannot know what a
+	                     front end will open: "none" streams); eager
+	                     and none ignore the budget. The default
 	                     budget with a chunk above half of it becomes two
 	                     chunks. */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the

@@ -74,9 +74,20 @@ bool pm__hugepages(size_t chunk)
 	return thp_offered && chunk % PM__THP_SIZE == 0;
 }
 
+/* One access can straddle two chunks (an unaligned vector load at a chunk
+ * boundary): with one slot it would evict its own first half forever. So a
+ * lazy region keeps two chunks at least: an explicit budget below that is
+ * refused; the default budget is not the caller's word, and grows. */
+static int budget_check(const struct pm_lazy_opts *lz)
+{
+	size_t chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
+
+	return lz->budget && lz->budget / chunk < 2 ? -PM_EBUDGET : 0;
+}
+
 int pm__lazy_check(const struct pm_lazy_opts *lz)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE), chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	if (lz->backend < 0 || lz->backend >= PM_BACKEND_COUNT)
 		return -PM_EBACKEND;
@@ -85,11 +96,11 @@ int pm__lazy_check(const struct pm_lazy_opts *lz)
 		return -PM_ECHUNK;
 	if (lz->threads < 0)
 		return -PM_ETHREADS;
-	/* One access can straddle two chunks (an unaligned vector load at a
-	 * chunk boundary): with one slot it would evict its own first half
-	 * forever. The default budget is not the caller's word: it grows. */
-	if (lz->budget && lz->budget / chunk < 2)
-		return -PM_EBUDGET;
+	/* A lazy backend named here keeps chunks: see budget_check. ("auto"
+	 * is checked at open, where it becomes one: a front end may describe
+	 * with "auto" and then stream the matrix without a mapping.) */
+	if (lz->backend == PM_BACKEND_UFFD || lz->backend == PM_BACKEND_SIGSEGV)
+		return budget_check(lz);
 	return 0;
 }
 
@@ -839,11 +850,15 @@ int pm__region_open(size_t length, pm_fill_fn fill, void *ctx, const struct pm_l
 	if (backend != PM_BACKEND_AUTO) {
 		if (!(ops = backend_find(backend)))
 			return -PM_EBACKEND;
+		if (ops->lazy && (err = budget_check(lz)))
+			return err;
 		err = ops->probe(false);
 		return err ? err : open_with(ops, length, fill, ctx, lz, out);
 	}
 	/* auto: the first in the table that is fast here and opens; the last
 	 * one's error if none does. */
+	if ((err = budget_check(lz)))
+		return err; /* "auto" is always a lazy backend */
 	for (size_t i = 0; i < NBACKENDS; i++) {
 		ops = backends[i];
 		if (!ops->in_auto)

@@ -827,13 +827,12 @@ static void test_region(void)
 }
 
 /* One policy for "at least two chunks": an explicit budget below two chunks
- * is refused, by describe and open alike, on every backend; two chunks (or
+ * is refused, by describe and open alike, on every lazy backend; two chunks (or
  * anything that rounds down to two) work; the default budget with a chunk
  * above half of it is kept as two chunks. */
 static void test_budget(void)
 {
-	static const int backends[] = { PM_BACKEND_EAGER, PM_BACKEND_SIGSEGV, PM_BACKEND_UFFD,
-					PM_BACKEND_AUTO };
+	static const int backends[] = { PM_BACKEND_SIGSEGV, PM_BACKEND_UFFD };
 	const size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	struct pm_matrix_opts o;
 
@@ -851,14 +850,27 @@ static void test_budget(void)
 		o.lazy.chunk = 0;
 		o.lazy.budget = 2 * PM_DEFAULT_CHUNK - 1;
 		FAILS(&o, -PM_EBUDGET);
-		if (backends[b] == PM_BACKEND_UFFD || backends[b] == PM_BACKEND_AUTO)
-			continue; /* may lack privilege here: region tests cover them */
+		if (backends[b] == PM_BACKEND_UFFD)
+			continue; /* may lack privilege here: region tests cover it */
 		o.lazy.chunk = page;
 		o.lazy.budget = 2 * page;
 		WORKS(&o);
 		o.lazy.budget = 3 * page - 1;
 		WORKS(&o);
 	}
+	/* "auto": refused at open, where it becomes a lazy backend. */
+	valid(&o);
+	o.lazy.backend = PM_BACKEND_AUTO;
+	o.lazy.chunk = page;
+	o.lazy.budget = page;
+	OPEN_FAILS(&o, -PM_EBUDGET);
+	/* Eager and "none" keep no chunks: any budget is theirs to ignore. */
+	valid(&o);
+	o.lazy.chunk = page;
+	o.lazy.budget = 1;
+	WORKS(&o);
+	o.lazy.backend = PM_BACKEND_NONE;
+	WORKS(&o);
 	check_text(-PM_EBUDGET);
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_strerror(-PM_EBUDGET), "raise the budget or lower the chunk"));
 
@@ -991,6 +1003,7 @@ static void test_describe_null_data(void)
 	o.window[0].size = 0;
 	FAILS(&o, -PM_EWINDOW);
 	o.window[0].size = 3;
+	o.lazy.backend = PM_BACKEND_SIGSEGV;
 	o.lazy.chunk = 4096;
 	o.lazy.budget = 4096;
 	FAILS(&o, -PM_EBUDGET);

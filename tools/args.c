@@ -439,7 +439,7 @@ size_t args_budget(const struct pm_matrix_opts *o)
 
 size_t args_chunk(const struct pm_matrix_opts *o)
 {
-	return o->lazy.chunk ? o->lazy.chunk : (size_t)4 << 20;
+	return o->lazy.chunk ? o->lazy.chunk : PM_DEFAULT_CHUNK;
 }
 
 int args_check_memory(const struct args *a, const struct pm_matrix_info *info)

@@ -219,26 +219,26 @@ static int write_npy(const struct args *a, const char *path, const void *data, i
 	return cli_out_commit(&of);
 }
 
-/* The library's filler threads: as asked, or its default for cpus. */
-static int filler_threads(const struct pm_matrix_opts *o, int cpus)
+/* The library's filler threads: as asked, or the library's default. */
+static int filler_threads(const struct pm_matrix_opts *o)
 {
-	return o->lazy.threads ? o->lazy.threads : cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : cpus / 2;
+	return o->lazy.threads ? o->lazy.threads : pm_default_threads();
 }
 
 int default_blas_threads(const struct args *a, const struct pm_matrix_opts *o)
 {
-	int cpus = online_cpus(), fillers = filler_threads(o, cpus);
+	int cpus = online_cpus(), fillers = filler_threads(o);
 
 	if (a->blas_threads)
 		return a->blas_threads;
 	return cpus - fillers < 1 ? 1 : cpus - fillers;
 }
 
+/* The filler threads in force, as the library reports them (0: none). */
 int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st)
 {
-	if (st->backend == PM_BACKEND_EAGER || st->backend == PM_BACKEND_NONE)
-		return 0;
-	return filler_threads(o, online_cpus());
+	(void)o;
+	return st->threads;
 }
 
 /* The end of a command that wrote the matrix's product: the matrix's stats
