@@ -185,7 +185,7 @@ static unsigned long ncases;
 static void run_fold(struct pm_matrix_opts *o, int in_dtype, int vals_kind, int sel, int mode,
 		     bool f64, int out_kind)
 {
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_rows rows = { .size = sizeof(rows) };
 	uint64_t *win, *index = NULL;
 	uint8_t *mask = NULL;
@@ -331,7 +331,7 @@ static void test_grid(void)
 					for (int ol = 0; ol < 4; ol++, n++) {
 						struct pm_matrix_opts o = { .size = sizeof(o) };
 						size_t shape[3] = { 7, 5, 3 };
-						struct pm_matrix_info info;
+						struct pm_matrix_info info = { 0 };
 
 						if (ch == 1) { /* channels first */
 							shape[0] = 2;
@@ -444,7 +444,7 @@ static void test_lazy_input(void)
 		CU_ASSERT_EQUAL(pm_fold(&o, NULL, &f), 0);
 		CHECK(memcmp(got, want, total * 8) == 0, "%s: the mapping folds differently",
 		      pm_backend_name(backend));
-		struct pm_stats st;
+		struct pm_stats st = { 0 };
 		CU_ASSERT_EQUAL(pm_matrix_stats(m, &st), 0);
 		if (backend != PM_BACKEND_EAGER)
 			CHECK(st.peak_resident_bytes <= st.budget_bytes && r.rows * r.pitch > st.budget_bytes,
