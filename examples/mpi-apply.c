@@ -162,7 +162,7 @@ static int run(struct job *j)
 	char err[OUT_ERRLEN > IMG_ERRLEN ? OUT_ERRLEN : IMG_ERRLEN], hdr[512];
 	struct img im = { 0 }, fl = { 0 };
 	struct pm_matrix_opts o;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct outfile of;
 	pm_matrix *m = NULL;
 	MPI_File fh = MPI_FILE_NULL;

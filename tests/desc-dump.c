@@ -26,7 +26,7 @@ static int report_error(const char *msg, int line)
 int main(int argc, char **argv)
 {
 	char err[DESC_ERRLEN], ierr[IMG_ERRLEN], *text, *path, *slash;
-	struct pm_matrix_info info;
+	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
 	struct desc d;
 	struct img im;

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 	struct pm_image_opts io = { .size = sizeof io };
 	struct pm_matrix_opts mo = { .size = sizeof mo };
 	struct pm_image_info info;
-	struct pm_stats ist, mst;
+	struct pm_stats ist = { 0 }, mst = { 0 };
 	int bands[16], nbands = 0, ret;
 	size_t win[2] = { 1, 1 }, step[2] = { 1, 1 };
 	const char *mode, *path;
