@@ -126,7 +126,7 @@ static void probe_backend(struct pm_backend_probe *p, int backend)
 		.fill = zero_fill,
 		.lazy = { .backend = backend, .threads = 1, .readahead = -1 },
 	};
-	struct pm_stats st;
+	struct pm_stats st = { 0 };
 	pm_region *r;
 
 	p->backend = backend;
