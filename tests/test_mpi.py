@@ -54,6 +54,14 @@ def test_c_example_equals_apply(job):
     assert (d / "mpi.npy").read_bytes() == (d / "apply.npy").read_bytes()
 
 
+def test_python_example_equals_apply(job):
+    d, rb = job
+    r = mpirun(2, sys.executable, MPI_PY, d / "img.npy", d / "f.npy", d / "mpi-py.npy", 12,
+               "--step", "1", "2", "--budget", "16M", "--block-rows", rb)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert (d / "mpi-py.npy").read_bytes() == (d / "apply.npy").read_bytes()
+
+
 def test_more_ranks_than_blocks(tmp_path):
     np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
     np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))

@@ -1,0 +1,191 @@
+"""patchmap.dask on a distributed.LocalCluster of two worker processes (one
+thread each, a memory limit each) against the single-process results.
+
+The matrix is larger than either worker's memory limit; each block is a
+lazy row-range matrix built on its worker. Results are compared bit for bit
+with the same computation done block by block in this process, with one
+BLAS thread (the workers' setting): OpenBLAS's results depend on the call's
+blocking, so equal blocks are what makes equal results.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import patchmap
+
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+import dask.array as da  # noqa: E402
+import patchmap.dask as pmd  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+WORKER_LIMIT = 768 << 20
+BUDGET = "32M"
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           memory_limit=WORKER_LIMIT, dashboard_address=None)
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def worker_pids(c):
+    return sorted(c.run(os.getpid).values())
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dask")
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, size=(1400, 1500), dtype=np.uint8)
+    path = d / "img.npy"
+    np.save(path, img)
+    return path, img
+
+
+def single(img, window, **kw):
+    kw.setdefault("budget", BUDGET)
+    return patchmap.windows(img, window, **kw)
+
+
+def blocks_of(X):
+    """(start, stop) of each row block of a dask array."""
+    out, a = [], 0
+    for n in X.chunks[0]:
+        out.append((a, a + n))
+        a += n
+    return out
+
+
+def one_thread():
+    if threadpool_limits is None:
+        pytest.skip("threadpoolctl is not installed: the single-process BLAS reference "
+                    "cannot be held to one thread")
+    return threadpool_limits(1)
+
+
+def test_larger_than_a_worker(client, image):
+    path, img = image
+    X = pmd.windows(str(path), (16, 16), budget=BUDGET, block_bytes="16M")
+    assert X.nbytes > 2 * WORKER_LIMIT
+    assert X.shape == (1385 * 1485, 256) and X.dtype == np.float32
+
+
+def test_matmul_sum_mean_decision_rows(client, image):
+    path, img = image
+    pids = worker_pids(client)
+    X = pmd.windows(str(path), (16, 16), budget=BUDGET, block_bytes="16M")
+    R = single(img, (16, 16))
+    W = np.random.default_rng(1).standard_normal((256, 8)).astype(np.float32)
+
+    got = (X @ W).compute()
+    with one_thread():
+        want = np.concatenate([R[a:b] @ W for a, b in blocks_of(X)])
+    assert np.array_equal(got, want)
+
+    # The dask reductions' order is the same whichever scheduler runs them:
+    # the distributed result equals the one computed in this process.
+    s = X.sum(axis=0)
+    assert np.array_equal(s.compute(), s.compute(scheduler="synchronous"))
+    m = X.mean()
+    assert m.compute() == m.compute(scheduler="synchronous")
+    # In float64 the sums of these integers are exact in any order: they
+    # equal numpy's over the whole single-process matrix.
+    X64 = pmd.windows(str(path), (16, 16), dtype="float64", budget=BUDGET, block_bytes="16M")
+    R64 = single(img, (16, 16), dtype="float64")
+    assert np.array_equal(X64.sum(axis=0).compute(), R64.sum(axis=0))
+    assert X64.mean().compute() == R64.sum() / R64.size
+
+    from sklearn.linear_model import RidgeClassifier
+
+    sample = np.random.default_rng(2).choice(R.shape[0], 4000, replace=False)
+    y = (R[sample].mean(axis=1) > 127).astype(int)
+    clf = RidgeClassifier().fit(R[sample], y)
+    got = da.map_blocks(clf.decision_function, X, drop_axis=1, dtype=np.float64).compute()
+    with one_thread():
+        want = np.concatenate([clf.decision_function(R[a:b]) for a, b in blocks_of(X)])
+    assert np.array_equal(got, want)
+
+    rows = np.random.default_rng(3).choice(R.shape[0], 500)
+    assert np.array_equal(X[rows].compute(), R[rows])
+    assert worker_pids(client) == pids, "a worker was restarted"
+
+
+@pytest.mark.parametrize("pad_mode", ["zero", "reflect", "symmetric", "edge", "wrap"])
+def test_dask_source_slabs(client, pad_mode):
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 1000, size=(90, 70), dtype=np.int32)
+    S = da.from_array(img, chunks=(17, 70))
+    kw = dict(step=(2, 3), dilation=(2, 1), pad_mode=pad_mode, budget="1M", chunk="256K", dtype="float64")
+    X = pmd.windows(S, (5, 4), block_rows=37, **kw)
+    assert np.array_equal(X.compute(), single(img, (5, 4), **kw))
+
+
+def test_dask_source_reads_only_its_rows(image):
+    # Each block's task receives the slab of source rows its windows read.
+    img = np.arange(200 * 30, dtype=np.int64).reshape(200, 30)
+    S = da.from_array(img, chunks=(10, 30))
+    X = pmd.windows(S, (3, 3), block_rows=28 * 10)
+    opts = patchmap.describe(img, (3, 3))
+    for i, (a, b) in enumerate(blocks_of(X)):
+        lo, hi = pmd.source_rows(opts["options"], opts["matrix"], 200, a, b)
+        # its window rows (28 windows each), and two more rows for the window
+        assert hi - lo == (b - a) // 28 + 2 and lo == a // 28
+    assert np.array_equal(X.compute(scheduler="synchronous"), single(img, (3, 3)))
+
+
+def test_memmap_and_array_sources(client, tmp_path):
+    img = np.arange(60 * 50, dtype=np.uint16).reshape(60, 50)
+    raw = tmp_path / "img.raw"
+    img.tofile(raw)
+    mm = np.memmap(raw, dtype=np.uint16, mode="r", shape=(60, 50))
+    want = single(img, (4, 4), step=2)
+    assert np.array_equal(pmd.windows(mm, (4, 4), step=2, block_rows=100).compute(), want)
+    assert np.array_equal(pmd.windows(img, (4, 4), step=2, block_rows=100).compute(), want)
+    with pytest.raises(ValueError, match="slice or view"):
+        pmd.windows(mm[1:], (4, 4))
+
+
+def test_bad_inputs(client, tmp_path):
+    with pytest.raises(ValueError, match="layout"):
+        pmd.windows(np.zeros((8, 8), np.uint8), 2, layout="cols")
+    with pytest.raises(ValueError, match="block_rows"):
+        pmd.windows(np.zeros((8, 8), np.uint8), 2, block_rows=0)
+    # A source the workers cannot open: a clear error from the task.
+    path = tmp_path / "gone.npy"
+    np.save(path, np.zeros((20, 20), np.uint8))
+    X = pmd.windows(str(path), 4, block_rows=50)
+    path.unlink()
+    pmd._opened.clear()
+    with pytest.raises(OSError, match="cannot open the source"):
+        X.sum().compute()
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "count"])
+def test_fold_across_workers(client, mode):
+    rng = np.random.default_rng(13)
+    img = rng.integers(0, 200, size=(70, 64), dtype=np.uint8)
+    kw = dict(step=(2, 1), pad_mode="reflect")
+    X = pmd.windows(img, (5, 4), dtype="float64", block_rows=333, **kw)
+    R = single(img, (5, 4), dtype="float64", **kw)
+    got = pmd.fold(X, img.shape, (5, 4), mode=mode, **kw).compute()
+    assert np.array_equal(got, patchmap.fold(R, img.shape, (5, 4), mode=mode, **kw))
+    # one value per window
+    s = X.sum(axis=1)
+    got = pmd.fold(s, img.shape, (5, 4), mode="sum", **kw).compute()
+    want = patchmap.fold(R.sum(axis=1), img.shape, (5, 4), mode="sum", **kw)
+    assert np.array_equal(got, want)
