@@ -15,7 +15,8 @@
 
 /* A valid description to break one field of: an 8 x 6 uint8 image,
  * 3 x 3 windows, eager, so that the successful opens are cheap. */
-static unsigned char image[8 * 6];
+/* Room for the 8 x 6 image in the widest dtype (8 bytes). */
+static unsigned char image[8 * 6 * 8] __attribute__((aligned(8)));
 
 static void valid(struct pm_matrix_opts *o)
 {
