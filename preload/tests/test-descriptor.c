@@ -344,9 +344,10 @@ static int build(const char *text, int ndim, const size_t *shape, struct pm_matr
 	struct desc d;
 	int r;
 
-	if (parse(text, &d, err, line))
+	r = parse(text, &d, err, line);
+	if (r)
 		fprintf(stderr, "\n  %s: %s\n", text, err);
-	CU_ASSERT_EQUAL_FATAL(parse(text, &d, err, line), 0);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
 	r = desc_matrix(&d, &s, o, info, err, line);
 	desc_free(&d);
 	return r;
