@@ -218,6 +218,10 @@ def _row_indices(indices, n):
     if idx.dtype.kind not in "iu" and idx.size:
         raise TypeError("row indices must be integers or a boolean mask, not %s" % idx.dtype)
     shape = idx.shape
+    # An unsigned index past int64 would wrap to a negative one (and count
+    # from the end): refuse it before the cast.
+    if idx.dtype.kind == "u" and idx.size and idx.max() >= n:
+        raise IndexError("row index %d out of range for %d rows" % (idx.max(), n))
     idx = idx.astype(np.int64).reshape(-1)
     idx = np.where(idx < 0, idx + n, idx)
     if idx.size and (idx.min() < 0 or idx.max() >= n):

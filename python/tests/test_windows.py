@@ -346,3 +346,11 @@ def test_windows_of_windows(inner, outer):
     X = patchmap.windows(img, 4, dtype="same", backend=inner, budget="8K", chunk="4K")
     Y = patchmap.windows(X, 2, backend=outer, budget="8K", chunk="4K")
     assert_bits_equal(Y, reference(np.array(X), 2))
+
+
+def test_take_refuses_unsigned_indices_past_int64():
+    # 2**64 - 1 as int64 is -1: it once picked the last row.
+    X = patchmap.windows(np.arange(36, dtype=np.float32).reshape(6, 6), 3)
+    with pytest.raises(IndexError, match="out of range"):
+        patchmap.take(X, np.array([2**64 - 1], np.uint64))
+    assert patchmap.take(X, np.array([15], np.uint64))[0, 0] == 21.0
