@@ -46,9 +46,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	fclose(f);
-	if (desc_parse(text, (size_t)len, &d, err, &line))
-		return report_error(err, line);
+	int bad = desc_parse(text, (size_t)len, &d, err, &line);
 	free(text);
+	if (bad) {
+		desc_free(&d);
+		return report_error(err, line);
+	}
 	slash = strrchr(argv[1], '/');
 	if (d.source[0] == '/' || !slash)
 		path = strdup(d.source);
@@ -56,6 +59,8 @@ int main(int argc, char **argv)
 		path = NULL;
 	if (!path || img_open(path, &d.opt.raw, &im, ierr)) {
 		fprintf(stderr, "desc-dump: %s: %s\n", d.source, path ? ierr : "out of memory");
+		free(path);
+		desc_free(&d);
 		return 2;
 	}
 	free(path);
