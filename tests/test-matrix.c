@@ -1528,15 +1528,29 @@ struct rows_reader {
 	size_t bad;
 };
 
-static void *rows_read(void *arg)
+/* Under ThreadSanitizer the reads of matrix memory are not instrumented
+ * (and compared by hand, not by the intercepted memcmp): a chunk's bytes
+ * arrive by mremap or UFFDIO_MOVE after a page fault, an order TSan cannot
+ * see (tests/test-region.c says more). The library stays instrumented. */
+#if defined(__SANITIZE_THREAD__)
+#define MATRIX_READER __attribute__((no_sanitize("thread"), noinline))
+#else
+#define MATRIX_READER
+#endif
+
+MATRIX_READER static void *rows_read(void *arg)
 {
 	struct rows_reader *r = arg;
 	size_t nrows = r->bytes / r->pitch;
 
 	for (size_t k = 0; k < nrows; k++) {
 		size_t row = r->seed % 2 ? (k * 7919 + r->seed) % nrows : nrows - 1 - k % nrows;
+		const unsigned char *a = r->p + row * r->pitch, *b = r->want + row * r->pitch;
+		size_t i = 0;
 
-		r->bad += memcmp(r->p + row * r->pitch, r->want + row * r->pitch, r->pitch) != 0;
+		while (i < r->pitch && a[i] == b[i])
+			i++;
+		r->bad += i < r->pitch;
 	}
 	return NULL;
 }
