@@ -21,36 +21,42 @@ typedef uint64_t u64_u __attribute__((aligned(1)));
 typedef uint8_t b8_u;   /* bool */
 typedef uint16_t f16_u __attribute__((aligned(1))); /* binary16 bits */
 
-/* binary16 -> binary32/64, exact, NaN payloads kept in the leading
- * significand bits (as numpy's half casts do, which never quiet a NaN).
- * Branch-free so that the loops vectorize. */
-static inline float half_float(uint16_t h)
+/* binary16 -> binary32, exact, NaN payloads kept in the leading significand
+ * bits (as numpy's half casts do, which never quiet a NaN). Branch-free so
+ * that the loops vectorize. */
+static inline uint32_t half_bits32(uint16_t h)
 {
 	uint32_t a = h & 0x7fffu, r;
 	uint32_t normal = (a << 13) + ((uint32_t)(127 - 15) << 23);
 	uint32_t special = (a << 13) | 0x7f800000u;
-	float sub = (float)a * 0x1p-24f, f;
+	float sub = (float)a * 0x1p-24f;
 	uint32_t subbits;
 
 	memcpy(&subbits, &sub, 4);
 	r = a >= 0x7c00u ? special : a >= 0x400u ? normal : subbits;
-	r |= (uint32_t)(h & 0x8000u) << 16;
+	return r | (uint32_t)(h & 0x8000u) << 16;
+}
+
+static inline float half_float(uint16_t h)
+{
+	uint32_t r = half_bits32(h);
+	float f;
+
 	memcpy(&f, &r, 4);
 	return f;
 }
 
+/* binary16 -> binary64 through the binary32 bits, widened bit by bit: every
+ * binary16 value is a normal (or zero, or special) binary32, and a hardware
+ * float -> double conversion would quiet a signalling NaN. */
 static inline double half_double(uint16_t h)
 {
-	uint64_t a = h & 0x7fffu, r;
-	uint64_t normal = (a << 42) + ((uint64_t)(1023 - 15) << 52);
-	uint64_t special = (a << 42) | 0x7ff0000000000000u;
-	double sub = (double)a * 0x1p-24, f;
-	uint64_t subbits;
+	uint32_t r = half_bits32(h), e = (r >> 23) & 0xffu;
+	uint64_t e64 = e == 0 ? 0 : e == 0xffu ? 0x7ffu : e + (1023 - 127);
+	uint64_t d = (uint64_t)(r & 0x80000000u) << 32 | e64 << 52 | (uint64_t)(r & 0x7fffffu) << 29;
+	double f;
 
-	memcpy(&subbits, &sub, 8);
-	r = a >= 0x7c00u ? special : a >= 0x400u ? normal : subbits;
-	r |= (uint64_t)(h & 0x8000u) << 48;
-	memcpy(&f, &r, 8);
+	memcpy(&f, &d, 8);
 	return f;
 }
 
