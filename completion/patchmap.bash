@@ -13,6 +13,16 @@ _patchmap_layouts="rows cols"
 _patchmap_channel_axes="auto none first last"
 _patchmap_pads="same valid"
 
+# The commands, from `patchmap --help` (cached).
+_patchmap_commands()
+{
+	if [[ -z ${_patchmap_cmds-} ]]; then
+		_patchmap_cmds=$("${COMP_WORDS[0]}" --help 2>/dev/null |
+			sed -n '/^commands:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p' | tr '\n' ' ')
+	fi
+	printf '%s\n' "$_patchmap_cmds"
+}
+
 # The long options of one command, from its --help (cached per command).
 _patchmap_options()
 {
@@ -31,7 +41,7 @@ _patchmap()
 	COMPREPLY=()
 
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "demo info apply export doctor --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "$(_patchmap_commands) --help --version" -- "$cur"))
 		return
 	fi
 	case $prev in
@@ -63,7 +73,8 @@ _patchmap()
 		return
 	fi
 	case $cmd in
-	info | apply | export)
+	demo | doctor | -*) ;;
+	*)
 		# Images: the formats the tool reads, descriptors of the shim too.
 		COMPREPLY=($(compgen -f -X '!*.@(npy|pgm|ppm|pnm|raw|tif|tiff|png|jpg|jpeg|patchmap)' -- "$cur")
 			$(compgen -d -- "$cur"))

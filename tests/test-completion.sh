@@ -28,13 +28,15 @@ complete() {
 		printf "%s\n" "${COMPREPLY[@]}" | sort' sh "$src/completion/patchmap.bash" "$@")
 }
 
-for cmd in demo info apply export doctor; do
+cmds=$("$exe" --help | sed -n '/^commands:/,/^$/s/^  \([a-z][a-z-]*\) .*/\1/p')
+[ "$(echo $cmds | wc -w)" -ge 5 ] || fail "patchmap --help lists the commands '$cmds'"
+for cmd in $cmds; do
 	"$exe" "$cmd" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u >"$tmp/want"
 	complete patchmap "$cmd" -- >"$tmp/got"
 	diff "$tmp/want" "$tmp/got" || fail "options of $cmd: the completion (>) differs from --help (<)"
 	echo "$cmd: $(wc -l <"$tmp/got") options"
 done
-[ "$(complete patchmap '' | tr '\n' ' ')" = "--help --version apply demo doctor export info " ] ||
+[ "$(complete patchmap '' | tr '\n' ' ')" = "$(printf '%s\n' --help --version $cmds | sort | tr '\n' ' ')" ] ||
 	fail "commands: $(complete patchmap '')"
 
 # Values against the library's name tables.
