@@ -148,7 +148,16 @@ class _Mapping:
 
 @dataclasses.dataclass(frozen=True)
 class Stats:
-    """What happened so far to a matrix's lazy memory (struct pm_stats)."""
+    """What happened so far to a matrix's lazy memory (struct pm_stats).
+
+    Attributes: backend (in force: uffd, sigsegv, eager, none); mechanisms
+    (how it works here, e.g. ("uffd_full", "move", ...)) and mechanism (the
+    same as PM_MECH_* bits); chunk_bytes; budget_bytes (as enforced, whole
+    chunks); faults (first touches of absent chunks); chunks_filled (fills
+    run, faults and read-ahead); bytes_filled; evictions; readahead_fills
+    and readahead_hits (chunks filled ahead, and of those the ones later
+    touched); fill_errors; resident_bytes (now); peak_resident_bytes;
+    fill_seconds (time spent computing chunks)."""
 
     backend: str                 # the backend in force: uffd, sigsegv, eager, none
     mechanisms: tuple            # how it works here, e.g. ("uffd_full", "move", ...)
@@ -167,6 +176,7 @@ class Stats:
     fill_seconds: float          # time spent computing chunks
 
     def asdict(self):
+        """The counters as a dict, field name to value."""
         return dataclasses.asdict(self)
 
 

@@ -27,7 +27,19 @@ class BackendProbe:
 @dataclasses.dataclass(frozen=True)
 class Doctor:
     """The facts of struct pm_system; str() is the report `patchmap doctor`
-    prints. Numbers that could not be read are -1, text ""."""
+    prints. Numbers that could not be read are -1, text "".
+
+    Attributes: version (the library's); kernel and machine (uname);
+    unprivileged_userfaultfd (the sysctl vm.unprivileged_userfaultfd);
+    uffd_full, uffd_user_only and dev_userfaultfd (userfaultfd(2) in full
+    mode, in UFFD_USER_MODE_ONLY, and opening /dev/userfaultfd: 0 or
+    -errno); uffd_api (UFFDIO_API: 0, or -errno when there is no
+    userfaultfd at all); uffd_features (UFFD_FEATURE_* bits); uffd_move,
+    uffd_poison and uffd_write_protect (UFFDIO_MOVE, UFFDIO_POISON,
+    write-protect faults); thp (always, madvise, never); seccomp (0 none,
+    1 strict, 2 filter); backend_env (PATCHMAP_BACKEND, "" unset); backends
+    (backend name to what opening a small region on it did); report (the
+    text)."""
 
     version: str
     kernel: str

@@ -128,8 +128,8 @@ def _remap(c, n, mode):
 def source_rows(options, matrix, axis_len, r0, r1):
     """The range [lo, hi) of indices along the first spatial axis of the
     source that the windows r0 .. r1-1 read, from the resolved options and
-    matrix of patchmap.describe. Empty (lo == hi) if they read padding
-    only."""
+    matrix of patchmap.describe, for a source of axis_len indices along
+    that axis. Empty (lo == hi) if they read padding only."""
     out = matrix["out_shape"]
     inner = int(np.prod(out[1:], dtype=np.int64)) if len(out) > 1 else 1
     p_lo, p_hi = r0 // inner, (r1 - 1) // inner
@@ -301,7 +301,9 @@ def fold(Y, image_shape, window_shape, *, mode="sum", dtype=np.float64, **geomet
     block of Y (a dask.array with one row per window, in matrix order, as
     patchmap.dask.windows makes it; or one value per window) is folded into
     a partial image of image_shape where its block is, and the partial
-    images are summed pairwise in block order. mode "sum", "mean" (the sums
+    images are summed pairwise in block order. window_shape is the window
+    of the matrix Y was computed from (as given to patchmap.dask.windows).
+    mode "sum", "mean" (the sums
     over the counts of contributions, as patchmap.fold's mean) or "count";
     geometry: step, dilation, padding, pad_mode, channel_axis, order, as
     for patchmap.fold. Returns a dask.array of image_shape.
