@@ -189,3 +189,87 @@ def test_fold_across_workers(client, mode):
     got = pmd.fold(s, img.shape, (5, 4), mode="sum", **kw).compute()
     want = patchmap.fold(R.sum(axis=1), img.shape, (5, 4), mode="sum", **kw)
     assert np.array_equal(got, want)
+
+
+FOLD_CASES = [
+    ((70, 64), (5, 4), dict(step=(2, 1), pad_mode="reflect")),
+    ((70, 64), (5, 4), dict(step=(3, 2), padding=((7, 9), (2, 1)), pad_mode="edge")),
+    ((40, 30, 3), (3, 3), dict(dilation=(2, 1), padding="same")),
+    ((3, 40, 30), (3, 3), dict(channel_axis=0, order="channel", step=2)),
+    ((20, 10, 12), (3, 2, 2), dict(padding=1)),
+    ((200,), (7,), dict(step=3, padding=(10, 12))),
+    ((30, 30), (4, 4), dict(step=(9, 1))),  # rows no window covers
+]
+
+
+@pytest.mark.parametrize("shape,window,kw", FOLD_CASES)
+def test_fold_partials_are_bounded(shape, window, kw):
+    # Each block folds into the rows of the image its windows cover, and
+    # nothing else: the slab is as tall as the window rows (plus the
+    # window's extent) of the block, whatever the image's height; the sum
+    # of the partials equals the single-process fold.
+    img = np.random.default_rng(17).integers(0, 200, size=shape).astype(np.float64)
+    R = single(img, window, dtype="float64", **kw)
+    d = patchmap.describe(img, window, **kw)
+    o, m = d["options"], d["matrix"]
+    axis = 1 if o["channel_axis"] == 0 else 0
+    inner = int(np.prod(m["out_shape"][1:])) if len(m["out_shape"]) > 1 else 1
+    extent = (o["window"][0] - 1) * o["dilation"][0] + 1
+    for br in (7, 100, R.shape[0]):
+        for a in range(0, R.shape[0], br):
+            b = min(a + br, R.shape[0])
+            part = pmd._fold_block(R[a:b], a, b, shape, window, "sum", np.float64, kw, axis)
+            # reference: the whole-image fold of these rows alone
+            alone = patchmap.fold(R[a:b], shape, window, mode="sum", row_range=(a, b), **kw)
+            covered = np.flatnonzero(patchmap.fold(np.ones((b - a, 1)), shape, window,
+                                                   mode="count", row_range=(a, b), **kw)
+                                     .sum(axis=tuple(i for i in range(len(shape)) if i != axis)))
+            if part is None:
+                assert covered.size == 0
+                continue
+            lo, slab = part
+            windows_rows = (b - 1) // inner - a // inner + 1
+            assert slab.shape[axis] <= (windows_rows - 1) * o["step"][0] + extent
+            assert lo <= covered.min() and covered.max() < lo + slab.shape[axis]
+            index = [slice(None)] * len(shape)
+            index[axis] = slice(lo, lo + slab.shape[axis])
+            assert np.array_equal(slab, alone[tuple(index)])
+            rest = alone.copy()
+            rest[tuple(index)] = 0
+            assert not rest.any()
+        X = pmd.windows(img, window, dtype="float64", block_rows=br, **kw)
+        for mode in ("sum", "mean", "count"):
+            got = pmd.fold(X, shape, window, mode=mode, **kw).compute(scheduler="synchronous")
+            assert np.array_equal(got, patchmap.fold(R, shape, window, mode=mode, **kw)), mode
+
+
+def test_fold_float_order():
+    # Float data: a pixel covered by two blocks gets the sum of the two
+    # blocks' sums; with one block the bits are the single process's.
+    img = np.random.default_rng(19).random((60, 50))
+    R = single(img, (6, 6), dtype="float64")
+    want = patchmap.fold(R, img.shape, (6, 6))
+    one = pmd.fold(pmd.windows(img, (6, 6), dtype="float64", block_rows=R.shape[0]),
+                   img.shape, (6, 6)).compute(scheduler="synchronous")
+    assert np.array_equal(one, want)
+    X = pmd.windows(img, (6, 6), dtype="float64", block_rows=450)
+    got = pmd.fold(X, img.shape, (6, 6)).compute(scheduler="synchronous")
+    assert np.allclose(got, want, rtol=1e-13, atol=0)
+    # 450 rows are 10 rows of windows: block i covers image rows 10i .. 10i+14,
+    # the rows no two blocks share are the single process's bits
+    H = img.shape[0]
+    shared = set()
+    for a in range(450, R.shape[0], 450):
+        p = a // 45
+        shared.update(range(p, p + 5))
+    alone = [r for r in range(H) if r not in shared]
+    assert np.array_equal(got[alone], want[alone])
+
+
+def test_fold_bad_input():
+    with pytest.raises(ValueError, match="layout"):
+        pmd.fold(np.zeros((25, 16)), (8, 8), 4, layout="cols")
+    with pytest.raises(ValueError, match="rows"):
+        pmd.fold(np.zeros((24, 16)), (8, 8), 4)
+    with pytest.raises(ValueError, match="mode"):
+        pmd.fold(np.zeros((25, 16)), (8, 8), 4, mode="max")

@@ -268,25 +268,95 @@ def windows(source, window_shape, *, block_rows=None, block_bytes="64M", **optio
     return da.Array(graph, name, chunks=(sizes, (cols,)), dtype=dtype)
 
 
-def _fold_block(Y, r0, r1, image_shape, window_shape, mode, dtype, geometry):
+def _fold_span(opts, matrix, axis_len, r0, r1):
+    """The part of the image the windows r0 .. r1-1 add to: the range
+    [lo, hi) along the first spatial axis (fold drops what falls in the
+    padding), and the padding (before, after) along that axis of the crop
+    [lo, hi) under which those windows are the crop's windows of rows
+    r0 - first .. r1 - first, `first` being returned too. None if they
+    cover padding only."""
+    out = matrix["out_shape"]
+    inner = int(np.prod(out[1:], dtype=np.int64)) if len(out) > 1 else 1
+    p_lo, p_hi = r0 // inner, (r1 - 1) // inner
+    k, step, dil = opts["window"][0], opts["step"][0], opts["dilation"][0]
+    start = p_lo * step - opts["pad_before"][0]        # the first window's first row
+    end = p_hi * step - opts["pad_before"][0] + (k - 1) * dil + 1  # past the last one's last
+    lo, hi = max(start, 0), min(end, axis_len)
+    if lo >= hi:
+        return None
+    # Windows p_lo .. p_hi of the full image are windows 0 .. p_hi - p_lo
+    # of rows [lo, hi) padded by (lo - start, end - hi): the padded length
+    # is (p_hi - p_lo) * step + the window's extent.
+    return lo, hi, (lo - start, end - hi), p_lo * inner
+
+
+def _fold_block(Y, r0, r1, image_shape, window_shape, mode, dtype, geometry, axis):
+    """Rows [r0, r1) of the matrix folded into the rows of the image they
+    cover only: (offset along `axis`, that slab), or None."""
     from . import fold as fold_
-    return fold_(Y, image_shape, window_shape, mode=mode, dtype=dtype,
-                 row_range=(r0, r1), **geometry)
+
+    opts = dict(geometry)
+    d = _core.describe(_stand_in(image_shape, np.uint8), window_shape, **opts)
+    span = _fold_span(d["options"], d["matrix"], image_shape[axis], r0, r1)
+    if span is None:
+        return None
+    lo, hi, pad0, first = span
+    shape = list(image_shape)
+    shape[axis] = hi - lo
+    o = d["options"]
+    # Explicit padding, the crop's along the first spatial axis; the mode
+    # does not matter: fold drops contributions that fall in the padding.
+    opts["padding"] = [pad0] + [(b, a) for b, a in zip(o["pad_before"][1:], o["pad_after"][1:])]
+    opts["pad_mode"] = "zero"
+    slab = fold_(Y, tuple(shape), window_shape, mode=mode, dtype=dtype,
+                 row_range=(r0 - first, r1 - first), **opts)
+    return lo, slab
 
 
-def _add(a, b):
-    return a + b
+def _add(a, b, axis):
+    """The sum of two partials (offset, slab) along `axis`; either may be
+    None. Each pixel of the result is a + b, or a or b alone where the
+    other does not reach (and 0 where neither does)."""
+    if a is None or b is None:
+        return a if b is None else b
+    (la, sa), (lb, sb) = a, b
+    lo = min(la, lb)
+    hi = max(la + sa.shape[axis], lb + sb.shape[axis])
+    if la == lo and la + sa.shape[axis] == hi:
+        out = sa.copy()
+    else:
+        shape = list(sa.shape)
+        shape[axis] = hi - lo
+        out = np.zeros(shape, sa.dtype)
+        _at(out, axis, la - lo, sa.shape[axis])[...] = sa
+    _at(out, axis, lb - lo, sb.shape[axis])[...] += sb
+    return lo, out
 
 
-def _tree(parts):
-    """Sums delayed partial images pairwise in a fixed order (block order,
+def _at(arr, axis, start, n):
+    index = [slice(None)] * arr.ndim
+    index[axis] = slice(start, start + n)
+    return arr[tuple(index)]
+
+
+def _place(part, shape, dtype, axis):
+    """The partial (offset, slab) as the whole image."""
+    out = np.zeros(shape, dtype)
+    if part is not None:
+        lo, slab = part
+        _at(out, axis, lo, slab.shape[axis])[...] = slab
+    return out
+
+
+def _tree(parts, axis):
+    """Sums delayed partials pairwise in a fixed order (block order,
     whatever the scheduler), so that every run gives the same bits and no
-    task holds more than two partial images."""
+    task holds more than two partials and their sum."""
     import dask
 
     while len(parts) > 1:
-        parts = [dask.delayed(_add)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
-                 for i in range(0, len(parts), 2)]
+        parts = [dask.delayed(_add)(parts[i], parts[i + 1], axis) if i + 1 < len(parts)
+                 else parts[i] for i in range(0, len(parts), 2)]
     return parts[0]
 
 
@@ -300,19 +370,22 @@ def fold(Y, image_shape, window_shape, *, mode="sum", dtype=np.float64, **geomet
     """Folds per-window results back into the image on the workers: each row
     block of Y (a dask.array with one row per window, in matrix order, as
     patchmap.dask.windows makes it; or one value per window) is folded into
-    a partial image of image_shape where its block is, and the partial
-    images are summed pairwise in block order. window_shape is the window
-    of the matrix Y was computed from (as given to patchmap.dask.windows).
-    mode "sum", "mean" (the sums
-    over the counts of contributions, as patchmap.fold's mean) or "count";
-    geometry: step, dilation, padding, pad_mode, channel_axis, order, as
-    for patchmap.fold. Returns a dask.array of image_shape.
+    a partial image that spans only the rows of the image its windows
+    cover (along the first spatial axis; its offset travels with it), and
+    the partials are summed pairwise in block order. window_shape is the
+    window of the matrix Y was computed from (as given to
+    patchmap.dask.windows). mode "sum", "mean" (the sums over the counts of
+    contributions, as patchmap.fold's mean) or "count"; geometry: step,
+    dilation, padding, pad_mode, channel_axis, order, row_pitch, as for
+    patchmap.fold (layout "rows" only). Returns a dask.array of image_shape.
 
     Equal to patchmap.fold(Y.compute(), ...) bit for bit for integer-valued
     data whose sums are exact in `dtype` (below 2**24 in float32, 2**53 in
-    float64); otherwise a pixel covered by windows of two blocks adds their
-    two partial sums, where one process adds the rows one by one: the
-    results then differ by rounding only."""
+    float64). Otherwise a pixel covered by windows of several blocks gets
+    each block's sum (its rows added in matrix order, as one process adds
+    them) and then those sums added pairwise in block order, where one
+    process adds all its rows one by one: the results then differ by
+    rounding only. The counts of "count" and "mean" are exact."""
     import dask
     import dask.array as da
 
@@ -320,26 +393,33 @@ def fold(Y, image_shape, window_shape, *, mode="sum", dtype=np.float64, **geomet
     if mode not in ("sum", "mean", "count"):
         raise ValueError("patchmap.dask.fold: mode must be \"sum\", \"mean\" or \"count\", "
                          "not %r" % (mode,))
+    if str(geometry.get("layout", "rows")).lower() != "rows":
+        raise ValueError("patchmap.dask.fold: layout must be \"rows\" (blocks are ranges of "
+                         "windows)")
     if not isinstance(Y, da.Array):
         Y = da.from_array(np.asarray(Y), chunks=(max(1, len(Y)),) + np.shape(Y)[1:])
     if Y.ndim == 2:
         Y = Y.rechunk({1: -1})
-    blocks = Y.to_delayed().reshape(-1)
     shape = tuple(int(n) for n in image_shape)
     dt = np.dtype(dtype)
+    # Checks the geometry here, once, with the error a single-process fold gives.
+    d = _core.describe(_stand_in(shape, np.uint8), window_shape,
+                       **geometry)
+    if d["matrix"]["rows"] != Y.shape[0]:
+        raise ValueError("patchmap.dask.fold: Y has %d rows, the geometry %d windows"
+                         % (Y.shape[0], d["matrix"]["rows"]))
+    axis = 1 if d["options"]["channel_axis"] == 0 else 0  # the first spatial axis
+    blocks = Y.to_delayed().reshape(-1)
     r0, sums, counts = 0, [], []
     for blk, n in zip(blocks, Y.chunks[0]):
-        if mode != "count":
-            sums.append(dask.delayed(_fold_block)(blk, r0, r0 + n, shape, window_shape, "sum",
-                                                  dt, geometry))
-        if mode != "sum":
-            counts.append(dask.delayed(_fold_block)(blk, r0, r0 + n, shape, window_shape,
-                                                    "count", dt, geometry))
+        for m, parts in (("sum", sums), ("count", counts)):
+            if mode in (m, "mean"):
+                parts.append(dask.delayed(_fold_block)(blk, r0, r0 + n, shape, window_shape,
+                                                       m, dt, geometry, axis))
         r0 += n
-    if mode == "sum":
-        out = _tree(sums)
-    elif mode == "count":
-        out = _tree(counts)
+    place = lambda part: dask.delayed(_place)(_tree(part, axis), shape, dt, axis)  # noqa: E731
+    if mode == "mean":
+        out = dask.delayed(_mean)(place(sums), place(counts))
     else:
-        out = dask.delayed(_mean)(_tree(sums), _tree(counts))
+        out = place(sums if mode == "sum" else counts)
     return da.from_delayed(out, shape=shape, dtype=dt)
