@@ -12,6 +12,7 @@ rank, OUT.npy equals apply's output byte for byte.
 """
 
 import argparse
+import io
 import os
 import sys
 
@@ -33,18 +34,33 @@ def main():
     a = p.parse_args()
     comm, rank, size = MPI.COMM_WORLD, MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
 
-    img = np.load(a.image, mmap_mode="r")
-    F = np.load(a.filters)
-    for src in (a.image, a.filters):
-        if os.path.exists(a.out) and os.path.samefile(a.out, src):
-            if rank == 0:
-                print("mpi_apply: %s is an input: refusing to write over it" % a.out,
-                      file=sys.stderr)
-            return 1
-    opts = dict(step=tuple(a.step), budget=a.budget)
-    m = patchmap.describe(img, a.window, **opts)["matrix"]
-    rows, cols = m["rows"], m["cols"]
-    rb = a.block_rows or max(1, (64 << 20) // (cols * 4))
+    def failed(err):
+        """True on every rank if any rank met an error; each says its own
+        (ranks on other hosts may fail differently), once per distinct text."""
+        errs = comm.allgather(None if err is None else str(err))
+        for i, e in enumerate(errs):
+            if e is not None and e not in errs[:i] and rank == i:
+                print("mpi_apply: %s" % e, file=sys.stderr)
+        return any(e is not None for e in errs)
+
+    err = None
+    try:
+        img = np.load(a.image, mmap_mode="r")
+        F = np.load(a.filters)
+        for src in (a.image, a.filters):
+            if os.path.exists(a.out) and os.path.samefile(a.out, src):
+                raise ValueError("%s is an input: refusing to write over it" % a.out)
+        opts = dict(step=tuple(a.step), budget=a.budget)
+        m = patchmap.describe(img, a.window, **opts)["matrix"]
+        if F.dtype != np.float32 or F.shape[1:] != (m["cols"],):
+            raise ValueError("%s: the filters must be float32 of shape (N, %d)"
+                             % (a.filters, m["cols"]))
+    except (OSError, ValueError, TypeError) as e:
+        err = e
+    if failed(err):
+        return 1
+    rows = m["rows"]
+    rb = a.block_rows or max(1, (64 << 20) // (m["cols"] * 4))
     nblocks = -(-rows // rb)
     if nblocks < size:
         if rank == 0:
@@ -55,40 +71,32 @@ def main():
     r0, r1 = b0 * rb, min(b1 * rb, rows)
 
     # The output: rank 0 writes the header to a temporary, renamed at the end.
-    shape = (F.shape[0],) + tuple(m["out_shape"])
     header = np.lib.format.header_data_from_array_1_0(np.empty((0,), np.float32))
-    header["shape"] = shape
-    tmp = "%s.%d.tmp" % (a.out, os.getpid()) if rank == 0 else None
-    tmp = comm.bcast(tmp, root=0)
+    header["shape"] = (F.shape[0],) + tuple(m["out_shape"])
+    tmp = comm.bcast("%s.%d.tmp" % (a.out, os.getpid()) if rank == 0 else None, root=0)
     fh = MPI.File.Open(comm, tmp, MPI.MODE_WRONLY | MPI.MODE_CREATE)
-    hlen = 0
-    if rank == 0:
-        import io
-        buf = io.BytesIO()
-        np.lib.format.write_array_header_1_0(buf, header)
-        fh.Write_at(0, buf.getvalue())
-        hlen = len(buf.getvalue())
-    hlen = comm.bcast(hlen, root=0)
-
-    ok = True
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    hlen = len(buf.getvalue())
+    err = None
     try:
+        if rank == 0:
+            fh.Write_at(0, buf.getvalue())
         X = patchmap.select(img, a.window, row_range=(r0, r1), **opts)
         for r in range(r0, r1, rb):
             R = F @ X[r - r0:r - r0 + rb].T              # (filters, rows of the block)
             for f in range(R.shape[0]):
                 fh.Write_at(hlen + (f * m["windows"] + r) * 4, np.ascontiguousarray(R[f]))
     except Exception as e:  # every rank must reach the vote below
-        print("mpi_apply: rank %d: %s" % (rank, e), file=sys.stderr)
-        ok = False
+        err = "rank %d: %s" % (rank, e)
     fh.Close()
-    ok = comm.allreduce(ok, op=MPI.LAND)
+    bad = failed(err)
     if rank == 0:
-        if ok:
-            os.replace(tmp, a.out)
-        else:
+        if bad:
             os.unlink(tmp)
-    return 0 if ok else 1
-    return 0
+        else:
+            os.replace(tmp, a.out)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

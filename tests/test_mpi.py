@@ -94,3 +94,64 @@ def test_bad_option(tmp_path):
     assert r.returncode != 0 and "pad_mode" in r.stderr
     assert r.stderr.count("pad_mode") == 1  # said once, by rank 0
     assert not (tmp_path / "o.npy").exists()
+
+
+def example(prog, n, image, filters, out, window, *more):
+    """Runs the C (prog "c") or the Python example on n ranks."""
+    if prog == "c":
+        return mpirun(n, MPI_APPLY, image, filters, out, "--window", window, *more)
+    return mpirun(n, sys.executable, MPI_PY, image, filters, out, window, *more)
+
+
+@pytest.mark.parametrize("prog", ["c", "py"])
+def test_more_ranks_than_rows(tmp_path, prog):
+    # A 4 x 4 image and a 4 x 4 window: one row of the matrix, two ranks.
+    np.save(tmp_path / "img.npy", np.zeros((4, 4), np.uint8))
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    r = example(prog, 2, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy", 4)
+    assert r.returncode != 0
+    assert r.stderr.count("2 ranks for 1 blocks") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["f.npy", "img.npy"]
+
+
+def test_python_bad_input(tmp_path):
+    # A source no rank can open, a wrong filter bank, an output that is an
+    # input: one line each, no traceback, no output file.
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    r = example("py", 2, tmp_path / "nope.npy", tmp_path / "f.npy", tmp_path / "o.npy", 4)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.count("nope.npy") == 1, r.stderr
+    np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "g.npy", np.ones((2, 9), np.float32))
+    r = example("py", 2, tmp_path / "img.npy", tmp_path / "g.npy", tmp_path / "o.npy", 4)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "shape (N, 16)" in r.stderr
+    before = (tmp_path / "img.npy").read_bytes()
+    r = example("py", 2, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "img.npy", 4,
+                "--block-rows", "5")
+    assert r.returncode != 0 and "is an input" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "img.npy").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["f.npy", "g.npy", "img.npy"]
+
+
+def test_a_rank_that_cannot_open_the_source(tmp_path):
+    # Ranks on other hosts may not see the file: here rank 1 is given a
+    # path that does not exist (the same name under a directory only rank
+    # 0 has, through a per-rank wrapper). Both examples vote and stop with
+    # no output; the rank that failed says why.
+    (tmp_path / "r0").mkdir()
+    np.save(tmp_path / "r0" / "img.npy", np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    wrap = tmp_path / "per-rank"
+    wrap.write_text('#!/bin/sh\ncd "%s/r$OMPI_COMM_WORLD_RANK" 2>/dev/null || cd "%s"\n'
+                    'exec "$@"\n' % (tmp_path, tmp_path))
+    wrap.chmod(0o755)
+    for cmd in ([MPI_APPLY, "img.npy", tmp_path / "f.npy", tmp_path / "o.npy", "--window", 4,
+                 "--block-rows", 5],
+                [sys.executable, MPI_PY, "img.npy", tmp_path / "f.npy", tmp_path / "o.npy", 4,
+                 "--block-rows", 5]):
+        r = mpirun(2, wrap, *cmd)
+        assert r.returncode != 0, r.stdout
+        assert "img.npy" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert sorted(os.listdir(tmp_path)) == ["f.npy", "per-rank", "r0"]
