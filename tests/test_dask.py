@@ -9,6 +9,7 @@ blocking, so equal blocks are what makes equal results.
 """
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -123,6 +124,11 @@ def test_matmul_sum_mean_decision_rows(client, image):
     rows = np.random.default_rng(3).choice(R.shape[0], 500)
     assert np.array_equal(X[rows].compute(), R[rows])
     assert worker_pids(client) == pids, "a worker was restarted"
+    # Each worker's peak RSS, from the kernel: its runtime, a block's
+    # budget and outputs, the model and the gathered rows; far from the
+    # 2.1 GB matrix.
+    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10)
+    assert max(peaks.values()) < WORKER_LIMIT // 2, peaks
 
 
 @pytest.mark.parametrize("pad_mode", ["zero", "reflect", "symmetric", "edge", "wrap"])
