@@ -279,3 +279,19 @@ def test_fold_bad_input():
         pmd.fold(np.zeros((24, 16)), (8, 8), 4)
     with pytest.raises(ValueError, match="mode"):
         pmd.fold(np.zeros((25, 16)), (8, 8), 4, mode="max")
+
+
+def test_a_rewritten_source_is_read_again(tmp_path):
+    # A worker keeps its sources open between graphs; a file saved again
+    # under the same name must not be read through the old map.
+    path = tmp_path / "img.npy"
+    a = np.arange(30 * 20, dtype=np.uint8).reshape(30, 20)
+    np.save(path, a)
+    X = pmd.windows(str(path), (3, 3), block_rows=100, dtype="float64")
+    assert X.sum().compute(scheduler="synchronous") == single(a, (3, 3), dtype="float64").sum()
+    b = a[::-1].copy()
+    np.save(tmp_path / "new.npy", b)  # replaced, as tools write: a new file, same name
+    os.replace(tmp_path / "new.npy", path)
+    X = pmd.windows(str(path), (3, 3), block_rows=100, dtype="float64")
+    assert np.array_equal(X.compute(scheduler="synchronous"),
+                          single(b, (3, 3), dtype="float64"))

@@ -61,18 +61,23 @@ _opened = {}
 
 
 def _open(src):
-    """The source array on this process, opened once per process."""
+    """The source array on this process, opened once per process and file:
+    a file replaced or rewritten under the same name (another inode, size
+    or modification time) is opened again, never read from a stale map."""
     if not isinstance(src, _Path):
         return src
-    k = src.key()
-    arr = _opened.get(k)
-    if arr is None:
-        try:
-            arr = src.open()
-        except OSError as e:
-            raise OSError("patchmap.dask: cannot open the source %r on this worker: %s"
-                          % (src.path, e.strerror or e)) from None
-        _opened[k] = arr
+    try:
+        st = os.stat(src.path)
+        k = src.key()
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = _opened.get(k)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        arr = src.open()
+    except OSError as e:
+        raise OSError("patchmap.dask: cannot open the source %r on this worker: %s"
+                      % (src.path, e.strerror or e)) from None
+    _opened[k] = (stamp, arr)
     return arr
 
 
