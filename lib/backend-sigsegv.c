@@ -221,31 +221,38 @@ static int sigsegv_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
 {
 	char *p = pm__slot_addr(r, slot);
 
-	/* A slot back from eviction arrives PROT_NONE, as the chunk was. */
+	/* Back from eviction a slot is writable already (then this changes
+	 * nothing); after a move that failed it may be read-only. */
 	return fresh ? pm__populate(p, r->chunk) : pm__mprotect(p, r->chunk, PROT_READ | PROT_WRITE);
 }
 
-static int sigsegv_slot_seal(struct pm_region *r, size_t slot)
+/* The slots are made read-only here, just before they move, rather than
+ * after each fill: one mprotect then covers a run of slots. (mremap moves a
+ * range within one mapping only: slots whose mappings did not merge make
+ * the call fail, and the caller moves them one by one.) */
+static int sigsegv_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
-	return pm__mprotect(pm__slot_addr(r, slot), r->chunk, PROT_READ);
+	char *s = pm__slot_addr(r, slot);
+	int err = pm__mprotect(s, n * r->chunk, PROT_READ);
+
+	return err ? err : pm__mremap_move(s, n * r->chunk, pm__chunk_addr(r, c));
 }
 
-static int sigsegv_map_in(struct pm_region *r, size_t c, size_t slot)
+static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
-	return pm__mremap_move(pm__slot_addr(r, slot), r->chunk, pm__chunk_addr(r, c));
-}
-
-static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot)
-{
-	char *p = pm__chunk_addr(r, c);
+	char *p = pm__chunk_addr(r, c), *s = pm__slot_addr(r, slot);
+	size_t len = n * r->chunk;
 	int err;
 
 	/* PROT_NONE first: the emptied range must fault, not read zeros. */
-	err = pm__mprotect(p, r->chunk, PROT_NONE);
-	if (!err && (err = pm__mremap_move(p, r->chunk, pm__slot_addr(r, slot)))) {
-		pm__mprotect(p, r->chunk, PROT_READ);
+	err = pm__mprotect(p, len, PROT_NONE);
+	if (!err && (err = pm__mremap_move(p, len, s))) {
+		pm__mprotect(p, len, PROT_READ);
 		return err;
 	}
+	/* Writable again for the next fill, all the run's slots in one call
+	 * (slot_prepare's own mprotect then changes nothing). */
+	pm__mprotect(s, len, PROT_READ | PROT_WRITE);
 	/* The hole left behind is still the moved mapping (the pool's flags
 	 * and anon_vma), which never merges with the reservation: replace it
 	 * by one just like the reservation, so that it merges, and the
@@ -254,7 +261,7 @@ static int sigsegv_map_out(struct pm_region *r, size_t c, size_t slot)
 	 * in one step: it is never free for another mmap to take. */
 	/* If that fails, the hole is still correct (PROT_NONE), just a
 	 * mapping of its own. */
-	pm__mmap_anon(p, r->chunk, PROT_NONE, MAP_NORESERVE | MAP_FIXED);
+	pm__mmap_anon(p, len, PROT_NONE, MAP_NORESERVE | MAP_FIXED);
 	return 0;
 }
 
@@ -311,7 +318,6 @@ const struct pm__backend_ops pm__backend_sigsegv = {
 	.probe = sigsegv_probe,
 	.open = sigsegv_open,
 	.slot_prepare = sigsegv_slot_prepare,
-	.slot_seal = sigsegv_slot_seal,
 	.map_in = sigsegv_map_in,
 	.map_out = sigsegv_map_out,
 	.poison = sigsegv_poison,

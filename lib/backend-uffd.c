@@ -154,42 +154,41 @@ static int copy_pages(int fd, char *dst, char *src, size_t len)
 }
 
 /* Async-signal-safe, like every op the front-end calls. */
-static int uffd_map_in(struct pm_region *r, size_t c, size_t slot)
+static int uffd_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
 	struct uffd *u = r->bk;
 	char *dst = pm__chunk_addr(r, c), *src = pm__slot_addr(r, slot);
+	size_t len = n * r->chunk, moved;
 	int err;
 
 	if (!u->move)
-		return copy_pages(u->fd, dst, src, r->chunk);
-	size_t moved;
-
-	err = move_pages(u->fd, dst, src, r->chunk, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0, &moved);
+		return copy_pages(u->fd, dst, src, len);
+	err = move_pages(u->fd, dst, src, len, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0, &moved);
 	if (err && moved) /* the slot keeps the whole chunk, or nothing moved */
 		move_pages(u->fd, src, dst, moved, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
 	if (err || !u->wp)
 		return err;
 	/* Protect before anyone is woken: no window for a stray write.
 	 * (Protecting never wakes; DONTWAKE is refused with it.) */
-	struct uffdio_writeprotect wp = { { (uintptr_t)dst, r->chunk }, UFFDIO_WRITEPROTECT_MODE_WP };
+	struct uffdio_writeprotect wp = { { (uintptr_t)dst, len }, UFFDIO_WRITEPROTECT_MODE_WP };
 	err = pm__ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp);
 	if (err) {
-		move_pages(u->fd, src, dst, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
+		move_pages(u->fd, src, dst, len, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
 		return err;
 	}
-	return range_ioctl(u->fd, UFFDIO_WAKE, dst, r->chunk);
+	return range_ioctl(u->fd, UFFDIO_WAKE, dst, len);
 }
 
-static int uffd_map_out(struct pm_region *r, size_t c, size_t slot)
+static int uffd_map_out(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
 	struct uffd *u = r->bk;
 	char *src = pm__chunk_addr(r, c), *dst = pm__slot_addr(r, slot);
-	size_t moved = 0;
+	size_t len = n * r->chunk, moved = 0;
 	int err;
 
 	if (!u->move)
-		return pm__madvise(src, r->chunk, MADV_DONTNEED);
-	err = move_pages(u->fd, dst, src, r->chunk, UFFDIO_MOVE_MODE_DONTWAKE, &moved);
+		return pm__madvise(src, len, MADV_DONTNEED);
+	err = move_pages(u->fd, dst, src, len, UFFDIO_MOVE_MODE_DONTWAKE, &moved);
 	/* Half a chunk would read as holes that fault forever: put back what
 	 * moved, so that a failure leaves the chunk wholly resident. */
 	if (err && moved)

@@ -2,9 +2,12 @@
  *
  * A lazy backend reserves the range and the pool, delivers faults to
  * pm__fault() from its front-end (a thread, or a signal handler), and moves
- * pages: map_in makes a filled pool slot appear at a chunk, map_out moves a
- * chunk's pages back to a slot. Both move whole chunks; afterwards the source
+ * pages: map_in makes filled pool slots appear at chunks, map_out moves
+ * chunks' pages back to slots. Both move whole chunks, n contiguous chunks
+ * to or from n contiguous slots in one go (one system call where the kernel
+ * allows, so that one TLB flush covers them all); afterwards the source
  * range is still reserved but empty, and reads of an empty chunk fault again.
+ * A failed map_in or map_out moved nothing: every chunk is where it was.
  * A chunk is moved by one thread at a time (the owner of its transitional
  * state), so these need no locking of their own. map_in and poison are also
  * called from the front-end: they must be async-signal-safe. The eager
@@ -33,9 +36,11 @@ struct pm__backend_ops {
 	int (*slot_prepare)(struct pm_region *r, size_t slot, bool fresh);
 	/* After a fill, before the slot may be mapped (NULL: nothing). */
 	int (*slot_seal)(struct pm_region *r, size_t slot);
-	int (*map_in)(struct pm_region *r, size_t c, size_t slot);
-	/* On failure the chunk must still be wholly resident. */
-	int (*map_out)(struct pm_region *r, size_t c, size_t slot);
+	/* Chunks [c, c + n) from slots [slot, slot + n). */
+	int (*map_in)(struct pm_region *r, size_t c, size_t slot, size_t n);
+	/* Chunks [c, c + n) back to slots [slot, slot + n). On failure the
+	 * chunks must still be wholly resident. */
+	int (*map_out)(struct pm_region *r, size_t c, size_t slot, size_t n);
 	/* Chunk c is FAILED (already in its state word): from now on an
 	 * access raises SIGBUS; wake readers the kernel holds. */
 	void (*poison)(struct pm_region *r, size_t c);

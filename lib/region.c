@@ -24,6 +24,12 @@
  * the budget is a single chunk shared by many threads. */
 #define GRACE_NS 2000000u
 
+/* Most chunks moved in or out by one call. Each page-table change costs a
+ * TLB shootdown on top of its work, and a move of a run of contiguous
+ * chunks pays it once: on the 2-core VM of bench/README.md a call covering
+ * 8 chunks costs a third of 8 single calls (bench-chunk). */
+#define MAX_RUN 8
+
 char *pm__reserve(size_t len, size_t align, int prot)
 {
 	size_t total = len + align;
@@ -173,7 +179,7 @@ uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue)
 			if (!atomic_compare_exchange_weak(w, &s, PM__MAPPING))
 				continue;
 			slot = r->chunk_slot[c];
-			err = r->ops->map_in(r, c, slot);
+			err = r->ops->map_in(r, c, slot, 1);
 			if (err) {
 				/* The slot stays in the FIFO: evict_one takes it
 				 * back (no lock may be taken here). */
@@ -225,10 +231,66 @@ static void fifo_push(struct pm_region *r, size_t slot)
 	r->fifo_count++;
 }
 
+/* Has a sequential reader left chunk c behind (lock held)? */
+static bool passed(const struct pm_region *r, size_t c)
+{
+	for (size_t i = 0; i < sizeof(r->streams) / sizeof(r->streams[0]); i++)
+		if (r->streams[i].used && r->streams[i].first <= c && c + 2 <= r->streams[i].last)
+			return true;
+	return false;
+}
+
+/* Chunk c in `slot`, RESIDENT, is to be evicted: claims the chunks that
+ * follow it in the FIFO while they are its neighbours in both the range and
+ * the pool, resident, and passed by a reader, so that one move takes them
+ * all out (lock held). Returns the run's length, c's included; the chunks
+ * claimed are EVICTING. */
+static size_t evict_extend(struct pm_region *r, size_t c, size_t slot, pid_t tid)
+{
+	size_t n = 1;
+
+	while (n < MAX_RUN && n < r->fifo_count && c + n < r->nchunks && slot + n < r->nslots) {
+		size_t s = r->fifo[(r->fifo_head + n) % r->nslots];
+		_Atomic uint32_t *w = &r->state[c + n];
+		uint32_t st = atomic_load_explicit(w, memory_order_acquire);
+		pid_t owner = atomic_load_explicit(&r->slot_tid[s], memory_order_relaxed);
+
+		if (s != slot + n || r->slot_chunk[s] != c + n || !passed(r, c + n))
+			break;
+		if (owner && owner != tid &&
+		    pm__now_ns() - atomic_load_explicit(&r->slot_time[s], memory_order_relaxed) < GRACE_NS)
+			break;
+		if ((st & PM__STATE_MASK) != PM__RESIDENT ||
+		    !atomic_compare_exchange_strong(w, &st, PM__EVICTING | (st & PM__WAITERS)))
+			break;
+		n++;
+	}
+	return n;
+}
+
+/* Chunk c, EVICTING, has left the range: empty it, or queue it again for a
+ * reader that came meanwhile. */
+static void evicted(struct pm_region *r, size_t c)
+{
+	_Atomic uint32_t *w = &r->state[c];
+	uint32_t old = atomic_load_explicit(w, memory_order_acquire);
+
+	while (!atomic_compare_exchange_weak(w, &old,
+					     old & PM__WAITERS ? PM__QUEUED | PM__WAITERS : PM__EMPTY))
+		;
+	if (old & PM__WAITERS) {
+		pm__futex_wake((uint32_t *)w);
+		job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
+	}
+	atomic_fetch_add_explicit(&r->evictions, 1, memory_order_relaxed);
+}
+
 /* Frees the oldest evictable slot (lock held). Returns the slot, or NONE
  * with *wait_ns the time until the head may be taken (0: nothing evictable
- * until a fill completes) and *err the last failed move-out, if any. */
-static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *err_out)
+ * until a fill completes) and *err the last failed move-out, if any. With
+ * `run`, the head's resident neighbours that a reader has passed leave with
+ * it, in one move, and their slots join the free list. */
+static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *err_out, bool run)
 {
 	for (size_t n = r->fifo_count; n > 0; n--) {
 		size_t slot = r->fifo[r->fifo_head], c = r->slot_chunk[slot];
@@ -258,24 +320,32 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 				return PM__NONE;
 			}
 			if (atomic_compare_exchange_strong(w, &s, PM__EVICTING | (s & PM__WAITERS))) {
-				int err = r->ops->map_out(r, c, slot);
-				uint32_t old;
+				size_t len = run ? evict_extend(r, c, slot, tid) : 1;
+				int err = r->ops->map_out(r, c, slot, len);
 
+				if (err && len > 1) {
+					/* The run did not move (say, its slots are
+					 * not one mapping): the head alone. */
+					for (size_t k = 1; k < len; k++)
+						state_set(r, c + k, PM__RESIDENT);
+					len = 1;
+					err = r->ops->map_out(r, c, slot, 1);
+				}
 				if (err) {
 					/* Pinned pages (say, O_DIRECT I/O from them): keep it. */
 					state_set(r, c, PM__RESIDENT);
 					*err_out = err;
 				} else {
-					old = atomic_load_explicit(w, memory_order_acquire);
-					while (!atomic_compare_exchange_weak(
-						w, &old, old & PM__WAITERS ? PM__QUEUED | PM__WAITERS : PM__EMPTY))
-						;
-					if (old & PM__WAITERS) {
-						pm__futex_wake((uint32_t *)w);
-						job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
+					for (size_t k = 0; k < len; k++) {
+						evicted(r, c + k);
+						fifo_pop(r);
 					}
-					atomic_fetch_add_explicit(&r->evictions, 1, memory_order_relaxed);
-					fifo_pop(r);
+					/* Pushed last first: taken in pool order, the
+					 * next fills stay contiguous in the pool. */
+					for (size_t k = len - 1; k > 0; k--)
+						r->free_slots[r->nfree++] = slot + k;
+					if (len > 1)
+						pthread_cond_broadcast(&r->slot_cv);
 					return slot;
 				}
 			}
@@ -292,19 +362,33 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 /* How long a demand keeps retrying evictions that fail before it fails. */
 #define EVICT_PATIENCE 100
 
-/* Has a sequential reader left chunk c behind (lock held)? */
-static bool passed(const struct pm_region *r, size_t c)
+/* The slot after the one the previous chunk got, if it is free or holds
+ * the oldest chunk and a reader has passed that (lock held): neighbouring
+ * chunks then sit in neighbouring slots, and move in and out in one call.
+ * NONE if not. */
+static size_t slot_next(struct pm_region *r, size_t c, pid_t tid)
 {
-	for (size_t i = 0; i < sizeof(r->streams) / sizeof(r->streams[0]); i++)
-		if (r->streams[i].used && r->streams[i].first <= c && c + 2 <= r->streams[i].last)
-			return true;
-	return false;
+	size_t p = r->last_slot + 1;
+	uint64_t wait_ns = 0;
+	int err = 0;
+
+	if (c == 0 || c - 1 != r->last_chunk || p >= r->slots_ready)
+		return PM__NONE;
+	for (size_t i = 0; i < r->nfree; i++) {
+		if (r->free_slots[i] == p) {
+			r->free_slots[i] = r->free_slots[--r->nfree];
+			return p;
+		}
+	}
+	if (r->fifo_count && r->fifo[r->fifo_head] == p && passed(r, r->slot_chunk[p]))
+		return evict_one(r, tid, &wait_ns, &err, true);
+	return PM__NONE;
 }
 
 /* A slot to fill: free, never used, or evicted. Demands wait for one;
  * read-ahead does not. Returns the slot, or NONE (closing, or read-ahead
  * found none); *err is set if the slot could not be prepared. */
-static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
+static size_t slot_get(struct pm_region *r, size_t c, bool demand, pid_t tid, int *err)
 {
 	size_t slot = PM__NONE;
 	bool fresh = false;
@@ -319,6 +403,8 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 
 		if (r->stopping)
 			break;
+		if ((slot = slot_next(r, c, tid)) != PM__NONE)
+			break;
 		if (r->nfree) {
 			slot = r->free_slots[--r->nfree];
 			break;
@@ -326,14 +412,14 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 		/* Fresh pages are the slowest thing there is: rather than grow
 		 * the pool, recycle a chunk a sequential reader has passed. */
 		if (r->fifo_count && passed(r, r->slot_chunk[r->fifo[r->fifo_head]]) &&
-		    (slot = evict_one(r, tid, &wait_ns, &evict_err)) != PM__NONE)
+		    (slot = evict_one(r, tid, &wait_ns, &evict_err, true)) != PM__NONE)
 			break;
 		if (r->slots_ready < r->nslots) {
 			slot = r->slots_ready++;
 			fresh = true;
 			break;
 		}
-		slot = evict_one(r, tid, &wait_ns, &evict_err);
+		slot = evict_one(r, tid, &wait_ns, &evict_err, false);
 		if (slot != PM__NONE || !demand)
 			break;
 		/* Nothing could be moved out, again and again: fail this fill
@@ -354,6 +440,8 @@ static size_t slot_get(struct pm_region *r, bool demand, pid_t tid, int *err)
 	}
 	if (slot != PM__NONE) {
 		r->busy++;
+		r->last_chunk = c;
+		r->last_slot = slot;
 		account(r);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -471,6 +559,83 @@ static void ahead_note(struct pm_region *r, size_t c)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Maps the run of read-ahead chunks [c, c + n) from slots [slot, slot + n),
+ * all MAPPING and owned by the caller, in one move; one by one if the run
+ * does not move whole. A chunk that will not move stays READY for a reader's
+ * touch to retry, unless a reader already waits on it: that one fails. */
+static void map_run(struct pm_region *r, size_t c, size_t slot, size_t n)
+{
+	int err = r->ops->map_in(r, c, slot, n);
+
+	if (err && n > 1) {
+		for (size_t k = 0; k < n; k++)
+			map_run(r, c + k, slot + k, 1);
+		return;
+	}
+	for (size_t k = 0; k < n; k++) {
+		_Atomic uint32_t *w = &r->state[c + k];
+		uint32_t s = atomic_load_explicit(w, memory_order_acquire);
+
+		if (err) {
+			if (!(s & PM__WAITERS) && atomic_compare_exchange_strong(w, &s, PM__READY))
+				continue;
+			chunk_failed(r, c + k, err);
+			continue;
+		}
+		atomic_store_explicit(&r->slot_time[slot + k], pm__now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&r->slot_tid[slot + k], 0, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak(w, &s, s & PM__WAITERS ? PM__RESIDENT
+									 : PM__RESIDENT | PM__AHEAD))
+			;
+		if (s & PM__WAITERS)
+			pm__futex_wake((uint32_t *)w);
+	}
+}
+
+/* Read-ahead chunk c was filled and left READY. The read-ahead chunks
+ * between two trigger chunks are mapped together once none of them is
+ * being filled any more (the filler of the last one maps them): one move
+ * for the lot, or one per run of contiguous slots. A reader that touches
+ * one of them before maps that one itself, as any READY chunk. */
+static void ahead_flush(struct pm_region *r, size_t c)
+{
+	size_t first = c - c % r->ra_trigger + 1, end = first + r->ra_trigger - 1;
+	size_t run_c = 0, run_slot = 0, n = 0;
+
+	if (end > r->nchunks)
+		end = r->nchunks;
+	for (size_t k = first; k < end; k++) {
+		uint32_t s = atomic_load_explicit(&r->state[k], memory_order_acquire) & PM__STATE_MASK;
+
+		if (s == PM__QUEUED || s == PM__FILLING)
+			return;
+	}
+	for (size_t k = first; k < end; k++) {
+		uint32_t s = PM__READY;
+		size_t slot;
+
+		if (!atomic_compare_exchange_strong(&r->state[k], &s, PM__MAPPING)) {
+			if (n)
+				map_run(r, run_c, run_slot, n);
+			n = 0;
+			continue;
+		}
+		/* Owned now: its slot cannot change under us. */
+		slot = r->chunk_slot[k];
+		if (n && (slot != run_slot + n || n == MAX_RUN)) {
+			map_run(r, run_c, run_slot, n);
+			n = 0;
+		}
+		if (!n) {
+			run_c = k;
+			run_slot = slot;
+		}
+		n++;
+	}
+	if (n)
+		map_run(r, run_c, run_slot, n);
+}
+
 /* ---------------------------------------------------------- fillers */
 
 static void fill_failed(struct pm_region *r, size_t c, size_t slot, int err, bool demand)
@@ -502,7 +667,7 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	} while (!atomic_compare_exchange_weak(w, &s, PM__FILLING | (s & PM__WAITERS)));
 	demand = demand || (s & PM__WAITERS);
 
-	slot = slot_get(r, demand, tid, &err);
+	slot = slot_get(r, c, demand, tid, &err);
 	if (err) {
 		/* A read-ahead nobody waits for is dropped (fill_failed checks
 		 * for waiters): a real touch retries it. */
@@ -551,14 +716,19 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 
 	atomic_store_explicit(&r->slot_time[slot], pm__now_ns(), memory_order_relaxed);
 	atomic_store_explicit(&r->slot_tid[slot], demand ? tid : 0, memory_order_relaxed);
+	/* Read-ahead nobody waits for: READY. A trigger chunk stays so (the
+	 * reader's fault on it moves the stream on); the others are mapped
+	 * in runs by ahead_flush. */
 	s = PM__FILLING;
-	if (!demand && c % r->ra_trigger == 0 && atomic_compare_exchange_strong(w, &s, PM__READY)) {
+	if (!demand && atomic_compare_exchange_strong(w, &s, PM__READY)) {
 		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
 		slot_commit(r, slot, c);
+		if (c % r->ra_trigger)
+			ahead_flush(r, c);
 		return;
 	}
 	/* A reader waits, or read-ahead maps it right away. */
-	err = r->ops->map_in(r, c, slot);
+	err = r->ops->map_in(r, c, slot, 1);
 	if (err) {
 		fill_failed(r, c, slot, err, true);
 		return;
@@ -785,6 +955,7 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->demand_fd[0] = r->demand_fd[1] = r->ahead_fd[0] = r->ahead_fd[1] = r->stop_fd = -1;
 	r->ops = ops;
 	r->backend = ops->id;
+	r->last_chunk = PM__NONE;
 	r->length = length;
 	r->fill = fill;
 	r->ctx = ctx;

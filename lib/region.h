@@ -68,6 +68,7 @@ struct pm_region {
 	size_t *free_slots;         /* (lock) */
 	size_t nfree;
 	size_t busy;                /* slots being filled (lock) */
+	size_t last_chunk, last_slot; /* the latest slot handed out (lock) */
 	pthread_mutex_t lock;
 	pthread_cond_t slot_cv;
 	bool stopping;              /* (lock) */

@@ -2022,6 +2022,85 @@ static void test_fork(void)
 	}
 }
 
+/* Read-ahead maps the chunks between two trigger chunks together, and a
+ * sequential reader's passed chunks leave together, one move per run of
+ * neighbours. Windows that make runs of 0, 3 and 7 chunks, huge-page and
+ * small chunks, a ragged tail (the last run cut by the end), two passes of
+ * a sequential scan over twice the budget, and a chunk whose fill always
+ * fails inside a run: its pages, and only its, raise SIGBUS, its neighbours
+ * read right; the budget holds; a child after fork gets SIGSEGV, never data.
+ * (Whether a run moved in one call the stats cannot say; bench-chunk and
+ * bench-scan show its cost.) */
+static void test_runs(void)
+{
+	static const size_t chunks[] = { 64 * KiB, 2 * MiB };
+	static const int windows[] = { 2, 8, 16 };
+	const size_t nchunks = 64, budget_chunks = 32, bad_chunk = 6;
+
+	for (int bi = 0; bi < T_NLAZY; bi++) {
+		int backend = t_lazy_backends[bi];
+
+		if (!backend_usable(backend))
+			continue;
+		for (size_t ci = 0; ci < sizeof(chunks) / sizeof(chunks[0]); ci++) {
+			for (size_t wi = 0; wi < sizeof(windows) / sizeof(windows[0]); wi++) {
+				size_t chunk = chunks[ci], length = nchunks * chunk - 1000, bad = 0;
+				const unsigned char *base;
+				struct pm_stats st = { 0 };
+				struct child_read cr;
+				unsigned char v;
+				struct fctx f;
+				pm_region *r = NULL;
+				int sig, ret;
+
+				snprintf(label, sizeof(label), "runs, %s, chunk %zu KiB, read-ahead %d",
+					 pm_backend_name(backend), chunk / KiB, windows[wi]);
+				fctx_init(&f, 0x7a9 + (uint64_t)(bi * 16 + ci * 4 + wi), length, chunk, backend);
+				f.fail_chunk = bad_chunk;
+				f.fail_err = -EIO;
+				f.fail_times = -1;
+				CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, backend, length, chunk, budget_chunks * chunk,
+								  windows[wi], 1, 0),
+						      0);
+				base = pm_region_data(r);
+				t_consumer = true;
+				for (int pass = 0; pass < 2; pass++)
+					for (size_t c = 0; c < nchunks; c++)
+						if (c != bad_chunk)
+							bad += pat_check(base, f.seed, c * chunk,
+									 c + 1 < nchunks ? chunk : length - c * chunk);
+				CHECK(bad == 0, "%zu bytes differ", bad);
+				for (size_t off = 0; off < chunk; off += chunk / 4) {
+					sig = try_read(base + bad_chunk * chunk + off, &v);
+					CHECK(sig == SIGBUS, "offset %zu of the failed chunk gave %s", off,
+					      sig ? strsignal(sig) : "no signal");
+				}
+				sig = try_read(base + bad_chunk * chunk - 1, &v);
+				CHECK(sig == 0 && v == pat_byte(f.seed, bad_chunk * chunk - 1),
+				      "the byte before the failed chunk: %s", sig ? strsignal(sig) : "wrong value");
+				sig = try_read(base + (bad_chunk + 1) * chunk, &v);
+				CHECK(sig == 0 && v == pat_byte(f.seed, (bad_chunk + 1) * chunk),
+				      "the byte after the failed chunk: %s", sig ? strsignal(sig) : "wrong value");
+				t_consumer = false;
+				settle(r, &f, &st);
+				CHECK(st.peak_resident_bytes <= st.budget_bytes,
+				      "peak %" PRIu64 " above the budget %" PRIu64, st.peak_resident_bytes,
+				      st.budget_bytes);
+				CHECK(st.evictions > 0, "no eviction in two passes over twice the budget");
+				if (windows[wi] > 2)
+					CHECK(st.readahead_fills > 0, "no read-ahead");
+				fctx_verify(&f);
+				cr = (struct child_read){ base, f.seed, (nchunks - 1) * chunk, 1 };
+				expect_signal(in_child(child_read_byte, &cr), SIGSEGV,
+					      "child reading a chunk resident in the parent");
+				ret = pm_region_close(r);
+				CHECK(ret == -EIO, "close returned %d, want %d", ret, -EIO);
+				fctx_free(&f);
+			}
+		}
+	}
+}
+
 /* ----------------------------- process: failing fills, stray writes */
 
 struct child_case {
@@ -2692,6 +2771,7 @@ static const struct t_test thread_tests[] = {
 
 static const struct t_test process_tests[] = {
 	{ "fork", test_fork },
+	{ "read-ahead and eviction in runs", test_runs },
 	{ "failing fills and writes kill children", test_fatal_children },
 	{ "SIGSEGV chaining", test_chain },
 	{ "userfaultfd denied by seccomp", test_seccomp },
