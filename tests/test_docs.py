@@ -23,6 +23,15 @@ written against the build tree:
 PATCHMAP_SOURCE_ROOT and PATCHMAP_BUILD_ROOT name the trees (meson sets
 them); by hand: PATCHMAP_BUILD_ROOT=build /usr/bin/python3 -m pytest
 tests/test_docs.py.
+
+With PATCHMAP_DOCS_INSTALLED=1 the blocks run against the installed
+packages instead (tools/run package does this in a fresh Debian root): no
+build tree, PATH /usr/bin:/bin, no PYTHONPATH or library variables, C
+blocks built with the system's pkg-config and no run path, the preload shim
+taken from the library's directory; a block that needs a checkout's build
+(meson, ninja, build/, tools/, examples/, ...) is skipped and counted as
+such, and test_installed checks that the tool, the Python package and the
+library come from the system.
 """
 
 import doctest
@@ -44,6 +53,13 @@ RUN = {"c", "sh", "python"}
 TEXT = {"", "text", "ini"}  # text, or the content of a file (ini)
 MARK = re.compile(r"<!--\s*docs:\s*(skip|output)\b\s*(?:\((.*?)\))?\s*-->")
 TIMEOUT = 300
+INSTALLED = os.environ.get("PATCHMAP_DOCS_INSTALLED") == "1"
+# In installed mode: the build tree's shim, as the READMEs name it, is the
+# installed one; anything else of a checkout (outside comments) makes a
+# block a checkout's.
+BUILD_SHIM = "$PWD/build/preload/libpatchmap-preload.so"
+CHECKOUT = re.compile(r"\b(?:meson|ninja)\b|(?<![\w$/.-])(?:build|tools|examples|tests|bench|"
+                      r"python|preload|image|lib|include)/|PYTHONPATH=")
 
 
 def readmes():
@@ -108,6 +124,13 @@ def env(home=None):
     e = dict(os.environ)
     if home:
         e["HOME"] = home  # nothing a block writes under ~ lands outside its directory
+    if INSTALLED:
+        for k in ("PYTHONPATH", "PATCHMAP_LIBRARY", "PATCHMAP_IMAGE_LIBRARY", "PKG_CONFIG_PATH",
+                  "LD_LIBRARY_PATH", "LD_PRELOAD", "PATCHMAP_BACKEND"):
+            e.pop(k, None)
+        e["PATH"] = "/usr/bin:/bin"
+        e["PYTHONDONTWRITEBYTECODE"] = "1"
+        return e
     e["PATH"] = os.pathsep.join([os.path.join(BUILD, "tools"), "/usr/bin", e.get("PATH", "")])
     e["PYTHONPATH"] = os.path.join(SOURCE, "python")
     e["PATCHMAP_LIBRARY"] = os.path.join(BUILD, "libpatchmap.so")
@@ -138,9 +161,25 @@ def execute(block, argv, cwd, home=None):
     return out
 
 
+def installed_shim():
+    libdir = subprocess.run(["pkg-config", "--variable=libdir", "patchmap"], env=env(),
+                            capture_output=True, text=True, check=True).stdout.strip()
+    return os.path.join(libdir, "patchmap", "libpatchmap-preload.so")
+
+
+def text_of(block):
+    """The block as it runs: in installed mode, with the installed shim."""
+    if INSTALLED and BUILD_SHIM in block.text:
+        return block.text.replace(BUILD_SHIM, installed_shim())
+    return block.text
+
+
 def checkout_like(tmp):
     """A directory that looks like the top of a checkout after a build:
-    `build` is the build tree, every source entry a link to the source."""
+    `build` is the build tree, every source entry a link to the source.
+    (Installed mode: an empty directory.)"""
+    if INSTALLED:
+        return
     for name in os.listdir(SOURCE):
         if name.startswith(("build", ".git")):
             continue
@@ -162,18 +201,19 @@ def run(block, tmp):
         checkout_like(tmp)
         script = os.path.join(tmp, ".block.sh")
         with open(script, "w") as f:
-            f.write(block.text)
+            f.write(text_of(block))
         return execute(block, ["bash", "-e", "-o", "pipefail", script], tmp, home=tmp)
     if block.lang == "c":
         src = os.path.join(tmp, "block.c")
         with open(src, "w") as f:
-            f.write(block.text)
+            f.write(text_of(block))
         pkgs = ["patchmap"] + (["openblas"] if "cblas.h" in block.text else [])
         flags = subprocess.run(["pkg-config", "--cflags", "--libs"] + pkgs, env=env(),
                                capture_output=True, text=True, check=True).stdout.split()
         exe = os.path.join(tmp, "block")
+        rpath = [] if INSTALLED else ["-Wl,-rpath," + BUILD]
         c = subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", src, "-o", exe]
-                           + flags + ["-Wl,-rpath," + BUILD], capture_output=True, text=True)
+                           + flags + rpath, env=env(), capture_output=True, text=True)
         assert c.returncode == 0, "%s does not compile:\n%s" % (block.id, c.stderr)
         return execute(block, [exe], tmp)
     # python
@@ -206,11 +246,28 @@ def test_block(block):
         assert block.reason, "%s: a skip marker needs a reason: <!-- docs: skip (why) -->" \
             % block.id
         pytest.skip("%s: %s" % (block.id, block.reason))
+    if INSTALLED and CHECKOUT.search(re.sub(r"(^|\s)#.*", "", text_of(block))):
+        pytest.skip("%s: needs a checkout's build tree (installed packages only)" % block.id)
     tmp = tempfile.mkdtemp(prefix="patchmap-docs-")
     try:
         compare_output(block, run(block, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.skipif(not INSTALLED, reason="installed mode only")
+def test_installed():
+    """In installed mode the blocks see the system's tool, Python package
+    and libraries, nothing of a checkout."""
+    assert shutil.which("patchmap", path=env()["PATH"]) == "/usr/bin/patchmap"
+    p = subprocess.run([PYTHON, "-c", "import patchmap; print(patchmap.__file__); "
+                        "print(patchmap.library_path())"], env=env(), cwd="/",
+                       capture_output=True, text=True, check=True)
+    module, lib = p.stdout.split()
+    assert module.startswith("/usr/lib/python3/dist-packages/patchmap/"), module
+    assert re.match(r"/usr/lib/[\w-]+/libpatchmap\.so\.1$", lib) or \
+        lib == "libpatchmap.so.1", lib
+    assert os.path.exists(installed_shim())
 
 
 def test_inventory(capsys):
