@@ -173,6 +173,146 @@ static const pm__block_fn block_kernels[PM_DTYPE_COUNT][2][3] = {
 	[PM_DTYPE_BOOL] = BROW(b8, u8_u8),   [PM_DTYPE_F16] = BROW(f16, u16_u16),
 };
 
+/* Hand-written kernels for the commonest conversions (u8 -> f32, plain and
+ * affine, and bit copies: f32 -> f32, u8 -> u8), contiguous lines only.
+ * Whole vectors, the tail as one more vector ending at the line's end
+ * (overlapping the previous one: the same values written twice), so any n
+ * runs at full width; the compiler's loops vectorize by 32 or 64 samples
+ * and run a 20-sample line scalar. AVX2 when the CPU has it, chosen at
+ * init; the portable kernels above otherwise. The affine step is a
+ * multiply then an add, as in the portable kernels: the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_KERNELS 1
+#define AVX2_FN __attribute__((target("avx2"))) static
+
+/* n bytes, n >= 1. Vectors of 32, the tail overlapping. */
+AVX2_FN inline void copy_avx2(char *restrict d, const char *restrict s, size_t n)
+{
+	if (n >= 32) {
+		size_t i = 0;
+
+		for (; i + 32 < n; i += 32)
+			_mm256_storeu_si256((__m256i *)(d + i), _mm256_loadu_si256((const __m256i *)(s + i)));
+		_mm256_storeu_si256((__m256i *)(d + n - 32), _mm256_loadu_si256((const __m256i *)(s + n - 32)));
+	} else if (n >= 16) {
+		_mm_storeu_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+		_mm_storeu_si128((__m128i *)(d + n - 16), _mm_loadu_si128((const __m128i *)(s + n - 16)));
+	} else if (n >= 8) {
+		__builtin_memcpy(d, s, 8);
+		__builtin_memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		__builtin_memcpy(d, s, 4);
+		__builtin_memcpy(d + n - 4, s + n - 4, 4);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			d[i] = s[i];
+	}
+}
+
+AVX2_FN inline __m256 u8x8_f32(const uint8_t *s)
+{
+	__m128i v = _mm_loadl_epi64((const __m128i *)s);
+
+	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+}
+
+#define U8F32_AVX2(NAME, XF)                                                             \
+	AVX2_FN inline void NAME##_n(f32_u *restrict d, const uint8_t *restrict s, size_t n, \
+				     __m256 sc, __m256 of, float fsc, float fof)          \
+	{                                                                                \
+		(void)sc, (void)of, (void)fsc, (void)fof;                                \
+		if (n >= 8) {                                                            \
+			size_t i = 0;                                                    \
+			for (; i + 16 <= n; i += 16) {                                   \
+				__m256 x = u8x8_f32(s + i), y = u8x8_f32(s + i + 8);     \
+				_mm256_storeu_ps((float *)(d + i), XF(x));               \
+				_mm256_storeu_ps((float *)(d + i + 8), XF(y));           \
+			}                                                                \
+			if (i + 8 <= n) {                                                \
+				__m256 x = u8x8_f32(s + i);                              \
+				_mm256_storeu_ps((float *)(d + i), XF(x));               \
+				i += 8;                                                  \
+			}                                                                \
+			if (i < n) {                                                     \
+				__m256 x = u8x8_f32(s + n - 8);                          \
+				_mm256_storeu_ps((float *)(d + n - 8), XF(x));           \
+			}                                                                \
+			return;                                                          \
+		}                                                                        \
+		for (size_t i = 0; i < n; i++) {                                         \
+			float x = (float)s[i];                                           \
+			d[i] = XF##_1(x);                                                \
+		}                                                                        \
+	}
+#define XF_PLAIN(x) (x)
+#define XF_PLAIN_1(x) (x)
+#define XF_AFFINE(x) _mm256_add_ps(_mm256_mul_ps((x), sc), of)
+#define XF_AFFINE_1(x) ((x) * fsc + fof)
+U8F32_AVX2(u8f32_avx2, XF_PLAIN)
+U8F32_AVX2(u8f32a_avx2, XF_AFFINE)
+
+/* The kernels' signatures. A strided line goes to the portable kernel. */
+#define AVX2_KERNELS(NAME, BODY, PORTABLE)                                                   \
+	AVX2_FN void line_##NAME(void *dst, const char *src, size_t n, ptrdiff_t ss,         \
+				 const struct pm__affine *af)                                \
+	{                                                                                    \
+		__m256 sc = _mm256_set1_ps(af->fscale), of = _mm256_set1_ps(af->foffset);    \
+		(void)sc, (void)of;                                                          \
+		if (ss != ES) {                                                              \
+			line_##PORTABLE(dst, src, n, ss, af);                                \
+			return;                                                              \
+		}                                                                            \
+		char *d = dst;                                                               \
+		const char *s = src;                                                         \
+		BODY;                                                                        \
+	}                                                                                    \
+	AVX2_FN void block_##NAME(char *dst, size_t dstep, const char *src, ptrdiff_t sstep, \
+				  size_t lines, size_t n, const struct pm__affine *af)       \
+	{                                                                                    \
+		__m256 sc = _mm256_set1_ps(af->fscale), of = _mm256_set1_ps(af->foffset);    \
+		(void)sc, (void)of;                                                          \
+		for (size_t l = 0; l < lines; l++) {                                         \
+			char *d = dst + l * dstep;                                           \
+			const char *s = src + (ptrdiff_t)l * sstep;                          \
+			BODY;                                                                \
+		}                                                                            \
+	}
+#define ES 1
+AVX2_KERNELS(avx2_u8_f32, u8f32_avx2_n((f32_u *)d, (const uint8_t *)s, n, sc, of, 0, 0), u8_f32)
+AVX2_KERNELS(avx2_u8_f32a,
+	     u8f32a_avx2_n((f32_u *)d, (const uint8_t *)s, n, sc, of, af->fscale, af->foffset),
+	     u8_f32a)
+AVX2_KERNELS(avx2_u8_u8, copy_avx2(d, s, n), u8_u8)
+#undef ES
+#define ES 4
+AVX2_KERNELS(avx2_f32_f32, copy_avx2(d, s, 4 * n), f32_f32)
+#undef ES
+
+/* The AVX2 kernel for this conversion, if there is one (a bit copy of a
+ * 1-byte type is one for every such type), or NULL. */
+static void avx2_kernels(int src, bool affine, int out, pm__line_fn *line, pm__block_fn *block)
+{
+	if (!__builtin_cpu_supports("avx2"))
+		return;
+	if (out == 0 && !affine && (src == PM_DTYPE_U8 || src == PM_DTYPE_I8 || src == PM_DTYPE_BOOL)) {
+		*line = line_avx2_u8_u8;
+		*block = block_avx2_u8_u8;
+	} else if (src == PM_DTYPE_F32 && !affine && out <= 1) {
+		*line = line_avx2_f32_f32;
+		*block = block_avx2_f32_f32;
+	} else if (src == PM_DTYPE_U8 && out == 1) {
+		*line = affine ? line_avx2_u8_f32a : line_avx2_u8_f32;
+		*block = affine ? block_avx2_u8_f32a : block_avx2_u8_f32;
+	}
+}
+#else
+static void avx2_kernels(int src, bool affine, int out, pm__line_fn *line, pm__block_fn *block)
+{
+	(void)src, (void)affine, (void)out, (void)line, (void)block;
+}
+#endif
+
 /* The bytes between consecutive indices of a dimension that moves `inc`
  * samples of `stride` bytes. Validation keeps (extent - 1) * inc inside the
  * source, so only a dimension of extent 1, whose index never moves, can
@@ -251,6 +391,7 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
 	f->g = *g;
 	f->line = line_kernels[g->src_dtype][g->affine][out];
 	f->block = block_kernels[g->src_dtype][g->affine][out];
+	avx2_kernels(g->src_dtype, g->affine, out, &f->line, &f->block);
 	f->af = (struct pm__affine){ (float)g->scale, (float)g->offset, g->scale, g->offset };
 	f->line(f->pad_out, (const char *)g->pad_sample, 1, (ptrdiff_t)g->in_size, &f->af);
 
@@ -591,7 +732,94 @@ static inline void copy_small(char *restrict d, const char *restrict s, size_t n
 }
 
 #define RUN_SCRATCH 16384 /* bytes on the stack: fill threads and callers of pm_matrix_read */
+#define RUN_SLACK 64      /* past the scratch: the last 16-byte moves read into it */
 #define RUN_MIN 4         /* windows below which a run is not worth it */
+
+/* One line of a row: NV moves of 16 bytes. The last one runs up to 15
+ * bytes past the line's end, into bytes that a later move of the same run
+ * writes (the next line, the row gap, the next row): rows and lines are
+ * written in ascending order, so each byte's last writer is its own line. */
+#define MOVES(d, s, NV)                                                            \
+	do {                                                                       \
+		for (size_t v_ = 0; v_ < (size_t)(NV); v_++)                                  \
+			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 16);        \
+	} while (0)
+
+/* Rows [j0, j1) of a run, lines LINES (a constant in the instances, so the
+ * line loop unrolls) and NV moves per line. */
+#define ROWS_LOOP(LINES, NV)                                                           \
+	for (int64_t j = j0; j < j1; j++) {                                            \
+		char *row = d + (size_t)j * pitch;                                     \
+		const char *src = sc + ((size_t)ph * (size_t)count + (size_t)q) * es; \
+		for (size_t t = 0; t < (LINES); t++)                                   \
+			MOVES(row + t * lb, src + t * ls, NV);                         \
+		if (pitch > rb)                                                        \
+			memset(row + rb, 0, pitch - rb);                               \
+		ph += per;                                                             \
+		while (ph >= P) {                                                      \
+			ph -= P;                                                       \
+			q++;                                                           \
+		}                                                                      \
+	}
+
+/* The rows of a run from its converted lines in sc: line t of window j is
+ * phase (j*per) mod P of line t, from element (j*per) / P on. Every row
+ * but the last few is written by whole 16-byte moves; the last rows, whose
+ * moves would run past the run's end, exactly. */
+static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *scratch,
+		      int64_t nw, int64_t count)
+{
+	const struct pm__geom *g = &f->g;
+	const char *sc = (const char *)scratch;
+	size_t es = g->out_size, lb = f->line_bytes, pitch = g->pitch, rb = g->row_bytes;
+	size_t lines = (size_t)f->run_lines, nv = (lb + 15) / 16;
+	int64_t per = f->run_per, P = f->run_phases, ph = 0, q = 0;
+	size_t ls = (size_t)P * (size_t)count * es; /* scratch bytes per line */
+	/* rows whose last move could pass the run's end: those within 15 bytes */
+	int64_t exact = 1 + (int64_t)(15 / pitch), j0 = 0, j1 = nw - exact;
+
+	if (j1 < 0)
+		j1 = 0;
+	if (nv <= 4 && (lines == 3 || lines == 5 || lines == 7)) {
+#define NV_CASES(LINES)                                           \
+	switch (nv) {                                             \
+	case 1: ROWS_LOOP(LINES, 1) break;                        \
+	case 2: ROWS_LOOP(LINES, 2) break;                        \
+	case 3: ROWS_LOOP(LINES, 3) break;                        \
+	default: ROWS_LOOP(LINES, 4) break;                       \
+	}
+		if (lines == 3)
+			NV_CASES(3)
+		else if (lines == 5)
+			NV_CASES(5)
+		else
+			NV_CASES(7)
+#undef NV_CASES
+	} else {
+		switch (nv) {
+		case 1: ROWS_LOOP(lines, 1) break;
+		case 2: ROWS_LOOP(lines, 2) break;
+		case 3: ROWS_LOOP(lines, 3) break;
+		default: ROWS_LOOP(lines, nv) break;
+		}
+	}
+	for (int64_t j = j1; j < nw; j++) {
+		char *row = d + (size_t)j * pitch;
+		const char *src = sc + ((size_t)ph * (size_t)count + (size_t)q) * es;
+
+		for (size_t t = 0; t < lines; t++)
+			copy_small(row + t * lb, src + t * ls, lb);
+		if (pitch > rb)
+			memset(row + rb, 0, pitch - rb);
+		ph += per;
+		while (ph >= P) {
+			ph -= P;
+			q++;
+		}
+	}
+}
+#undef ROWS_LOOP
+#undef MOVES
 
 /* Up to `max` whole rows from the one at p, when they are windows of one run
  * that read no padding: written to d (rows `pitch` apart, gaps zeroed) and
@@ -601,9 +829,9 @@ static size_t run_rows(const struct pm__fill *f, const struct rowpos *p, size_t 
 	const struct pm__geom *g = &f->g;
 	int last = g->nidx - 1, xa = f->line_axis;
 	int64_t step = g->idx[last].inc, span = f->row_span[xa], bx = p->base[xa], nw, hi;
-	size_t es = g->out_size, lb = f->line_bytes, L = f->line_elems;
+	size_t es = g->out_size, L = f->line_elems;
 	int64_t per = f->run_per, P = f->run_phases, count, cap;
-	unsigned char scratch[RUN_SCRATCH] __attribute__((aligned(64)));
+	unsigned char scratch[RUN_SCRATCH + RUN_SLACK] __attribute__((aligned(64)));
 
 	nw = g->idx[last].extent - p->i[last];
 	if ((size_t)nw > max)
@@ -645,54 +873,7 @@ static size_t run_rows(const struct pm__fill *f, const struct rowpos *p, size_t 
 
 	/* Rows: line t of window j is phase (j*per) mod P of line t, from
 	 * element (j*per) / P on. */
-	const char *lp[PM__RUN_MAX_LINES];
-	size_t pitch = g->pitch, rb = g->row_bytes, lines = (size_t)f->run_lines;
-
-	for (size_t t = 0; t < lines; t++)
-		lp[t] = (const char *)scratch + t * (size_t)P * (size_t)count * es;
-	if (P == 1 && pitch == rb) {
-		/* The common case, one size of copy for the whole run: fixed
-		 * sizes become a few moves. */
-		size_t adv = (size_t)per * es;
-
-#define COPY_ROWS(LB)                                                                \
-	for (int64_t j = 0; j < nw; j++, d += pitch)                                 \
-		for (size_t t = 0; t < lines; t++)                                   \
-			__builtin_memcpy(d + t * (LB), lp[t] + (size_t)j * adv, (LB));
-		switch (lb) {
-		case 3: COPY_ROWS(3) break;
-		case 5: COPY_ROWS(5) break;
-		case 7: COPY_ROWS(7) break;
-		case 9: COPY_ROWS(9) break;
-		case 12: COPY_ROWS(12) break;
-		case 15: COPY_ROWS(15) break;
-		case 20: COPY_ROWS(20) break;
-		case 21: COPY_ROWS(21) break;
-		case 24: COPY_ROWS(24) break;
-		case 28: COPY_ROWS(28) break;
-		case 36: COPY_ROWS(36) break;
-		case 40: COPY_ROWS(40) break;
-		case 56: COPY_ROWS(56) break;
-		case 60: COPY_ROWS(60) break;
-		case 64: COPY_ROWS(64) break;
-		default:
-			for (int64_t j = 0; j < nw; j++, d += pitch)
-				for (size_t t = 0; t < lines; t++)
-					copy_small(d + t * lb, lp[t] + (size_t)j * adv, lb);
-		}
-#undef COPY_ROWS
-		return (size_t)nw;
-	}
-	for (int64_t j = 0; j < nw; j++) {
-		int64_t e = j * per, ph = e % P;
-		size_t so = ((size_t)ph * (size_t)count + (size_t)(e / P)) * es;
-		char *row = d + (size_t)j * pitch;
-
-		for (size_t t = 0; t < lines; t++)
-			copy_small(row + t * lb, lp[t] + so, lb);
-		if (pitch > rb)
-			memset(row + rb, 0, pitch - rb);
-	}
+	copy_rows(f, d, scratch, nw, count);
 	return (size_t)nw;
 }
 

@@ -913,6 +913,50 @@ static void test_runs(void)
 				}
 }
 
+/* The hand-written conversion kernels (u8 -> f32 plain and affine, bit
+ * copies of 1- and 4-byte samples) and the run copies: every line length
+ * from 1 to 60 elements (window widths 1..20 with one or three channels),
+ * so every vector count and tail; square windows up to 7 (3, 5, 7 lines per
+ * row and the general count, 9 to 21 channel-major), rows narrower than a
+ * 16-byte move, steps and dilations, the padding modes at the borders, and
+ * sources off alignment. The reads at odd offsets and lengths of run_case
+ * check that nothing is written past a range's end. */
+static void test_kernels(void)
+{
+	static const int srcs[] = { PM_DTYPE_U8, PM_DTYPE_F32, PM_DTYPE_I8, PM_DTYPE_BOOL };
+	static const int mems[] = { MEM_CONTIG, MEM_UNALIGNED, MEM_NEGATIVE, MEM_STRIDED };
+	unsigned n = 0;
+
+	for (size_t k = 1; k <= 20; k++)
+		for (int si = 0; si < 4; si++)
+			for (int ch = 0; ch < 3; ch++, n++) {
+				struct pm_matrix_opts o = { .size = sizeof(o) };
+				struct buffer b;
+				struct conv cv[6];
+				int dt = srcs[si], nc = conversions(dt, cv);
+				size_t kh = k <= 7 ? k : 1 + n % 3, dil = n % 5 == 4 ? 2 : 1;
+				size_t shape[3] = { kh * dil + 2 + n % 3, 2 * k * dil + 50 + n % 7, 3 };
+				int mem = mems[(n / 3) % 4];
+
+				make_source(&o.source, &b, dt, ch ? 3 : 2, shape, mem);
+				o.source.has_channels = ch != 0;
+				o.source.channel_axis = 2;
+				set_window(&o.window[0], kh, 1, dil, (int64_t)(n % 2), (int64_t)(n % 3 == 0));
+				set_window(&o.window[1], k, n % 4 == 3 ? 2 : 1, dil, (int64_t)(n % 3),
+					   (int64_t)(n % 2));
+				set_padding(&o, (int)(n % PM_PAD_COUNT));
+				o.order = ch == 2 ? PM_ORDER_CHANNEL : PM_ORDER_WINDOW;
+				/* every conversion of the dtype, rotating */
+				o.dtype = cv[n % (unsigned)nc].dtype;
+				set_affine(&o, cv[n % (unsigned)nc].affine, n);
+				if (n % 7 == 5) /* pitched: a whole number of elements more */
+					o.row_pitch = (kh * k * (ch ? 3 : 1) + 1 + n % 3) *
+						      pm_dtype_size(o.dtype ? o.dtype : dt);
+				CU_ASSERT(run_case(&o, mem_names[mem]));
+				free_source(&b);
+			}
+}
+
 /* Shapes at the edges: one sample, a window as large as the image, exactly
  * one window, one row and one column of windows, eight dimensions. */
 static void test_edges(void)
@@ -1716,6 +1760,7 @@ int main(void)
 		{ "channel axis placement", test_channels },
 		{ "pitched rows", test_pitch },
 		{ "runs of windows", test_runs },
+		{ "conversion kernels and run copies", test_kernels },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "a lazy matrix as the source of another", test_lazy_source },
