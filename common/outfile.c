@@ -310,7 +310,7 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 		char b[32];
 
 		out_abort(o);
-		return fail(err, "cannot reserve %s for '%s': %s", fmt_bytes(b, sizeof(b), (double)size),
+		return fail(err, "cannot reserve %s for '%s': %s", pm__fmt_bytes(b, sizeof(b), (double)size),
 			    path, strerror(e));
 	}
 	return 0;

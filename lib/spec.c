@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "patchmap.h"
+#include "text.h"
 
 #define MAX_THREADS 1024
 #define MAX_READAHEAD (1 << 20)
@@ -747,53 +748,12 @@ int pm_spec_set(pm_spec *s, const char *key, const char *value)
 
 /* ---------------------------------------------------------------- resolution */
 
-static const char *fmt_size(char *buf, size_t n, size_t bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int u = 0;
-
-	if (bytes == PM_BUDGET_UNLIMITED) {
-		snprintf(buf, n, "unlimited");
-		return buf;
-	}
-	while (u < 5 && bytes >= 1024 && bytes % 1024 == 0)
-		bytes /= 1024, u++;
-	snprintf(buf, n, "%zu %s", bytes, unit[u]);
-	return buf;
-}
-
-static const char *fmt_bytes(char *buf, size_t n, double bytes)
-{
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	int u = 0;
-
-	while (bytes >= 1024 && u < 5)
-		bytes /= 1024, u++;
-	if (u == 0)
-		snprintf(buf, n, "%.0f bytes", bytes);
-	else
-		snprintf(buf, n, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s", bytes,
-			 unit[u]);
-	return buf;
-}
-
-
-static const char *fmt_dims(char *buf, size_t n, const size_t *v, int count)
-{
-	size_t k = 0;
-
-	buf[0] = 0;
-	for (int a = 0; a < count && k < n; a++)
-		k += (size_t)snprintf(buf + k, n - k, a ? "x%zu" : "%zu", v[a]);
-	return buf;
-}
-
 /* "shape 6x7x3, channels on axis 2" or "shape 6x7" */
 static const char *fmt_source(char *buf, size_t n, const struct pm_source *src, int ch)
 {
 	char d[160];
 
-	fmt_dims(d, sizeof(d), src->shape, src->ndim);
+	pm__fmt_dims(d, sizeof(d), src->shape, src->ndim);
 	if (ch >= 0)
 		snprintf(buf, n, "shape %s, channels on axis %d", d, ch);
 	else
@@ -816,7 +776,7 @@ static int channel_rule(pm_spec *s, const struct pm_source *src, int *code)
 	char d[160];
 
 	*code = 0;
-	fmt_dims(d, sizeof(d), src->shape, n);
+	pm__fmt_dims(d, sizeof(d), src->shape, n);
 	if (ca == CH_NONE)
 		return -1;
 	if (ca == CH_AUTO) {
@@ -900,8 +860,8 @@ static int budget_error(pm_spec *s, int code)
 
 	return fail(s, code, "budget: %s is too small: it must hold at least two chunks of %s "
 			     "(%s); raise budget or lower chunk",
-		    fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
-		    fmt_size(b3, sizeof(b3), 2 * chunk));
+		    pm__fmt_size(b1, sizeof(b1), budget), pm__fmt_size(b2, sizeof(b2), chunk),
+		    pm__fmt_size(b3, sizeof(b3), 2 * chunk));
 }
 
 /* The message for a code of pm_matrix_describe, on the key it concerns. */
@@ -930,7 +890,7 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 		return fail(s, code, "window: %s%s spans %s samples, more than the source's %s "
 				     "(%s%s): give a smaller window%s, or pad",
 			    s->text[K_WINDOW], s->set[K_DILATION] ? " with its dilation" : "",
-			    fmt_dims(b1, sizeof(b1), eff, nsp), fmt_dims(b2, sizeof(b2), padded, nsp),
+			    pm__fmt_dims(b1, sizeof(b1), eff, nsp), pm__fmt_dims(b2, sizeof(b2), padded, nsp),
 			    where, s->set[K_PAD] || s->set[K_PAD_MODE] ? ", padding included" : "",
 			    s->set[K_DILATION] ? " or dilation" : "");
 	}
@@ -1167,13 +1127,13 @@ int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 						"resident, more than the %s of memory available; use "
 						"a lazy backend",
 				    from_env ? "eager (from PATCHMAP_BACKEND)" : "eager",
-				    fmt_bytes(b1, sizeof(b1), (double)resident),
-				    fmt_bytes(b2, sizeof(b2), (double)avail));
+				    pm__fmt_bytes(b1, sizeof(b1), (double)resident),
+				    pm__fmt_bytes(b2, sizeof(b2), (double)avail));
 		return fail(s, -ENOMEM, "budget: %s lets %s of the matrix be resident, more than "
 					"the %s of memory available; give a smaller budget",
-			    fmt_size(b3, sizeof(b3), budget),
-			    fmt_bytes(b1, sizeof(b1), (double)resident),
-			    fmt_bytes(b2, sizeof(b2), (double)avail));
+			    pm__fmt_size(b3, sizeof(b3), budget),
+			    pm__fmt_bytes(b1, sizeof(b1), (double)resident),
+			    pm__fmt_bytes(b2, sizeof(b2), (double)avail));
 	}
 	return 0;
 }

@@ -464,14 +464,14 @@ void report_stats_text(FILE *f, const struct pm_stats *st, int threads)
 	if (threads)
 		fprintf(f, ", %d filler thread%s", threads, threads == 1 ? "" : "s");
 	fprintf(f, "\n  budget      %s in chunks of %s\n",
-		fmt_size(b1, sizeof(b1), st->budget_bytes), fmt_size(b2, sizeof(b2), st->chunk_bytes));
+		pm__fmt_size(b1, sizeof(b1), st->budget_bytes), pm__fmt_size(b2, sizeof(b2), st->chunk_bytes));
 	fprintf(f,
 		"  faults      %llu served; %llu chunks filled (%s), %llu evicted; peak %s "
 		"resident\n",
 		(unsigned long long)st->faults, (unsigned long long)st->chunks_filled,
-		fmt_bytes(b1, sizeof(b1), (double)st->bytes_filled),
+		pm__fmt_bytes(b1, sizeof(b1), (double)st->bytes_filled),
 		(unsigned long long)st->evictions,
-		fmt_bytes(b2, sizeof(b2), (double)st->peak_resident_bytes));
+		pm__fmt_bytes(b2, sizeof(b2), (double)st->peak_resident_bytes));
 	fprintf(f, "  read-ahead  %llu chunks filled ahead of the reader, %llu of them used\n",
 		(unsigned long long)st->readahead_fills, (unsigned long long)st->readahead_hits);
 }
@@ -518,7 +518,7 @@ void report_image_text(FILE *f, const char *path, const struct img *im)
 	char b1[64], b2[32];
 
 	fprintf(f, "image %s: %s, %s %s (%s order)%s, %s file\n", path, im->format,
-		fmt_dims(b1, sizeof(b1), im->src.shape, im->src.ndim), pm_dtype_name(im->src.dtype),
+		pm__fmt_dims(b1, sizeof(b1), im->src.shape, im->src.ndim), pm_dtype_name(im->src.dtype),
 		im->layout, im->converted ? ", byte-swapped into a copy" : "",
-		fmt_bytes(b2, sizeof(b2), (double)im->file_bytes));
+		pm__fmt_bytes(b2, sizeof(b2), (double)im->file_bytes));
 }

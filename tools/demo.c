@@ -461,7 +461,7 @@ int cmd_demo(const struct args *a)
 			 "demo: the responses do not match the independent computation");
 	else if (!rss_ok)
 		snprintf(failure, sizeof(failure), "demo: peak RSS %s exceeded budget + margin %s",
-			 fmt_bytes(b1, sizeof(b1), (double)hwm), fmt_bytes(b2, sizeof(b2), (double)bound));
+			 pm__fmt_bytes(b1, sizeof(b1), (double)hwm), pm__fmt_bytes(b2, sizeof(b2), (double)bound));
 	if (a->json) {
 		struct json j;
 
@@ -514,26 +514,26 @@ int cmd_demo(const struct args *a)
 		printf("  matrix      %zu rows x %zu cols float32 = %.1f GB (%s), filled lazily, never "
 		       "materialized\n",
 		       info.rows, info.cols, (double)info.bytes / 1e9,
-		       fmt_bytes(b1, sizeof(b1), (double)info.bytes));
+		       pm__fmt_bytes(b1, sizeof(b1), (double)info.bytes));
 		printf("  RAM         %s (MemTotal): the matrix is %.2g times the RAM\n",
-		       fmt_bytes(b1, sizeof(b1), (double)memtotal),
+		       pm__fmt_bytes(b1, sizeof(b1), (double)memtotal),
 		       memtotal ? (double)info.bytes / (double)memtotal : 0.0);
 		report_stats_text(stdout, &st, fillers);
 		printf("  GEMM        cblas_sgemm, %d BLAS thread%s, blocks of %zu rows (%s of "
 		       "matrix, %s of responses)\n",
 		       bt, bt == 1 ? "" : "s", rb,
-		       fmt_bytes(b1, sizeof(b1), (double)(rb * info.ld * sizeof(float))),
-		       fmt_bytes(b2, sizeof(b2), (double)(rb * d.N * sizeof(float))));
+		       pm__fmt_bytes(b1, sizeof(b1), (double)(rb * info.ld * sizeof(float))),
+		       pm__fmt_bytes(b2, sizeof(b2), (double)(rb * d.N * sizeof(float))));
 		printf("  time        %.1f s: %.2f GB/s of matrix consumed (of which %.1f s checking "
 		       "responses; before, %.1f s for the image, reference sums and sample)\n",
 		       t, gbs, t_check, t_setup);
 		printf("  peak RSS    %s (VmHWM) against budget %s + margin %s (%s resident before "
 		       "the matrix + 64 MiB) = %s\n",
-		       fmt_bytes(b1, sizeof(b1), (double)hwm),
-		       fmt_bytes(b2, sizeof(b2), (double)(bound - margin)),
-		       fmt_bytes(b3, sizeof(b3), (double)margin),
-		       fmt_bytes(b4, sizeof(b4), (double)base_rss),
-		       fmt_bytes(b5, sizeof(b5), (double)bound));
+		       pm__fmt_bytes(b1, sizeof(b1), (double)hwm),
+		       pm__fmt_bytes(b2, sizeof(b2), (double)(bound - margin)),
+		       pm__fmt_bytes(b3, sizeof(b3), (double)margin),
+		       pm__fmt_bytes(b4, sizeof(b4), (double)base_rss),
+		       pm__fmt_bytes(b5, sizeof(b5), (double)bound));
 		printf("  responses   %llu (%zu x %zu x %zu), sum %lld\n",
 		       (unsigned long long)info.rows * d.N, d.N, d.oh, d.ow, (long long)total);
 		printf("  sums        plain, row- and column-weighted sums of every filter's responses "
@@ -546,14 +546,14 @@ int cmd_demo(const struct args *a)
 		       d.nsample, d.N, d.max_diff, sample_ok ? "within tolerance" : "OUT OF TOLERANCE");
 		if (larger)
 			printf("The %.1f GB patch matrix was larger than this machine's %s of RAM, ",
-			       (double)info.bytes / 1e9, fmt_bytes(b1, sizeof(b1), (double)memtotal));
+			       (double)info.bytes / 1e9, pm__fmt_bytes(b1, sizeof(b1), (double)memtotal));
 		else
 			printf("The %s patch matrix fits in this machine's %s of RAM, ",
-			       fmt_bytes(b2, sizeof(b2), (double)info.bytes),
-			       fmt_bytes(b1, sizeof(b1), (double)memtotal));
+			       pm__fmt_bytes(b2, sizeof(b2), (double)info.bytes),
+			       pm__fmt_bytes(b1, sizeof(b1), (double)memtotal));
 		printf("and peak RSS (%s) %s under budget + margin (%s)%s.\n",
-		       fmt_bytes(b1, sizeof(b1), (double)hwm),
-		       hwm <= bound ? "stayed" : "did NOT stay", fmt_bytes(b2, sizeof(b2), (double)bound),
+		       pm__fmt_bytes(b1, sizeof(b1), (double)hwm),
+		       hwm <= bound ? "stayed" : "did NOT stay", pm__fmt_bytes(b2, sizeof(b2), (double)bound),
 		       RSS_ENFORCED ? "" : " (not enforced under ThreadSanitizer)");
 		printf(ok ? "checksum ok\n" : "checksum MISMATCH\n");
 	}

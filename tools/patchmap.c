@@ -51,16 +51,16 @@ static int cmd_info(const struct args *a)
 			}
 			for (int i = 0; i < ns; i++)
 				v[i] = o.window[i].size;
-			printf("window %s", fmt_dims(b1, sizeof(b1), v, ns));
+			printf("window %s", pm__fmt_dims(b1, sizeof(b1), v, ns));
 			for (int i = 0; i < ns; i++)
 				v[i] = o.window[i].step;
-			printf(", step %s", fmt_dims(b1, sizeof(b1), v, ns));
+			printf(", step %s", pm__fmt_dims(b1, sizeof(b1), v, ns));
 			for (int i = 0; i < ns; i++)
 				v[i] = o.window[i].dilation;
-			printf(", dilation %s", fmt_dims(b1, sizeof(b1), v, ns));
+			printf(", dilation %s", pm__fmt_dims(b1, sizeof(b1), v, ns));
 			if (padded)
 				printf(", %s padding %s before and %s after", pm_pad_mode_name(o.pad_mode),
-				       fmt_dims(b2, sizeof(b2), pb, ns), fmt_dims(b3, sizeof(b3), pa, ns));
+				       pm__fmt_dims(b2, sizeof(b2), pb, ns), pm__fmt_dims(b3, sizeof(b3), pa, ns));
 			else
 				printf(", no padding");
 			if (o.source.has_channels)
@@ -68,10 +68,10 @@ static int cmd_info(const struct args *a)
 			printf("\n");
 			printf("patch matrix %zu rows x %zu cols (ld %zu), %s: %zu bytes (%s)\n", info.rows,
 			       info.cols, info.ld, pm_dtype_name(info.dtype), info.bytes,
-			       fmt_bytes(b4, sizeof(b4), (double)info.bytes));
+			       pm__fmt_bytes(b4, sizeof(b4), (double)info.bytes));
 			printf("windows per axis %s (%zu windows), %zu elements per window, %zu "
 			       "channel%s, column order %s\n",
-			       fmt_dims(b1, sizeof(b1), info.out_shape, ns), info.windows,
+			       pm__fmt_dims(b1, sizeof(b1), info.out_shape, ns), info.windows,
 			       info.window_elems, info.channels, info.channels == 1 ? "" : "s",
 			       o.order == PM_ORDER_WINDOW ? "(y, x, c)" : "(c, y, x)");
 		}
@@ -164,8 +164,8 @@ static int load_filters(const struct args *a, const struct pm_matrix_opts *o,
 		shaped = f.src.shape[i + 1] == wshape[i];
 	if (!flat && !shaped) {
 		wshape[ns + o->source.has_channels] = 0;
-		fmt_dims(b1, sizeof(b1), f.src.shape, nd);
-		fmt_dims(b2, sizeof(b2), wshape, ns + o->source.has_channels);
+		pm__fmt_dims(b1, sizeof(b1), f.src.shape, nd);
+		pm__fmt_dims(b2, sizeof(b2), wshape, ns + o->source.has_channels);
 		img_close(&f);
 		return cli_err("%s: the filters have shape %s; this window needs Nx%zu or Nx%s",
 			       a->filters, b1, K, b2);
@@ -414,16 +414,16 @@ static int cmd_apply(const struct args *a)
 		char b1[64], b2[32], b3[32];
 
 		fprintf(rep, "apply: %zu filters at every window of %s -> %s, shape %zux%s %s (%s)\n", N,
-		       a->image, a->out, N, fmt_dims(b1, sizeof(b1), info.out_shape, info.nspatial),
-		       pm_dtype_name(dtype), fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
+		       a->image, a->out, N, pm__fmt_dims(b1, sizeof(b1), info.out_shape, info.nspatial),
+		       pm_dtype_name(dtype), pm__fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
 		fprintf(rep, "  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
-		       pm_dtype_name(info.dtype), fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
+		       pm_dtype_name(info.dtype), pm__fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
 		fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm (%d BLAS "
 		       "thread%s)\n",
 		       t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
 		       bt == 1 ? "" : "s");
 		report_stats_text(rep, &st, lib_threads(&o, &st));
-		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
 	goto out;
@@ -545,7 +545,7 @@ static int cmd_export(const struct args *a)
 	if (!x.piece) {
 		char b1[32];
 		cli_err("budget: %s is too small: export needs at least 4 KiB of buffer%s",
-			fmt_size(b1, sizeof(b1), budget), lazy ? " (an eighth of the budget)" : "");
+			pm__fmt_size(b1, sizeof(b1), budget), lazy ? " (an eighth of the budget)" : "");
 		goto out;
 	}
 	if (lazy) {
@@ -559,8 +559,8 @@ static int cmd_export(const struct args *a)
 			cli_err("budget: %s is too small for export through a mapping: an eighth goes to "
 				"the write buffers and the rest must hold two chunks of %s; give "
 				"--budget %s or more, or lower --chunk",
-				fmt_size(b1, sizeof(b1), budget), fmt_size(b2, sizeof(b2), chunk),
-				fmt_size(b3, sizeof(b3), need));
+				pm__fmt_size(b1, sizeof(b1), budget), pm__fmt_size(b2, sizeof(b2), chunk),
+				pm__fmt_size(b3, sizeof(b3), need));
 			goto out;
 		}
 		if (args_check_memory(a, &info))
@@ -639,12 +639,12 @@ static int cmd_export(const struct args *a)
 
 		fprintf(rep, "export: %s -> %s: %zu x %zu %s (%s + %zu-byte header)\n", a->image, a->out,
 		       info.rows, info.cols, pm_dtype_name(info.dtype),
-		       fmt_bytes(b1, sizeof(b1), (double)info.bytes), hlen);
+		       pm__fmt_bytes(b1, sizeof(b1), (double)info.bytes), hlen);
 		fprintf(rep, "  time        %.3f s: %.2f GB/s written by %d thread%s in pieces of %s\n", t,
 		       (double)info.bytes / t / 1e9, nthreads, nthreads == 1 ? "" : "s",
-		       fmt_size(b2, sizeof(b2), x.piece));
+		       pm__fmt_size(b2, sizeof(b2), x.piece));
 		report_stats_text(rep, &st, lib_threads(&o, &st));
-		fprintf(rep, "  peak RSS    %s (VmHWM)\n", fmt_bytes(b1, sizeof(b1), (double)hwm));
+		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
 	ret = 0;
 out:

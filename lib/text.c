@@ -1,13 +1,14 @@
-/* text.c: sizes and shapes in words, for the front ends' messages (see
- * text.h). */
+/* text.c: sizes and shapes in words, for the messages of the library and of
+ * the front ends (see text.h). */
 #include <stdio.h>
 
 #include "patchmap.h"
 #include "text.h"
 
-const char *fmt_bytes(char *buf, size_t n, double bytes)
+static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+
+const char *pm__fmt_bytes(char *buf, size_t n, double bytes)
 {
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
 	int u = 0;
 
 	while (bytes >= 1024 && u < 5)
@@ -20,22 +21,21 @@ const char *fmt_bytes(char *buf, size_t n, double bytes)
 	return buf;
 }
 
-const char *fmt_size(char *buf, size_t n, size_t bytes)
+const char *pm__fmt_size(char *buf, size_t n, size_t bytes)
 {
-	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
 	int u = 0;
 
 	if (bytes == PM_BUDGET_UNLIMITED) {
 		snprintf(buf, n, "unlimited");
 		return buf;
 	}
-	while (u < 4 && bytes >= 1024 && bytes % 1024 == 0)
+	while (u < 5 && bytes >= 1024 && bytes % 1024 == 0)
 		bytes /= 1024, u++;
 	snprintf(buf, n, "%zu %s", bytes, unit[u]);
 	return buf;
 }
 
-const char *fmt_dims(char *buf, size_t n, const size_t *v, int count)
+const char *pm__fmt_dims(char *buf, size_t n, const size_t *v, int count)
 {
 	size_t k = 0;
 
