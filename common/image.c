@@ -575,9 +575,8 @@ int img_open(const char *path, const struct img_raw *raw, struct img *im, char *
 		bytes = h.data_bytes;
 		big = h.dtype == PM_DTYPE_U16; /* netpbm's 16-bit samples are big-endian */
 	} else {
-		return fail(err, "unknown image format (not .npy, PGM or PPM; for raw data give "
-				 "--shape and --raw-dtype)"),
-		       img_close(im), -1;
+		return fail(err, "unknown image format (not .npy, PGM or PPM)"), img_close(im),
+		       IMG_EFORMAT;
 	}
 	im->src.data = b + off;
 	es = dtype_size(im->src.dtype);

@@ -83,11 +83,17 @@ struct img {
 	void *copy;             /* the converted pixels, if any */
 };
 
+/* img_open()'s return for a file in none of the formats it knows: the front
+ * end adds how to describe a raw file, in its own spelling (the tool's
+ * --shape and --raw-dtype, a descriptor's shape and raw_dtype). */
+#define IMG_EFORMAT (-2)
+
 /* Opens `path` as an image: raw if raw && raw->ndim > 0, else by its magic
  * (.npy, P5, P6). The pixels stay in the file's read-only mapping (a file
  * that cannot be mapped, a pipe, is read into memory); big-endian data is
- * converted into a private copy. Returns 0, or -1 with a message naming the
- * problem in err (not the path). img_close() frees what img holds. */
+ * converted into a private copy. Returns 0, or -1 (IMG_EFORMAT for an
+ * unknown format) with a message naming the problem in err (not the path).
+ * img_close() frees what img holds. */
 int img_open(const char *path, const struct img_raw *raw, struct img *im, char *err);
 void img_close(struct img *im);
 

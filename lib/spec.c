@@ -342,8 +342,14 @@ int pm_dtype_parse(const char *str, bool *big_endian)
 	return found;
 }
 
-/* A number as C writes it, whatever the program's locale says. */
-static bool parse_double(const char *s, double *v)
+/* What parse_double made of a text. */
+enum number { NUM_OK, NUM_NOT, NUM_UNDERFLOW, NUM_OVERFLOW };
+
+/* A number as C writes it, whatever the program's locale says. A subnormal
+ * result is a number (strtod says ERANGE for it too); a nonzero text that
+ * rounds to 0, or a finite one beyond the largest double, is not
+ * representable and says which. */
+static enum number parse_double(const char *s, double *v)
 {
 	static locale_t c_locale;
 	locale_t loc = __atomic_load_n(&c_locale, __ATOMIC_ACQUIRE);
@@ -364,10 +370,31 @@ static bool parse_double(const char *s, double *v)
 		}
 	}
 	if (!*s || blank(*s))
-		return false;
+		return NUM_NOT;
 	errno = 0;
 	*v = strtod_l(s, &end, loc);
-	return !*end && errno != ERANGE;
+	if (*end)
+		return NUM_NOT;
+	if (errno != ERANGE || (*v != 0 && isfinite(*v)))
+		return NUM_OK;
+	return *v == 0 ? NUM_UNDERFLOW : NUM_OVERFLOW;
+}
+
+/* The message for a text parse_double refused; `what` is what was wanted. */
+static int bad_number(pm_spec *t, int k, const char *v, enum number r, const char *what)
+{
+	char q[QLEN];
+
+	if (r == NUM_UNDERFLOW)
+		return fail(t, -PM_ESPEC, "%s: %s is a number too small to be represented: it "
+					  "underflows to 0 (the smallest double above 0 is about "
+					  "4.9e-324); give 0 if that is meant",
+			    keys[k], quote(q, v));
+	if (r == NUM_OVERFLOW)
+		return fail(t, -PM_ESPEC, "%s: %s is a number too large to be represented: it "
+					  "overflows (the largest double is about 1.8e308)",
+			    keys[k], quote(q, v));
+	return fail(t, -PM_ESPEC, "%s: %s is not %s", keys[k], quote(q, v), what);
 }
 
 /* An integer in [-max, max]. */
@@ -512,6 +539,7 @@ static int set_value(pm_spec *t, int k, const char *v)
 	char q[QLEN];
 	size_t z;
 	int64_t i;
+	enum number r;
 	double x;
 	int n;
 
@@ -554,10 +582,8 @@ static int set_value(pm_spec *t, int k, const char *v)
 		t->pad_mode = n;
 		return 0;
 	case K_PAD_VALUE:
-		if (!parse_double(v, &x))
-			return fail(t, -PM_ESPEC, "pad_value: %s is not a number (such as 0, -1.5 or "
-						  "nan)",
-				    quote(q, v));
+		if ((r = parse_double(v, &x)) != NUM_OK)
+			return bad_number(t, k, v, r, "a number (such as 0, -1.5 or nan)");
 		t->pad_value = x;
 		return 0;
 	case K_CHANNEL_AXIS:
@@ -604,9 +630,10 @@ static int set_value(pm_spec *t, int k, const char *v)
 		return 0;
 	case K_SCALE:
 	case K_OFFSET:
-		if (!parse_double(v, &x) || !isfinite(x))
-			return fail(t, -PM_ESPEC, "%s: %s is not a finite number", keys[k],
-				    quote(q, v));
+		if ((r = parse_double(v, &x)) == NUM_OK && !isfinite(x))
+			r = NUM_NOT;
+		if (r != NUM_OK)
+			return bad_number(t, k, v, r, "a finite number");
 		*(k == K_SCALE ? &t->scale : &t->offset) = x;
 		return 0;
 	case K_ORDER:
@@ -864,6 +891,42 @@ static int budget_error(pm_spec *s, int code)
 		    pm__fmt_size(b3, sizeof(b3), 2 * chunk));
 }
 
+/* When the padding, not the window, makes the matrix too large to reserve
+ * (it fits with only the padding the window needs to fit the source): the
+ * message on pad, and true. */
+static bool too_big_padded(pm_spec *s, const struct pm_matrix_opts *o, int ch)
+{
+	struct pm_matrix_opts bare = *o;
+	struct pm_matrix_info info = { 0 };
+	size_t padded[PM_MAX_DIMS];
+	bool any = false;
+	char b[160];
+	int a = 0;
+
+	for (int i = 0; i < o->source.ndim; i++) {
+		struct pm_window *w = &bare.window[a];
+
+		if (i == ch)
+			continue;
+		uint64_t total = (uint64_t)w->pad_before + (uint64_t)w->pad_after, need = 0, reach;
+
+		any |= total != 0;
+		padded[a++] = o->source.shape[i] + total;
+		if (!__builtin_mul_overflow((uint64_t)w->size - 1, (uint64_t)w->dilation, &reach) &&
+		    reach + 1 > o->source.shape[i])
+			need = reach + 1 - o->source.shape[i];
+		w->pad_before = (int64_t)(need < total ? need : total);
+		w->pad_after = 0;
+	}
+	bare.row_pitch = 0;
+	if (!any || pm_matrix_describe(&bare, &info))
+		return false;
+	fail(s, -PM_ETOOBIG, "pad: %s makes the padded source (%s) so large that the matrix "
+			     "overflows or exceeds the 64 TiB that can be reserved: pad less",
+	     s->set[K_PAD] ? s->text[K_PAD] : "same", pm__fmt_dims(b, sizeof(b), padded, a));
+	return true;
+}
+
 /* The message for a code of pm_matrix_describe, on the key it concerns. */
 static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, int ch)
 {
@@ -940,6 +1003,8 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 			return fail(s, code, "row_pitch: %s makes the matrix (%zu rows) larger than "
 					     "can be reserved",
 				    s->text[K_ROW_PITCH], info.rows);
+		if (too_big_padded(s, o, ch))
+			return code;
 		return fail(s, code, "window: %s over the source (%s) makes a matrix whose size "
 				     "overflows or exceeds the 64 TiB that can be reserved: a larger "
 				     "step, or a smaller source",
@@ -984,6 +1049,10 @@ static int describe_error(pm_spec *s, int code, const struct pm_matrix_opts *o, 
 	if (k < 0)
 		return fail(s, code, "source: %s (%s, dtype %s)", pm_strerror(code), where,
 			    pm_dtype_name(src->dtype) ? pm_dtype_name(src->dtype) : "unknown");
+	/* the source's shape, where the key is about the source */
+	if (k == K_CHUNK || k == K_THREADS || k == K_BACKEND || k == K_ORDER || k == K_LAYOUT)
+		return fail(s, code, "%s: %s%s%s", keys[k], s->set[k] ? s->text[k] : "",
+			    s->set[k] ? ": " : "", pm_strerror(code));
 	return fail(s, code, "%s: %s%s%s (%s)", keys[k], s->set[k] ? s->text[k] : "", s->set[k] ? ": " : "",
 		    pm_strerror(code), where);
 }

@@ -18,6 +18,9 @@
 
 /* Room for any message these functions write. */
 #define DESC_ERRLEN 600
+/* The message for a source in none of the image reader's formats
+ * (IMG_EFORMAT), with how a descriptor gives a raw file: by its keys. */
+#define DESC_UNKNOWN_FORMAT "not a .npy, PGM or PPM file (for raw samples give shape and raw_dtype)"
 /* Longest descriptor accepted: a guard against naming the wrong file. */
 #define DESC_MAX_BYTES ((size_t)64 << 10)
 /* Longest source path. */

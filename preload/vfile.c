@@ -146,7 +146,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 	struct desc *d;
 	struct stat st;
 	size_t len;
-	int line, e;
+	int line, e, ret;
 
 	msg[0] = 0;
 	vf = calloc(1, sizeof(*vf));
@@ -194,14 +194,11 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, what);
 		goto fail;
 	}
-	if (img_open(path, &d->opt.raw, &vf->im, err)) {
+	if ((ret = img_open(path, &d->opt.raw, &vf->im, err))) {
 		char what[DESC_ERRLEN + DESC_PATH_MAX + 32];
 
-		/* The image reader speaks of the command line's options. */
-		if (!strncmp(err, "unknown image format", 20))
-			snprintf(err, sizeof(err), "not a .npy, PGM or PPM file (for raw samples give "
-						   "shape and raw_dtype)");
-		snprintf(what, sizeof(what), "source \"%s\": %s", d->source, err);
+		snprintf(what, sizeof(what), "source \"%s\": %s", d->source,
+			 ret == IMG_EFORMAT ? DESC_UNKNOWN_FORMAT : err);
 		load_fail(msg, name,
 			  d->opt.raw.ndim && strstr(err, "raw") ? d->line[DK_RAW + FE_SHAPE] : line, what);
 		goto fail;

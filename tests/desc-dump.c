@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 	struct img im;
 	struct json j;
 	long len;
-	int line;
+	int line, ret = 0;
 	FILE *f;
 
 	if (argc != 2) {
@@ -57,8 +57,9 @@ int main(int argc, char **argv)
 		path = strdup(d.source);
 	else if (asprintf(&path, "%.*s/%s", (int)(slash - argv[1]), argv[1], d.source) < 0)
 		path = NULL;
-	if (!path || img_open(path, &d.opt.raw, &im, ierr)) {
-		fprintf(stderr, "desc-dump: %s: %s\n", d.source, path ? ierr : "out of memory");
+	if (!path || (ret = img_open(path, &d.opt.raw, &im, ierr))) {
+		fprintf(stderr, "desc-dump: source \"%s\": %s\n", d.source,
+			!path ? "out of memory" : ret == IMG_EFORMAT ? DESC_UNKNOWN_FORMAT : ierr);
 		free(path);
 		desc_free(&d);
 		return 2;

@@ -121,6 +121,39 @@ BAD = [
     ("gray", {"window": "3", "writable": "maybe"}, "writable"),
     ("gray", {"window": "3", "channel_axis": "middle"}, "channel_axis"),
     ("rgb", {"window": "2", "channel_axis": "3"}, "channel_axis"),
+    ("gray", {"window": "3", "pad": "2000000000"}, "pad"),
+    ("gray", {"window": "3", "pad_mode": "constant", "pad_value": "1e-400"}, "pad_value"),
+    ("gray", {"window": "3", "pad_mode": "constant", "pad_value": "1e400"}, "pad_value"),
+    ("gray", {"window": "3", "scale": "1e999"}, "scale"),
+    ("gray", {"window": "3", "offset": "-1e-999"}, "offset"),
+    ("gray", {"window": "3", "chunk": "1P"}, "chunk"),
+    ("gray", {"window": "100000000", "pad": "0x100000000"}, "window"),
+]
+
+# (image, {key: value}, what the message must say, what it must not): the
+# message is right, not only the same in every front end.
+BAD_WORDS = [
+    # the padding makes the matrix too large, not the window
+    ("gray", {"window": "3", "pad": "2000000000"},
+     ["pad: '2000000000' makes the padded source (4000000010x4000000012)", "pad less"],
+     ["window:"]),
+    # a window that is too large with only the padding it needs stays the window's
+    ("gray", {"window": "100000000", "pad": "0x100000000"}, ["window: '100000000'"], ["pad:"]),
+    # a number that is not representable, which is not "not a number"
+    ("gray", {"window": "3", "pad_mode": "constant", "pad_value": "1e-400"},
+     ["'1e-400' is a number too small to be represented", "underflows to 0"], ["not a number"]),
+    ("gray", {"window": "3", "pad_mode": "constant", "pad_value": "1e400"},
+     ["'1e400' is a number too large to be represented", "overflows"], ["not a number"]),
+    ("gray", {"window": "3", "scale": "1e999"}, ["too large to be represented"],
+     ["not a finite number"]),
+    # the chunk size has nothing to do with the source's shape
+    ("gray", {"window": "3", "chunk": "1P"}, ["chunk: '1P': "], ["shape", "10x12"]),
+]
+
+# Representable, though strtod says ERANGE for them: subnormal doubles.
+SUBNORMAL = [
+    ("f32", {"window": "2", "dtype": "float64", "scale": "1e-310"}),
+    ("f32", {"window": "2", "dtype": "float64", "offset": "-4.9e-324"}),
 ]
 
 
@@ -249,6 +282,49 @@ def test_bad_spellings(images, image, kw, key):
     if py is not None:
         assert "error" in py, py
         assert same_message(msg, py["error"]), (msg, py["error"])
+
+
+@pytest.mark.parametrize("image,kw,want,unwanted", BAD_WORDS,
+                         ids=[f"{i}-{kw}" for i, kw, _, _ in BAD_WORDS])
+def test_bad_spellings_say_what_is_wrong(images, image, kw, want, unwanted):
+    msgs = [tool(images, image, kw)["error"], descriptor(images, image, kw)["error"]]
+    py = python(image, kw)
+    if py is not None:
+        msgs.append(py["error"])
+    for m in msgs:
+        for w in want:
+            assert w in m, (w, m)
+        for u in unwanted:
+            assert u not in m.replace("patchmap.describe(window_shape=", ""), (u, m)
+
+
+@pytest.mark.parametrize("image,kw", SUBNORMAL, ids=[str(kw) for _, kw in SUBNORMAL])
+def test_subnormal_numbers(images, image, kw):
+    got = [tool(images, image, kw), descriptor(images, image, kw)]
+    py = python(image, kw)
+    if py is not None:
+        got.append(py)
+    for g in got:
+        assert "error" not in g, (kw, g)
+    assert all(g == got[0] for g in got), got
+    key = next(k for k in kw if k in ("scale", "offset"))
+    assert got[0]["options"][key] == float(kw[key]) != 0
+
+
+def test_unknown_source_format(images, tmp_path):
+    """A source in no image format: each front end says how to give a raw
+    file in its own spelling (the tool's options, the descriptor's keys)."""
+    if not EXE or not DUMP:
+        pytest.skip("PATCHMAP_EXE or PATCHMAP_DESC_DUMP not given")
+    (tmp_path / "notes.txt").write_text("hello, world\n")
+    p = subprocess.run([EXE, "info", str(tmp_path / "notes.txt"), "--window", "3"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode and "--shape and --raw-dtype" in p.stderr, p.stderr
+    (tmp_path / "n.patchmap").write_text("source = notes.txt\nwindow = 3\n")
+    p = subprocess.run([DUMP, str(tmp_path / "n.patchmap")], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode and "shape and raw_dtype" in p.stderr, p.stderr
+    assert "--shape" not in p.stderr and "--raw-dtype" not in p.stderr, p.stderr
 
 
 def test_python_column():

@@ -13,6 +13,18 @@
 
 /* ---------------------------------------------------------------- info */
 
+/* The image, or its message said (a file in no known format gets the options
+ * that describe a raw file). 0 or -1. */
+static int open_image(const struct args *a, struct img *im, char *err)
+{
+	int ret = img_open(a->image, &a->opt.raw, im, err);
+
+	if (ret)
+		cli_err("%s: %s%s", a->image, err,
+			ret == IMG_EFORMAT ? "; for raw data give --shape and --raw-dtype" : "");
+	return ret ? -1 : 0;
+}
+
 static int cmd_info(const struct args *a)
 {
 	struct pm_matrix_opts o;
@@ -21,8 +33,8 @@ static int cmd_info(const struct args *a)
 	struct img im;
 	int ret = 1;
 
-	if (img_open(a->image, &a->opt.raw, &im, err))
-		return cli_err("%s: %s", a->image, err), 1;
+	if (open_image(a, &im, err))
+		return 1;
 	if (a->window_given && args_matrix(a, &im, &o, &info))
 		goto out;
 	if (a->json) {
@@ -298,8 +310,8 @@ static int cmd_apply(const struct args *a)
 	int dtype, ret = 1, e, bt;
 	bool opened = false;
 
-	if (img_open(a->image, &a->opt.raw, &im, err))
-		return cli_err("%s: %s", a->image, err), 1;
+	if (open_image(a, &im, err))
+		return 1;
 	if (args_matrix(a, &im, &o, &info))
 		goto out;
 	/* the GEMM's types, on rows of windows */
@@ -516,8 +528,8 @@ static int cmd_export(const struct args *a)
 	bool opened = false, lazy;
 	double t0, t;
 
-	if (img_open(a->image, &a->opt.raw, &im, err))
-		return cli_err("%s: %s", a->image, err), 1;
+	if (open_image(a, &im, err))
+		return 1;
 	if (args_matrix(a, &im, &o, &info))
 		goto out;
 	budget = args_budget(&o);
