@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "options.h"
+#include "text.h"
 
 static int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(char *err, const char *fmt, ...)
@@ -86,10 +87,12 @@ static int set_raw(struct fe_options *f, int k, const char *v, char *err)
 		break;
 	case FE_RAW_DTYPE:
 		n = pm_dtype_parse(v, &big);
-		if (n == -PM_EAMBIGUOUS)
-			return fail(err, "raw_dtype: '%.*s%s' is ambiguous: 8 bits or numpy's 8 bytes? "
-					 "write uint8 (u1), int8 (i1), uint64 (<u8) or int64 (<i8)",
-				    Q(v));
+		if (n == -PM_EAMBIGUOUS) {
+			char q[64], m[256];
+
+			snprintf(q, sizeof(q), "'%.*s%s'", Q(v));
+			return fail(err, "%s", pm__fmt_ambiguous_dtype(m, sizeof(m), "raw_dtype", q));
+		}
 		if (n < 0)
 			return fail(err, "raw_dtype: '%.*s%s' is not a sample type: numpy's name "
 					 "(uint16), bits (u16) or numpy's code (<u2; '>' for "

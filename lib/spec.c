@@ -609,13 +609,12 @@ static int set_value(pm_spec *t, int k, const char *v)
 			return 0;
 		}
 		n = pm_dtype_parse(v, NULL);
-		if (n == -PM_EAMBIGUOUS)
-			return fail(t, -PM_ESPEC, "dtype: %s is ambiguous: 8 bits (%s) or numpy's 8 "
-						  "bytes (%s)? write %s or %s",
-				    quote(q, v), lower(*v) == 'u' ? "uint8" : "int8",
-				    lower(*v) == 'u' ? "uint64" : "int64",
-				    lower(*v) == 'u' ? "uint8 (u1)" : "int8 (i1)",
-				    lower(*v) == 'u' ? "uint64 (<u8)" : "int64 (<i8)");
+		if (n == -PM_EAMBIGUOUS) {
+			char m[QLEN + 160];
+
+			return fail(t, -PM_ESPEC, "%s",
+				    pm__fmt_ambiguous_dtype(m, sizeof(m), "dtype", quote(q, v)));
+		}
 		if (n < 0 && pm_dtype_parse(v, &(bool){ false }) > 0)
 			return fail(t, -PM_ESPEC, "dtype: %s is big-endian; the matrix is in this "
 						  "machine's byte order: leave out the '>'",

@@ -1,5 +1,6 @@
 /* text.c: sizes and shapes in words, for the messages of the library and of
  * the front ends (see text.h). */
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "patchmap.h"
@@ -32,6 +33,20 @@ const char *pm__fmt_size(char *buf, size_t n, size_t bytes)
 	while (u < 5 && bytes >= 1024 && bytes % 1024 == 0)
 		bytes /= 1024, u++;
 	snprintf(buf, n, "%zu %s", bytes, unit[u]);
+	return buf;
+}
+
+const char *pm__fmt_ambiguous_dtype(char *buf, size_t n, const char *key, const char *quoted)
+{
+	const char *p = quoted;
+	bool u;
+
+	while (*p == '\'' || *p == ' ' || *p == '\t')
+		p++;
+	u = *p == 'u' || *p == 'U';
+	snprintf(buf, n, "%s: %s is ambiguous: 8 bits (%s) or numpy's 8 bytes (%s)? write %s or %s",
+		 key, quoted, u ? "uint8" : "int8", u ? "uint64" : "int64",
+		 u ? "uint8 (u1)" : "int8 (i1)", u ? "uint64 (<u8)" : "int64 (<i8)");
 	return buf;
 }
 

@@ -15,5 +15,9 @@ const char *pm__fmt_bytes(char *buf, size_t n, double bytes);
 const char *pm__fmt_size(char *buf, size_t n, size_t bytes);
 /* Sizes joined by 'x': "16x16". */
 const char *pm__fmt_dims(char *buf, size_t n, const size_t *v, int count);
+/* The message for a dtype "u8" or "i8" (pm_dtype_parse's -PM_EAMBIGUOUS)
+ * given to `key` ("dtype", "raw_dtype") as `quoted` ("'u8'"): one wording
+ * for every key that takes a dtype. */
+const char *pm__fmt_ambiguous_dtype(char *buf, size_t n, const char *key, const char *quoted);
 
 #endif

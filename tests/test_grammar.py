@@ -327,6 +327,34 @@ def test_unknown_source_format(images, tmp_path):
     assert "--shape" not in p.stderr and "--raw-dtype" not in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("value", ["u8", "I8"])
+def test_ambiguous_dtype_one_wording(images, tmp_path, value):
+    """dtype (the matrix's) and raw_dtype (a raw file's samples) refuse "u8"
+    and "i8" in the same words, in the tool and in a descriptor."""
+    if not EXE or not DUMP:
+        pytest.skip("PATCHMAP_EXE or PATCHMAP_DESC_DUMP not given")
+    (tmp_path / "s.raw").write_bytes(bytes(120))
+    msgs = {}
+    for key in ("dtype", "raw_dtype"):
+        kw = {"shape": "10x12", "raw_dtype": "uint8", "window": "3", key: value}
+        args = [EXE, "info", str(tmp_path / "s.raw"), "--json"]
+        for k, v in kw.items():
+            args += ["--" + k.replace("_", "-"), v]
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert p.returncode
+        t = json.loads(p.stdout)["error"]
+        (tmp_path / "a.patchmap").write_text(
+            "source = s.raw\n" + "".join("%s = %s\n" % kv for kv in kw.items()))
+        p = subprocess.run([DUMP, str(tmp_path / "a.patchmap")], capture_output=True,
+                           text=True, timeout=60)
+        d = json.loads(p.stdout)["error"]
+        assert same_message(d, t), (d, t)
+        msgs[key] = d
+    assert msgs["raw_dtype"] == "raw_" + msgs["dtype"], msgs
+    big = "uint64" if value[0] in "uU" else "int64"
+    assert "'%s' is ambiguous" % value in msgs["dtype"] and big in msgs["dtype"], msgs
+
+
 def test_python_column():
     """Says whether Python took part: until the package has describe(), the
     tables compare the tool and the descriptors only."""
