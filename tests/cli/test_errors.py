@@ -179,7 +179,7 @@ def test_unknown_raw_dtype(exe, work):
     fails(exe, work, export_args(path, "out.npy", "--shape", "10x12", "--raw-dtype", "u128"),
           r"^patchmap: export: raw_dtype: 'u128' is not a sample type", code=2)
     fails(exe, work, export_args(path, "out.npy", "--shape", "10x12", "--raw-dtype", "u8"),
-          r"^patchmap: export: raw_dtype: 'u8' is ambiguous: 8 bits or numpy's 8 bytes\?", code=2)
+          r"^patchmap: export: raw_dtype: 'u8' is ambiguous: 8 bits \(uint8\) or numpy's 8 bytes \(uint64\)\?", code=2)
 
 
 # ------------------------------------------------------------------ geometry and memory
