@@ -135,6 +135,12 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
 	if (fd < 0)
 		return fail(err, "cannot open '%s' for writing: %s", path, strerror(errno));
 	close(fd);
+	/* Root may open anything: a file nobody may write (0444) is kept for
+	 * root too, as patchmap.save keeps it; cp as root would replace it. */
+	if (!(st.st_mode & 0222))
+		return fail(err, "refusing to replace '%s': it is read-only (mode %04o): remove it or "
+				 "make it writable first",
+			    path, (unsigned)(st.st_mode & 07777));
 	return 0;
 }
 

@@ -2,8 +2,8 @@
  * a temporary name beside its destination and renamed into place only when
  * complete, so a failure, a full disk or Ctrl-C leaves the old file (or
  * nothing) behind. An output that is one of the command's inputs, or an
- * existing file the user may not write, is refused before anything is
- * written. Messages name the user's path, never the temporary. */
+ * existing file the user may not write or that nobody may write (mode 0444,
+ * also for root), is refused before anything is written. Messages name the user's path, never the temporary. */
 #ifndef PM_COMMON_OUTFILE_H
 #define PM_COMMON_OUTFILE_H
 

@@ -127,7 +127,8 @@ def save(file, X):
     over it: an existing file is replaced only by a complete one (its
     permissions kept; a symbolic link is followed, and its target replaced).
     Refused, before anything is written: an existing file without write
-    permission (PermissionError, as cp refuses), a directory
+    permission (PermissionError, as cp refuses) or that nobody may write
+    (mode 0444: refused for root too, as the patchmap tool refuses it), a directory
     (IsADirectoryError), and the file the matrix's source image is mapped
     from (numpy.load with mmap_mode, numpy.memmap: ValueError), which the
     output would destroy. A failed write (disk full, Ctrl-C) leaves no

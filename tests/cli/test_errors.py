@@ -494,6 +494,26 @@ def test_read_only_output_is_kept(exe, unprivileged):
                                    r"denied$", prefix=prefix), old)
 
 
+def test_read_only_output_is_kept_for_root(exe, work):
+    """Root may write any file, but one that nobody may write (0444) is kept
+    all the same, as patchmap.save keeps it (cp as root would replace it);
+    a writable one is replaced, as by the other front ends."""
+    if os.geteuid() != 0:
+        pytest.skip("not root: permissions refuse it (test_read_only_output_is_kept)")
+    write_npy(work / "img.npy", IMG)
+    old = work / "old.npy"
+    old.write_bytes(b"precious")
+    os.chmod(old, 0o444)
+    same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "old.npy"),
+                                   r"^patchmap: refusing to replace 'old\.npy': it is read-only "
+                                   r"\(mode 0444\): remove it or make it writable first$"), old)
+    os.chmod(old, 0o640)
+    p = subprocess.run([exe, *export_args("img.npy", "old.npy")], cwd=work,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert old.read_bytes() != b"precious" and os.stat(old).st_mode & 0o777 == 0o640
+
+
 def test_read_only_directory(exe, unprivileged):
     """A new output in a directory the user may not write, and an existing
     writable file there (it is replaced by a new file beside it)."""
