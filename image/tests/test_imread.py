@@ -86,6 +86,33 @@ def test_level_page_bands(files):
         patchmap.imread(files["g16"][0], page=1)
 
 
+def test_arguments_through_the_grammar(files):
+    """The image's memory options are the grammar's (budget not 0, threads a
+    whole count), its bands a non-empty list of integers: nothing is
+    truncated or taken to mean all."""
+    path, want = files["rgb"]
+    with pytest.raises(patchmap.InvalidArgument, match=r"bands=\[\]\): no band kept"):
+        patchmap.imread(path, bands=[])
+    with pytest.raises(patchmap.InvalidArgument, match="budget: '0' is not a positive size"):
+        patchmap.imread(path, budget=0)
+    with pytest.raises(patchmap.InvalidArgument, match="budget: "):
+        patchmap.imread(path, budget="lots")
+    with pytest.raises(TypeError, match="threads must be an integer"):
+        patchmap.imread(path, threads=2.7)
+    with pytest.raises(TypeError, match="threads must be an integer, not a bool"):
+        patchmap.imread(path, threads=True)
+    with pytest.raises(patchmap.InvalidArgument, match="threads: "):
+        patchmap.imread(path, threads=-1)
+    with pytest.raises(TypeError, match="bands must be an integer, not 1.5"):
+        patchmap.imread(path, bands=[1.5])
+    with pytest.raises(TypeError, match="page must be an integer, not 0.5"):
+        patchmap.imread(path, page=0.5)
+    with pytest.raises(patchmap.InvalidArgument, match="backend: "):
+        patchmap.imread(path, backend="none")
+    a = patchmap.imread(path, bands=np.array([2]), budget="1M", chunk="64K", threads="2")
+    assert np.array_equal(a, want[:, :, 2])
+
+
 def test_errors(tmp_path, files):
     with pytest.raises(patchmap.ImageError, match="No such file"):
         patchmap.imread(tmp_path / "missing.png")

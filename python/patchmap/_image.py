@@ -121,22 +121,37 @@ class _Image:
 
 
 def _lazy(name, backend, budget, chunk, threads):
-    from ._core import parse_size
+    """The image's pm_lazy_opts from the grammar every front end shares
+    (pm_spec: budget not 0, threads a whole count, ...), resolved as the
+    options of a one-sample matrix, whose lazy options they are."""
     lz = L.pm_lazy_opts()
-    if backend is not None:
-        b = L.lib().pm_backend_parse(str(backend).encode())
-        if b < 0 or str(backend).lower() == "none":
-            raise L.InvalidArgument("%s: backend: %r is not auto, uffd, sigsegv or eager"
-                                    % (name, backend))
-        lz.backend = b
-    if budget is not None:
-        lz.budget = L.PM_BUDGET_UNLIMITED if str(budget).lower() == "unlimited" \
-            else parse_size(budget, "budget")
-    if chunk is not None:
-        lz.chunk = parse_size(chunk, "chunk")
-    if threads is not None:
-        lz.threads = int(threads)
-    return lz
+    given = {k: v for k, v in (("backend", backend), ("budget", budget), ("chunk", chunk),
+                               ("threads", threads)) if v is not None}
+    if not given:
+        return lz
+    if isinstance(backend, str) and backend.strip().lower() == "none":
+        raise L.InvalidArgument("%s(backend='none'): backend: an image is decoded into lazy "
+                                "memory: give auto, uffd, sigsegv or eager" % name)
+    from ._core import _build_opts
+    _, o = _build_opts(name, np.zeros(1, np.uint8), 1, check_memory=False, **given)
+    return o.lazy
+
+
+def _whole(name, what, v):
+    """v as an int: an integer (numpy's too), never a float or a bool."""
+    from ._spec import _is_int
+    if not _is_int(v):
+        raise TypeError("%s: %s must be an integer, not %r" % (name, what, v))
+    return int(v)
+
+
+def _bands(name, bands):
+    """The bands to keep as a list of ints, from an int or a sequence."""
+    items = list(bands) if np.ndim(bands) else [bands]
+    if not items:
+        raise L.InvalidArgument("%s(bands=%r): no band kept: give the bands to keep (such as "
+                                "[0, 2]), or None for all" % (name, bands))
+    return [_whole(name, "bands", b) for b in items]
 
 
 def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chunk=None,
@@ -158,7 +173,8 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     page: the page of a multi-page file (0 the first).
     level: the pyramid level (0 the full resolution) of an OpenSlide slide
         or a pyramidal TIFF.
-    bands: the bands to keep, in order (a list of ints); default all.
+    bands: the bands to keep, in order (a list of ints; not empty); default
+        all.
     backend, budget, chunk, threads: the image's own lazy memory, as in
         patchmap.windows (budget default 256 MiB).
 
@@ -171,10 +187,12 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     numpy.memmap would.
     """
     lib = image_library()
-    o = pm_image_opts(size=ctypes.sizeof(pm_image_opts), page=int(page), level=int(level))
+    o = pm_image_opts(size=ctypes.sizeof(pm_image_opts),
+                      page=_whole("patchmap.imread", "page", page),
+                      level=_whole("patchmap.imread", "level", level))
     keep = None
     if bands is not None:
-        bl = [int(b) for b in (bands if np.ndim(bands) else [bands])]
+        bl = _bands("patchmap.imread", bands)
         keep = (ctypes.c_int * max(1, len(bl)))(*bl)
         o.bands = keep
         o.nbands = len(bl)
