@@ -13,7 +13,7 @@
 #include "patchmap.h"
 
 /* Room for any message these functions write. */
-#define IMG_ERRLEN 256
+#define IMG_ERRLEN 512
 
 /* ------------------------------------------------------------- .npy */
 
@@ -70,17 +70,40 @@ struct img_raw {
 	size_t offset;       /* bytes skipped at the start of the file */
 };
 
+/* How to read an image file libvips reads (see patchmap-image.h). */
+#define IMG_MAX_BANDS 64
+struct img_vips {
+	int page, level;        /* 0: the first page, the full resolution */
+	int bands[IMG_MAX_BANDS];
+	int nbands;             /* 0: every band */
+	size_t budget;          /* the decoded image's own budget; 0: default */
+	size_t chunk;           /* and its chunk; 0: default */
+};
+
+/* What a libvips image holds (img.vips_open set). */
+struct img_vips_info {
+	char loader[32];        /* libvips' loader, "tiffload" */
+	int pages, levels, page, level, file_bands;
+	bool random_access;
+};
+
 struct img {
 	struct pm_source src;   /* no channel axis set: the caller decides */
-	const char *format;     /* "npy", "pgm", "ppm" or "raw" */
+	const char *format;     /* "npy", "pgm", "ppm", "raw", or libvips' name
+	                           of the format ("tiff", "png", "openslide") */
 	const char *layout;     /* "C" or "Fortran" */
 	bool converted;         /* byte-swapped into a private copy */
 	size_t file_bytes;
+	bool vips_open;         /* decoded lazily by libpatchmap-image */
+	struct img_vips_info vips;
 	/* owned */
 	void *map;              /* the file's mapping (or a read copy) */
 	size_t map_len;
 	bool map_is_heap;
 	void *copy;             /* the converted pixels, if any */
+	void *handle;           /* the pm_image, closed by release() */
+	int (*release)(void *handle);
+	char format_buf[32];
 };
 
 /* img_open()'s return for a file in none of the formats it knows: the front
@@ -96,5 +119,21 @@ struct img {
  * img_close() frees what img holds. */
 int img_open(const char *path, const struct img_raw *raw, struct img *im, char *err);
 void img_close(struct img *im);
+
+/* Opens `path` with libpatchmap-image (loaded on first use, so that a
+ * program needs libvips only when it reads such a file): a lazily decoded
+ * pm_source. 0, or -1 with one line in err: the library's (a refused page,
+ * level or band names the key and what the file has) or why the library
+ * cannot be loaded. img_close() closes it. (vimage.c) */
+int img_open_vips(const char *path, const struct img_vips *v, struct img *im, char *err);
+/* (a format no reader here knows: IMG_EFORMAT, as img_open) */
+
+/* The image's first decoding failure since it was opened: its code (0:
+ * none) and, in msg, the decoder's line. Takes a lock: not for a signal
+ * handler. (vimage.c) */
+int img_vips_error(const struct img *im, char *msg, size_t msglen);
+/* The first decoding failure's code, or 0: lock-free, for a signal
+ * handler. (vimage.c) */
+int img_vips_failed(const struct img *im);
 
 #endif

@@ -1,8 +1,10 @@
 /* options.c: the front ends' options as text, the raw image keys, and the
  * report of the resolved options (see options.h). */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "options.h"
@@ -23,6 +25,11 @@ static const char *const raw_keys[FE_RAW_COUNT] = {
 	[FE_SHAPE] = "shape",
 	[FE_RAW_DTYPE] = "raw_dtype",
 	[FE_RAW_OFFSET] = "raw_offset",
+	[FE_PAGE] = "page",
+	[FE_LEVEL] = "level",
+	[FE_BANDS] = "bands",
+	[FE_IMAGE_BUDGET] = "image_budget",
+	[FE_IMAGE_CHUNK] = "image_chunk",
 };
 
 const char *fe_raw_key_name(int i)
@@ -69,6 +76,54 @@ void fe_options_free(struct fe_options *f)
 /* A value quoted in a message: at most 40 bytes of it. */
 #define Q(s) (int)(strlen(s) > 40 ? 40 : strlen(s)), (s), (strlen(s) > 40 ? "..." : "")
 
+/* A whole number from 0 to INT_MAX, blanks around it allowed. */
+static bool parse_index(const char *v, int *out)
+{
+	char *end;
+	long n;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (*v < '0' || *v > '9')
+		return false;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (*end || errno || n > INT_MAX)
+		return false;
+	*out = (int)n;
+	return true;
+}
+
+/* bands: band numbers from 0, separated by ',' (blanks allowed). */
+static int parse_bands(const char *v, struct img_vips *iv, char *err)
+{
+	char buf[512], *p, *save = NULL;
+	int n = 0;
+
+	if (strlen(v) >= sizeof buf)
+		goto bad;
+	snprintf(buf, sizeof buf, "%s", v);
+	/* no empty entry: ",1", "1,", "1,,2" */
+	if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
+		goto bad;
+	for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+		if (n == IMG_MAX_BANDS)
+			return fail(err, "bands: '%.*s%s' lists more than %d bands", Q(v),
+				    IMG_MAX_BANDS);
+		if (!parse_index(p, &iv->bands[n++]))
+			goto bad;
+	}
+	if (!n)
+		goto bad;
+	iv->nbands = n;
+	return 0;
+bad:
+	return fail(err, "bands: '%.*s%s' is not a list of band numbers from 0 such as 0 or 2,1,0",
+		    Q(v));
+}
+
 static int set_raw(struct fe_options *f, int k, const char *v, char *err)
 {
 	size_t shape[PM_MAX_DIMS], z;
@@ -107,6 +162,34 @@ static int set_raw(struct fe_options *f, int k, const char *v, char *err)
 				    Q(v));
 		f->raw.offset = z;
 		break;
+	case FE_PAGE:
+		if (!parse_index(v, &f->vips.page))
+			return fail(err, "page: '%.*s%s' is not a page number (0 for the first)", Q(v));
+		break;
+	case FE_LEVEL:
+		if (!parse_index(v, &f->vips.level))
+			return fail(err, "level: '%.*s%s' is not a pyramid level (0 for the full "
+					 "resolution, 1 the next, ...)",
+				    Q(v));
+		break;
+	case FE_BANDS:
+		if (parse_bands(v, &f->vips, err))
+			return -1;
+		break;
+	case FE_IMAGE_BUDGET:
+		if (pm_size_parse(v, true, &z) < 0 || !z)
+			return fail(err, "image_budget: '%.*s%s' is not a byte count such as 64M or "
+					 "1.5G, or unlimited",
+				    Q(v));
+		f->vips.budget = z;
+		break;
+	case FE_IMAGE_CHUNK:
+		if (pm_size_parse(v, false, &z) < 0 || !z || (z & (z - 1)))
+			return fail(err, "image_chunk: '%.*s%s' is not a power of two of bytes such as "
+					 "256K or 4M",
+				    Q(v));
+		f->vips.chunk = z;
+		break;
 	}
 	f->raw_given[k] = true;
 	return 0;
@@ -126,17 +209,45 @@ int fe_options_set(struct fe_options *f, const char *key, const char *value, cha
 	return 0;
 }
 
+int fe_raw_key_of_message(const struct fe_options *f, const char *msg)
+{
+	for (int k = 0; k < FE_RAW_COUNT; k++) {
+		size_t n = strlen(raw_keys[k]);
+
+		if (f->raw_given[k] && !strncmp(msg, raw_keys[k], n) && msg[n] == ':')
+			return k;
+	}
+	return -1;
+}
+
+/* The first libvips image key given, or -1. */
+static int vips_key_given(const struct fe_options *f)
+{
+	for (int k = FE_PAGE; k < FE_RAW_COUNT; k++)
+		if (f->raw_given[k])
+			return k;
+	return -1;
+}
+
 int fe_options_check(const struct fe_options *f, int *key, char *err)
 {
-	if (f->raw_given[FE_SHAPE])
-		return 0;
-	for (int k = FE_RAW_DTYPE; k < FE_RAW_COUNT; k++)
+	int k = vips_key_given(f);
+
+	if (f->raw_given[FE_SHAPE]) {
+		if (k < 0)
+			return 0;
+		*key = k;
+		return fail(err, "%s: only for an image file libvips reads, not a raw file",
+			    raw_keys[k]);
+	}
+	for (k = FE_RAW_DTYPE; k < FE_PAGE; k++)
 		if (f->raw_given[k]) {
 			*key = k;
 			return fail(err, "%s: only for a raw file, whose shape is given too", raw_keys[k]);
 		}
 	return 0;
 }
+
 
 int fe_options_matrix(struct fe_options *f, const struct img *im, struct pm_matrix_opts *o,
 		      struct pm_matrix_info *info, char *err)

@@ -1,7 +1,8 @@
 /* options.h: the front ends' options as text. The matrix options are the
  * library's pm_spec (one grammar, one set of messages: pm_spec_key lists
- * them); the front ends add the keys of a raw image file (shape, raw_dtype,
- * raw_offset), parsed here with the library's value parsers, and report
+ * them); the front ends add the keys of the image file: a raw file's
+ * (shape, raw_dtype, raw_offset) and a libvips image's (page, level, bands,
+ * image_budget, image_chunk), parsed here with the library's value parsers, and report
  * what they resolved to as one JSON "options" object. The patchmap tool
  * and the descriptors of the preload shim both go through here, so that no
  * key is parsed twice. */
@@ -17,18 +18,24 @@
 /* Room for any message these functions write. */
 #define FE_ERRLEN 512
 
-/* The raw image keys, in order. */
-enum fe_raw_key { FE_SHAPE, FE_RAW_DTYPE, FE_RAW_OFFSET, FE_RAW_COUNT };
+/* The image file keys, in order: a raw file's, then a libvips image's
+ * (FE_PAGE on). */
+enum fe_raw_key {
+	FE_SHAPE, FE_RAW_DTYPE, FE_RAW_OFFSET,
+	FE_PAGE, FE_LEVEL, FE_BANDS, FE_IMAGE_BUDGET, FE_IMAGE_CHUNK,
+	FE_RAW_COUNT
+};
 
-/* A raw image key's canonical name ("raw_dtype"), NULL past the last. */
+/* An image file key's canonical name ("raw_dtype"), NULL past the last. */
 const char *fe_raw_key_name(int i);
-/* The raw key named `key` ('-' and '_' alike, any case), or -1. */
+/* The image file key named `key` ('-' and '_' alike, any case), or -1. */
 int fe_raw_key(const char *key);
 
 /* The options of one image: the spec, owned, and how to read the file. */
 struct fe_options {
 	pm_spec *spec;
 	struct img_raw raw;           /* raw.ndim > 0: the file is raw */
+	struct img_vips vips;         /* a libvips image's page, level, ... */
 	bool raw_given[FE_RAW_COUNT];
 };
 
@@ -42,9 +49,22 @@ void fe_options_free(struct fe_options *f);
  * pm_spec_error does. */
 int fe_options_set(struct fe_options *f, const char *key, const char *value, char *err);
 
-/* Checks the raw keys together: raw_dtype and raw_offset need shape. 0, or
- * -1 with err ("raw_dtype: ..."), *key set to the key at fault. */
+/* The file key given that a message starts with ("level: ..."), or -1:
+ * where a front end says where the key was given. */
+int fe_raw_key_of_message(const struct fe_options *f, const char *msg);
+
+/* Checks the file keys together: raw_dtype and raw_offset need shape, and
+ * the keys of a libvips image refuse it. 0, or -1 with err ("raw_dtype:
+ * ..."), *key set to the key at fault. */
 int fe_options_check(const struct fe_options *f, int *key, char *err);
+
+/* (vimage.c) Opens `path` with the file keys of f: img_open() for a raw file (shape
+ * given), a .npy or a PGM/PPM (by their magic, or a file that is no regular
+ * file), else img_open_vips() (page, level, bands, image_budget). A key of a
+ * libvips image given for a file of the first kind is refused. 0, or -1
+ * (IMG_EFORMAT for a format no reader knows) with one line in err
+ * (IMG_ERRLEN bytes; a refused key's starts with it). */
+int fe_image_open(const char *path, const struct fe_options *f, struct img *im, char *err);
 
 /* The matrix options for an opened image: pm_spec_matrix. 0, or -1 with
  * pm_spec_error's line in err. */

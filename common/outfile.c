@@ -191,6 +191,13 @@ static void unguard(void)
 	guarded = false;
 }
 
+void out_remove_pending(void)
+{
+	if (pending_set)
+		unlink(pending_tmp);
+	pending_set = 0;
+}
+
 /* Creates the temporary (o->tmp, a mkostemp template) under the guard. */
 static int create_tmp(struct outfile *o)
 {

@@ -62,5 +62,9 @@ int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off);
 int out_commit(struct outfile *o, char *err);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);
+/* Removes the temporary of the output being written, if any, from a thread
+ * that cannot reach its outfile (the process is about to end, as on
+ * SIGTERM). */
+void out_remove_pending(void);
 
 #endif

@@ -350,18 +350,20 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 	g_object_unref(first);
 
 	if (o->page < 0 || o->page >= info->pages || (o->page > 0 && !has_page)) {
-		set_msg(msg, msglen, "page %d: the image has %d page%s (0 to %d)", o->page,
-			info->pages, info->pages == 1 ? "" : "s", info->pages - 1);
+		set_msg(msg, msglen, "page: '%d' is not a page of the image, which has %d page%s "
+			"(0 to %d)", o->page, info->pages, info->pages == 1 ? "" : "s",
+			info->pages - 1);
 		return -PM_IMAGE_EPAGE;
 	}
 	if (o->level < 0 || o->level >= info->levels) {
-		set_msg(msg, msglen, "level %d: the image has %d level%s (0 to %d)", o->level,
-			info->levels, info->levels == 1 ? "" : "s", info->levels - 1);
+		set_msg(msg, msglen, "level: '%d' is not a level of the image, which has %d "
+			"level%s (0 to %d)", o->level, info->levels, info->levels == 1 ? "" : "s",
+			info->levels - 1);
 		return -PM_IMAGE_ELEVEL;
 	}
 	if (o->level > 0 && !has_level && !by_subifd && o->page > 0) {
-		set_msg(msg, msglen, "level %d and page %d: this TIFF's levels are its pages; "
-			"give one of them", o->level, o->page);
+		set_msg(msg, msglen, "level: '%d' with page %d: this TIFF's levels are its "
+			"pages; give one of them", o->level, o->page);
 		return -PM_IMAGE_EPAGE;
 	}
 	if (has_page)
@@ -399,8 +401,9 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 	}
 	for (int i = 0; i < o->nbands; i++) {
 		if (o->bands[i] < 0 || o->bands[i] >= vi->Bands) {
-			set_msg(msg, msglen, "bands: band %d: the image has %d band%s (0 to %d)",
-				o->bands[i], vi->Bands, vi->Bands == 1 ? "" : "s", vi->Bands - 1);
+			set_msg(msg, msglen, "bands: band %d is not a band of the image, which has "
+				"%d band%s (0 to %d)", o->bands[i], vi->Bands,
+				vi->Bands == 1 ? "" : "s", vi->Bands - 1);
 			g_object_unref(vi);
 			return -PM_IMAGE_EBANDS;
 		}
@@ -516,7 +519,11 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 
 		ret = pm_region_open(&ro, &im->region);
 		if (ret) {
-			set_msg(msg, msglen, "%s", pm_strerror(ret));
+			/* named as every front end names the image's lazy.budget
+			 * and lazy.chunk (doc/options.md) */
+			set_msg(msg, msglen, "%s%s",
+				ret == -PM_EBUDGET ? "image_budget: " :
+				ret == -PM_ECHUNK ? "image_chunk: " : "", pm_strerror(ret));
 			goto fail;
 		}
 	}

@@ -194,9 +194,15 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, what);
 		goto fail;
 	}
-	if ((ret = img_open(path, &d->opt.raw, &vf->im, err))) {
+	if ((ret = fe_image_open(path, &d->opt, &vf->im, err))) {
 		char what[DESC_ERRLEN + DESC_PATH_MAX + 32];
+		int k = fe_raw_key_of_message(&d->opt, err);
 
+		/* a page, level or band the image lacks: on that key's line */
+		if (k >= FE_PAGE) {
+			load_fail(msg, name, d->line[DK_RAW + k], err);
+			goto fail;
+		}
 		snprintf(what, sizeof(what), "source \"%s\": %s", d->source,
 			 ret == IMG_EFORMAT ? DESC_UNKNOWN_FORMAT : err);
 		load_fail(msg, name,

@@ -3,6 +3,7 @@
  * {...}}, or {"error": "...", "line": N} (exit 1). The source is opened as
  * the shim opens it, relative to the descriptor's directory. For
  * test_grammar.py, which compares the front ends. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +58,18 @@ int main(int argc, char **argv)
 		path = strdup(d.source);
 	else if (asprintf(&path, "%.*s/%s", (int)(slash - argv[1]), argv[1], d.source) < 0)
 		path = NULL;
-	if (!path || (ret = img_open(path, &d.opt.raw, &im, ierr))) {
-		fprintf(stderr, "desc-dump: source \"%s\": %s\n", d.source,
-			!path ? "out of memory" : ret == IMG_EFORMAT ? DESC_UNKNOWN_FORMAT : ierr);
+	if (!path || (ret = fe_image_open(path, &d.opt, &im, ierr))) {
+		int k = path ? fe_raw_key_of_message(&d.opt, ierr) : -1;
+		bool oom = !path;
+
 		free(path);
+		if (k >= FE_PAGE) {
+			/* a page, level or band the image lacks: on that key's line */
+			line = d.line[DK_RAW + k];
+			desc_free(&d);
+			return report_error(ierr, line);
+		}
+		fprintf(stderr, "desc-dump: %s: %s\n", d.source, oom ? "out of memory" : ierr);
 		desc_free(&d);
 		return 2;
 	}

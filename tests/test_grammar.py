@@ -361,3 +361,176 @@ def test_python_column():
     if python_module() is None:
         pytest.skip("the Python package has no patchmap.describe() yet: the tool and the "
                     "descriptors are compared, Python is not")
+
+
+# ------------------------------------------------------------------ image keys
+#
+# page, level, bands, image_budget and image_chunk (doc/options.md, "Keys of
+# the front ends") on files libvips reads: the tool's --page ..., a
+# descriptor's page = ..., Python's patchmap.imread(path, page=...) as the
+# source of patchmap.describe. Written here with `vips` itself.
+
+IMAGE_KEYS = os.environ.get("PATCHMAP_GRAMMAR_IMAGES") == "1"
+
+# Python's name of an image key: imread's budget and chunk are the image's.
+IMREAD_NAME = {"image_budget": "budget", "image_chunk": "chunk"}
+
+
+@pytest.fixture(scope="module")
+def vimages(tmp_path_factory):
+    if not IMAGE_KEYS:
+        pytest.skip("PATCHMAP_GRAMMAR_IMAGES is not 1 (no libvips, or a sanitizer build)")
+    d = tmp_path_factory.mktemp("vgrammar")
+    rgb = (np.arange(40 * 56 * 3) % 253).astype(np.uint8).reshape(40, 56, 3)
+    rgb.tofile(d / "rgb.raw")
+
+    def vips(*args):
+        subprocess.run(["vips", *map(str, args)], check=True, capture_output=True)
+
+    vips("rawload", d / "rgb.raw", d / "rgb.v", 56, 40, 3)
+    # a pyramid of 3 levels: 56x40, 28x20, 14x10 (tiles of 16 stop it there)
+    vips("tiffsave", d / "rgb.v", d / "pyr.tif", "--tile", "--pyramid", "--tile-width", 16,
+         "--tile-height", 16)
+    vips("pngsave", d / "rgb.v", d / "one.png")
+    np.save(d / "gray.npy", IMAGES["gray"])
+    return d, rgb
+
+
+def vtool(d, name, kw):
+    args = [EXE, "info", str(d / name), "--json"]
+    for k, v in kw.items():
+        args += ["--" + k.replace("_", "-"), v]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    rep = json.loads(p.stdout)
+    if p.returncode:
+        # 2: a value the grammar refuses (usage); 1: one the file refuses
+        assert rep["exit"] == p.returncode in (1, 2), (p.returncode, rep)
+        assert p.stderr == f"patchmap: {rep['error']}\n"
+        return {"error": rep["error"]}
+    return {"options": rep["options"], "matrix": rep["matrix"], "image": rep["image"]}
+
+
+def vdescriptor(d, name, kw, n=[0]):
+    n[0] += 1
+    path = d / f"v{n[0]}.patchmap"
+    path.write_text(f"source = {name}\n" + "".join(f"{k} = {v}\n" for k, v in kw.items()))
+    p = subprocess.run([DUMP, str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode in (0, 1), p.stderr
+    rep = json.loads(p.stdout)
+    if p.returncode:
+        return {"error": rep["error"], "line": rep["line"]}
+    return rep
+
+
+def vpython(d, name, kw):
+    pm = python_module()
+    if pm is None:
+        return None
+    kw = dict(kw)
+    window = kw.pop("window")
+    opened = {IMREAD_NAME.get(k, k): kw.pop(k) for k in list(kw)
+              if k in ("page", "level", "bands", "image_budget", "image_chunk")}
+    try:
+        img = pm.imread(d / name, **opened)
+        rep = pm.describe(img, window, **kw)
+    except (ValueError, TypeError, OSError) as e:
+        return {"error": str(e)}
+    return {"options": rep["options"], "matrix": rep["matrix"], "shape": img.shape}
+
+
+# (file, group of spellings of one meaning)
+VGOOD = [
+    ("pyr.tif", [{"window": "3", "level": "1"}, {"window": "3", "level": " 1 "},
+                 {"window": "3", "level": "01"}]),
+    ("pyr.tif", [{"window": "3"}, {"window": "3", "level": "0"}, {"window": "3", "page": "0"}]),
+    ("pyr.tif", [{"window": "2", "level": "2", "bands": "2,0"},
+                 {"window": "2", "level": "2", "bands": "2, 0"},
+                 {"window": "2", "level": "2", "bands": " 2 ,0 "}]),
+    ("pyr.tif", [{"window": "3", "bands": "1"}]),
+    ("pyr.tif", [{"window": "3", "image_budget": "1M", "image_chunk": "64K"},
+                 {"window": "3", "image_budget": "1024K", "image_chunk": "65536"},
+                 {"window": "3", "image_budget": "unlimited"}]),
+    ("one.png", [{"window": "4", "page": "0", "bands": "0,1,2"}, {"window": "4"}]),
+]
+
+# (file, {key: value}, the key named, a text the message holds)
+VBAD = [
+    ("pyr.tif", {"window": "3", "level": "3"}, "level",
+     "level: '3' is not a level of the image, which has 3 levels (0 to 2)"),
+    ("pyr.tif", {"window": "3", "level": "two"}, "level", "is not a pyramid level"),
+    ("pyr.tif", {"window": "3", "level": "-1"}, "level", "is not a pyramid level"),
+    ("pyr.tif", {"window": "3", "bands": "3"}, "bands",
+     "bands: band 3 is not a band of the image, which has 3 bands (0 to 2)"),
+    ("pyr.tif", {"window": "3", "bands": "0,,1"}, "bands", "is not a list of band numbers"),
+    ("pyr.tif", {"window": "3", "bands": "red"}, "bands", "is not a list of band numbers"),
+    ("one.png", {"window": "3", "page": "1"}, "page",
+     "page: '1' is not a page of the image, which has 1 page (0 to 0)"),
+    ("pyr.tif", {"window": "3", "page": "1.5"}, "page", "is not a page number"),
+    ("pyr.tif", {"window": "3", "image_budget": "lots"}, "image_budget", "is not a byte count"),
+    ("pyr.tif", {"window": "3", "image_budget": "0"}, "image_budget", "is not a byte count"),
+    ("pyr.tif", {"window": "3", "image_budget": "4K"}, "image_budget", "two chunks"),
+    ("pyr.tif", {"window": "3", "image_chunk": "5000"}, "image_chunk", "power of two"),
+    ("gray.npy", {"window": "3", "level": "1"}, "level",
+     "level: only for an image file libvips reads, not a .npy file"),
+]
+
+
+@pytest.mark.parametrize("name,group", VGOOD, ids=[f"{n}-{g[0]}" for n, g in VGOOD])
+def test_image_keys_good(vimages, name, group):
+    d, _ = vimages
+    first = None
+    for kw in group:
+        t, ds, py = vtool(d, name, kw), vdescriptor(d, name, kw), vpython(d, name, kw)
+        assert "error" not in t and "error" not in ds, (kw, t, ds)
+        got = {"options": t["options"], "matrix": t["matrix"]}
+        assert ds == got, (kw, ds, got)
+        if py is not None:
+            assert "error" not in py, (kw, py)
+            assert {"options": py["options"], "matrix": py["matrix"]} == got, (kw, py, got)
+            assert list(py["shape"]) == t["image"]["shape"], (kw, py["shape"], t["image"])
+        if first is None:
+            first = got
+        assert got == first, ("one meaning, many spellings", group[0], kw)
+
+
+def test_image_keys_mean_what_they_say(vimages):
+    """level 1 halves the image, bands picks and orders the channels, and
+    the tool names what it opened: not three front ends agreeing on
+    something wrong."""
+    d, rgb = vimages
+    t = vtool(d, "pyr.tif", {"window": "3", "level": "1"})
+    assert t["image"]["shape"] == [20, 28, 3] and t["image"]["levels"] == 3
+    assert t["image"]["level"] == 1 and t["image"]["loader"] == "tiffload"
+    t = vtool(d, "pyr.tif", {"window": "2", "level": "2", "bands": "2,0"})
+    assert t["image"]["shape"] == [10, 14, 2] and t["matrix"]["channels"] == 2
+    assert t["matrix"]["out_shape"] == [9, 13]
+    pm = python_module()
+    if pm is not None:
+        img = pm.imread(d / "pyr.tif", bands="2,0")
+        assert np.array_equal(img, rgb[:, :, [2, 0]])
+        assert np.array_equal(pm.imread(d / "pyr.tif", bands=[1]), rgb[:, :, 1])
+
+
+@pytest.mark.parametrize("name,kw,key,text", VBAD,
+                         ids=[f"{n}-{kw}" for n, kw, _, _ in VBAD])
+def test_image_keys_bad(vimages, name, kw, key, text):
+    d, _ = vimages
+    t, ds = vtool(d, name, kw), vdescriptor(d, name, kw)
+    assert "error" in t and "error" in ds, (t, ds)
+    assert ds["line"] == 2 + list(kw).index(key), ds
+    msg = ds["error"]
+    assert msg.startswith(key + ": ") and text in msg, msg
+    assert same_message(msg, t["error"]), (msg, t["error"])
+    if name.endswith(".npy"):
+        return  # imread reads what libvips reads: a .npy is numpy's own
+    py = vpython(d, name, kw)
+    if py is not None:
+        assert "error" in py, py
+        pykey = IMREAD_NAME.get(key, key)
+        if key in IMREAD_NAME:
+            # imread's budget and chunk are the grammar's budget and chunk
+            assert pykey + ": " in py["error"], py["error"]
+            return
+        assert msg in py["error"], (msg, py["error"])
+        assert py["error"].startswith("patchmap.imread"), py["error"]
+        assert pykey in py["error"], py["error"]

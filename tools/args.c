@@ -92,7 +92,17 @@ static const char help_image[] =
 	"                         bits (u16) or by numpy's code (<u2; '>' for\n"
 	"                         big-endian, >f4); default uint8\n"
 	"  --raw-offset N         bytes to skip at the start of the file (default 0)\n"
-	"Files are mapped, not copied (big-endian samples are converted in a copy).\n";
+	"Files are mapped, not copied (big-endian samples are converted in a copy).\n"
+	"Any other format libvips reads (TIFF and BigTIFF, tiled or pyramidal, PNG,\n"
+	"JPEG, WebP, JPEG 2000, OpenSlide slides, ...) is decoded lazily, a band of\n"
+	"rows at a time, by libpatchmap-image:\n"
+	"  --page N               the page of a multi-page file (default 0, the first)\n"
+	"  --level N              the pyramid level: 0 the full resolution (default),\n"
+	"                         1 the next, ... (OpenSlide, pyramidal TIFF, JPEG 2000)\n"
+	"  --bands LIST           the bands kept, in order: 0 or 2,1,0 (default all)\n"
+	"  --image-budget SIZE    most bytes of the decoded image resident at once\n"
+	"                         (default 256M), beside the matrix's --budget\n"
+	"  --image-chunk SIZE     bytes of the image decoded per fault (default 4M)\n";
 
 static const char help_window[] =
 	"Window (the same keys and values as a descriptor's and Python's):\n"
@@ -510,6 +520,15 @@ void report_image_json(struct json *j, const char *path, const struct img *im)
 	json_str(j, "order", im->layout);
 	json_bool(j, "converted", im->converted);
 	json_u64(j, "file_bytes", im->file_bytes);
+	if (im->vips_open) {
+		json_str(j, "loader", im->vips.loader);
+		json_i64(j, "pages", im->vips.pages);
+		json_i64(j, "page", im->vips.page);
+		json_i64(j, "levels", im->vips.levels);
+		json_i64(j, "level", im->vips.level);
+		json_i64(j, "file_bands", im->vips.file_bands);
+		json_bool(j, "random_access", im->vips.random_access);
+	}
 	json_close(j, '}');
 }
 
@@ -521,4 +540,11 @@ void report_image_text(FILE *f, const char *path, const struct img *im)
 		pm__fmt_dims(b1, sizeof(b1), im->src.shape, im->src.ndim), pm_dtype_name(im->src.dtype),
 		im->layout, im->converted ? ", byte-swapped into a copy" : "",
 		pm__fmt_bytes(b2, sizeof(b2), (double)im->file_bytes));
+	if (im->vips_open)
+		fprintf(f, "  decoded lazily by libvips (%s%s): page %d of %d, level %d of %d, "
+			"%d of the file's %d band%s\n",
+			im->vips.loader, im->vips.random_access ? "" : ", read front to back",
+			im->vips.page, im->vips.pages, im->vips.level, im->vips.levels,
+			(int)(im->src.ndim == 3 ? im->src.shape[2] : 1), im->vips.file_bands,
+			im->vips.file_bands == 1 ? "" : "s");
 }

@@ -255,3 +255,101 @@ int cli_out_commit(struct outfile *o)
 		return cli_err("%s", err);
 	return 0;
 }
+
+/* ---------------------------------------------------------------- images */
+
+/* The handler may run in any thread, the library's included, and must stay
+ * async-signal-safe: it only checks that the image has a decoding failure
+ * (an atomic load), wakes the watcher through a pipe and parks the thread
+ * that faulted, whose read can never complete. The watcher, an ordinary
+ * thread, does the rest. */
+static const struct img *guard_img;
+static const char *guard_path;
+static int guard_pipe[2] = { -1, -1 };
+static struct sigaction guard_old;
+static pthread_t guard_thread;
+static bool guarded;
+
+static void on_image_bus(int sig, siginfo_t *si, void *uc)
+{
+	char c = 1;
+
+	(void)si;
+	(void)uc;
+	if (!guard_img || !img_vips_failed(guard_img)) {
+		/* not the image's: what SIGBUS did before */
+		sigaction(SIGBUS, &guard_old, NULL);
+		raise(sig);
+		return;
+	}
+	if (write(guard_pipe[1], &c, 1) < 0) {
+		/* nothing to be done here: the watcher never wakes, the
+		 * default action ends the process */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+	for (;;)
+		pause();
+}
+
+static void *guard_watch(void *arg)
+{
+	char c, msg[512];
+	ssize_t n;
+
+	(void)arg;
+	while ((n = read(guard_pipe[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n <= 0) /* unguarded: the command ended */
+		return NULL;
+	img_vips_error(guard_img, msg, sizeof(msg));
+	out_remove_pending();
+	cli_err("%s: %s", guard_path, msg[0] ? msg : "a part of the image failed to decode");
+	cli_exit(1);
+	fflush(stdout);
+	fflush(stderr);
+	_exit(1);
+}
+
+int cli_image_guard(const struct img *im, const char *path)
+{
+	struct sigaction sa;
+	sigset_t all, old;
+	int e;
+
+	if (!im->vips_open || guarded)
+		return 0;
+	if (pipe2(guard_pipe, O_CLOEXEC))
+		return cli_err("cannot watch the image's decoding: %s", strerror(errno));
+	guard_img = im;
+	guard_path = path;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_image_bus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	/* the watcher takes no signal: the tool's threads handle them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&guard_thread, NULL, guard_watch, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e) {
+		close(guard_pipe[0]);
+		close(guard_pipe[1]);
+		return cli_err("cannot watch the image's decoding: %s", strerror(e));
+	}
+	sigaction(SIGBUS, &sa, &guard_old);
+	guarded = true;
+	return 0;
+}
+
+void cli_image_unguard(void)
+{
+	if (!guarded)
+		return;
+	sigaction(SIGBUS, &guard_old, NULL);
+	close(guard_pipe[1]);
+	pthread_join(guard_thread, NULL);
+	close(guard_pipe[0]);
+	guard_img = NULL;
+	guarded = false;
+}

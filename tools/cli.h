@@ -140,6 +140,18 @@ int cli_out_check(const char *path, const struct args *a);
 int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a);
 int cli_out_commit(struct outfile *o);
 
+/* ---------------------------------------------------------------- images */
+
+/* A libvips image (im->vips_open) whose decoding fails in the middle of a
+ * command reaches the thread that read it as SIGBUS (the region contract):
+ * a thread of the tool, or a filler thread of the matrix. While guarded,
+ * the tool turns that into its one-line error naming the file and the
+ * decoder's message, removes the output's temporary (out_remove_pending)
+ * and exits with status 1. Nothing for the other formats. 0, or -1 after
+ * cli_err. cli_image_unguard() ends it (a no-op when not guarded). */
+int cli_image_guard(const struct img *im, const char *path);
+void cli_image_unguard(void);
+
 /* ---------------------------------------------------------------- commands */
 
 int cmd_demo(const struct args *a);

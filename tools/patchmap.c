@@ -17,7 +17,7 @@
  * that describe a raw file). 0 or -1. */
 static int open_image(const struct args *a, struct img *im, char *err)
 {
-	int ret = img_open(a->image, &a->opt.raw, im, err);
+	int ret = fe_image_open(a->image, &a->opt, im, err);
 
 	if (ret)
 		cli_err("%s: %s%s", a->image, err,
@@ -312,7 +312,7 @@ static int cmd_apply(const struct args *a)
 
 	if (open_image(a, &im, err))
 		return 1;
-	if (args_matrix(a, &im, &o, &info))
+	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &info))
 		goto out;
 	/* the GEMM's types, on rows of windows */
 	dtype = info.dtype;
@@ -446,6 +446,7 @@ out:
 	if (opened)
 		out_abort(&of);
 	pm_matrix_close(m);
+	cli_image_unguard();
 	free(F);
 	free(C);
 	img_close(&im);
@@ -530,7 +531,7 @@ static int cmd_export(const struct args *a)
 
 	if (open_image(a, &im, err))
 		return 1;
-	if (args_matrix(a, &im, &o, &info))
+	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &info))
 		goto out;
 	budget = args_budget(&o);
 	/* an explicit lazy backend: copied from the mapping */
@@ -663,6 +664,7 @@ out:
 	if (opened)
 		out_abort(&of);
 	pm_matrix_close(m);
+	cli_image_unguard();
 	img_close(&im);
 	return ret;
 }

@@ -233,7 +233,7 @@ def test_pyramid_levels(pyramids, tmp_path, which):
         assert np.array_equal(got.reshape(want.shape), want), level
     r = dump("info", path, "level=5", check=False)
     assert r.returncode == 2
-    assert "level 5: the image has 5 levels (0 to 4)" in r.stderr
+    assert "level: '5' is not a level of the image, which has 5 levels (0 to 4)" in r.stderr
 
 
 def test_pages(tmp_path):
@@ -249,18 +249,18 @@ def test_pages(tmp_path):
     assert np.array_equal(source(tmp_path, path, np.uint8, b.shape, "page=0"), b)
     assert np.array_equal(source(tmp_path, path, np.uint16, c.shape, "page=1"), c)
     r = dump("info", path, "page=2", check=False)
-    assert r.returncode == 2 and "page 2: the image has 2 pages (0 to 1)" in r.stderr
+    assert r.returncode == 2 and "page: '2' is not a page of the image, which has 2 pages (0 to 1)" in r.stderr
 
 
 def test_page_of_a_format_without_pages(images):
     r = dump("info", images["png_u8_rgb"][0], "page=1", check=False)
-    assert r.returncode == 2 and "page 1: the image has 1 page" in r.stderr
+    assert r.returncode == 2 and "page: '1' is not a page of the image, which has 1 page" in r.stderr
 
 
 def test_bad_band(images):
     r = dump("info", images["tiled_u8_rgb"][0], "bands=0,3", check=False)
     assert r.returncode == 2
-    assert "band 3: the image has 3 bands (0 to 2)" in r.stderr
+    assert "bands: band 3 is not a band of the image, which has 3 bands (0 to 2)" in r.stderr
 
 
 # ------------------------------------------------------------------ errors

@@ -78,11 +78,11 @@ def test_level_page_bands(files):
     assert patchmap.image_info(a[3:])["level"] == 1
     b = patchmap.imread(path, bands=[2, 1])
     assert np.array_equal(b, want[:, :, [2, 1]])
-    with pytest.raises(patchmap.InvalidArgument, match="level 9: the image has 4 levels"):
+    with pytest.raises(patchmap.InvalidArgument, match="level: '9' is not a level of the image, which has 4 levels"):
         patchmap.imread(path, level=9)
     with pytest.raises(patchmap.InvalidArgument, match="band 3"):
         patchmap.imread(path, bands=[3])
-    with pytest.raises(patchmap.InvalidArgument, match="page 1"):
+    with pytest.raises(patchmap.InvalidArgument, match="page: '1' is not a page"):
         patchmap.imread(files["g16"][0], page=1)
 
 

@@ -103,11 +103,45 @@ static void test_every_key(void)
 	while (desc_key_name(nkeys))
 		nkeys++;
 	CU_ASSERT(nkeys >= (int)(sizeof(order) / sizeof(order[0])));
+	/* (the image keys, which a raw file refuses: test_every_image_key) */
 	for (int k = 0; k < nkeys; k++)
-		CU_ASSERT(d.line[k] >= 2);
+		CU_ASSERT(d.line[k] >= 2 || (k >= DK_RAW + FE_PAGE && k < DK_SPEC));
 	CU_ASSERT_PTR_NULL(desc_key_name(-1));
 	CU_ASSERT_EQUAL(desc_key("Window"), -1);
 	CU_ASSERT_EQUAL(desc_key("pad-mode"), -1);
+	desc_free(&d);
+}
+
+/* The keys of an image file libvips reads: read here, applied when the
+ * source is opened (common/vimage.c). */
+static void test_every_image_key(void)
+{
+	static const char text[] =
+		"source = slide.svs\n"
+		"page = 0\n"
+		"level = 2\n"
+		"bands = 2, 1,0\n"
+		"image_budget = 96M\n"
+		"image_chunk = 1M\n"
+		"window = 16\n";
+	char err[DESC_ERRLEN];
+	struct desc d;
+	int line = -1;
+
+	CU_ASSERT_EQUAL_FATAL(parse(text, &d, err, &line), 0);
+	CU_ASSERT(d.opt.vips.page == 0 && d.opt.vips.level == 2);
+	CU_ASSERT(d.opt.vips.nbands == 3 && d.opt.vips.bands[0] == 2 && d.opt.vips.bands[1] == 1 &&
+		  d.opt.vips.bands[2] == 0);
+	CU_ASSERT_EQUAL(d.opt.vips.budget, (size_t)96 << 20);
+	CU_ASSERT_EQUAL(d.opt.vips.chunk, (size_t)1 << 20);
+	CU_ASSERT_EQUAL(d.line[desc_key("level")], 3);
+	CU_ASSERT_EQUAL(d.line[desc_key("image_chunk")], 6);
+	desc_free(&d);
+	/* not with a raw file */
+	CU_ASSERT_EQUAL(parse("source = a.raw\nshape = 4x4\nwindow = 2\nlevel = 1\n", &d, err,
+			      &line), -1);
+	CU_ASSERT_EQUAL(line, 4);
+	CU_ASSERT_STRING_EQUAL(err, "level: only for an image file libvips reads, not a raw file");
 	desc_free(&d);
 }
 
@@ -752,6 +786,7 @@ int main(void)
 {
 	static const struct t_case cases[] = {
 		{ "every key", test_every_key },
+		{ "every image key", test_every_image_key },
 		{ "defaults and other spellings", test_defaults },
 		{ "comments, blanks, quotes", test_syntax },
 		{ "one error per malformed line", test_errors },

@@ -3,7 +3,9 @@ libpatchmap-image) as a read-only ndarray whose pages are decoded on first
 touch and dropped again under a budget."""
 
 import ctypes
+import operator
 import os
+import re
 import weakref
 
 import numpy as np
@@ -120,6 +122,47 @@ class _Image:
         return code, msg.value.decode(errors="replace")
 
 
+# The image keys of every front end (doc/options.md, "Keys of the front
+# ends"): the same values and messages as the tool's --page, --level and
+# --bands and a descriptor's page, level and bands (common/options.c), after
+# the Python argument. The memory options are the grammar's (_lazy).
+_MAX_BANDS = 64
+
+
+def _quote(text):
+    return text[:40] + ("..." if len(text) > 40 else "")
+
+
+def _key_text(value, arg):
+    """An int (numpy's too) or its text, as text; never a float or a bool."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("patchmap.imread: %s must be an integer, not a bool" % arg)
+    try:
+        return str(operator.index(value))
+    except TypeError:
+        raise TypeError("patchmap.imread: %s must be an integer, not %r" % (arg, value)) from None
+
+
+def _index(text):
+    t = text.strip(" \t")
+    if not re.fullmatch(r"[0-9]+", t) or int(t) > 2**31 - 1:
+        return None
+    return int(t)
+
+
+def _page_level(value, arg):
+    text = _key_text(value, arg)
+    n = _index(text)
+    if n is None:
+        what = ("a page number (0 for the first)" if arg == "page" else
+                "a pyramid level (0 for the full resolution, 1 the next, ...)")
+        raise L.InvalidArgument("patchmap.imread(%s=%r): %s: '%s' is not %s"
+                                % (arg, value, arg, _quote(text), what))
+    return n
+
+
 def _lazy(name, backend, budget, chunk, threads):
     """The image's pm_lazy_opts from the grammar every front end shares
     (pm_spec: budget not 0, threads a whole count, ...), resolved as the
@@ -137,21 +180,28 @@ def _lazy(name, backend, budget, chunk, threads):
     return o.lazy
 
 
-def _whole(name, what, v):
-    """v as an int: an integer (numpy's too), never a float or a bool."""
-    from ._spec import _is_int
-    if not _is_int(v):
-        raise TypeError("%s: %s must be an integer, not %r" % (name, what, v))
-    return int(v)
-
-
-def _bands(name, bands):
-    """The bands to keep as a list of ints, from an int or a sequence."""
-    items = list(bands) if np.ndim(bands) else [bands]
-    if not items:
-        raise L.InvalidArgument("%s(bands=%r): no band kept: give the bands to keep (such as "
-                                "[0, 2]), or None for all" % (name, bands))
-    return [_whole(name, "bands", b) for b in items]
+def _bands(value):
+    """The bands to keep, from a sequence of ints, an int, or the text
+    "2,1,0" of every front end."""
+    if isinstance(value, str):
+        text = value
+    elif np.ndim(value) == 0:
+        text = _key_text(value, "bands")
+    else:
+        items = list(value)
+        if not items:
+            raise L.InvalidArgument("patchmap.imread(bands=%r): no band kept: give the bands "
+                                    "to keep (such as [0, 2]), or None for all" % (value,))
+        text = ",".join(_key_text(b, "bands") for b in items)
+    items = text.split(",")
+    if len(items) > _MAX_BANDS and all(_index(b) is not None for b in items):
+        raise L.InvalidArgument("patchmap.imread(bands=%r): bands: '%s' lists more than %d "
+                                "bands" % (value, _quote(text), _MAX_BANDS))
+    out = [_index(b) for b in items]
+    if not text or len(text) >= 512 or None in out:
+        raise L.InvalidArgument("patchmap.imread(bands=%r): bands: '%s' is not a list of band "
+                                "numbers from 0 such as 0 or 2,1,0" % (value, _quote(text)))
+    return out
 
 
 def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chunk=None,
@@ -171,12 +221,15 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
         PNG, JPEG, WebP, JPEG 2000, GIF, OpenSlide slides (.svs, .ndpi,
         .mrxs, ...), FITS, OpenEXR, .v.
     page: the page of a multi-page file (0 the first).
-    level: the pyramid level (0 the full resolution) of an OpenSlide slide
-        or a pyramidal TIFF.
-    bands: the bands to keep, in order (a list of ints; not empty); default
-        all.
+    level: the pyramid level (0 the full resolution) of an OpenSlide slide,
+        a pyramidal TIFF or a JPEG 2000 file.
+    bands: the bands to keep, in order (a list of ints, or its text
+        "2,1,0"); default all.
     backend, budget, chunk, threads: the image's own lazy memory, as in
-        patchmap.windows (budget default 256 MiB).
+        patchmap.windows (budget default 256 MiB; the tool and the
+        descriptors call this budget image_budget).
+    page, level and bands take the values and give the messages of the
+    tool's --page, --level and --bands.
 
     Raises patchmap.ImageError (an OSError) when the file is missing, is not
     an image or its decoder refuses it (a truncated or damaged file is
@@ -187,12 +240,11 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     numpy.memmap would.
     """
     lib = image_library()
-    o = pm_image_opts(size=ctypes.sizeof(pm_image_opts),
-                      page=_whole("patchmap.imread", "page", page),
-                      level=_whole("patchmap.imread", "level", level))
+    o = pm_image_opts(size=ctypes.sizeof(pm_image_opts), page=_page_level(page, "page"),
+                      level=_page_level(level, "level"))
     keep = None
     if bands is not None:
-        bl = _bands("patchmap.imread", bands)
+        bl = _bands(bands)
         keep = (ctypes.c_int * max(1, len(bl)))(*bl)
         o.bands = keep
         o.nbands = len(bl)

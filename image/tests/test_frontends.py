@@ -1,0 +1,160 @@
+"""Image files through the front ends: the patchmap tool's info, export and
+apply with --page, --level, --bands, --image-budget and --image-chunk, and
+a tile that fails to decode in the middle of a scan. The files are written
+by `vips` itself; every matrix is compared byte for byte with
+sliding_window_view over an independent decode (tifffile, Pillow)."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+EXE = os.environ.get("PATCHMAP_EXE")
+pytestmark = pytest.mark.skipif(not EXE, reason="PATCHMAP_EXE not set")
+
+
+def vips(*a):
+    subprocess.run(["vips", *map(str, a)], check=True, capture_output=True)
+
+
+def write(tmp, name, a, *save):
+    raw = tmp / (name + ".raw")
+    a.tofile(raw)
+    h, w, b = a.shape
+    fmt = {np.dtype(np.uint8): "uchar", np.dtype(np.uint16): "ushort"}[a.dtype]
+    extra = ["--interpretation", "grey16"] if a.dtype == np.uint16 else []
+    vips("rawload", raw, tmp / (name + ".v"), w, h, b, "--format", fmt, *extra)
+    vips(save[0], tmp / (name + ".v"), tmp / name, *save[1:])
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("frontends")
+    rng = np.random.default_rng(13)
+    rgb = rng.integers(0, 256, size=(203, 301, 3), dtype=np.uint8)
+    g16 = rng.integers(0, 65536, size=(70, 83, 1), dtype=np.uint16)
+    return {
+        "pyr": write(tmp, "pyr.tif", rgb, "tiffsave", "--tile", "--pyramid", "--tile-width", 64,
+                     "--tile-height", 64, "--compression", "deflate"),
+        "tiled": write(tmp, "tiled.tif", rgb, "tiffsave", "--tile", "--tile-width", 64,
+                       "--tile-height", 64, "--compression", "deflate"),
+        "g16": write(tmp, "g16.png", g16, "pngsave"),
+    }
+
+
+def run(*args, cwd=None):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+def reference(img, win):
+    if img.ndim == 2:
+        return sliding_window_view(img, win).reshape(-1, win[0] * win[1])
+    v = sliding_window_view(img, win, axis=(0, 1))
+    return v.transpose(0, 1, 3, 4, 2).reshape(-1, win[0] * win[1] * img.shape[2])
+
+
+@pytest.mark.parametrize("keys", [[], ["--level", "1"], ["--level", "2", "--bands", "2,0"],
+                                  ["--bands", "1"]])
+def test_export_is_the_matrix(files, tmp_path, keys):
+    import tifffile
+
+    level = int(keys[keys.index("--level") + 1]) if "--level" in keys else 0
+    img = tifffile.imread(files["pyr"], series=0, level=level)
+    if "--bands" in keys:
+        img = img[:, :, [int(b) for b in keys[keys.index("--bands") + 1].split(",")]]
+        if img.shape[2] == 1:
+            img = img[:, :, 0]
+    out = tmp_path / "m.npy"
+    r = run("export", files["pyr"], "--window", "5x4", "--dtype", "same", "--out", out,
+            "--image-budget", "64K", "--image-chunk", "16K", *keys)
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    assert np.array_equal(got, reference(img, (5, 4)))
+
+
+def test_export_through_a_lazy_matrix_over_a_lazy_image(files, tmp_path):
+    import tifffile
+
+    img = tifffile.imread(files["tiled"])
+    out = tmp_path / "m.npy"
+    for backend in ("uffd", "sigsegv"):
+        r = run("export", files["tiled"], "--window", "3", "--out", out, "--backend", backend,
+                "--budget", "1M", "--chunk", "64K", "--image-budget", "64K",
+                "--image-chunk", "8K")
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(np.load(out), reference(img, (3, 3)).astype(np.float32))
+
+
+def test_png_16bit_and_apply(files, tmp_path):
+    from PIL import Image
+
+    img = np.asarray(Image.open(files["g16"])).astype(np.uint16)
+    r = run("apply", files["g16"], "--window", "3", "--random", "2", "--seed", "5",
+            "--out", tmp_path / "r.npy", "--save-filters", tmp_path / "f.npy",
+            "--dtype", "float64")
+    assert r.returncode == 0, r.stderr
+    F = np.load(tmp_path / "f.npy")
+    want = (reference(img, (3, 3)).astype(np.float64) @ F.T).T.reshape(2, 68, 81)
+    assert np.allclose(np.load(tmp_path / "r.npy"), want, rtol=1e-12, atol=1e-6)
+
+
+def test_info_names_what_was_opened(files):
+    r = run("info", files["pyr"], "--level", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    im = json.loads(r.stdout)["image"]
+    assert im["format"] == "tiff" and im["loader"] == "tiffload"
+    assert im["shape"] == [101, 150, 3] and im["levels"] == 4 and im["level"] == 1
+    r = run("info", files["pyr"], "--level", "4")
+    assert r.returncode == 1
+    assert r.stderr == ("patchmap: %s: level: '4' is not a level of the image, which has 4 "
+                        "levels (0 to 3)\n" % files["pyr"])
+
+
+def damaged(files, tmp_path):
+    """tiled.tif with one tile of its third row of tiles (rows 128-191)
+    overwritten: the directory is intact, so the file opens."""
+    import tifffile
+
+    with tifffile.TiffFile(files["tiled"]) as t:
+        page = t.pages[0]
+        offsets, counts = page.dataoffsets, page.databytecounts
+        across = -(-page.imagewidth // page.tilewidth)
+    k = 2 * across + 1
+    data = bytearray(files["tiled"].read_bytes())
+    data[offsets[k]:offsets[k] + counts[k]] = b"\x5a" * counts[k]
+    bad = tmp_path / "damaged.tif"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("cmd,extra", [
+    ("export", []),                                    # pm_matrix_read in the tool's threads
+    ("export", ["--threads", "1"]),
+    ("export", ["--backend", "uffd", "--budget", "1M", "--chunk", "64K"]),
+    ("export", ["--backend", "sigsegv", "--budget", "1M", "--chunk", "64K"]),
+    ("apply", ["--random", "2"]),                      # BLAS on the mapping
+    ("apply", ["--random", "2", "--backend", "sigsegv", "--budget", "1M", "--chunk", "64K"]),
+])
+def test_tile_failing_mid_scan(files, tmp_path, cmd, extra):
+    bad = damaged(files, tmp_path)
+    out = tmp_path / "out" / "r.npy"
+    out.parent.mkdir()
+    assert run("info", bad, "--window", "3").returncode == 0     # it opens
+    for json_flag in ([], ["--json"]):
+        r = run(cmd, bad, "--window", "3", "--out", out, "--image-budget", "64K",
+                "--image-chunk", "8K", *extra, *json_flag)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1, r.stderr
+        # the file, the rows that failed and the decoder's own words
+        assert lines[0].startswith("patchmap: %s: rows " % bad), lines
+        assert "Decoding error" in lines[0], lines
+        if json_flag:
+            rep = json.loads(r.stdout)
+            assert rep["exit"] == 1 and "Decoding error" in rep["error"]
+        # no output, and no temporary beside it
+        assert os.listdir(out.parent) == []
