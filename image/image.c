@@ -4,12 +4,15 @@
  * thread that asks (libvips regions are per thread; images are shared). */
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <vips/vips.h>
 
@@ -588,4 +591,117 @@ int pm_image_error(const pm_image *im, char *msg, size_t msglen)
 		pthread_mutex_unlock(&m->lock);
 	}
 	return pm_region_error(im->region);
+}
+
+/* ------------------------------------------------- reads that catch SIGBUS */
+
+/* The calling thread's way back from a SIGBUS while it computes bytes of a
+ * matrix; NULL when it is not computing. Set before the read in the same
+ * thread, so that the handler never allocates the thread's TLS. */
+static __thread sigjmp_buf *bus_return;
+static struct sigaction bus_previous;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+static int bus_installed;
+
+static void on_bus(int sig, siginfo_t *si, void *uc)
+{
+	sigjmp_buf *back = bus_return;
+
+	if (back) {
+		bus_return = NULL;
+		siglongjmp(*back, 1);
+	}
+	/* not ours: as the handler found at install would */
+	if (bus_previous.sa_flags & SA_SIGINFO) {
+		bus_previous.sa_sigaction(sig, si, uc);
+	} else if (bus_previous.sa_handler == SIG_IGN) {
+		return;
+	} else if (bus_previous.sa_handler != SIG_DFL) {
+		bus_previous.sa_handler(sig);
+	} else {
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+}
+
+static void install_bus(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_bus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	bus_installed = sigaction(SIGBUS, &sa, &bus_previous) ? -errno : 1;
+}
+
+/* pm_matrix_read with the SIGBUS of a failed fill turned into -EIO.
+ * noinline: the jump buffer and what sigsetjmp returns to stay in one
+ * frame, and no local lives in a register across the jump. */
+static __attribute__((noinline)) int guarded_read(const pm_matrix *m, size_t offset, void *dst,
+						  size_t len)
+{
+	sigjmp_buf back;
+	volatile int ret = -EIO;
+
+	if (sigsetjmp(back, 1) == 0) {
+		bus_return = &back;
+		ret = pm_matrix_read(m, offset, dst, len);
+	}
+	bus_return = NULL;
+	return ret;
+}
+
+static int arm(void)
+{
+	pthread_once(&bus_once, install_bus);
+	bus_return = NULL; /* the thread's TLS, allocated here and not in the handler */
+	return bus_installed < 0 ? bus_installed : 0;
+}
+
+int pm_image_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len)
+{
+	int e = arm();
+
+	return e ? e : guarded_read(m, offset, dst, len);
+}
+
+#define WRITE_PIECE ((size_t)1 << 20)
+
+int pm_image_matrix_write(const pm_matrix *m, int fd, size_t offset, size_t len)
+{
+	size_t piece = len < WRITE_PIECE ? len : WRITE_PIECE;
+	char *buf;
+	int e = arm();
+
+	if (e)
+		return e;
+	if (fd < 0)
+		return -EBADF;
+	if (!m)
+		return -PM_ENULL;
+	if (offset > pm_matrix_bytes(m) || len > pm_matrix_bytes(m) - offset)
+		return -PM_ERANGE;
+	buf = malloc(piece ? piece : 1);
+	if (!buf)
+		return -ENOMEM;
+	while (len) {
+		size_t n = len < piece ? len : piece;
+
+		e = guarded_read(m, offset, buf, n);
+		for (size_t done = 0; !e && done < n;) {
+			ssize_t w = write(fd, buf + done, n - done);
+
+			if (w < 0 && errno != EINTR)
+				e = -errno;
+			else if (w > 0)
+				done += (size_t)w;
+		}
+		if (e)
+			break;
+		offset += n;
+		len -= n;
+	}
+	free(buf);
+	return e;
 }

@@ -125,6 +125,18 @@ PM_API int pm_image_stats(const pm_image *im, struct pm_stats *st);
  * NULL, one line saying what the decoder reported (empty if none). */
 PM_API int pm_image_error(const pm_image *im, char *msg, size_t msglen);
 
+/* pm_matrix_read and pm_matrix_write for a matrix that reads a lazy image
+ * (its source is pm_image_source, or reads one): a part of the image that
+ * fails to decode makes them return -EIO (pm_image_error then says why)
+ * instead of raising SIGBUS in the caller, and the bytes of dst (for
+ * write, of fd) are then undefined. The SIGBUS is caught in the calling
+ * thread only, while it computes: the first call installs a process-wide
+ * SIGBUS handler that passes every other SIGBUS to the handler it found.
+ * For a caller that must survive a damaged file and cannot handle signals
+ * itself (a Python binding). Threads: any; matrix as in pm_matrix_read. */
+PM_API int pm_image_matrix_read(const pm_matrix *m, size_t offset, void *dst, size_t len);
+PM_API int pm_image_matrix_write(const pm_matrix *m, int fd, size_t offset, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -145,3 +145,73 @@ def test_image_outlives_nothing_after_close(files):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ))
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def damaged_files(tmp_path, files):
+    """Two files whose header opens but a later tile cannot be decoded: the
+    tiled pyramid written by vips with one tile's bytes overwritten, and a
+    tiled TIFF written header first (tifffile) cut short, as a transfer that
+    stopped does."""
+    import tifffile
+
+    path, rgb = files["rgb"]
+    with tifffile.TiffFile(path) as t:
+        page = t.pages[0]
+        offsets, counts = page.dataoffsets, page.databytecounts
+        across = -(-page.imagewidth // page.tilewidth)
+    k = 3 * across + 2            # rows 96-127
+    data = bytearray(path.read_bytes())
+    data[offsets[k]:offsets[k] + counts[k]] = b"\x5a" * counts[k]
+    bad = tmp_path / "damaged.tif"
+    bad.write_bytes(bytes(data))
+    whole = tmp_path / "header-first.tif"
+    tifffile.imwrite(whole, rgb, tile=(32, 32), compression="zlib", photometric="rgb")
+    with tifffile.TiffFile(whole) as t:
+        assert t.pages[0].offset < min(t.pages[0].dataoffsets)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    return bad, cut
+
+
+@pytest.mark.parametrize("backend", ["uffd", "sigsegv"])
+@pytest.mark.parametrize("which", [0, 1])
+def test_package_reads_raise_on_a_tile_failing_mid_scan(tmp_path, files, backend, which):
+    # The package's own reads of a matrix over a damaged image: an
+    # ImageError with the decoder's words, not SIGBUS; save leaves no file.
+    path = damaged_files(tmp_path, files)[which]
+    img = patchmap.imread(path, budget="64K", chunk="8K", backend=backend)
+    assert img.shape == (150, 170, 3)             # it opens
+    assert np.array_equal(img[:32], files["rgb"][1][:32])   # the rows before are right
+    X = patchmap.windows(img, 3, budget="1M", chunk="64K")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(patchmap.ImageError, match="patchmap.save: .*%s: rows [0-9]+-[0-9]+: "
+                       % path.name) as e:
+        patchmap.save(out / "X.npy", X)
+    assert "TIFF" in str(e.value) or "ecod" in str(e.value), e.value
+    assert os.listdir(out) == []
+    with pytest.raises(patchmap.ImageError, match="reading the matrix"):
+        patchmap.take(X, [0, X.shape[0] - 1])
+    m = patchmap.open(img, 3, backend="none")
+    with pytest.raises(patchmap.ImageError, match="rows"):
+        m.read()
+    # and once a part failed, the image gives no more pixels (patchmap-image.h)
+    with pytest.raises(patchmap.ImageError, match="rows"):
+        m.read(0, 1)
+
+
+def test_user_reads_of_a_damaged_image_get_sigbus(tmp_path, files):
+    # numpy's own reads (user code) follow the region contract: SIGBUS, as
+    # a damaged file read through numpy.memmap.
+    bad = damaged_files(tmp_path, files)[0]
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        import patchmap
+        a = patchmap.imread(%r, budget="64K", chunk="8K")
+        print(int(a.sum()))
+    """ % (PYDIR, str(bad)))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ))
+    assert r.returncode == -7, (r.returncode, r.stderr)   # SIGBUS

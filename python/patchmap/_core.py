@@ -11,6 +11,7 @@ mmap.mmap.close() does): a Python object can never point at unmapped memory.
 
 import ctypes
 import dataclasses
+import errno
 import gc
 import numbers
 import operator
@@ -21,6 +22,7 @@ import weakref
 
 import numpy as np
 
+from . import _image
 from . import _lib as L
 from . import _spec
 from ._spec import parse_size
@@ -239,6 +241,15 @@ def _row_indices(indices, n):
     return idx, shape
 
 
+def _guarded(owner):
+    """pm_matrix_read and pm_matrix_write for the matrix of owner, as
+    _image.guarded gives them: over an imread image, a part that fails to
+    decode is an ImageError here, not a SIGBUS."""
+    if not isinstance(owner, _Mapping):
+        return L.lib().pm_matrix_read, L.lib().pm_matrix_write, None
+    return _image.guarded(owner.source)
+
+
 def _read_rows(owner, rows, shape):
     """Stored rows `rows` (valid indices) of the matrix via pm_matrix_read,
     one call per run of consecutive rows, as an array of shape + (cols,)."""
@@ -246,11 +257,15 @@ def _read_rows(owner, rows, shape):
     dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
     rb = ld * dtype.itemsize
     out = np.empty((len(rows), ld), dtype=dtype)
-    h, read = owner.handle(), L.lib().pm_matrix_read
+    h = owner.handle()
+    read, _, img = _guarded(owner)
     starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1) if len(rows) else []
     ends = list(starts[1:]) + [len(rows)]
     for a, b in zip(starts, ends):
-        L.check(read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb))
+        err = read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb)
+        if err == -errno.EIO and img is not None:
+            raise _image.decode_error(img, "patchmap: reading the matrix")
+        L.check(err)
     return (out[:, :cols] if ld != cols else out).reshape(tuple(shape) + (cols,))
 
 

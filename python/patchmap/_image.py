@@ -89,7 +89,11 @@ def image_library():
                 ("pm_image_info", c.c_int, [c.c_void_p, c.POINTER(pm_image_info)]),
                 ("pm_image_stats", c.c_int, [c.c_void_p, c.POINTER(L.pm_stats)]),
                 ("pm_image_error", c.c_int, [c.c_void_p, c.c_char_p, c.c_size_t]),
-                ("pm_image_strerror", c.c_char_p, [c.c_int])]:
+                ("pm_image_strerror", c.c_char_p, [c.c_int]),
+                ("pm_image_matrix_read", c.c_int, [c.c_void_p, c.c_size_t, c.c_void_p,
+                                                   c.c_size_t]),
+                ("pm_image_matrix_write", c.c_int, [c.c_void_p, c.c_int, c.c_size_t,
+                                                    c.c_size_t])]:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
         _ilib = lib
@@ -236,8 +240,12 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     refused, never completed with invented pixels), with the decoder's
     message; patchmap.InvalidArgument for a page, level or band the file
     lacks. A part of the image that fails to decode later, while being read,
-    raises SIGBUS in the reading thread, as reading a damaged file through
-    numpy.memmap would.
+    raises SIGBUS in the reading thread when the reader is numpy or your
+    code, as reading a damaged file through numpy.memmap would; the
+    package's own reads of a matrix over the image (patchmap.save, take,
+    PatchMatrix.read) raise ImageError with the decoder's message instead,
+    and save leaves no file behind. Once a part failed, the image gives no
+    more pixels.
     """
     lib = image_library()
     o = pm_image_opts(size=ctypes.sizeof(pm_image_opts), page=_page_level(page, "page"),
@@ -278,16 +286,45 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     owner = _Image(handle.value, interface, {
         "loader": info.loader.decode(), "pages": info.pages, "levels": info.levels,
         "page": info.page, "level": info.level, "file_bands": info.file_bands,
-        "random_access": bool(info.random_access)})
+        "random_access": bool(info.random_access), "path": os.fsdecode(path)})
     arr = np.asarray(owner)
     arr.flags.writeable = False
     return arr
 
 
+def _image_of(arr):
+    """The _Image an array returned by imread (or a view of one) is over,
+    else None."""
+    base = arr
+    while base is not None and not isinstance(base, _Image):
+        base = getattr(base, "base", None)
+    return base
+
+
+def guarded(source):
+    """For the package's own reads of a matrix over `source` (the array the
+    matrix reads): (read, write, image) where read and write are
+    pm_matrix_read / pm_matrix_write, or, when the source is an imread
+    image, their libpatchmap-image versions that return -EIO where a part of
+    the image fails to decode, instead of raising SIGBUS in this thread."""
+    img = _image_of(source)
+    if img is None:
+        return L.lib().pm_matrix_read, L.lib().pm_matrix_write, None
+    lib = image_library()
+    return lib.pm_image_matrix_read, lib.pm_image_matrix_write, img
+
+
+def decode_error(img, who):
+    """ImageError for a decoding failure of img met by `who`."""
+    code, msg = img.error()
+    return ImageError(5, "%s: %s: %s" % (who, img.info.get("path", "the image"),
+                                        msg or "a part of the image failed to decode"))
+
+
 def image_info(arr):
     """What imread() found in the file of `arr` (an array imread returned, or
     a view of one): loader, pages, levels, page, level, file_bands,
-    random_access."""
+    random_access, path."""
     base = arr
     while base is not None and not isinstance(base, _Image):
         base = getattr(base, "base", None)

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from . import _core
+from . import _image
 from . import _lib as L
 
 _BLOCK = 64 << 20  # bytes per library call: Ctrl-C is seen between blocks
@@ -71,14 +72,16 @@ def _write_body(owner, fd, first, count, stride, path):
     info = owner.info
     item = info["dtype"].itemsize
     pitch = info["ld"] * item
-    lib = L.lib()
     if count == 0:
         return
+    _, write, img = _core._guarded(owner)
     if stride == 1 and info["ld"] == info["cols"]:
         offset, left = first * pitch, count * pitch
         while left:
             n = min(left, _BLOCK)
-            err = lib.pm_matrix_write(owner.handle(), fd, offset, n)
+            err = write(owner.handle(), fd, offset, n)
+            if err == -errno.EIO and img is not None:
+                raise _image.decode_error(img, "patchmap.save")
             if err < 0:
                 _raise(err, path)
             offset += n
