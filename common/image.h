@@ -132,6 +132,11 @@ int img_open_vips(const char *path, const struct img_vips *v, struct img *im, ch
  * none) and, in msg, the decoder's line. Takes a lock: not for a signal
  * handler. (vimage.c) */
 int img_vips_error(const struct img *im, char *msg, size_t msglen);
+/* pm_matrix_read of a matrix over im; over a libvips image, a part that
+ * fails to decode returns -EIO instead of raising SIGBUS in this thread
+ * (pm_image_matrix_read). (vimage.c) */
+int img_matrix_read(const struct img *im, const pm_matrix *m, size_t offset, void *dst,
+		    size_t len);
 /* The first decoding failure's code, or 0: lock-free, for a signal
  * handler. (vimage.c) */
 int img_vips_failed(const struct img *im);

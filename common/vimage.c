@@ -28,6 +28,7 @@ static struct {
 	int (*info)(const pm_image *, struct pm_image_info *);
 	int (*error)(const pm_image *, char *, size_t);
 	const char *(*strerror)(int);
+	int (*matrix_read)(const pm_matrix *, size_t, void *, size_t);
 	char why[IMG_ERRLEN];
 } api;
 static pthread_once_t api_once = PTHREAD_ONCE_INIT;
@@ -77,8 +78,9 @@ static void load(void)
 	*(void **)&api.info = dlsym(h, "pm_image_info");
 	*(void **)&api.error = dlsym(h, "pm_image_error");
 	*(void **)&api.strerror = dlsym(h, "pm_image_strerror");
+	*(void **)&api.matrix_read = dlsym(h, "pm_image_matrix_read");
 	if (!api.open || !api.close || !api.source || !api.region || !api.info || !api.error ||
-	    !api.strerror) {
+	    !api.strerror || !api.matrix_read) {
 		snprintf(api.why, sizeof api.why, "%s lacks a function of patchmap-image.h",
 			 SONAME);
 		return;
@@ -157,6 +159,14 @@ int img_vips_error(const struct img *im, char *msg, size_t msglen)
 	if (!im->vips_open)
 		return 0;
 	return api.error(im->handle, msg, msglen);
+}
+
+int img_matrix_read(const struct img *im, const pm_matrix *m, size_t offset, void *dst,
+		    size_t len)
+{
+	if (!im->vips_open)
+		return pm_matrix_read(m, offset, dst, len);
+	return api.matrix_read(m, offset, dst, len);
 }
 
 int img_vips_failed(const struct img *im)

@@ -457,6 +457,7 @@ out:
 
 struct exporter {
 	pm_matrix *m;
+	const struct img *im;      /* the source, whose decoding may fail */
 	const char *data;          /* the mapping, or NULL: pm_matrix_read */
 	struct outfile *out;
 	size_t hlen, total, piece;
@@ -493,7 +494,7 @@ static void *export_worker(void *arg)
 		len = x->total - off < x->piece ? x->total - off : x->piece;
 		if (x->data)
 			memcpy(buf, x->data + off, len);
-		else if ((e = pm_matrix_read(x->m, off, buf, len))) {
+		else if ((e = img_matrix_read(x->im, x->m, off, buf, len))) {
 			int z = 0;
 			atomic_compare_exchange_strong(&x->err, &z, e);
 			break;
@@ -600,6 +601,7 @@ static int cmd_export(const struct args *a)
 		goto out;
 	}
 	x.m = m;
+	x.im = &im;
 	x.data = lazy ? pm_matrix_data(m) : NULL;
 	x.out = &of;
 	x.hlen = hlen;
@@ -617,8 +619,12 @@ static int cmd_export(const struct args *a)
 	t = now_s() - t0;
 	e = atomic_load(&x.err);
 	if (e) {
+		char msg[512];
+
 		if (atomic_load(&x.err_write))
 			cli_err("cannot write '%s': %s", a->out, strerror(-e));
+		else if (img_vips_error(&im, msg, sizeof(msg)))
+			cli_err("%s: %s", a->image, msg[0] ? msg : "a part of the image failed to decode");
 		else
 			cli_err("computing the patch matrix failed: %s", pm_strerror(e));
 		goto out;
