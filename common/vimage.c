@@ -176,7 +176,7 @@ int img_vips_failed(const struct img *im)
 	return pm_region_error(api.region(im->handle));
 }
 
-/* True for a file img_open() reads by its magic: .npy, P5, P6. */
+/* True for a file img_open() reads (or refuses) by its magic: .npy, netpbm. */
 static bool own_format(const char *path)
 {
 	unsigned char b[6] = { 0 };
@@ -194,9 +194,11 @@ static bool own_format(const char *path)
 	}
 	n = read(fd, b, sizeof b);
 	close(fd);
-	if (n >= 6 && !memcmp(b, "\x93NUMPY", 6))
+	/* empty or too short for any image, .npy (a damaged one too) and
+	 * netpbm (img_open reads P5 and P6 and says why not the others) */
+	if (n < (ssize_t)sizeof b || b[0] == 0x93)
 		return true;
-	return n >= 3 && b[0] == 'P' && (b[1] == '5' || b[1] == '6') &&
+	return b[0] == 'P' && b[1] >= '1' && b[1] <= '7' &&
 	       (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r' || b[2] == '#');
 }
 

@@ -157,11 +157,20 @@ static int int_meta(VipsImage *vi, const char *name, int dflt)
 	int v;
 	const char *s;
 
-	if (vips_image_get_typeof(vi, name) == G_TYPE_INT && !vips_image_get_int(vi, name, &v))
+	char *text;
+	GType t = vips_image_get_typeof(vi, name);
+
+	if (t == G_TYPE_INT && !vips_image_get_int(vi, name, &v))
 		return v;
-	if (vips_image_get_typeof(vi, name) == G_TYPE_STRING &&
-	    !vips_image_get_string(vi, name, &s))
+	if (t == G_TYPE_STRING && !vips_image_get_string(vi, name, &s))
 		return atoi(s);
+	/* OpenSlide's properties are reference-counted strings
+	 * (VipsRefString), which only the as-string getter reads */
+	if (t && !vips_image_get_as_string(vi, name, &text)) {
+		v = atoi(text);
+		g_free(text);
+		return v;
+	}
 	return dflt;
 }
 
@@ -296,7 +305,7 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 {
 	const char *loader;
 	VipsOperation *probe;
-	bool has_page, has_level, has_subifd, by_subifd = false;
+	bool has_page, has_level, has_subifd, by_subifd = false, jp2k;
 	int page = -1, subifd = -1, level = -1;
 	VipsImage *first, *vi, *t;
 	struct pm_image_info *info = &im->info;
@@ -351,6 +360,12 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 	if (info->pages < 1)
 		info->pages = 1;
 	g_object_unref(first);
+	/* JPEG 2000: libvips gives the resolution levels as pages */
+	jp2k = !strcmp(info->loader, "jp2kload");
+	if (jp2k) {
+		info->levels = info->pages;
+		info->pages = 1;
+	}
 
 	if (o->page < 0 || o->page >= info->pages || (o->page > 0 && !has_page)) {
 		set_msg(msg, msglen, "page: '%d' is not a page of the image, which has %d page%s "
@@ -371,7 +386,9 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 	}
 	if (has_page)
 		page = o->page;
-	if (has_level)
+	if (jp2k)
+		page = o->level;
+	else if (has_level)
 		level = o->level;
 	else if (o->level > 0 && by_subifd)
 		subifd = o->level - 1;
