@@ -158,3 +158,84 @@ def test_tile_failing_mid_scan(files, tmp_path, cmd, extra):
             assert rep["exit"] == 1 and "Decoding error" in rep["error"]
         # no output, and no temporary beside it
         assert os.listdir(out.parent) == []
+
+
+# ------------------------------------------------------------------ OpenSlide, JPEG 2000
+
+def loaders():
+    r = subprocess.run(["vips", "-l"], capture_output=True, text=True)
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    """A synthetic Aperio slide: a tiled pyramid of three levels, each a
+    tiled directory, the first described as Aperio's writer describes it,
+    which OpenSlide (and so libvips' openslideload) recognises. Written with
+    tifffile, read back level by level with tifffile as the reference."""
+    import tifffile
+
+    if "openslideload" not in loaders():
+        pytest.skip("this libvips has no OpenSlide loader")
+    tmp = tmp_path_factory.mktemp("slide")
+    rng = np.random.default_rng(21)
+    # every level whole tiles of 64: OpenSlide's Aperio reader paints a
+    # level smaller than one tile white
+    a = rng.integers(0, 256, size=(512, 768, 3), dtype=np.uint8)
+    levels = [a, np.ascontiguousarray(a[::2, ::2]), np.ascontiguousarray(a[::4, ::4])]
+    path = tmp / "slide.svs"
+    with tifffile.TiffWriter(path) as t:
+        for i, lv in enumerate(levels):
+            desc = ("Aperio Image Library v10.0.0\n768x512 [0,0 768x512] (64x64) "
+                    "|AppMag = 20|MPP = 0.5") if i == 0 else None
+            t.write(lv, tile=(64, 64), photometric="rgb", compression="zlib",
+                    description=desc, subfiletype=0 if i == 0 else 1, metadata=None)
+    with tifffile.TiffFile(path) as t:
+        ref = [p.asarray() for p in t.pages]
+    assert all(np.array_equal(r, lv) for r, lv in zip(ref, levels))
+    return path, ref
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_openslide_levels(slide, tmp_path, level):
+    path, ref = slide
+    r = run("info", path, "--level", level, "--json")
+    assert r.returncode == 0, r.stderr
+    im = json.loads(r.stdout)["image"]
+    assert im["loader"] == "openslideload" and im["levels"] == 3 and im["file_bands"] == 4
+    out = tmp_path / "m.npy"
+    # OpenSlide gives RGBA: the colour bands, picked with --bands
+    r = run("export", path, "--level", level, "--bands", "0,1,2", "--window", "4x3",
+            "--dtype", "same", "--out", out, "--image-budget", "256K", "--image-chunk", "64K")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(out), reference(ref[level], (4, 3)))
+    r = run("info", path, "--level", 3)
+    assert r.returncode == 1 and "which has 3 levels (0 to 2)" in r.stderr
+
+
+def test_jpeg2000_resolution_levels(tmp_path):
+    if "jp2ksave" not in loaders() or "jp2kload" not in loaders():
+        pytest.skip("this libvips has no JPEG 2000 loader and saver")
+    from PIL import Image
+
+    rng = np.random.default_rng(22)
+    a = rng.integers(0, 256, size=(130, 170, 3), dtype=np.uint8)
+    path = write(tmp_path, "a.jp2", a, "jp2ksave", "--lossless", "--tile-width", 64,
+                 "--tile-height", 64)
+    assert np.array_equal(np.asarray(Image.open(path)), a)   # lossless, read by OpenJPEG
+    r = run("info", path, "--json")
+    im = json.loads(r.stdout)["image"]
+    assert im["loader"] == "jp2kload" and im["levels"] >= 2 and im["pages"] == 1
+    out = tmp_path / "m.npy"
+    r = run("export", path, "--window", "5", "--dtype", "same", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(out), reference(a, (5, 5)))
+    # level 1: OpenJPEG's half resolution, as Pillow asks it with reduce
+    with Image.open(path) as p:
+        p.reduce = 1
+        p.load()
+        half = np.asarray(p)
+    assert half.shape == ((130 + 1) // 2, (170 + 1) // 2, 3)
+    r = run("export", path, "--level", 1, "--window", "3", "--dtype", "same", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(out), reference(half, (3, 3)))
