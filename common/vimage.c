@@ -45,7 +45,16 @@ static void *open_beside(void)
 
 	if (!dladdr((void *)open_beside, &di) || !di.dli_fname)
 		return NULL;
-	snprintf(dir, sizeof dir, "%s", di.dli_fname);
+	/* the executable's name is as it was run ("patchmap", from PATH) */
+	if (strchr(di.dli_fname, '/')) {
+		snprintf(dir, sizeof dir, "%s", di.dli_fname);
+	} else {
+		ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+
+		if (n <= 0)
+			return NULL;
+		dir[n] = '\0';
+	}
 	slash = strrchr(dir, '/');
 	if (!slash)
 		return NULL;
