@@ -102,7 +102,7 @@ static int parse_bands(const char *v, struct img_vips *iv, char *err)
 	char buf[512], *p, *save = NULL;
 	int n = 0;
 
-	if (strlen(v) >= sizeof buf)
+	if (!*v || strlen(v) >= sizeof buf)
 		goto bad;
 	snprintf(buf, sizeof buf, "%s", v);
 	/* no empty entry: ",1", "1,", "1,,2" */
