@@ -150,8 +150,10 @@ BAD_HEADERS = {
     "pgm-ascii": (b"P2\n2 2\n255\n1 2 3 4\n", r"P2 \(plain text or bitmap\) netpbm files are "
                                               r"not supported"),
     "pam": (b"P7\nWIDTH 2\n", r"PAM \(P7\) files are not supported"),
-    "unknown": (b"hello, world\n", r"unknown image format \(not \.npy, PGM or PPM\); for raw data "
-                                   r"give --shape and --raw-dtype$"),
+    # (and, where libpatchmap-image is built, not one libvips reads either)
+    "unknown": (b"hello, world\n", r"unknown image format \(not \.npy, PGM or PPM(, nor one "
+                                   r"libvips reads here)?\); for raw data give --shape and "
+                                   r"--raw-dtype$"),
 }
 
 
