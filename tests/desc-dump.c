@@ -69,7 +69,8 @@ int main(int argc, char **argv)
 			desc_free(&d);
 			return report_error(ierr, line);
 		}
-		fprintf(stderr, "desc-dump: %s: %s\n", d.source, oom ? "out of memory" : ierr);
+		fprintf(stderr, "desc-dump: source \"%s\": %s\n", d.source,
+			oom ? "out of memory" : ret == IMG_EFORMAT ? DESC_UNKNOWN_FORMAT : ierr);
 		desc_free(&d);
 		return 2;
 	}
