@@ -31,6 +31,11 @@ struct fill_case {
 	{ "f32 x3->f32 (y,x,c) " #K "x" #K, F32, 3, F32, K, 1, 0, 0, 0, WIN, 0, false, 0 },  \
 	{ "f32 x3->f32 (c,y,x) " #K "x" #K, F32, 3, F32, K, 1, 0, 0, 0, CHAN, 0, false, 0 },
 
+#define SMALL_MORE(K)                                                                       \
+	{ "u8->f32 dilation 2 " #K "x" #K, U8, 0, F32, K, 2, 0, 0, 0, 0, 0, false, 0 },      \
+	{ "u8->u8 " #K "x" #K, U8, 0, PM_DTYPE_SAME, K, 1, 0, 0, 0, 0, 0, false, 0 },        \
+	{ "u8->f32 step 2 " #K "x" #K, U8, 0, F32, K, 1, 0, 0, 0, 0, 0, false, 2 },
+
 static const struct fill_case cases[] = {
 	{ "u8->f32", U8, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 0 },
 	{ "f32->f32", F32, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 0 },
@@ -45,9 +50,7 @@ static const struct fill_case cases[] = {
 	{ "u8->f32 dilation 2", U8, 0, F32, 0, 2, 0, 0, 0, 0, 0, false, 0 },
 	{ "u8->f32 step 2", U8, 0, F32, 0, 1, 0, 0, 0, 0, 0, false, 2 },
 	SMALL(3) SMALL(5) SMALL(7)
-	{ "u8->f32 dilation 2 3x3", U8, 0, F32, 3, 2, 0, 0, 0, 0, 0, false, 0 },
-	{ "u8->u8 3x3", U8, 0, PM_DTYPE_SAME, 3, 1, 0, 0, 0, 0, 0, false, 0 },
-	{ "u8->f32 step 2 3x3", U8, 0, F32, 3, 1, 0, 0, 0, 0, 0, false, 2 },
+	SMALL_MORE(3) SMALL_MORE(5) SMALL_MORE(7)
 	{ "u8->f32 zero pad same 3x3", U8, 0, F32, 3, 1, -1, -1, PM_PAD_ZERO, 0, 0, false, 0 },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
