@@ -745,8 +745,8 @@ static inline void copy_small(char *restrict d, const char *restrict s, size_t n
 			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 16);        \
 	} while (0)
 
-/* Rows [j0, j1) of a run, lines LINES (a constant in the instances, so the
- * line loop unrolls) and NV moves per line. */
+/* Rows [j0, j1) of a run, lines LINES (a constant in the instances for the
+ * k x k windows of one channel and 3 x 3 of three, so the line loop unrolls) and NV moves per line. */
 #define ROWS_LOOP(LINES, NV)                                                           \
 	for (int64_t j = j0; j < j1; j++) {                                            \
 		char *row = d + (size_t)j * pitch;                                     \
@@ -780,7 +780,7 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 
 	if (j1 < 0)
 		j1 = 0;
-	if (nv <= 4 && (lines == 3 || lines == 5 || lines == 7)) {
+	if (nv <= 4 && (lines == 3 || lines == 5 || lines == 7 || lines == 9)) {
 #define NV_CASES(LINES)                                           \
 	switch (nv) {                                             \
 	case 1: ROWS_LOOP(LINES, 1) break;                        \
@@ -792,8 +792,10 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 			NV_CASES(3)
 		else if (lines == 5)
 			NV_CASES(5)
-		else
+		else if (lines == 7)
 			NV_CASES(7)
+		else
+			NV_CASES(9) /* 3 x 3, three channels, channel-major */
 #undef NV_CASES
 	} else {
 		switch (nv) {
