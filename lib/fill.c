@@ -344,9 +344,10 @@ static void runs_init(struct pm__fill *f)
 		return;
 	if (f->line_ch > 1 && f->line_inc != 1)
 		return; /* dilated pixels of several channels: not contiguous per phase */
-	/* Lines longer than 64 bytes already run at memory speed through the
-	 * block kernels, one call per line. */
-	if (f->line_inc > 4 || g->idx[last].extent < 2 || f->line_bytes > 64)
+	/* Lines longer than 128 bytes run at memory speed through the block
+	 * kernels, one call per line; up to 128, the run's copies cost less
+	 * than a conversion and a call per line. */
+	if (f->line_inc > 4 || g->idx[last].extent < 2 || f->line_bytes > 128)
 		return;
 	for (int k = 0; k < f->line_dim; k++) {
 		if (lines * D[k].extent > PM__RUN_MAX_LINES)
@@ -702,7 +703,7 @@ static void row_bytes(const struct pm__fill *f, const struct rowpos *p, size_t b
 	}
 }
 
-/* Copies n bytes (at most 64 here, the same n for a whole run, so the
+/* Copies n bytes (at most 128 here, beyond 64 by memcpy; the same n for a whole run, so the
  * branches predict) with overlapping fixed-size moves. */
 static inline void copy_small(char *restrict d, const char *restrict s, size_t n)
 {
@@ -780,13 +781,17 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 
 	if (j1 < 0)
 		j1 = 0;
-	if (nv <= 4 && (lines == 3 || lines == 5 || lines == 7 || lines == 9)) {
+	if (nv <= 8 && (lines == 3 || lines == 5 || lines == 7 || lines == 9)) {
 #define NV_CASES(LINES)                                           \
 	switch (nv) {                                             \
 	case 1: ROWS_LOOP(LINES, 1) break;                        \
 	case 2: ROWS_LOOP(LINES, 2) break;                        \
 	case 3: ROWS_LOOP(LINES, 3) break;                        \
-	default: ROWS_LOOP(LINES, 4) break;                       \
+	case 4: ROWS_LOOP(LINES, 4) break;                        \
+	case 5: ROWS_LOOP(LINES, 5) break;                        \
+	case 6: ROWS_LOOP(LINES, 6) break;                        \
+	case 7: ROWS_LOOP(LINES, 7) break;                        \
+	default: ROWS_LOOP(LINES, 8) break;                       \
 	}
 		if (lines == 3)
 			NV_CASES(3)
