@@ -69,7 +69,7 @@ static void usage(const char *prog)
 	       "                   (default 4; the whole matrix if smaller)\n"
 	       "  --reps N         repetitions, the median is reported (default 3)\n"
 	       "  --src-mib M      memcpy source size (default 1024, far above the caches)\n"
-	       "  --case TEXT      run only the cases whose name contains TEXT\n"
+	       "  --case TEXT      run only the cases whose name (as printed) contains TEXT\n"
 	       "  --chunk KIB      the destination buffer (default 2048, one chunk)\n",
 	       prog);
 }
@@ -405,7 +405,11 @@ int main(int argc, char **argv)
 		char name[64];
 		int isa = 0;
 
-		if (only && !strstr(c->name, only))
+		/* the name as printed: the main cases with their window */
+		snprintf(name, sizeof(name), "%s", c->name);
+		if (!c->k)
+			snprintf(name, sizeof(name), "%s %zux%zu", c->name, k, k);
+		if (only && !strstr(name, only))
 			continue;
 		opts_for(&o, c, img);
 		b_check(pm_matrix_open(&o, &m), c->name);
@@ -440,9 +444,6 @@ int main(int argc, char **argv)
 		}
 		lib = b_median(v, reps);
 		mc = b_median(mv, reps);
-		snprintf(name, sizeof(name), "%s%s", c->name, c->k ? "" : "");
-		if (!c->k)
-			snprintf(name, sizeof(name), "%s %zux%zu", c->name, k, k);
 		printf("%-34s %9.2f %7.2f %7.2f %8.2f", name, (double)pm_matrix_bytes(m) / 1e9, lib,
 		       mc, lib / mc);
 		if (nf)
