@@ -41,8 +41,8 @@ PM_API const char *pm_version(void);
 
 /* ---------------------------------------------------------------- errors */
 
-/* Input errors, returned negated. Each is a kind of EINVAL (or EOVERFLOW for
- * PM_ETOOBIG); pm_error_errno() gives that errno. */
+/* Input errors, returned negated. Each is a kind of EINVAL (EOVERFLOW for
+ * PM_ETOOBIG, ENOMEM for PM_EMEMORY); pm_error_errno() gives that errno. */
 enum pm_error {
 	PM_EFIRST = 1000,
 	PM_ENULL = PM_EFIRST,   /* a required pointer is NULL */
@@ -81,6 +81,9 @@ enum pm_error {
 	PM_EROWSLAYOUT,         /* a row selection with the column layout */
 	PM_EFOLDSHAPE,          /* fold input rows/cols disagree with the geometry */
 	PM_EFOLDMODE,           /* unknown fold mode */
+	PM_EMEMORY,             /* the resident bound (budget, or the whole matrix
+	                           for eager or an unlimited budget) is more than
+	                           pm_memory_available() allows; errno ENOMEM */
 	PM_ELAST
 };
 
@@ -136,7 +139,12 @@ PM_API const char *pm_backend_name(int backend);
 PM_API int pm_backend_parse(const char *name);
 
 #define PM_BUDGET_UNLIMITED SIZE_MAX
+/* The default budget: PM_DEFAULT_BUDGET, lowered at open to
+ * 1/PM_DEFAULT_BUDGET_SHARE (half) of pm_memory_available() where that is
+ * less (a container or batch job's memory limit, a busy machine), and never
+ * below two chunks. */
 #define PM_DEFAULT_BUDGET ((size_t)256 << 20)
+#define PM_DEFAULT_BUDGET_SHARE 2
 /* Bytes filled per fault unless pm_lazy_opts.chunk says otherwise. */
 #define PM_DEFAULT_CHUNK ((size_t)4 << 20)
 
@@ -149,7 +157,8 @@ PM_API int pm_default_threads(void);
 /* How a lazy buffer is kept. Zero fields take the defaults. */
 struct pm_lazy_opts {
 	int backend;      /* enum pm_backend; default AUTO */
-	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET,
+	size_t budget;    /* most bytes resident at once; default PM_DEFAULT_BUDGET
+	                     (see there: at most half the memory available),
 	                     PM_BUDGET_UNLIMITED for no limit; rounded down to
 	                     whole chunks. At least two chunks are always kept
 	                     (a single access may straddle two): an explicit
@@ -159,7 +168,10 @@ struct pm_lazy_opts {
 	                     front end will open: "none" streams); eager
 	                     and none ignore the budget. The default
 	                     budget with a chunk above half of it becomes two
-	                     chunks. */
+	                     chunks. The resident bound (the budget, or the
+	                     whole buffer for eager or an unlimited budget) must
+	                     fit in pm_memory_available() at open, or the open
+	                     is -PM_EMEMORY. */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
 	                     page size; default PM_DEFAULT_CHUNK */
 	int threads;      /* filler threads; default pm_default_threads() */
@@ -191,6 +203,10 @@ struct pm_stats {
 	uint64_t resident_bytes;      /* now */
 	uint64_t peak_resident_bytes;
 	uint64_t fill_ns;             /* time spent in the fill callback */
+	uint64_t memory_available;    /* pm_memory_available() at open, bytes
+	                                 (UINT64_MAX: unknown) */
+	bool budget_lowered;          /* the default budget was lowered to
+	                                 1/PM_DEFAULT_BUDGET_SHARE of that */
 };
 
 #define PM_MECH_UFFD_FULL      0x01u /* userfaultfd handles kernel accesses too */
@@ -465,12 +481,15 @@ PM_API int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_mat
 			  struct pm_matrix_info *info);
 
 /* The memory policy of every front end, for a matrix described by info
- * (from pm_spec_matrix) under s's lazy options: refuses an explicit budget
- * smaller than two chunks (-PM_EBUDGET), and a resident bound (the budget;
- * the whole matrix for backend eager or an unlimited budget; nothing for
- * backend none) larger than the memory the kernel reports available
- * (MemAvailable, -ENOMEM). Returns 0 or that code, pm_spec_error() then
- * holding one line with the figures and what to change. */
+ * (from pm_spec_matrix) under s's lazy options, the one the library applies
+ * again at open: refuses an explicit budget smaller than two chunks
+ * (-PM_EBUDGET), and a resident bound (the budget; the whole matrix for
+ * backend eager or an unlimited budget; nothing for backend none) larger
+ * than pm_memory_available() (-PM_EMEMORY). The default budget is not
+ * refused: it is lowered to fit (see PM_DEFAULT_BUDGET). Returns 0 or that
+ * code, pm_spec_error() then holding one line that names the limit and
+ * where it comes from, the figures, and what to change ("budget: the cgroup
+ * memory limit of /job allows 150 MiB more; the budget asks 256 MiB; ..."). */
 PM_API int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info);
 
 /* The value grammar, for front-end keys outside the spec (a raw file's shape,
@@ -624,6 +643,49 @@ PM_API int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows
 
 /* ---------------------------------------------------------------- system */
 
+/* The memory this process may still take, and whose limit says so. */
+enum pm_memory_kind {
+	PM_MEMORY_UNKNOWN = 0, /* nothing could be read: no limit applies */
+	PM_MEMORY_MACHINE,     /* the machine's MemAvailable (/proc/meminfo) */
+	PM_MEMORY_CGROUP_V1,   /* cgroup v1 memory.limit_in_bytes */
+	PM_MEMORY_CGROUP_MAX,  /* cgroup v2 memory.max */
+	PM_MEMORY_CGROUP_HIGH, /* cgroup v2 memory.high (throttled above it) */
+	PM_MEMORY_KIND_COUNT
+};
+
+struct pm_memory {
+	size_t size;                /* set by the caller: sizeof(struct pm_memory) or 0 */
+	uint64_t available;         /* bytes: the tightest of the limits below,
+	                               less what already counts against it;
+	                               UINT64_MAX if nothing could be read */
+	int kind;                   /* enum pm_memory_kind of that limit */
+	uint64_t limit;             /* that limit: the cgroup's, or MemTotal */
+	uint64_t used;              /* what counts against it now: the cgroup's
+	                               usage less its inactive file cache (which
+	                               the kernel reclaims first), or MemTotal
+	                               less MemAvailable */
+	char cgroup[256];           /* the cgroup of that limit, as
+	                               /proc/self/cgroup names it ("" for the
+	                               machine); cut at 255 bytes */
+	char source[320];           /* in words, for messages: "the cgroup memory
+	                               limit of /job", "the cgroup memory.high of
+	                               /job", "the machine's available memory
+	                               (MemAvailable)"; "" if unknown */
+	uint64_t machine_available; /* MemAvailable alone (0 if unknown) */
+};
+
+/* Fills *out (out->size bytes of it, see the top) with the memory this
+ * process may still take: the least of the machine's MemAvailable and, for
+ * the cgroup of this process and each of its ancestors, cgroup v2
+ * memory.max and memory.high less memory.current, and cgroup v1
+ * memory.limit_in_bytes less memory.usage_in_bytes (a cgroup's inactive
+ * file cache counts as free, as MemAvailable counts it). The cgroups are
+ * found through /proc/self/cgroup and /proc/self/mountinfo, so a container
+ * with or without its own cgroup namespace sees its own limit. Reads a few
+ * small files each call (the library calls it at every open of a lazy or
+ * eager buffer). Returns 0, or -PM_ENULL / -PM_EOPTSIZE. Any thread. */
+PM_API int pm_memory_available(struct pm_memory *out);
+
 /* What one backend did when a small region was opened on it. */
 struct pm_backend_probe {
 	int err;            /* 0, or the negative code pm_region_open returned */
@@ -653,6 +715,7 @@ struct pm_system {
 	char backend_env[16];        /* PATCHMAP_BACKEND, as set ("" unset) */
 	/* Indexed by enum pm_backend: auto, uffd, sigsegv, eager. */
 	struct pm_backend_probe probe[PM_BACKEND_NONE];
+	struct pm_memory memory;     /* pm_memory_available() */
 };
 
 /* Fills *out (out->size must be sizeof(struct pm_system)): reads the kernel

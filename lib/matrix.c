@@ -170,7 +170,7 @@ int pm_matrix_stats(const pm_matrix *m, struct pm_stats *st)
 		return -PM_ENULL;
 	if (m->region)
 		return pm_region_stats(m->region, st);
-	struct pm_stats none = { .backend = PM_BACKEND_NONE };
+	struct pm_stats none = { .backend = PM_BACKEND_NONE, .memory_available = UINT64_MAX };
 
 	return pm__out_struct(st, &none, sizeof(none));
 }

@@ -69,6 +69,11 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 				      "row) and window_elems, channels or 1 columns (transposed "
 				      "for layout cols)",
 	[PM_EFOLDMODE - PM_EFIRST] = "unknown fold mode (use sum, mean or count)",
+	[PM_EMEMORY - PM_EFIRST] = "the budget (or the whole matrix, for the eager backend or an "
+				   "unlimited budget) is more memory than this process may still "
+				   "take: its cgroup's memory limit or the machine's available "
+				   "memory (see pm_memory_available); give a smaller budget, or "
+				   "none",
 };
 
 const char *pm_strerror(int code)
@@ -105,6 +110,8 @@ int pm_error_errno(int code)
 		code = -code;
 	if (code == PM_ETOOBIG)
 		return EOVERFLOW;
+	if (code == PM_EMEMORY)
+		return ENOMEM;
 	if (code >= PM_EFIRST && code < PM_ELAST)
 		return EINVAL;
 	return code;

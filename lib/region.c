@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 
 #include "backend.h"
+#include "memory.h"
 #include "sys.h"
 
 /* PM_DEFAULT_CHUNK, 4 MiB: measured on a 2-core VM where each page-table
@@ -935,17 +936,51 @@ int pm_default_threads(void)
 	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
 
+/* The memory rule of an open (see pm_lazy_opts.budget): the default budget
+ * of a lazy buffer is lowered to fit the memory available, and a resident
+ * bound (the budget in whole chunks, or the whole buffer for eager or an
+ * unlimited budget) larger than that memory is refused. *fit is *lz with
+ * the budget in force. */
+static int fit_memory(size_t length, bool lazy, const struct pm_lazy_opts *lz,
+		      struct pm_lazy_opts *fit, uint64_t *avail, bool *lowered)
+{
+	size_t chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
+	struct pm_memory m;
+
+	pm__memory_read(NULL, &m);
+	*fit = *lz;
+	*avail = m.available;
+	*lowered = false;
+	if (lazy && !lz->budget) {
+		fit->budget = pm__default_budget(&m);
+		*lowered = fit->budget < PM_DEFAULT_BUDGET;
+		if (fit->budget / chunk < 2)
+			fit->budget = 2 * chunk;
+	}
+	return pm__resident_bound(length, chunk, lazy, fit->budget) > m.available ? -PM_EMEMORY
+										    : 0;
+}
+
 /* Opens with one backend; all or nothing. */
 static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_fn fill, void *ctx,
-		     const struct pm_lazy_opts *lz, pm_region **out)
+		     const struct pm_lazy_opts *lz0, pm_region **out)
 {
-	struct pm_region *r = calloc(1, sizeof(*r));
-	size_t budget = lz->budget ? lz->budget : PM_DEFAULT_BUDGET;
+	struct pm_region *r;
+	struct pm_lazy_opts fitted, *lz = &fitted;
+	size_t budget;
+	uint64_t avail;
+	bool lowered;
 	pthread_condattr_t ca;
 	int err;
 
+	if ((err = fit_memory(length, ops->lazy, lz0, &fitted, &avail, &lowered)))
+		return err;
+	budget = lz->budget ? lz->budget : PM_DEFAULT_BUDGET;
+	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	r->memory_available = avail;
+	r->budget_lowered = lowered;
 	pthread_mutex_init(&r->lock, NULL);
 	/* The timed waits for a slot measure intervals: immune to clock steps. */
 	pthread_condattr_init(&ca);
@@ -1141,5 +1176,7 @@ int pm_region_stats(const pm_region *cr, struct pm_stats *out)
 	st->resident_bytes = atomic_load(&r->resident);
 	st->peak_resident_bytes = atomic_load(&r->peak_resident);
 	st->fill_ns = atomic_load(&r->fill_ns);
+	st->memory_available = r->memory_available;
+	st->budget_lowered = r->budget_lowered;
 	return pm__out_struct(out, st, sizeof(*st));
 }

@@ -53,6 +53,8 @@ struct pm_region {
 	void *ctx;
 	unsigned flags;
 	pid_t pid;                  /* the process that opened it */
+	uint64_t memory_available;  /* pm_memory_available() at open */
+	bool budget_lowered;        /* the default budget was lowered to fit it */
 
 	/* lazy core (unused by the eager backend) */
 	_Atomic uint32_t *state;    /* per chunk */

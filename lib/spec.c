@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "memory.h"
 #include "patchmap.h"
 #include "text.h"
 
@@ -1141,31 +1142,14 @@ int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_matrix_opt
 
 /* ---------------------------------------------------------------- memory */
 
-/* MemAvailable in bytes, 0 if unknown. */
-static uint64_t mem_available(void)
-{
-	char line[160];
-	uint64_t kib = 0;
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "MemAvailable:", 13)) {
-			kib = strtoull(line + 13, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kib > UINT64_MAX / 1024 ? UINT64_MAX : kib * 1024;
-}
-
 int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 {
-	size_t chunk, budget, resident;
+	size_t chunk, budget;
+	uint64_t resident;
 	int backend;
-	uint64_t avail;
+	struct pm_memory m;
 	char b1[32], b2[32], b3[32];
-	bool from_env = false;
+	bool from_env = false, lazy;
 
 	if (!s)
 		return -PM_ENULL;
@@ -1180,28 +1164,35 @@ int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 	}
 	if (backend == PM_BACKEND_NONE)
 		return 0;
+	lazy = backend != PM_BACKEND_EAGER;
 	chunk = s->lazy.chunk ? s->lazy.chunk : PM_DEFAULT_CHUNK;
 	budget = s->lazy.budget ? s->lazy.budget : PM_DEFAULT_BUDGET;
-	if (backend != PM_BACKEND_EAGER && s->set[K_BUDGET] && budget != PM_BUDGET_UNLIMITED &&
-	    budget / 2 < chunk)
+	if (lazy && s->set[K_BUDGET] && budget != PM_BUDGET_UNLIMITED && budget / 2 < chunk)
 		return budget_error(s, -PM_EBUDGET);
-	if (budget != PM_BUDGET_UNLIMITED && budget / 2 < chunk)
-		budget = 2 * chunk; /* what the library enforces */
-	resident = backend == PM_BACKEND_EAGER || budget > info->bytes ? info->bytes : budget;
-	avail = mem_available();
-	if (avail && resident > avail) {
-		if (backend == PM_BACKEND_EAGER)
-			return fail(s, -ENOMEM, "backend: %s would keep all %s of the matrix "
-						"resident, more than the %s of memory available; use "
-						"a lazy backend",
-				    from_env ? "eager (from PATCHMAP_BACKEND)" : "eager",
-				    pm__fmt_bytes(b1, sizeof(b1), (double)resident),
-				    pm__fmt_bytes(b2, sizeof(b2), (double)avail));
-		return fail(s, -ENOMEM, "budget: %s lets %s of the matrix be resident, more than "
-					"the %s of memory available; give a smaller budget",
-			    pm__fmt_size(b3, sizeof(b3), budget),
-			    pm__fmt_bytes(b1, sizeof(b1), (double)resident),
-			    pm__fmt_bytes(b2, sizeof(b2), (double)avail));
-	}
-	return 0;
+	/* As the library decides at open (lib/region.c): the default budget
+	 * lowered to fit, then the resident bound against what is left. */
+	pm__memory_read(NULL, &m);
+	if (!s->lazy.budget)
+		budget = pm__default_budget(&m);
+	resident = pm__resident_bound(info->bytes, chunk, lazy, budget);
+	if (resident <= m.available)
+		return 0;
+	pm__fmt_bytes(b1, sizeof(b1), (double)m.available);
+	pm__fmt_bytes(b2, sizeof(b2), (double)resident);
+	if (!lazy)
+		return fail(s, -PM_EMEMORY, "backend: %s allows %s more; %s would keep all %s of the "
+					    "matrix resident; use a lazy backend",
+			    m.source, b1, from_env ? "eager (from PATCHMAP_BACKEND)" : "eager", b2);
+	if (budget == PM_BUDGET_UNLIMITED)
+		return fail(s, -PM_EMEMORY, "budget: %s allows %s more; budget unlimited would keep "
+					    "all %s of the matrix resident; give a budget, or "
+					    "none: the default fits",
+			    m.source, b1, b2);
+	if (!s->lazy.budget)
+		return fail(s, -PM_EMEMORY, "budget: %s allows %s more; even the smallest budget, two "
+					    "chunks of %s, asks %s; lower chunk",
+			    m.source, b1, pm__fmt_size(b3, sizeof(b3), chunk), b2);
+	return fail(s, -PM_EMEMORY, "budget: %s allows %s more; the budget asks %s%s; give a smaller "
+				    "budget, or none: the default fits",
+		    m.source, b1, b2, resident < budget ? " (the whole matrix)" : "");
 }

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/utsname.h>
 
+#include "memory.h"
 #include "patchmap.h"
+#include "region.h"
 #include "sys.h"
 
 /* The first line of a small file, without its newline; "" if unreadable. */
@@ -141,6 +143,16 @@ static void probe_backend(struct pm_backend_probe *p, int backend)
 	p->err = pm_region_close(r);
 }
 
+int pm_memory_available(struct pm_memory *out)
+{
+	struct pm_memory m;
+
+	if (!out)
+		return -PM_ENULL;
+	pm__memory_read(NULL, &m);
+	return pm__out_struct(out, &m, sizeof(m));
+}
+
 int pm_system_probe(struct pm_system *out)
 {
 	struct utsname u;
@@ -164,6 +176,7 @@ int pm_system_probe(struct pm_system *out)
 	snprintf(out->backend_env, sizeof(out->backend_env), "%s", env ? env : "");
 	for (int b = PM_BACKEND_AUTO; b < PM_BACKEND_NONE; b++)
 		probe_backend(&out->probe[b], b);
+	pm__memory_read(NULL, &out->memory);
 	return 0;
 }
 
@@ -242,6 +255,69 @@ static void put_mechanism(struct out *o, unsigned m)
 		}
 }
 
+/* 1.5 GiB, 150 MiB, 12.0 KiB. */
+static void put_bytes(struct out *o, uint64_t bytes)
+{
+	static const char *const unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 5)
+		v /= 1024, u++;
+	if (!u)
+		put(o, "%.0f bytes", v);
+	else
+		put(o, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+/* The memory lines: what may still be taken, whose limit says so, and the
+ * default budget it leaves. */
+static void put_memory(struct out *o, const struct pm_memory *m)
+{
+	static const char *const kind[] = {
+		[PM_MEMORY_UNKNOWN] = "unknown",
+		[PM_MEMORY_MACHINE] = "MemTotal",
+		[PM_MEMORY_CGROUP_V1] = "cgroup v1 memory.limit_in_bytes",
+		[PM_MEMORY_CGROUP_MAX] = "cgroup v2 memory.max",
+		[PM_MEMORY_CGROUP_HIGH] = "cgroup v2 memory.high",
+	};
+	size_t budget = pm__default_budget(m);
+
+	put(o, "memory available: ");
+	if (m->kind == PM_MEMORY_UNKNOWN || m->kind >= PM_MEMORY_KIND_COUNT) {
+		put(o, "unknown\n");
+	} else {
+		put_bytes(o, m->available);
+		put(o, " (%s)\n", m->source);
+	}
+	put(o, "memory limit: ");
+	if (m->kind == PM_MEMORY_UNKNOWN || m->kind >= PM_MEMORY_KIND_COUNT) {
+		put(o, "unknown\n");
+	} else {
+		if (m->kind == PM_MEMORY_MACHINE)
+			put(o, "none below the machine's (MemTotal ");
+		else
+			put(o, "%s of %s (", kind[m->kind], m->cgroup);
+		put_bytes(o, m->limit);
+		put(o, ", ");
+		put_bytes(o, m->used);
+		put(o, " in use)\n");
+	}
+	put(o, "MemAvailable: ");
+	if (m->machine_available) {
+		put_bytes(o, m->machine_available);
+		put(o, "\n");
+	} else {
+		put(o, "unknown\n");
+	}
+	put(o, "default budget: ");
+	put_bytes(o, budget < 2 * PM_DEFAULT_CHUNK ? 2 * PM_DEFAULT_CHUNK : budget);
+	if (budget < PM_DEFAULT_BUDGET)
+		put(o, " (1/%d of the memory available)\n", PM_DEFAULT_BUDGET_SHARE);
+	else
+		put(o, " (at most 1/%d of the memory available)\n", PM_DEFAULT_BUDGET_SHARE);
+}
+
 static const char *user_only_cost =
 	"  Costs: kernel reads of the matrix, such as numpy.save or write(2) from it, fail\n"
 	"  with EFAULT; use pm_matrix_write, patchmap.save or `patchmap export` instead.\n";
@@ -314,6 +390,7 @@ int pm_system_report(const struct pm_system *s, char *buf, size_t len)
 		}
 		put(&o, "\n");
 	}
+	put_memory(&o, &s->memory);
 
 	/* What is missing, what it costs, and how to change it. */
 	put(&o, "\n");
@@ -360,6 +437,16 @@ int pm_system_report(const struct pm_system *s, char *buf, size_t len)
 		advice = true;
 		put(&o, "* PATCHMAP_BACKEND=%s overrides what auto would pick; unset it to let\n"
 			"  auto choose.\n", s->backend_env);
+	}
+	if (s->memory.kind != PM_MEMORY_UNKNOWN && s->memory.kind != PM_MEMORY_MACHINE &&
+	    pm__default_budget(&s->memory) < PM_DEFAULT_BUDGET) {
+		advice = true;
+		put(&o, "* %s leaves room for ", s->memory.source);
+		put_bytes(&o, s->memory.available);
+		put(&o, " more: the default budget is lowered to half of that, and a\n"
+			"  budget (or an eager matrix) above it is refused. To give the library\n"
+			"  more, raise the job's memory limit (docker run --memory, Kubernetes\n"
+			"  resources.limits.memory, Slurm --mem, systemd MemoryMax=).\n");
 	}
 	if (!advice)
 		put(&o, "Nothing is missing: every backend works at its best here.\n");

@@ -39,6 +39,8 @@ int main(void)
 	FIELD(pm_stats, resident_bytes);
 	FIELD(pm_stats, peak_resident_bytes);
 	FIELD(pm_stats, fill_ns);
+	FIELD(pm_stats, memory_available);
+	FIELD(pm_stats, budget_lowered);
 
 	STRUCT(pm_source);
 	FIELD(pm_source, data);
@@ -90,6 +92,16 @@ int main(void)
 	FIELD(pm_backend_probe, backend);
 	FIELD(pm_backend_probe, mechanism);
 
+	STRUCT(pm_memory);
+	FIELD(pm_memory, size);
+	FIELD(pm_memory, available);
+	FIELD(pm_memory, kind);
+	FIELD(pm_memory, limit);
+	FIELD(pm_memory, used);
+	FIELD(pm_memory, cgroup);
+	FIELD(pm_memory, source);
+	FIELD(pm_memory, machine_available);
+
 	STRUCT(pm_system);
 	FIELD(pm_system, size);
 	FIELD(pm_system, kernel);
@@ -107,11 +119,13 @@ int main(void)
 	FIELD(pm_system, seccomp);
 	FIELD(pm_system, backend_env);
 	FIELD(pm_system, probe);
+	FIELD(pm_system, memory);
 
 	CONST(PM_MAX_DIMS);
 	CONST(PM_MAX_PAD);
 	UCONST(PM_DEFAULT_BUDGET);
 	UCONST(PM_DEFAULT_CHUNK);
+	CONST(PM_DEFAULT_BUDGET_SHARE);
 	UCONST(PM_BUDGET_UNLIMITED);
 	CONST(PM_EFIRST);
 	CONST(PM_ENULL);
@@ -150,6 +164,7 @@ int main(void)
 	CONST(PM_EROWSLAYOUT);
 	CONST(PM_EFOLDSHAPE);
 	CONST(PM_EFOLDMODE);
+	CONST(PM_EMEMORY);
 	CONST(PM_ELAST);
 	CONST(PM_DTYPE_SAME);
 	CONST(PM_DTYPE_U8);
@@ -180,6 +195,11 @@ int main(void)
 	CONST(PM_LAYOUT_ROWS);
 	CONST(PM_LAYOUT_COLS);
 	CONST(PM_LAZY_WRITABLE);
+	CONST(PM_MEMORY_UNKNOWN);
+	CONST(PM_MEMORY_MACHINE);
+	CONST(PM_MEMORY_CGROUP_V1);
+	CONST(PM_MEMORY_CGROUP_MAX);
+	CONST(PM_MEMORY_CGROUP_HIGH);
 	printf("mech uffd_full %u\n", PM_MECH_UFFD_FULL);
 	printf("mech uffd_user_only %u\n", PM_MECH_UFFD_USER_ONLY);
 	printf("mech move %u\n", PM_MECH_MOVE);

@@ -85,7 +85,8 @@ static void check_fixed_lines(void)
 		"userfaultfd(2) user-mode-only: ", "/dev/userfaultfd: ",
 		"vm.unprivileged_userfaultfd: ", "UFFDIO_MOVE: ", "UFFDIO_POISON: ",
 		"transparent huge pages: ", "seccomp: ", "PATCHMAP_BACKEND: ", "backend auto: ",
-		"backend uffd: ", "backend sigsegv: ", "backend eager: ",
+		"backend uffd: ", "backend sigsegv: ", "backend eager: ", "memory available: ",
+		"memory limit: ", "MemAvailable: ", "default budget: ",
 	};
 	const char *p = report;
 

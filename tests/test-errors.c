@@ -1089,7 +1089,7 @@ static void test_strerror(void)
 static void test_error_errno(void)
 {
 	for (int c = PM_EFIRST; c < PM_ELAST; c++) {
-		int want = c == PM_ETOOBIG ? EOVERFLOW : EINVAL;
+		int want = c == PM_ETOOBIG ? EOVERFLOW : c == PM_EMEMORY ? ENOMEM : EINVAL;
 
 		CU_ASSERT_EQUAL(pm_error_errno(-c), want);
 		CU_ASSERT_EQUAL(pm_error_errno(c), want);

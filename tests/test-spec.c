@@ -1140,21 +1140,24 @@ static void test_memory(void)
 	/* more than the memory available: an eager whole matrix, an unlimited
 	 * or a huge budget on a huge matrix */
 	info.bytes = (size_t)1 << 60;
-	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -ENOMEM);
+	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -PM_EMEMORY);
 	check_message(pm_spec_error(s), "backend", __LINE__);
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "1024 PiB"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "available"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), " allows "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), " more; eager would keep all "));
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "lazy backend"));
 	SET(s, "backend", "auto");
 	SET(s, "chunk", "4M");
 	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), 0);
 	SET(s, "budget", "unlimited");
-	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -ENOMEM);
+	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -PM_EMEMORY);
 	check_message(pm_spec_error(s), "budget", __LINE__);
-	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "smaller budget"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "budget unlimited would keep all"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "give a budget"));
 	SET(s, "budget", "1P");
-	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -ENOMEM);
-	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "1 PiB"));
+	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -PM_EMEMORY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "; the budget asks 1.00 PiB; give a smaller "
+							"budget, or none"));
 	/* a small matrix is its own bound */
 	info.bytes = 4096;
 	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), 0);
@@ -1166,7 +1169,7 @@ static void test_memory(void)
 	SET(s, "backend", "auto");
 	SET(s, "budget", "256M");
 	CU_ASSERT_EQUAL_FATAL(setenv("PATCHMAP_BACKEND", "eager", 1), 0);
-	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -ENOMEM);
+	CU_ASSERT_EQUAL(pm_spec_check_memory(s, &info), -PM_EMEMORY);
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "PATCHMAP_BACKEND"));
 	unsetenv("PATCHMAP_BACKEND");
 

@@ -52,6 +52,17 @@ static void put_json(const struct pm_system *s)
 		json_close(&j, '}');
 	}
 	json_close(&j, '}');
+	json_obj(&j, "memory");
+	if (s->memory.kind == PM_MEMORY_UNKNOWN)
+		json_null(&j, "available");
+	else
+		json_u64(&j, "available", s->memory.available);
+	json_str(&j, "source", s->memory.source);
+	json_str(&j, "cgroup", s->memory.cgroup);
+	json_u64(&j, "limit", s->memory.limit);
+	json_u64(&j, "used", s->memory.used);
+	json_u64(&j, "machine_available", s->memory.machine_available);
+	json_close(&j, '}');
 	json_end(&j);
 }
 

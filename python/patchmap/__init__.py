@@ -26,7 +26,7 @@ from ._core import (PatchMatrix, Stats, blockwise, describe, info, open_matrix, 
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 from ._save import save
 from ._image import ImageError, image_info, imread
-from ._doctor import Doctor, doctor
+from ._doctor import Doctor, Memory, doctor, memory_available
 from ._subsets import extract_patches_2d, fold, reconstruct_from_patches_2d, select
 
 # patchmap.open(...): a handle with close() and a with-block. Not in __all__,
@@ -44,4 +44,5 @@ __version__ = "1.0.0"
 __all__ = ["windows", "describe", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
            "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
            "SystemCallError", "library_path", "library_version", "imread", "image_info",
-           "ImageError", "doctor", "Doctor"]
+           "ImageError", "doctor", "Doctor",
+           "memory_available", "Memory"]

@@ -159,7 +159,9 @@ class Stats:
     run, faults and read-ahead); bytes_filled; evictions; readahead_fills
     and readahead_hits (chunks filled ahead, and of those the ones later
     touched); fill_errors; resident_bytes (now); peak_resident_bytes;
-    fill_seconds (time spent computing chunks)."""
+    fill_seconds (time spent computing chunks); memory_available (what the
+    process could still take at open, patchmap.memory_available(); None if
+    unknown); budget_lowered (the default budget was cut to half of it)."""
 
     backend: str                 # the backend in force: uffd, sigsegv, eager, none
     mechanisms: tuple            # how it works here, e.g. ("uffd_full", "move", ...)
@@ -176,6 +178,9 @@ class Stats:
     resident_bytes: int          # now
     peak_resident_bytes: int
     fill_seconds: float          # time spent computing chunks
+    memory_available: int        # what the process could still take at open
+                                 # (patchmap.memory_available()); None: unknown
+    budget_lowered: bool         # the default budget was cut to half of it
 
     def asdict(self):
         """The counters as a dict, field name to value."""
@@ -200,6 +205,8 @@ def _stats_from(st):
         resident_bytes=st.resident_bytes,
         peak_resident_bytes=st.peak_resident_bytes,
         fill_seconds=st.fill_ns / 1e9,
+        memory_available=None if st.memory_available == 2**64 - 1 else st.memory_available,
+        budget_lowered=bool(st.budget_lowered),
     )
 
 

@@ -25,6 +25,51 @@ class BackendProbe:
 
 
 @dataclasses.dataclass(frozen=True)
+class Memory:
+    """The memory this process may still take (struct pm_memory): the least
+    of the machine's MemAvailable and the memory limits of this process's
+    cgroup and its ancestors. The default budget is at most half of it; a
+    budget, or an eager matrix, larger than it is refused at open.
+
+    Attributes: available (bytes, None if nothing could be read); kind
+    (machine, cgroup_v1, cgroup_max, cgroup_high or unknown: the limit that
+    sets it); limit and used (that limit, the cgroup's or MemTotal, and what
+    counts against it now); cgroup (of that limit, "" for the machine);
+    source (the same in words: "the cgroup memory limit of /job");
+    machine_available (MemAvailable alone)."""
+
+    available: Optional[int]       # bytes; None if nothing could be read
+    kind: str                      # machine, cgroup_v1, cgroup_max, cgroup_high, unknown
+    limit: int                     # that limit: the cgroup's, or MemTotal
+    used: int                      # what counts against it now
+    cgroup: str                    # the cgroup of that limit ("" for the machine)
+    source: str                    # in words: "the cgroup memory limit of /job"
+    machine_available: int         # MemAvailable alone
+
+
+_KINDS = {L.PM_MEMORY_UNKNOWN: "unknown", L.PM_MEMORY_MACHINE: "machine",
+          L.PM_MEMORY_CGROUP_V1: "cgroup_v1", L.PM_MEMORY_CGROUP_MAX: "cgroup_max",
+          L.PM_MEMORY_CGROUP_HIGH: "cgroup_high"}
+
+
+def _memory_from(m) -> Memory:
+    return Memory(
+        available=None if m.kind == L.PM_MEMORY_UNKNOWN else m.available,
+        kind=_KINDS.get(m.kind, str(m.kind)), limit=m.limit, used=m.used,
+        cgroup=_text(m.cgroup), source=_text(m.source), machine_available=m.machine_available)
+
+
+def memory_available() -> Memory:
+    """What this process may still take, and whose limit says so (the
+    library's pm_memory_available): read now, from /proc/meminfo,
+    /proc/self/cgroup and the cgroup files of this process's cgroup and its
+    ancestors."""
+    m = L.pm_memory(size=ctypes.sizeof(L.pm_memory))
+    L.check(L.lib().pm_memory_available(ctypes.byref(m)), "memory_available")
+    return _memory_from(m)
+
+
+@dataclasses.dataclass(frozen=True)
 class Doctor:
     """The facts of struct pm_system; str() is the report `patchmap doctor`
     prints. Numbers that could not be read are -1, text "".
@@ -38,8 +83,8 @@ class Doctor:
     uffd_poison and uffd_write_protect (UFFDIO_MOVE, UFFDIO_POISON,
     write-protect faults); thp (always, madvise, never); seccomp (0 none,
     1 strict, 2 filter); backend_env (PATCHMAP_BACKEND, "" unset); backends
-    (backend name to what opening a small region on it did); report (the
-    text)."""
+    (backend name to what opening a small region on it did); memory (a
+    Memory: patchmap.memory_available() at the probe); report (the text)."""
 
     version: str
     kernel: str
@@ -57,6 +102,7 @@ class Doctor:
     seccomp: int                   # 0 none, 1 strict, 2 filter
     backend_env: str               # PATCHMAP_BACKEND ("" unset)
     backends: Dict[str, BackendProbe]
+    memory: Memory                 # patchmap.memory_available() at the probe
     report: str
 
     def __str__(self) -> str:
@@ -98,4 +144,4 @@ def doctor() -> Doctor:
         uffd_api=s.uffd_api, uffd_features=s.uffd_features, uffd_move=bool(s.uffd_move),
         uffd_poison=bool(s.uffd_poison), uffd_write_protect=bool(s.uffd_write_protect),
         thp=_text(s.thp), seccomp=s.seccomp, backend_env=_text(s.backend_env),
-        backends=backends, report=_text(buf.value))
+        backends=backends, memory=_memory_from(s.memory), report=_text(buf.value))

@@ -16,6 +16,7 @@ PM_MAX_DIMS = 8
 PM_MAX_PAD = 1 << 32
 PM_DEFAULT_BUDGET = 256 << 20
 PM_DEFAULT_CHUNK = 4 << 20
+PM_DEFAULT_BUDGET_SHARE = 2
 PM_BUDGET_UNLIMITED = ctypes.c_size_t(-1).value
 
 PM_EFIRST = 1000
@@ -55,7 +56,8 @@ PM_EROWRANGE = 1032
 PM_EROWSLAYOUT = 1033
 PM_EFOLDSHAPE = 1034
 PM_EFOLDMODE = 1035
-PM_ELAST = 1036
+PM_EMEMORY = 1036
+PM_ELAST = 1037
 
 PM_DTYPE_SAME = 0
 PM_DTYPE_U8 = 1
@@ -91,6 +93,12 @@ PM_LAYOUT_ROWS = 0
 PM_LAYOUT_COLS = 1
 
 PM_LAZY_WRITABLE = 0x1
+
+PM_MEMORY_UNKNOWN = 0
+PM_MEMORY_MACHINE = 1
+PM_MEMORY_CGROUP_V1 = 2
+PM_MEMORY_CGROUP_MAX = 3
+PM_MEMORY_CGROUP_HIGH = 4
 
 MECHANISMS = {
     "uffd_full": 0x01,
@@ -137,6 +145,8 @@ class pm_stats(ctypes.Structure):
         ("resident_bytes", ctypes.c_uint64),
         ("peak_resident_bytes", ctypes.c_uint64),
         ("fill_ns", ctypes.c_uint64),
+        ("memory_available", ctypes.c_uint64),
+        ("budget_lowered", ctypes.c_bool),
     ]
 
 
@@ -205,6 +215,19 @@ class pm_backend_probe(ctypes.Structure):
     ]
 
 
+class pm_memory(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("available", ctypes.c_uint64),
+        ("kind", ctypes.c_int),
+        ("limit", ctypes.c_uint64),
+        ("used", ctypes.c_uint64),
+        ("cgroup", ctypes.c_char * 256),
+        ("source", ctypes.c_char * 320),
+        ("machine_available", ctypes.c_uint64),
+    ]
+
+
 class pm_system(ctypes.Structure):
     _fields_ = [
         ("size", ctypes.c_size_t),
@@ -223,6 +246,7 @@ class pm_system(ctypes.Structure):
         ("seccomp", ctypes.c_int),
         ("backend_env", ctypes.c_char * 16),
         ("probe", pm_backend_probe * PM_BACKEND_NONE),
+        ("memory", pm_memory),
     ]
 
 
@@ -234,6 +258,7 @@ STRUCTS = {
     "pm_matrix_opts": pm_matrix_opts,
     "pm_matrix_info": pm_matrix_info,
     "pm_backend_probe": pm_backend_probe,
+    "pm_memory": pm_memory,
     "pm_system": pm_system,
 }
 
@@ -252,7 +277,9 @@ class InvalidArgument(Error, ValueError):
 
 
 class OutOfMemory(Error, MemoryError):
-    """-ENOMEM: out of memory, or of address space for the reservation."""
+    """-ENOMEM: out of memory, or of address space for the reservation; or
+    -PM_EMEMORY: a budget (or an eager matrix) larger than the memory this
+    process may still take (its cgroup's limit, or the machine's)."""
 
 
 class SystemCallError(Error, OSError):
@@ -265,7 +292,9 @@ def error_for(code, context=None):
     if context:
         text = "%s: %s" % (context, text)
     n = -code
-    if n >= PM_EFIRST:  # the library's own input errors; errno values are far below
+    if n == PM_EMEMORY:
+        exc = OutOfMemory(text)
+    elif n >= PM_EFIRST:  # the library's own input errors; errno values are far below
         exc = InvalidArgument(text)
     elif n == _errno.ENOMEM:
         exc = OutOfMemory(text)
@@ -279,7 +308,9 @@ def error_with_text(code, text):
     """The exception for a negative library code, with the given text (a
     pm_spec message, which says more than the code's)."""
     n = -code
-    if n >= PM_EFIRST:
+    if n == PM_EMEMORY:
+        exc = OutOfMemory(text)
+    elif n >= PM_EFIRST:
         exc = InvalidArgument(text)
     elif n == _errno.ENOMEM:
         exc = OutOfMemory(text)
@@ -379,6 +410,7 @@ def _declare(L):
         "pm_matrix_stats": (c.c_int, [c.c_void_p, c.POINTER(pm_stats)]),
         "pm_matrix_error": (c.c_int, [c.c_void_p]),
         "pm_system_probe": (c.c_int, [c.POINTER(pm_system)]),
+        "pm_memory_available": (c.c_int, [c.POINTER(pm_memory)]),
         "pm_system_report": (c.c_int, [c.POINTER(pm_system), c.c_char_p, c.c_size_t]),
     }
     for name, (res, args) in sig.items():
