@@ -104,6 +104,37 @@ static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
 	va_end(ap);
 }
 
+static const char *mib(char *buf, size_t n, uint64_t bytes)
+{
+	snprintf(buf, n, bytes >= (uint64_t)10 << 30 ? "%.0f GiB" : "%.1f MiB",
+		 bytes >= (uint64_t)10 << 30 ? (double)bytes / (1 << 30) : (double)bytes / (1 << 20));
+	return buf;
+}
+
+/* The image region was refused (-PM_EMEMORY): which limit, and the figures.
+ * The region keeps its budget in whole chunks, or all of it for eager or an
+ * unlimited budget. */
+static void memory_msg(char *msg, size_t msglen, size_t length, const struct pm_lazy_opts *lz)
+{
+	struct pm_memory m = { .size = sizeof(m) };
+	size_t chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
+	uint64_t asks = length;
+	char b1[32], b2[32];
+
+	if (lz->backend != PM_BACKEND_EAGER && lz->budget && lz->budget != PM_BUDGET_UNLIMITED) {
+		uint64_t b = lz->budget / chunk < 2 ? 2 * (uint64_t)chunk : lz->budget / chunk * chunk;
+
+		asks = b < asks ? b : asks;
+	}
+	if (pm_memory_available(&m)) {
+		set_msg(msg, msglen, "%s", pm_strerror(-PM_EMEMORY));
+		return;
+	}
+	set_msg(msg, msglen, "image budget: %s allows %s more; the image's region asks %s; give "
+			     "it a smaller budget, or none: the default fits",
+		m.source, mib(b1, sizeof(b1), m.available), mib(b2, sizeof(b2), asks));
+}
+
 const char *pm_image_strerror(int code)
 {
 	int c = code < 0 ? -code : code;
@@ -538,6 +569,10 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 		};
 
 		ret = pm_region_open(&ro, &im->region);
+		if (ret == -PM_EMEMORY) {
+			memory_msg(msg, msglen, length, &o->lazy);
+			goto fail;
+		}
 		if (ret) {
 			/* named as every front end names the image's lazy.budget
 			 * and lazy.chunk (doc/options.md) */

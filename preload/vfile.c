@@ -235,6 +235,26 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 							 "offset can say");
 		goto fail;
 	}
+	/* The memory policy of every front end, when the matrix is to be
+	 * opened (a stat does not): a budget or an eager matrix larger than
+	 * what this process may take (its cgroup's limit) is refused, on the
+	 * line of the key at fault. */
+	if (open_matrix && pm_spec_check_memory(d->opt.spec, &vf->info)) {
+		const char *what = pm_spec_error(d->opt.spec);
+		char key[16];
+		size_t n = strcspn(what, ":");
+		int k = -1;
+
+		if (n < sizeof(key)) {
+			memcpy(key, what, n);
+			key[n] = 0;
+			k = desc_key(key);
+		}
+		load_fail(msg, name, k >= 0 && d->line[k] ? d->line[k] : d->line[desc_key("window")],
+			  what);
+		errno = ENOMEM;
+		goto fail;
+	}
 	if (open_matrix) {
 		int code;
 

@@ -295,3 +295,44 @@ def test_a_rewritten_source_is_read_again(tmp_path):
     X = pmd.windows(str(path), (3, 3), block_rows=100, dtype="float64")
     assert np.array_equal(X.compute(scheduler="synchronous"),
                           single(b, (3, 3), dtype="float64"))
+
+
+def test_worker_budget_fits_its_limit(client, image):
+    """Each block's budget fits its worker's memory_limit: the default is at
+    most half of a task's share of what the limit leaves, a larger budget
+    is refused on the worker naming the worker's limit."""
+    path, img = image
+    room = client.submit(pmd._worker_room, pure=False).result()
+    share, address, limit, nthreads = room
+    assert limit == WORKER_LIMIT and nthreads == 1 and 0 < share < WORKER_LIMIT, room
+    fitted = client.submit(pmd._fit_options, {}, (16, 16), img.shape, img.dtype, 0, 100,
+                           pure=False).result()
+    assert 8 << 20 <= fitted["budget"] <= min(256 << 20, share // 2 + (1 << 20)), fitted
+    X = pmd.windows(str(path), (16, 16), budget="2G", block_rows=2_000_000)
+    with pytest.raises(patchmap.OutOfMemory,
+                       match=r"the memory limit of the Dask worker .* \(768\.0 MiB, 1 task at "
+                             r"once\) allows .* more per task; the budget asks (2\.0 GiB|.*)"):
+        X[:10].compute()
+
+    # the rule itself, on a worker of 300 MiB with 100 MiB left per task
+    small = (100 << 20, "tcp://w:1", 300 << 20, 2)
+    got = pmd._fit_options({}, (16, 16), img.shape, img.dtype, 0, 100, room=small)
+    assert got["budget"] == 50 << 20
+    got = pmd._fit_options({"chunk": "64M"}, (16, 16), img.shape, img.dtype, 0, 100,
+                           room=small)
+    assert got["budget"] == 128 << 20  # two chunks at least, as the library keeps
+    with pytest.raises(patchmap.OutOfMemory, match=r"tcp://w:1 \(300\.0 MiB, 2 tasks at "
+                                                   r"once\) allows 100\.0 MiB more per task; "
+                                                   r"the budget asks 1\.0 GiB"):
+        pmd._fit_options({"budget": "1G"}, (16, 16), img.shape, img.dtype, 0, 1 << 20,
+                         room=small)
+    # a block smaller than the budget is its own bound
+    assert pmd._fit_options({"budget": "1G"}, (16, 16), img.shape, img.dtype, 0, 10,
+                            room=small) == {"budget": "1G"}
+    with pytest.raises(patchmap.OutOfMemory, match=r"backend eager would keep all"):
+        pmd._fit_options({"backend": "eager"}, (16, 16), img.shape, img.dtype, 0, 200000,
+                         room=small)
+    assert pmd._fit_options({"backend": "eager"}, (16, 16), img.shape, img.dtype, 0, 100,
+                            room=small) == {"backend": "eager"}
+    # outside a worker: the options as given
+    assert pmd._fit_options({}, (16, 16), img.shape, img.dtype, 0, 100) == {}

@@ -178,9 +178,84 @@ class _Shifted:
 # ---------------------------------------------------------------- tasks
 
 
+def _worker_room():
+    """(bytes one task of this Dask worker may still take, the worker's
+    address, its memory_limit, its threads), or None outside a worker or for
+    a worker without a memory limit. A worker runs up to `nthreads` tasks
+    at once, each with its own block: each gets an equal share of what the
+    limit leaves above the worker's resident memory now."""
+    try:
+        from distributed import get_worker
+        w = get_worker()
+    except (ImportError, ValueError):
+        return None
+    mm = getattr(w, "memory_manager", None)
+    limit = getattr(mm, "memory_limit", None) if mm is not None else None
+    if limit is None:
+        limit = getattr(w, "memory_limit", None)
+    if not limit:
+        return None
+    try:
+        import psutil
+        rss = psutil.Process().memory_info().rss
+    except ImportError:  # pragma: no cover - psutil is a dependency of distributed
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    state = getattr(w, "state", None)  # distributed >= 2022.11 keeps nthreads there
+    n = getattr(state, "nthreads", None) if state is not None else None
+    nthreads = max(1, int(n if n is not None else getattr(w, "nthreads", 1) or 1))
+    return max(0, int(limit) - rss) // nthreads, str(w.address), int(limit), nthreads
+
+
+def _fmt(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (n, unit)
+        n /= 1024
+
+
+def _fit_options(options, window_shape, shape, dtype, r0, r1, room=None):
+    """The options of one block's matrix on this worker: the same budget
+    rule as the library's (see PM_DEFAULT_BUDGET), against the worker's
+    memory_limit. The default budget is at most half of this task's share
+    of it; a budget, an eager block or an unlimited budget whose resident
+    bound is larger than that share is refused (patchmap.OutOfMemory). The
+    library then applies its own rule (the process's cgroup) at open."""
+    room = _worker_room() if room is None else room
+    if room is None:
+        return options
+    share, address, limit, nthreads = room
+    L = _core.L
+    chunk = _core.parse_size(options.get("chunk") or L.PM_DEFAULT_CHUNK, "chunk")
+    backend = options.get("backend") or "auto"
+    budget = options.get("budget")
+    if budget is None and backend not in ("eager", "none"):
+        fit = min(L.PM_DEFAULT_BUDGET, share // L.PM_DEFAULT_BUDGET_SHARE)
+        return dict(options, budget=max(fit, 2 * chunk))
+    if backend == "none":
+        return options
+    d = _core.describe(_stand_in(tuple(shape), dtype), window_shape, **options)
+    mat = d["matrix"]
+    block = (r1 - r0) * mat["ld"] * np.dtype(mat["dtype"]).itemsize
+    budget = L.PM_BUDGET_UNLIMITED if budget is None else _core.parse_size(budget, "budget")
+    if backend == "eager" or budget == L.PM_BUDGET_UNLIMITED:
+        resident, what = block, "%s would keep all %s of the block resident" % (
+            "backend eager" if backend == "eager" else "budget unlimited", _fmt(block))
+    else:
+        resident = min(max(budget // chunk, 2) * chunk, block)
+        what = "the budget asks %s" % _fmt(resident)
+    if resident > share:
+        raise _core.L.OutOfMemory(
+            "patchmap.dask: the memory limit of the Dask worker %s (%s, %d task%s at once) "
+            "allows %s more per task; %s; give a smaller budget, or none: the default fits"
+            % (address, _fmt(limit), nthreads, "s" if nthreads > 1 else "", _fmt(share), what))
+    return options
+
+
 def _range_matrix(img, window_shape, r0, r1, options):
     """Rows [r0, r1) of the patch matrix of img, as a lazy array."""
     from . import select
+    options = _fit_options(options, window_shape, img.shape, img.dtype, r0, r1)
     return select(img, window_shape, row_range=(r0, r1), **options)
 
 
@@ -216,7 +291,13 @@ def windows(source, window_shape, *, block_rows=None, block_bytes="64M", **optio
     window_shape, **options: as patchmap.windows (dtype, padding, order,
         budget, backend, ...); `budget` and `backend` apply to each block's
         lazy matrix on its worker, so a worker holds at most `budget` of
-        matrix per block it works on at once.
+        matrix per block it works on at once. On a worker with a
+        memory_limit, each of its threads' tasks gets an equal share of what
+        the limit leaves: the default budget is at most half of that share,
+        and a budget (or an eager or unlimited block) larger than the share
+        is refused on the worker with patchmap.OutOfMemory naming the
+        worker's limit; the library refuses what the worker's cgroup cannot
+        hold as well.
     block_rows: rows per block; default: as many as fit block_bytes.
     block_bytes: the block size in bytes when block_rows is None ("64M").
 
