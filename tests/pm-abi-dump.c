@@ -121,6 +121,28 @@ int main(void)
 	FIELD(pm_system, probe);
 	FIELD(pm_system, memory);
 
+	STRUCT(pm_rows);
+	FIELD(pm_rows, size);
+	FIELD(pm_rows, kind);
+	FIELD(pm_rows, index);
+	FIELD(pm_rows, mask);
+	FIELD(pm_rows, count);
+	FIELD(pm_rows, begin);
+	FIELD(pm_rows, end);
+
+	STRUCT(pm_fold_opts);
+	FIELD(pm_fold_opts, size);
+	FIELD(pm_fold_opts, mode);
+	FIELD(pm_fold_opts, data);
+	FIELD(pm_fold_opts, dtype);
+	FIELD(pm_fold_opts, rows);
+	FIELD(pm_fold_opts, cols);
+	FIELD(pm_fold_opts, row_stride);
+	FIELD(pm_fold_opts, col_stride);
+	FIELD(pm_fold_opts, out);
+	FIELD(pm_fold_opts, out_dtype);
+	FIELD(pm_fold_opts, out_strides);
+
 	CONST(PM_MAX_DIMS);
 	CONST(PM_MAX_PAD);
 	UCONST(PM_DEFAULT_BUDGET);
@@ -200,6 +222,13 @@ int main(void)
 	CONST(PM_MEMORY_CGROUP_V1);
 	CONST(PM_MEMORY_CGROUP_MAX);
 	CONST(PM_MEMORY_CGROUP_HIGH);
+	CONST(PM_ROWS_ALL);
+	CONST(PM_ROWS_INDEX);
+	CONST(PM_ROWS_MASK);
+	CONST(PM_ROWS_RANGE);
+	CONST(PM_FOLD_SUM);
+	CONST(PM_FOLD_MEAN);
+	CONST(PM_FOLD_COUNT);
 	printf("mech uffd_full %u\n", PM_MECH_UFFD_FULL);
 	printf("mech uffd_user_only %u\n", PM_MECH_UFFD_USER_ONLY);
 	printf("mech move %u\n", PM_MECH_MOVE);

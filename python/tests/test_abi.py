@@ -10,6 +10,16 @@ import subprocess
 import pytest
 
 from patchmap import _lib as L
+from patchmap import _subsets as S
+
+# The structs mirrored by ctypes: the core's, and the row selections' and
+# fold's (patchmap._subsets).
+STRUCTS = dict(L.STRUCTS, pm_rows=S.pm_rows, pm_fold_opts=S.pm_fold_opts)
+
+
+def constant(name):
+    """A header constant's Python mirror: in _lib, or _subsets' own."""
+    return getattr(L, name) if hasattr(L, name) else getattr(S, name)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.environ.get("PATCHMAP_HEADER",
@@ -57,15 +67,15 @@ def dump():
     return d
 
 
-@pytest.mark.parametrize("name", sorted(L.STRUCTS))
+@pytest.mark.parametrize("name", sorted(STRUCTS))
 def test_fields_match_header(name):
     fields = header_structs()[name]
-    assert [f for f, *_ in L.STRUCTS[name]._fields_] == fields
+    assert [f for f, *_ in STRUCTS[name]._fields_] == fields
 
 
-@pytest.mark.parametrize("name", sorted(L.STRUCTS))
+@pytest.mark.parametrize("name", sorted(STRUCTS))
 def test_layout_matches_c(dump, name):
-    cls = L.STRUCTS[name]
+    cls = STRUCTS[name]
     size, align = dump["sizeof"][name]
     assert ctypes.sizeof(cls) == size
     assert ctypes.alignment(cls) == align
@@ -78,7 +88,7 @@ def test_layout_matches_c(dump, name):
 
 def test_constants_match_c(dump):
     for name, value in dump["const"].items():
-        assert getattr(L, name) == value, name
+        assert constant(name) == value, name
     assert len(dump["const"]) >= 30
 
 
@@ -94,8 +104,9 @@ def test_enums_in_header_are_mirrored():
     the header has a Python constant (COUNT aside)."""
     text = re.sub(r"/\*.*?\*/", "", open(HEADER).read(), flags=re.S)
     names = set()
-    enums = r"enum\s+pm_(?:error|dtype|backend|pad_mode|order|layout)\s*\{(.*?)\}"
+    enums = (r"enum\s+pm_(?:error|dtype|backend|pad_mode|order|layout|rows_kind|fold_mode)"
+             r"\s*\{(.*?)\}")
     for body in re.findall(enums, text, flags=re.S):
         names |= {n for n in re.findall(r"\b(PM_\w+)", body) if not n.endswith("_COUNT")}
-    missing = sorted(n for n in names if not hasattr(L, n))
+    missing = sorted(n for n in names if not hasattr(L, n) and not hasattr(S, n))
     assert names and not missing, missing
