@@ -10,6 +10,7 @@
 #define PM_COMMON_OPTIONS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "image.h"
 #include "json.h"
@@ -23,6 +24,9 @@
 enum fe_raw_key {
 	FE_SHAPE, FE_RAW_DTYPE, FE_RAW_OFFSET,
 	FE_PAGE, FE_LEVEL, FE_BANDS, FE_IMAGE_BUDGET, FE_IMAGE_CHUNK,
+	/* the row selections read from files or drawn here (the range is the
+	 * spec's row_range) */
+	FE_ROWS, FE_MASK, FE_SAMPLE, FE_SEED,
 	FE_RAW_COUNT
 };
 
@@ -37,7 +41,22 @@ struct fe_options {
 	struct img_raw raw;           /* raw.ndim > 0: the file is raw */
 	struct img_vips vips;         /* a libvips image's page, level, ... */
 	bool raw_given[FE_RAW_COUNT];
+	char *rows_path, *mask_path;  /* owned; as given */
+	uint64_t sample;              /* a count of windows, or 0: sample_fraction */
+	double sample_fraction;
+	uint64_t seed;                /* default 1 */
+	bool seed_other_use;          /* the caller draws with the seed too (apply --random) */
 };
+
+/* A resolved row selection: the library's, the index array it points to
+ * (owned), and what the reports say of it. */
+struct fe_rows {
+	struct pm_rows rows;
+	uint64_t *index;              /* owned */
+	const char *kind;             /* all, range, index, mask, sample */
+	uint64_t checksum;            /* index, mask, sample: sum of (i + 1) * w(i) mod 2^64 */
+};
+
 
 /* All defaults. 0, or -ENOMEM. */
 int fe_options_init(struct fe_options *f);
@@ -56,6 +75,9 @@ int fe_raw_key_of_message(const struct fe_options *f, const char *msg);
 /* Checks the file keys together: raw_dtype and raw_offset need shape, and
  * the keys of a libvips image refuse it. 0, or -1 with err ("raw_dtype:
  * ..."), *key set to the key at fault. */
+/* Checks the front-end keys together: raw_dtype and raw_offset need shape,
+ * seed needs sample (unless seed_other_use). 0, or -1 with err
+ * ("raw_dtype: ..."), *key set to the key at fault. */
 int fe_options_check(const struct fe_options *f, int *key, char *err);
 
 /* (vimage.c) Opens `path` with the file keys of f: img_open() for a raw file (shape
@@ -70,6 +92,21 @@ int fe_image_open(const char *path, const struct fe_options *f, struct img *im, 
  * pm_spec_error's line in err. */
 int fe_options_matrix(struct fe_options *f, const struct img *im, struct pm_matrix_opts *o,
 		      struct pm_matrix_info *info, char *err);
+
+/* The row selection of f for the matrix options o (from
+ * fe_options_matrix): at most one of row_range (the spec's), rows (a .npy
+ * of integer window numbers, any shape, read in C order), mask (a bool .npy
+ * or a PGM of shape out_shape, nonzero = selected) and sample (drawn as
+ * doc/options.md says, from seed). Paths are relative to dir when dir is
+ * not NULL and they are relative. *info becomes the selection's
+ * description. 0, or -1 with one line in err starting with the key at
+ * fault; sel then holds nothing. fe_rows_free() frees what sel holds. */
+int fe_options_rows(struct fe_options *f, const char *dir, const struct pm_matrix_opts *o,
+		    struct fe_rows *sel, struct pm_matrix_info *info, char *err);
+void fe_rows_free(struct fe_rows *sel);
+/* The "rows" member: kind; count (the selected rows); begin, end for a
+ * range; checksum for index, mask and sample. */
+void fe_report_rows(struct json *j, const struct fe_rows *sel);
 
 /* The "options" member: what every option resolved to, the same in every
  * front end (the grammar test compares them):

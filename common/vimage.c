@@ -215,7 +215,7 @@ int fe_image_open(const char *path, const struct fe_options *f, struct img *im, 
 {
 	int k = -1;
 
-	for (int i = FE_PAGE; i < FE_RAW_COUNT && k < 0; i++)
+	for (int i = FE_PAGE; i <= FE_IMAGE_CHUNK && k < 0; i++)
 		if (f->raw_given[i])
 			k = i;
 

@@ -53,15 +53,18 @@ _patchmap()
 	--layout) words=$_patchmap_layouts ;;
 	--channel-axis) words=$_patchmap_channel_axes ;;
 	--pad) words=$_patchmap_pads ;;
-	--filters)
+	--filters | --rows)
 		COMPREPLY=($(compgen -f -X '!*.npy' -- "$cur") $(compgen -d -- "$cur"))
+		return ;;
+	--mask)
+		COMPREPLY=($(compgen -f -X '!*.@(npy|pgm)' -- "$cur") $(compgen -d -- "$cur"))
 		return ;;
 	--out | --save-filters)
 		COMPREPLY=($(compgen -f -X '!*.npy' -- "$cur") $(compgen -d -- "$cur") $([[ -z $cur ]] || compgen -W - -- "$cur"))
 		return ;;
 	--window | --step | --dilation | --shape | --size | --budget | --chunk | --threads | \
 	--readahead | --scale | --offset | --pad-value | --raw-offset | --row-pitch | --random | \
-	--seed | --nfilters | --blas-threads | --inject-error)
+	--seed | --nfilters | --blas-threads | --inject-error | --row-range | --sample)
 		return ;;
 	esac
 	if [[ -n $words ]]; then

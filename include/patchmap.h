@@ -578,6 +578,19 @@ PM_API int pm_matrix_describe_rows(const struct pm_matrix_opts *opts, const stru
 PM_API int pm_matrix_open_rows(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 			       pm_matrix **out);
 
+/* The spec's row selection (its row_range key, "A:B", "A:" or ":B"; see
+ * doc/options.md) for the matrix options o (from pm_spec_matrix with the
+ * same spec): *rows is PM_ROWS_ALL when row_range is not set, else
+ * PM_ROWS_RANGE with the range resolved against the windows; *info (if not
+ * NULL) is pm_matrix_describe_rows of that selection, so that
+ * pm_spec_check_memory then sees the selected rows' bytes. Returns 0, or
+ * -PM_EROWRANGE (the range ends past the last window or begins at or past
+ * its end), -PM_EROWSLAYOUT (layout cols), a code of
+ * pm_matrix_describe_rows, -PM_ENULL; pm_spec_error() then names the value,
+ * the number of windows and out_shape. s is not changed but its message. */
+PM_API int pm_spec_rows(pm_spec *s, const struct pm_matrix_opts *o, struct pm_rows *rows,
+			struct pm_matrix_info *info);
+
 /* ------------------------------------------------------------------ fold */
 
 /* Fold (col2im): the way back from a patch matrix to an image. Every

@@ -46,6 +46,7 @@ enum key {
 	K_THREADS,
 	K_READAHEAD,
 	K_WRITABLE,
+	K_ROW_RANGE,
 	K_COUNT
 };
 
@@ -59,7 +60,7 @@ static const char *const keys[K_COUNT] = {
 	[K_ROW_PITCH] = "row_pitch", [K_BACKEND] = "backend",
 	[K_BUDGET] = "budget",       [K_CHUNK] = "chunk",
 	[K_THREADS] = "threads",     [K_READAHEAD] = "readahead",
-	[K_WRITABLE] = "writable",
+	[K_WRITABLE] = "writable",   [K_ROW_RANGE] = "row_range",
 };
 
 /* channel_axis values besides an axis number */
@@ -82,6 +83,7 @@ struct pm_spec {
 	int order, layout;
 	size_t row_pitch;
 	struct pm_lazy_opts lazy;
+	uint64_t range_begin, range_end; /* row_range; end UINT64_MAX: to the last window */
 	char err[ERRLEN];
 };
 
@@ -534,6 +536,37 @@ static int bad_dims(pm_spec *s, int k, const char *v, int code, const char *what
 		    keys[k], quote(q, v), what);
 }
 
+/* "A:B", "A:" (to the last window) or ":B" (from the first): windows A
+ * to B - 1, as a Python slice without negatives or a step. */
+static int parse_range(pm_spec *t, const char *v)
+{
+	const char *p = skip_blank(v);
+	uint64_t a = 0, b = UINT64_MAX;
+	char q[QLEN];
+
+	if (digit(*p) && !eat_uint(&p, UINT64_MAX - 1, &a))
+		goto bad;
+	p = skip_blank(p);
+	if (*p++ != ':')
+		goto bad;
+	p = skip_blank(p);
+	if (digit(*p) && !eat_uint(&p, UINT64_MAX - 1, &b))
+		goto bad;
+	if (*skip_blank(p))
+		goto bad;
+	if (b != UINT64_MAX && a >= b)
+		return fail(t, -PM_ESPEC, "row_range: %s selects no window: the end must be past "
+					  "the beginning",
+			    quote(q, v));
+	t->range_begin = a;
+	t->range_end = b;
+	return 0;
+bad:
+	return fail(t, -PM_ESPEC, "row_range: %s is not A:B (windows A to B - 1, counted from 0), "
+				  "A: or :B",
+		    quote(q, v));
+}
+
 /* Parses value v of key k into t (a copy of the spec). */
 static int set_value(pm_spec *t, int k, const char *v)
 {
@@ -719,6 +752,8 @@ static int set_value(pm_spec *t, int k, const char *v)
 						  "off, 1, 0)",
 				    quote(q, v));
 		return 0;
+	case K_ROW_RANGE:
+		return parse_range(t, v);
 	}
 	return fail(t, -PM_EKEY, "%s: not a key", keys[k]);
 }
@@ -1195,4 +1230,54 @@ int pm_spec_check_memory(pm_spec *s, const struct pm_matrix_info *info)
 	return fail(s, -PM_EMEMORY, "budget: %s allows %s more; the budget asks %s%s; give a smaller "
 				    "budget, or none: the default fits",
 		    m.source, b1, b2, resident < budget ? " (the whole matrix)" : "");
+}
+
+/* ---------------------------------------------------------------- rows */
+
+int pm_spec_rows(pm_spec *s, const struct pm_matrix_opts *o, struct pm_rows *rows,
+		 struct pm_matrix_info *info)
+{
+	struct pm_matrix_info local = { 0 };
+	char where[200], d[160];
+	uint64_t end;
+	int code;
+
+	if (!s)
+		return -PM_ENULL;
+	s->err[0] = 0;
+	if (!o || !rows)
+		return fail(s, -PM_ENULL, "row_range: no options or no selection to fill");
+	memset(rows, 0, sizeof(*rows));
+	rows->size = sizeof(*rows);
+	rows->kind = PM_ROWS_ALL;
+	if (!info)
+		info = &local;
+	code = pm_matrix_describe_rows(o, NULL, info);
+	if (code)
+		return fail(s, code, "source: %s", pm_strerror(code));
+	if (!s->set[K_ROW_RANGE])
+		return 0;
+	snprintf(where, sizeof(where), "%zu windows, out_shape %s", info->windows,
+		 pm__fmt_dims(d, sizeof(d), info->out_shape, info->nspatial));
+	if (o->layout != PM_LAYOUT_ROWS)
+		return fail(s, -PM_EROWSLAYOUT, "row_range: %s: a row selection needs layout rows "
+						"(one row per window), not %s",
+			    s->text[K_ROW_RANGE], pm_layout_name(o->layout));
+	end = s->range_end == UINT64_MAX ? info->windows : s->range_end;
+	if (s->range_end != UINT64_MAX && end > info->windows)
+		return fail(s, -PM_EROWRANGE, "row_range: %s ends past the last window (%s): give "
+					      "an end of at most %zu",
+			    s->text[K_ROW_RANGE], where, info->windows);
+	if (s->range_begin >= end)
+		return fail(s, -PM_EROWRANGE, "row_range: %s begins at or past the end (%s): give "
+					      "a beginning below %" PRIu64,
+			    s->text[K_ROW_RANGE], where, end);
+	rows->kind = PM_ROWS_RANGE;
+	rows->begin = (size_t)s->range_begin;
+	rows->end = (size_t)end;
+	code = pm_matrix_describe_rows(o, rows, info);
+	if (code)
+		return fail(s, code, "row_range: %s: %s (%s)", s->text[K_ROW_RANGE],
+			    pm_strerror(code), where);
+	return 0;
 }

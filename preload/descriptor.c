@@ -222,19 +222,39 @@ bad:
 
 /* ---------------------------------------------------------------- matrix */
 
+static int key_error(struct desc *d, const char *msg, char *err, int *line);
+
 int desc_matrix(struct desc *d, const struct pm_source *src, struct pm_matrix_opts *o,
 		struct pm_matrix_info *info, char *err, int *line)
 {
 	struct img im = { .src = *src };
-	char msg[FE_ERRLEN], key[64];
-	size_t n;
-	int k;
+	char msg[FE_ERRLEN];
 
 	*line = 0;
 	if (!fe_options_matrix(&d->opt, &im, o, info, msg))
 		return 0;
-	/* The message starts with the key at fault: its line, or the
-	 * window's when it was not given (a default that does not fit). */
+	return key_error(d, msg, err, line);
+}
+
+int desc_rows(struct desc *d, const char *dir, const struct pm_matrix_opts *o,
+	      struct fe_rows *sel, struct pm_matrix_info *info, char *err, int *line)
+{
+	char msg[FE_ERRLEN];
+
+	*line = 0;
+	if (!fe_options_rows(&d->opt, dir, o, sel, info, msg))
+		return 0;
+	return key_error(d, msg, err, line);
+}
+
+/* A message that starts with the key at fault: on its line, or the
+ * window's when it was not given (a default that does not fit). */
+static int key_error(struct desc *d, const char *msg, char *err, int *line)
+{
+	char key[64];
+	size_t n;
+	int k;
+
 	n = strcspn(msg, ":");
 	k = -1;
 	if (n < sizeof(key)) {

@@ -60,4 +60,11 @@ void desc_free(struct desc *d);
 int desc_matrix(struct desc *d, const struct pm_source *src, struct pm_matrix_opts *o,
 		struct pm_matrix_info *info, char *err, int *line);
 
+/* The descriptor's row selection for o (from desc_matrix): fe_options_rows,
+ * files relative to dir (the descriptor's directory). Returns 0, or -1 with
+ * the message in err and the line of the key it names in *line; free sel
+ * with fe_rows_free either way. */
+int desc_rows(struct desc *d, const char *dir, const struct pm_matrix_opts *o,
+	      struct fe_rows *sel, struct pm_matrix_info *info, char *err, int *line);
+
 #endif

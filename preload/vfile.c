@@ -142,6 +142,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 {
 	char err[DESC_ERRLEN], dir[PATH_MAX], *text, *path = NULL;
 	struct pm_matrix_opts o;
+	struct fe_rows sel = { 0 };
 	struct vfile *vf;
 	struct desc *d;
 	struct stat st;
@@ -212,7 +213,8 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 	if (stat(path, &st) == 0)
 		vf->source_mtime = st.st_mtim;
 
-	if (desc_matrix(d, &vf->im.src, &o, &vf->info, err, &line)) {
+	if (desc_matrix(d, &vf->im.src, &o, &vf->info, err, &line) ||
+	    desc_rows(d, dir, &o, &sel, &vf->info, err, &line)) {
 		load_fail(msg, name, line, err);
 		goto fail;
 	}
@@ -259,7 +261,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		int code;
 
 		o.lazy = (struct pm_lazy_opts){ .backend = PM_BACKEND_NONE };
-		code = pm_matrix_open(&o, &vf->m);
+		code = pm_matrix_open_rows(&o, &sel.rows, &vf->m);
 		if (code) {
 			/* describe accepted it: what is left is the system's */
 			errno = pm_error_errno(code);
@@ -267,11 +269,13 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		}
 	}
 	free(path);
+	fe_rows_free(&sel);
 	desc_free(d);
 	free(d);
 	return vf;
 fail:
 	e = errno;
+	fe_rows_free(&sel);
 	free(path);
 	if (d)
 		desc_free(d);

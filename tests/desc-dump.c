@@ -29,6 +29,8 @@ int main(int argc, char **argv)
 	char err[DESC_ERRLEN], ierr[IMG_ERRLEN], *text, *path, *slash;
 	struct pm_matrix_info info = { 0 };
 	struct pm_matrix_opts o;
+	struct fe_rows sel = { 0 };
+	char *dir;
 	struct desc d;
 	struct img im;
 	struct json j;
@@ -75,15 +77,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	free(path);
-	if (desc_matrix(&d, &im.src, &o, &info, err, &line)) {
+	dir = slash ? strndup(argv[1], (size_t)(slash - argv[1])) : NULL;
+	if (desc_matrix(&d, &im.src, &o, &info, err, &line) ||
+	    desc_rows(&d, dir, &o, &sel, &info, err, &line)) {
+		free(dir);
 		img_close(&im);
 		desc_free(&d);
 		return report_error(err, line);
 	}
+	free(dir);
 	json_begin(&j, stdout);
 	fe_report_options(&j, &o, &info);
 	fe_report_matrix(&j, &info);
+	fe_report_rows(&j, &sel);
 	json_end(&j);
+	fe_rows_free(&sel);
 	img_close(&im);
 	desc_free(&d);
 	return 0;

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 import sys
 
-FRONT_END_KEYS = ["source", "format", "shape", "raw_dtype", "raw_offset"]
+FRONT_END_KEYS = ["source", "format", "shape", "raw_dtype", "raw_offset", "rows", "mask",
+                  "sample", "seed"]
 
 
 def fail(msg):
@@ -120,7 +121,8 @@ def main(argv):
     for key in keys + FRONT_END_KEYS:
         if not re.search(r"^       (\S+, )*%s(,|$)" % re.escape(key), keyed, flags=re.M):
             fail("patchmap.patchmap(5) has no entry for the key %s" % key)
-    print("patchmap.patchmap(5) describes the %d descriptor keys" % (len(keys) + 5))
+    print("patchmap.patchmap(5) describes the %d descriptor keys"
+          % (len(keys) + len(FRONT_END_KEYS)))
 
     if exe:
         man1 = rendered.get("patchmap.1")

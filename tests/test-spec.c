@@ -143,7 +143,7 @@ static void test_keys(void)
 	static const char *const want[] = {
 		"window", "step",   "dilation",  "pad",     "pad_mode", "pad_value", "channel_axis",
 		"dtype",  "scale",  "offset",    "order",   "layout",   "row_pitch", "backend",
-		"budget", "chunk",  "threads",   "readahead", "writable",
+		"budget", "chunk",  "threads",   "readahead", "writable", "row_range",
 	};
 	pm_spec *s = spec();
 	int n = 0;
@@ -1108,6 +1108,80 @@ static void test_open(void)
 	pm_spec_free(s);
 }
 
+/* ---------------------------------------------------------------- rows */
+
+/* row_range: its grammar, its resolution against the windows (5 x 6 source,
+ * window 2: 4 x 5 = 20 windows), and the matrix it opens against a naive
+ * reference. */
+static void test_rows(void)
+{
+	const size_t shape[2] = { 5, 6 };
+	struct pm_source src = source(2, shape);
+	struct pm_matrix_opts o;
+	struct pm_matrix_info info = { 0 };
+	struct pm_rows r;
+	pm_matrix *m = NULL;
+	const float *x;
+	pm_spec *s = spec();
+
+	for (size_t i = 0; i < 30; i++)
+		pixels[i] = (unsigned char)(i * 5 + 3);
+	SET(s, "window", "2");
+	SET(s, "backend", "eager");
+	MATRIX(s, &src, &o, &info);
+	/* no row_range: every window */
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, &r, &info), 0);
+	CU_ASSERT(r.kind == PM_ROWS_ALL && r.size == sizeof(r) && info.rows == 20);
+	CU_ASSERT_FALSE(pm_spec_isset(s, "row_range"));
+
+	SET(s, "row_range", "3:7");
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, &r, &info), 0);
+	CU_ASSERT(r.kind == PM_ROWS_RANGE && r.begin == 3 && r.end == 7);
+	CU_ASSERT(info.rows == 4 && info.windows == 20 && info.bytes == 4 * 4 * sizeof(float));
+	CU_ASSERT_EQUAL_FATAL(pm_matrix_open_rows(&o, &r, &m), 0);
+	x = pm_matrix_data(m);
+	for (size_t i = 0; i < 4; i++)
+		for (size_t k = 0; k < 4; k++) {
+			size_t w = 3 + i, y = w / 5 + k / 2, xx = w % 5 + k % 2;
+
+			CU_ASSERT_EQUAL(x[i * info.ld + k], (float)pixels[y * 6 + xx]);
+		}
+	CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
+	SET(s, "Row-Range", " 17 : ");
+	CU_ASSERT(pm_spec_rows(s, &o, &r, &info) == 0 && r.begin == 17 && r.end == 20);
+	SET(s, "row_range", ":2");
+	CU_ASSERT(pm_spec_rows(s, &o, &r, &info) == 0 && r.begin == 0 && r.end == 2);
+	SET(s, "row_range", "0:20");
+	CU_ASSERT(pm_spec_rows(s, &o, &r, &info) == 0 && info.rows == 20);
+
+	/* the grammar */
+	BAD(s, "row_range", "3", -PM_ESPEC);
+	BAD(s, "row_range", "a:b", -PM_ESPEC);
+	BAD(s, "row_range", "-1:3", -PM_ESPEC);
+	BAD(s, "row_range", "1:2:3", -PM_ESPEC);
+	BAD(s, "row_range", "5:5", -PM_ESPEC);
+	BAD(s, "row_range", "6:5", -PM_ESPEC);
+	BAD(s, "row_range", "1:99999999999999999999999", -PM_ESPEC);
+
+	/* against the windows */
+	SET(s, "row_range", "5:21");
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, &r, &info), -PM_EROWRANGE);
+	check_message(error_of(s), "row_range", __LINE__);
+	CU_ASSERT_PTR_NOT_NULL(strstr(error_of(s), "20 windows, out_shape 4x5"));
+	SET(s, "row_range", "20:");
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, &r, &info), -PM_EROWRANGE);
+	check_message(error_of(s), "row_range", __LINE__);
+	SET(s, "row_range", "1:2");
+	SET(s, "layout", "cols");
+	MATRIX(s, &src, &o, &info);
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, &r, &info), -PM_EROWSLAYOUT);
+	check_message(error_of(s), "row_range", __LINE__);
+	CU_ASSERT_EQUAL(pm_spec_rows(NULL, &o, &r, &info), -PM_ENULL);
+	CU_ASSERT_EQUAL(pm_spec_rows(s, NULL, &r, &info), -PM_ENULL);
+	CU_ASSERT_EQUAL(pm_spec_rows(s, &o, NULL, &info), -PM_ENULL);
+	pm_spec_free(s);
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static void test_memory(void)
@@ -1200,6 +1274,7 @@ int main(int argc, char **argv)
 		{ "describe errors on their keys", test_describe_errors },
 		{ "resolved options open", test_open },
 		{ "memory policy", test_memory },
+		{ "row_range", test_rows },
 	};
 
 	return t_run("spec", tests, T_COUNT(tests), argc > 1 ? argv[1] : NULL);

@@ -81,6 +81,10 @@ GOOD = [
     ("rgb", [{"window": "2", "channel_axis": "first"}, {"window": "2", "channel_axis": "0"}]),
     ("rgb", [{"window": "2x3", "order": "channel", "pad_mode": "edge"}]),
     ("f32", [{"window": "2", "pad_mode": "constant", "pad_value": "-2.5", "dtype": "same"}]),
+    ("gray", [{"window": "3", "row_range": "3:7"}, {"window": "3", "row_range": " 3 : 7 "}]),
+    ("gray", [{"window": "3", "row_range": "70:"}, {"window": "3", "row_range": "70:80"}]),
+    ("gray", [{"window": "3", "row_range": ":5"}, {"window": "3", "row_range": "0:5"}]),
+    ("rgb", [{"window": "2", "row_range": "1:9", "dtype": "f64", "pad": "same"}]),
 ]
 
 # (image, {key: value}, the key the message names) that every front end
@@ -128,6 +132,12 @@ BAD = [
     ("gray", {"window": "3", "offset": "-1e-999"}, "offset"),
     ("gray", {"window": "3", "chunk": "1P"}, "chunk"),
     ("gray", {"window": "100000000", "pad": "0x100000000"}, "window"),
+    ("gray", {"window": "3", "row_range": "5:81"}, "row_range"),
+    ("gray", {"window": "3", "row_range": "80:"}, "row_range"),
+    ("gray", {"window": "3", "row_range": "7:3"}, "row_range"),
+    ("gray", {"window": "3", "row_range": "3"}, "row_range"),
+    ("gray", {"window": "3", "row_range": "-1:3"}, "row_range"),
+    ("gray", {"window": "3", "row_range": "1:2", "layout": "cols"}, "row_range"),
 ]
 
 # (image, {key: value}, what the message must say, what it must not): the
@@ -187,13 +197,14 @@ def tool(images, image, kw):
     args = [EXE, "info", str(images / f"{image}.npy"), "--json"]
     for k, v in kw.items():
         args += ["--" + k.replace("_", "-"), v]
-    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    # cwd: the files named by rows and mask are relative, as in a descriptor
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=images)
     if p.returncode:
         rep = json.loads(p.stdout)
         assert rep["exit"] == p.returncode and p.stderr == f"patchmap: {rep['error']}\n"
         return {"error": rep["error"]}
     rep = json.loads(p.stdout)
-    return {"options": rep["options"], "matrix": rep["matrix"]}
+    return {"options": rep["options"], "matrix": rep["matrix"], "rows": rep["rows"]}
 
 
 def descriptor(images, image, kw, n=[0]):
@@ -223,7 +234,7 @@ def python(image, kw):
         rep = pm.describe(IMAGES[image], window, **kw)
     except (ValueError, TypeError) as e:
         return {"error": str(e)}
-    return {"options": rep["options"], "matrix": rep["matrix"]}
+    return {"options": rep["options"], "matrix": rep["matrix"], "rows": rep["rows"]}
 
 
 # ------------------------------------------------------------------ checks
@@ -407,7 +418,8 @@ def vtool(d, name, kw):
         assert rep["exit"] == p.returncode in (1, 2), (p.returncode, rep)
         assert p.stderr == f"patchmap: {rep['error']}\n"
         return {"error": rep["error"]}
-    return {"options": rep["options"], "matrix": rep["matrix"], "image": rep["image"]}
+    return {"options": rep["options"], "matrix": rep["matrix"], "image": rep["image"],
+            "rows": rep["rows"]}
 
 
 def vdescriptor(d, name, kw, n=[0]):
@@ -435,7 +447,8 @@ def vpython(d, name, kw):
         rep = pm.describe(img, window, **kw)
     except (ValueError, TypeError, OSError) as e:
         return {"error": str(e)}
-    return {"options": rep["options"], "matrix": rep["matrix"], "shape": img.shape}
+    return {"options": rep["options"], "matrix": rep["matrix"], "shape": img.shape,
+            "rows": rep["rows"]}
 
 
 # (file, group of spellings of one meaning)
@@ -482,11 +495,12 @@ def test_image_keys_good(vimages, name, group):
     for kw in group:
         t, ds, py = vtool(d, name, kw), vdescriptor(d, name, kw), vpython(d, name, kw)
         assert "error" not in t and "error" not in ds, (kw, t, ds)
-        got = {"options": t["options"], "matrix": t["matrix"]}
+        got = {"options": t["options"], "matrix": t["matrix"], "rows": t["rows"]}
         assert ds == got, (kw, ds, got)
         if py is not None:
             assert "error" not in py, (kw, py)
-            assert {"options": py["options"], "matrix": py["matrix"]} == got, (kw, py, got)
+            assert {"options": py["options"], "matrix": py["matrix"],
+                    "rows": py["rows"]} == got, (kw, py, got)
             assert list(py["shape"]) == t["image"]["shape"], (kw, py["shape"], t["image"])
         if first is None:
             first = got
@@ -534,3 +548,267 @@ def test_image_keys_bad(vimages, name, kw, key, text):
         assert msg in py["error"], (msg, py["error"])
         assert py["error"].startswith("patchmap.imread"), py["error"]
         assert pykey in py["error"], py["error"]
+# ------------------------------------------------------------------ row selections
+
+# Files of window numbers and masks, for the front-end keys rows and mask
+# (gray, window 3: out_shape 8x10, 80 windows).
+SELECTION_FILES = {
+    "idx.npy": np.array([5, 0, 5, 79, 33], dtype=np.int32),
+    "idx2d.npy": np.array([[1, 2], [78, 1]], dtype=np.uint16),
+    "big.npy": np.array([5, 80], dtype=np.int64),
+    "neg.npy": np.array([5, -1], dtype=np.int8),
+    "flt.npy": np.array([1.0, 2.0]),
+    "empty.npy": np.array([], dtype=np.int64),
+    "m.npy": np.eye(8, 10, dtype=bool),
+    "m_wrong.npy": np.ones((8, 9), dtype=bool),
+    "m_u8.npy": np.ones((8, 10), dtype=np.uint8),
+    "m_none.npy": np.zeros((8, 10), dtype=bool),
+}
+
+
+@pytest.fixture(scope="module")
+def selfiles(images):
+    for name, arr in SELECTION_FILES.items():
+        np.save(images / name, arr)
+    # a PGM mask: P5 of width 10, height 8, the transpose pattern of m.npy
+    pgm = (np.arange(80).reshape(8, 10) % 7 == 0).astype(np.uint8) * 255
+    (images / "m.pgm").write_bytes(b"P5\n10 8\n255\n" + pgm.tobytes())
+    return images
+
+
+def python_selection(kw, images):
+    """The keyword arguments Python takes for the front ends' keys."""
+    kw = dict(kw)
+    for k in ("rows", "mask"):
+        if k in kw:
+            path = images / kw[k]
+            if kw[k].endswith(".pgm"):
+                raw = path.read_bytes()
+                kw[k] = np.frombuffer(raw[-80:], np.uint8).reshape(8, 10) != 0
+            else:
+                kw[k] = np.load(path)
+    if "sample" in kw:
+        v = kw["sample"]
+        kw["sample"] = float(v) if "." in v else int(v)
+    if "seed" in kw:
+        kw["random_state"] = int(kw.pop("seed"))
+    return kw
+
+
+SEL_GOOD = [
+    {"rows": "idx.npy"}, {"rows": "idx2d.npy"}, {"mask": "m.npy"}, {"mask": "m.pgm"},
+]
+
+
+@pytest.mark.parametrize("kw", SEL_GOOD, ids=[str(k) for k in SEL_GOOD])
+def test_selection_keys(selfiles, kw):
+    """rows and mask name the same windows in every front end."""
+    kw = {"window": "3", **kw}
+    t, d = tool(selfiles, "gray", kw), descriptor(selfiles, "gray", kw)
+    assert "error" not in t and t == d, (t, d)
+    pm = python_module()
+    if pm is not None:
+        pkw = python_selection(kw, selfiles)
+        rep = pm.describe(IMAGES["gray"], pkw.pop("window"), **pkw)
+        assert rep == t, (rep, t)
+    # and what the report says is the selection numpy makes
+    idx = {"idx.npy": SELECTION_FILES["idx.npy"].ravel(),
+           "idx2d.npy": SELECTION_FILES["idx2d.npy"].ravel(),
+           "m.npy": np.flatnonzero(SELECTION_FILES["m.npy"]),
+           "m.pgm": np.flatnonzero(np.arange(80) % 7 == 0)}[kw.get("rows") or kw.get("mask")]
+    assert t["matrix"]["rows"] == idx.size == t["rows"]["count"]
+    assert t["rows"]["checksum"] == int((np.arange(1, idx.size + 1) * idx).sum()) % 2**64
+
+
+def test_sample_keys(selfiles):
+    """sample and seed: the tool and a descriptor draw the same windows."""
+    for kw in ({"sample": "7", "seed": "3"}, {"sample": "0.25"}, {"sample": "80", "seed": "0"}):
+        kw = {"window": "3", **kw}
+        t, d = tool(selfiles, "gray", kw), descriptor(selfiles, "gray", kw)
+        assert "error" not in t and t == d, (kw, t, d)
+        n = int(float(kw["sample"]) * 80) if "." in kw["sample"] else int(kw["sample"])
+        assert t["rows"]["kind"] == "sample" and t["rows"]["count"] == n == t["matrix"]["rows"]
+    # another seed, another draw
+    a = tool(selfiles, "gray", {"window": "3", "sample": "7", "seed": "3"})
+    b = tool(selfiles, "gray", {"window": "3", "sample": "7", "seed": "4"})
+    assert a["rows"]["checksum"] != b["rows"]["checksum"]
+
+
+# (keys, the key the message names, the message's words); every front end
+# refuses them, the tool and the descriptors with the same message.
+SEL_BAD = [
+    ({"rows": "big.npy"}, "rows", "window number 80 at position 1 is past the last window "
+                                  "(80 windows, out_shape 8x10): give numbers below 80"),
+    ({"rows": "neg.npy"}, "rows", "window number -1 at position 1 is negative"),
+    ({"rows": "flt.npy"}, "rows", "not a .npy of integer window numbers"),
+    ({"rows": "empty.npy"}, "rows", "selects no window"),
+    ({"mask": "m_wrong.npy"}, "mask", "has shape 8x9; it must have the windows' out_shape "
+                                      "8x10 (80 windows)"),
+    ({"mask": "m_u8.npy"}, "mask", "holds uint8, not bool"),
+    ({"mask": "m_none.npy"}, "mask", "selects no window (it is all false)"),
+    ({"sample": "81"}, "sample", "sample: 81 is more than the 80 windows, out_shape 8x10: "
+                                 "give at most 80"),
+    ({"sample": "0.001"}, "sample", "sample: 0.001 of the 80 windows, out_shape 8x10 is no "
+                                    "window: give a larger fraction or a count"),
+    ({"sample": "0"}, "sample", "is not a count of windows (such as 1000) or a fraction"),
+    ({"sample": "1.5"}, "sample", "is not a count of windows (such as 1000) or a fraction"),
+    ({"seed": "3"}, "seed", "only with sample, whose draw it seeds"),
+    ({"seed": "-3", "sample": "2"}, "seed", "is not a whole number from 0 to 2^64 - 1"),
+    ({"rows": "idx.npy", "sample": "2"}, "sample", "give one of row_range, rows, mask and "
+                                                   "sample, not rows and sample"),
+    ({"row_range": "1:3", "mask": "m.npy"}, "mask", "give one of row_range, rows, mask and "
+                                                    "sample, not row_range and mask"),
+    ({"rows": "idx.npy", "layout": "cols"}, "rows", "a row selection needs layout rows"),
+]
+
+
+@pytest.mark.parametrize("kw,key,words", SEL_BAD, ids=[str(k) for k, _, _ in SEL_BAD])
+def test_selection_refused(selfiles, kw, key, words):
+    kw = {"window": "3", **kw}
+    t, d = tool(selfiles, "gray", kw), descriptor(selfiles, "gray", kw)
+    assert "error" in t and "error" in d, (t, d)
+    assert d["line"] == 2 + list(kw).index(key), d
+    assert d["error"].startswith(key + ": ") and words in d["error"], d
+    assert same_message(d["error"], t["error"]), (d, t)
+    pm = python_module()
+    if pm is None or key == "seed" and "-3" in kw["seed"]:
+        return  # Python's seed is scikit-learn's random_state
+    pkw = python_selection(kw, selfiles)
+    with pytest.raises((ValueError, TypeError, IndexError)) as e:
+        pm.describe(IMAGES["gray"], pkw.pop("window"), **pkw)
+    msg = str(e.value)
+    pkey = "random_state" if key == "seed" else key
+    assert (pkey + ": ") in msg, msg
+    tail = words.replace(".npy of integer window numbers", "") if key == "rows" else words
+    if key in ("rows", "mask") and "give one" not in words:
+        tail = {"not a .npy of integer window numbers": "must be integers",
+                "holds uint8, not bool": "holds uint8, not bool"}.get(words, words)
+    assert tail in msg, (tail, msg)
+
+
+# ------------------------------------------------------------------ the selected matrix itself
+
+def reference(image, window):
+    from numpy.lib.stride_tricks import sliding_window_view
+    return sliding_window_view(image, (window, window)).reshape(-1, window * window)
+
+
+def splitmix_sample(n, windows, seed):
+    """The tool's sampler, as doc/options.md writes it."""
+    M = 2**64 - 1
+    s, out, limit = seed, [], 2**64 - 2**64 % windows
+    while len(out) < n:
+        s = (s + 0x9e3779b97f4a7c15) & M
+        z = s
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M
+        x = z ^ (z >> 31)
+        if x < limit:
+            out.append(x % windows)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", ["none", "uffd", "sigsegv", "eager"])
+def test_tool_export_selection(selfiles, backend, tmp_path):
+    if not EXE:
+        pytest.skip("PATCHMAP_EXE does not name the patchmap binary")
+    F = reference(IMAGES["gray"], 3).astype(np.float32)
+    cases = [
+        (["--rows", str(selfiles / "idx.npy")], F[SELECTION_FILES["idx.npy"]]),
+        (["--mask", str(selfiles / "m.npy")], F[SELECTION_FILES["m.npy"].ravel()]),
+        (["--row-range", "3:9"], F[3:9]),
+        (["--sample", "9", "--seed", "11"], F[splitmix_sample(9, 80, 11)]),
+        (["--sample", "0.5", "--seed", "0"], F[splitmix_sample(40, 80, 0)]),
+    ]
+    for args, want in cases:
+        out = tmp_path / "x.npy"
+        cmd = [EXE, "export", str(selfiles / "gray.npy"), "--window", "3", "--out", str(out),
+               "--quiet", "--chunk", "4K", "--budget", "40K"] + args
+        if backend != "none":
+            cmd += ["--backend", backend]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if p.returncode and "not available" in p.stderr:
+            pytest.skip(p.stderr)
+        assert p.returncode == 0, p.stderr
+        got = np.load(out)
+        assert got.dtype == want.dtype and np.array_equal(got, want), args
+        out.unlink()
+
+
+def test_tool_refuses_and_writes_nothing(selfiles, tmp_path):
+    if not EXE:
+        pytest.skip("PATCHMAP_EXE does not name the patchmap binary")
+    for args in (["--rows", str(selfiles / "big.npy")], ["--mask", str(selfiles / "m_wrong.npy")],
+                 ["--sample", "81"], ["--row-range", "5:81"]):
+        for cmd in ("export", "apply"):
+            out = tmp_path / "o.npy"
+            extra = ["--random", "2"] if cmd == "apply" else []
+            p = subprocess.run([EXE, cmd, str(selfiles / "gray.npy"), "--window", "3", "--out",
+                                str(out)] + extra + args, capture_output=True, text=True,
+                               timeout=60)
+            assert p.returncode != 0 and p.stderr.count("\n") == 1, p.stderr
+            assert not out.exists() and not list(tmp_path.iterdir()), (cmd, args)
+
+
+def test_tool_apply_selection(selfiles, tmp_path):
+    if not EXE:
+        pytest.skip("PATCHMAP_EXE does not name the patchmap binary")
+    F = reference(IMAGES["gray"], 3).astype(np.float64)
+    flt = tmp_path / "f.npy"
+    filters = np.arange(2 * 9, dtype=np.float64).reshape(2, 9) - 4
+    np.save(flt, filters)
+    out = tmp_path / "o.npy"
+    p = subprocess.run([EXE, "apply", str(selfiles / "gray.npy"), "--window", "3", "--filters",
+                        str(flt), "--dtype", "f64", "--out", str(out), "--quiet", "--rows",
+                        str(selfiles / "idx.npy")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    got = np.load(out)
+    assert got.shape == (2, 5)
+    assert np.array_equal(got, filters @ F[SELECTION_FILES["idx.npy"]].T)
+
+
+def test_python_selected_matrix(selfiles):
+    pm = python_module()
+    if pm is None:
+        pytest.skip("the Python package is not importable here")
+    g = IMAGES["gray"]
+    F = reference(g, 3).astype(np.float32)
+    for backend in ("uffd", "sigsegv", "eager"):
+        o = {"backend": backend, "chunk": "4K", "budget": "8K"}
+        try:
+            X = pm.windows(g, 3, rows=SELECTION_FILES["idx2d.npy"], **o)
+        except OSError as e:  # a backend this machine refuses
+            if "uffd" in backend:
+                continue
+            raise
+        assert np.array_equal(X, F[SELECTION_FILES["idx2d.npy"].ravel()])
+        assert np.array_equal(pm.windows(g, 3, mask=SELECTION_FILES["m.npy"], **o),
+                              F[SELECTION_FILES["m.npy"].ravel()])
+        assert np.array_equal(pm.windows(g, 3, row_range=(3, 9), **o), F[3:9])
+        assert np.array_equal(pm.windows(g, 3, row_range=slice(70, None), **o), F[70:])
+
+
+def test_python_sample_is_scikit_learns():
+    """windows(sample=, random_state=) equals extract_patches_2d(max_patches=,
+    random_state=) reshaped, bit for bit, on gray and colour images, for
+    counts, fractions and seeds."""
+    pm = python_module()
+    if pm is None:
+        pytest.skip("the Python package is not importable here")
+    skl = pytest.importorskip("sklearn.feature_extraction.image")
+    rng = np.random.RandomState(5)
+    images = [rng.rand(23, 17).astype(np.float32), (rng.rand(19, 21, 3) * 255).astype(np.uint8)]
+    for img in images:
+        for patch in ((3, 3), (4, 7)):
+            for n, seed in ((1, 0), (25, 1), (0.1, 42), (0.5, 7), (100, 123)):
+                want = skl.extract_patches_2d(img, patch, max_patches=n, random_state=seed)
+                got = pm.windows(img, patch, sample=n, random_state=seed, dtype="same")
+                assert got.shape == (want.shape[0], want[0].size)
+                assert np.array_equal(got, want.reshape(want.shape[0], -1)), (img.shape, n, seed)
+    # a RandomState object is advanced as scikit-learn advances it
+    a, b = np.random.RandomState(3), np.random.RandomState(3)
+    img = images[0]
+    for _ in range(3):
+        want = skl.extract_patches_2d(img, (3, 3), max_patches=5, random_state=a)
+        got = pm.windows(img, (3, 3), sample=5, random_state=b, dtype="same")
+        assert np.array_equal(got, want.reshape(5, -1))

@@ -44,7 +44,6 @@ static const struct {
 	{ "out", required_argument, O_OUT, CMD_APPLY | CMD_EXPORT },
 	{ "filters", required_argument, O_FILTERS, CMD_APPLY },
 	{ "random", required_argument, O_RANDOM, CMD_APPLY },
-	{ "seed", required_argument, O_SEED, CMD_APPLY },
 	{ "save-filters", required_argument, O_SAVE_FILTERS, CMD_APPLY },
 	{ "blas-threads", required_argument, O_BLAS_THREADS, CMD_APPLY | CMD_DEMO },
 	{ "small", no_argument, O_SMALL, CMD_DEMO },
@@ -127,7 +126,15 @@ static const char help_window[] =
 	"  --order window|channel column order: (y, x, c) as sliding_window_view, or\n"
 	"                         (c, y, x) as PyTorch's unfold (default window)\n"
 	"  --layout rows|cols     one row per window (default), or the transpose\n"
-	"  --row-pitch N          bytes from one row to the next (default packed)\n";
+	"  --row-pitch N          bytes from one row to the next (default packed)\n"
+	"Rows (at most one; default every window, in order):\n"
+	"  --row-range A:B        windows A to B - 1 (A: to the last, :B from the first)\n"
+	"  --rows FILE            a .npy of integer window numbers (any order, repeats)\n"
+	"  --mask FILE            a bool .npy or a PGM of the windows' out_shape: the\n"
+	"                         windows where it is true (nonzero), in order\n"
+	"  --sample N             N windows drawn with replacement (a fraction below 1:\n"
+	"                         that share of the windows) by splitmix64 from --seed\n"
+	"                         (default 1; see doc/options.md)\n";
 
 static const char help_lazy[] =
 	"Memory:\n"
@@ -205,7 +212,7 @@ static void usage_cmd(int cmd, FILE *f)
 		      "                         w) / (N, h, w, c): the window's shape, channels\n"
 		      "                         last; any readable dtype\n"
 		      "  --random N             N filters of uniform random values in [-1, 1)\n"
-		      "  --seed S               their seed (default 1)\n"
+		      "  --seed S               their seed, and --sample's (default 1)\n"
 		      "  --save-filters FILE    write the filters used as a (N, K) .npy\n"
 		      "  --out FILE.npy         the responses (written to a temporary name and\n"
 		      "                         renamed when complete)\n"
@@ -367,11 +374,6 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 				return usage_err(a, "--random: '%s' is not a filter count from 1 to 1048576",
 						 v);
 			break;
-		case O_SEED:
-			if (parse_count(v, SIZE_MAX, &z))
-				return usage_err(a, "--seed: '%s' is not a non-negative integer", v);
-			a->seed = z;
-			break;
 		case O_SAVE_FILTERS:
 			a->save_filters = v;
 			break;
@@ -411,6 +413,9 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 	if (optind + 1 < argc)
 		return usage_err(a, "takes one IMAGE; '%s' is one too many", argv[optind + 1]);
 	a->image = argv[optind];
+	/* apply's --random filters are drawn from --seed too */
+	a->opt.seed_other_use = cmd == CMD_APPLY && a->random;
+	a->seed = a->opt.seed;
 	if (fe_options_check(&a->opt, &k, err))
 		return spec_err(a, err);
 	if (cmd != CMD_INFO && !a->window_given)
@@ -432,12 +437,14 @@ void args_free(struct args *a)
 /* ---------------------------------------------------------------- matrix */
 
 int args_matrix(const struct args *a, const struct img *im, struct pm_matrix_opts *o,
-		struct pm_matrix_info *info)
+		struct fe_rows *sel, struct pm_matrix_info *info)
 {
 	struct fe_options f = a->opt;
 	char err[FE_ERRLEN];
 
-	if (fe_options_matrix(&f, im, o, info, err))
+	memset(sel, 0, sizeof(*sel));
+	if (fe_options_matrix(&f, im, o, info, err) ||
+	    fe_options_rows(&f, NULL, o, sel, info, err))
 		return cli_err("%s", err);
 	return 0;
 }

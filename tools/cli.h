@@ -113,10 +113,11 @@ void args_free(struct args *a);
 /* Prints the program's usage (to stdout). */
 void usage_program(FILE *f);
 
-/* The image's source and the options as matrix options (pm_spec_matrix),
- * checked by pm_matrix_describe into *info. 0, or -1 after cli_err. */
+/* The image's source and the options as matrix options (pm_spec_matrix)
+ * and a row selection (fe_options_rows; free with fe_rows_free), checked by
+ * pm_matrix_describe_rows into *info. 0, or -1 after cli_err. */
 int args_matrix(const struct args *a, const struct img *im, struct pm_matrix_opts *o,
-		struct pm_matrix_info *info);
+		struct fe_rows *sel, struct pm_matrix_info *info);
 /* The library's memory policy (pm_spec_check_memory): a budget smaller
  * than two chunks, a resident bound larger than the available memory. 0,
  * or -1 after cli_err. */

@@ -29,13 +29,14 @@ static int cmd_info(const struct args *a)
 {
 	struct pm_matrix_opts o;
 	struct pm_matrix_info info = { 0 };
+	struct fe_rows sel = { 0 };
 	char err[IMG_ERRLEN];
 	struct img im;
 	int ret = 1;
 
 	if (open_image(a, &im, err))
 		return 1;
-	if (a->window_given && args_matrix(a, &im, &o, &info))
+	if (a->window_given && args_matrix(a, &im, &o, &sel, &info))
 		goto out;
 	if (a->json) {
 		struct json j;
@@ -46,6 +47,7 @@ static int cmd_info(const struct args *a)
 		if (a->window_given) {
 			fe_report_options(&j, &o, &info);
 			fe_report_matrix(&j, &info);
+			fe_report_rows(&j, &sel);
 		}
 		json_end(&j);
 	} else if (!a->quiet) {
@@ -86,10 +88,15 @@ static int cmd_info(const struct args *a)
 			       pm__fmt_dims(b1, sizeof(b1), info.out_shape, ns), info.windows,
 			       info.window_elems, info.channels, info.channels == 1 ? "" : "s",
 			       o.order == PM_ORDER_WINDOW ? "(y, x, c)" : "(c, y, x)");
+			if (sel.rows.kind == PM_ROWS_RANGE)
+				printf("rows: windows %zu to %zu\n", sel.rows.begin, sel.rows.end - 1);
+			else if (sel.rows.kind == PM_ROWS_INDEX)
+				printf("rows: %zu windows (%s)\n", sel.rows.count, sel.kind);
 		}
 	}
 	ret = 0;
 out:
+	fe_rows_free(&sel);
 	img_close(&im);
 	return ret;
 }
@@ -298,6 +305,7 @@ static int cmd_apply(const struct args *a)
 {
 	struct pm_matrix_opts o;
 	struct pm_matrix_info info = { 0 };
+	struct fe_rows sel = { 0 };
 	struct pm_stats st = { 0 };
 	struct progress bar;
 	struct outfile of;
@@ -305,6 +313,7 @@ static int cmd_apply(const struct args *a)
 	struct img im;
 	pm_matrix *m = NULL;
 	void *F = NULL, *C = NULL;
+	int nshape;
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
 	int dtype, ret = 1, e, bt;
@@ -312,7 +321,7 @@ static int cmd_apply(const struct args *a)
 
 	if (open_image(a, &im, err))
 		return 1;
-	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &info))
+	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &sel, &info))
 		goto out;
 	/* the GEMM's types, on rows of windows */
 	dtype = info.dtype;
@@ -344,11 +353,18 @@ static int cmd_apply(const struct args *a)
 		cli_err("out of memory for %zu x %zu responses", N, rb);
 		goto out;
 	}
+	/* every window: (N, out_shape...); a selection: (N, rows) */
 	shape[0] = N;
-	memcpy(shape + 1, info.out_shape, sizeof(size_t) * (size_t)info.nspatial);
-	hlen = npy_write_header(hdr, sizeof(hdr), dtype, 1 + info.nspatial, shape, false);
+	if (sel.rows.kind == PM_ROWS_ALL) {
+		memcpy(shape + 1, info.out_shape, sizeof(size_t) * (size_t)info.nspatial);
+		nshape = 1 + info.nspatial;
+	} else {
+		shape[1] = info.rows;
+		nshape = 2;
+	}
+	hlen = npy_write_header(hdr, sizeof(hdr), dtype, nshape, shape, false);
 	size_t out_bytes;
-	if (__builtin_mul_overflow(N * es, info.windows, &out_bytes))
+	if (__builtin_mul_overflow(N * es, info.rows, &out_bytes))
 		goto too_big;
 	if (args_check_memory(a, &info))
 		goto out;
@@ -367,7 +383,7 @@ static int cmd_apply(const struct args *a)
 	bt = default_blas_threads(a, &o);
 	openblas_set_num_threads(bt);
 	t0 = now_s();
-	e = pm_matrix_open(&o, &m);
+	e = pm_matrix_open_rows(&o, &sel.rows, &m);
 	if (e) {
 		cli_err("cannot map the patch matrix: %s", pm_strerror(e));
 		goto out;
@@ -387,7 +403,7 @@ static int cmd_apply(const struct args *a)
 				    (const double *)(X + r0 * info.ld * es), (int)info.ld, 0.0, C, (int)n);
 		for (size_t f = 0; f < N; f++)
 			if ((e = out_pwrite(&of, (char *)C + f * n * es, n * es,
-					    hlen + (f * info.windows + r0) * es))) {
+					    hlen + (f * info.rows + r0) * es))) {
 				progress_end(&bar);
 				cli_err("cannot write '%s': %s", a->out, strerror(-e));
 				goto out;
@@ -408,9 +424,10 @@ static int cmd_apply(const struct args *a)
 		json_str(&j, "command", "apply");
 		report_image_json(&j, a->image, &im);
 		fe_report_matrix(&j, &info);
+		fe_report_rows(&j, &sel);
 		json_obj(&j, "output");
 		json_str(&j, "path", a->out);
-		json_dims(&j, "shape", shape, 1 + info.nspatial);
+		json_dims(&j, "shape", shape, nshape);
 		json_str(&j, "dtype", pm_dtype_name(dtype));
 		json_u64(&j, "bytes", hlen + out_bytes);
 		json_close(&j, '}');
@@ -425,8 +442,9 @@ static int cmd_apply(const struct args *a)
 	} else if (!a->quiet) {
 		char b1[64], b2[32], b3[32];
 
-		fprintf(rep, "apply: %zu filters at every window of %s -> %s, shape %zux%s %s (%s)\n", N,
-		       a->image, a->out, N, pm__fmt_dims(b1, sizeof(b1), info.out_shape, info.nspatial),
+		fprintf(rep, "apply: %zu filters at %s window of %s -> %s, shape %zux%s %s (%s)\n", N,
+		       nshape == 2 && sel.rows.kind != PM_ROWS_ALL ? "each selected" : "every",
+		       a->image, a->out, N, pm__fmt_dims(b1, sizeof(b1), shape + 1, nshape - 1),
 		       pm_dtype_name(dtype), pm__fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
 		fprintf(rep, "  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
 		       pm_dtype_name(info.dtype), pm__fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
@@ -449,6 +467,7 @@ out:
 	cli_image_unguard();
 	free(F);
 	free(C);
+	fe_rows_free(&sel);
 	img_close(&im);
 	return ret;
 }
@@ -517,6 +536,7 @@ static int cmd_export(const struct args *a)
 {
 	struct pm_matrix_opts o;
 	struct pm_matrix_info info = { 0 };
+	struct fe_rows sel = { 0 };
 	struct pm_stats st = { 0 };
 	struct progress bar;
 	struct outfile of;
@@ -532,7 +552,7 @@ static int cmd_export(const struct args *a)
 
 	if (open_image(a, &im, err))
 		return 1;
-	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &info))
+	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &sel, &info))
 		goto out;
 	budget = args_budget(&o);
 	/* an explicit lazy backend: copied from the mapping */
@@ -595,7 +615,7 @@ static int cmd_export(const struct args *a)
 		goto out;
 	}
 	t0 = now_s();
-	e = pm_matrix_open(&o, &m);
+	e = pm_matrix_open_rows(&o, &sel.rows, &m);
 	if (e) {
 		cli_err("cannot open the patch matrix: %s", pm_strerror(e));
 		goto out;
@@ -641,6 +661,7 @@ static int cmd_export(const struct args *a)
 		json_str(&j, "command", "export");
 		report_image_json(&j, a->image, &im);
 		fe_report_matrix(&j, &info);
+		fe_report_rows(&j, &sel);
 		json_obj(&j, "output");
 		json_str(&j, "path", a->out);
 		json_u64(&j, "bytes", hlen + info.bytes);
@@ -671,6 +692,7 @@ out:
 		out_abort(&of);
 	pm_matrix_close(m);
 	cli_image_unguard();
+	fe_rows_free(&sel);
 	img_close(&im);
 	return ret;
 }

@@ -51,12 +51,17 @@ static void test_every_key(void)
 		"threads = 3\n"
 		"readahead = 5\n"
 		"writable = yes\n"
-		"format = npy\n";
+		"format = npy\n"
+		"row_range = 1:3\n"
+		"rows = sel/idx.npy\n"
+		"mask = sel/mask.pgm\n"
+		"sample = 0.5\n"
+		"seed = 18446744073709551615\n";
 	static const char *const order[] = {
 		"source", "shape", "raw_dtype", "raw_offset", "channel_axis", "window", "step",
 		"dilation", "pad", "pad_mode", "pad_value", "dtype", "scale", "offset", "order",
 		"layout", "row_pitch", "budget", "chunk", "backend", "threads", "readahead",
-		"writable", "format",
+		"writable", "format", "row_range", "rows", "mask", "sample", "seed",
 	};
 	static const size_t shape[] = { 4, 5, 3 };
 	struct pm_source src = fake_of(PM_DTYPE_F32, 3, shape);
@@ -74,6 +79,12 @@ static void test_every_key(void)
 	CU_ASSERT(d.opt.raw.dtype == PM_DTYPE_U16 && d.opt.raw.big_endian);
 	CU_ASSERT_EQUAL(d.opt.raw.offset, 16);
 	CU_ASSERT_EQUAL(d.format, DESC_NPY);
+	/* the selection keys, as given (resolved when the windows are known) */
+	CU_ASSERT_STRING_EQUAL(d.opt.rows_path, "sel/idx.npy");
+	CU_ASSERT_STRING_EQUAL(d.opt.mask_path, "sel/mask.pgm");
+	CU_ASSERT(d.opt.sample == 0 && d.opt.sample_fraction == 0.5);
+	CU_ASSERT_EQUAL(d.opt.seed, UINT64_MAX);
+	CU_ASSERT(pm_spec_isset(d.opt.spec, "row_range"));
 	/* the matrix keys, resolved against a float32 source of that shape */
 	if (desc_matrix(&d, &src, &o, &info, err, &line))
 		fprintf(stderr, "\n  %s (line %d)\n", err, line);

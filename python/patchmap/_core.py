@@ -69,10 +69,16 @@ def _source_array(image):
     return arr, src
 
 
-def _build_opts(who, image, window_shape, check_memory=True, want_info=False, **args):
+def _build_opts(who, image, window_shape, check_memory=True, want_info=False, select=None,
+                **args):
     """The source array and pm_matrix_opts (and pm_matrix_info if want_info)
     for the arguments of windows(), through the library's pm_spec (`who`
-    names the function in messages)."""
+    names the function in messages). With select (a dict of rows, mask,
+    sample, random_state, row_range), the row selection comes after the
+    options: (arr, o, sel[, info]), sel None or a (pm_rows, arrays kept
+    alive, report) triple, info the selection's."""
+    if select is not None and select.get("row_range") is not None:
+        args["row_range"] = select["row_range"]
     arr, src = _source_array(image)
     affine = args.pop("affine", None)
     if affine is not None:
@@ -96,8 +102,20 @@ def _build_opts(who, image, window_shape, check_memory=True, want_info=False, **
                 "%d before and %d after on both axes, ((%d, %d), (%d, %d)); PyTorch as %d on "
                 "both sides of y and %d on both sides of x, ((%d, %d), (%d, %d)). Write the "
                 "one you mean" % (who, b, a, b, a, b, a, b, a, b, a, b, b, a, a))
+        sel = None
+        if select is not None:
+            from . import _subsets
+            range_sel, rinfo = sp.rows(o)
+            sel, info = _subsets.resolve(
+                who, o, rinfo, rows=select.get("rows"), mask=select.get("mask"),
+                sample=select.get("sample"), random_state=select.get("random_state"),
+                range_sel=range_sel)
+        elif args.get("row_range") is not None:
+            raise TypeError("%s: row_range is a selection argument" % who)
         if check_memory:
             sp.check_memory(info)
+    if select is not None:
+        return (arr, o, sel, info) if want_info else (arr, o, sel)
     return (arr, o, info) if want_info else (arr, o)
 
 
@@ -520,9 +538,12 @@ def open_matrix(image, window_shape, step=None, dilation=None, padding=None, *,
 def windows(image, window_shape, step=None, dilation=None, padding=None, *, pad_mode=None,
             pad_value=None, channel_axis=None, dtype=None, order=None, layout=None,
             row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
-            chunk=None, threads=None, readahead=None, writable=None):
-    src, o = _build_opts(
-        "patchmap.windows", image, window_shape, step=step, dilation=dilation,
+            chunk=None, threads=None, readahead=None, writable=None, rows=None, mask=None,
+            sample=None, random_state=None, row_range=None):
+    src, o, sel = _build_opts(
+        "patchmap.windows", image, window_shape,
+        select=dict(rows=rows, mask=mask, sample=sample, random_state=random_state,
+                    row_range=row_range), step=step, dilation=dilation,
         padding=padding, pad_mode=pad_mode, pad_value=pad_value, channel_axis=channel_axis,
         dtype=dtype, order=order, layout=layout, row_pitch=row_pitch, scale=scale,
         offset=offset, affine=affine, backend=backend, budget=budget, chunk=chunk,
@@ -530,15 +551,18 @@ def windows(image, window_shape, step=None, dilation=None, padding=None, *, pad_
     if o.lazy.backend == L.PM_BACKEND_NONE:
         raise ValueError("patchmap.windows(backend=%r): backend none has no mapping to return; "
                          "use patchmap.open(...).read() or patchmap.save()" % (backend,))
-    return PatchMatrix._from_opts(src, o).array
+    return PatchMatrix._from_opts(src, o, sel[:2] if sel else None).array
 
 
 def describe(image, window_shape, step=None, dilation=None, padding=None, *, pad_mode=None,
              pad_value=None, channel_axis=None, dtype=None, order=None, layout=None,
              row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
-             chunk=None, threads=None, readahead=None, writable=None):
-    _, o, info = _build_opts(
-        "patchmap.describe", image, window_shape, check_memory=False, want_info=True, step=step,
+             chunk=None, threads=None, readahead=None, writable=None, rows=None, mask=None,
+             sample=None, random_state=None, row_range=None):
+    _, o, sel, info = _build_opts(
+        "patchmap.describe", image, window_shape, check_memory=False, want_info=True,
+        select=dict(rows=rows, mask=mask, sample=sample, random_state=random_state,
+                    row_range=row_range), step=step,
         dilation=dilation, padding=padding, pad_mode=pad_mode, pad_value=pad_value,
         channel_axis=channel_axis, dtype=dtype, order=order, layout=layout,
         row_pitch=row_pitch, scale=scale, offset=offset, affine=affine, backend=backend,
@@ -569,7 +593,8 @@ def describe(image, window_shape, step=None, dilation=None, padding=None, *, pad
         "bytes": info.bytes, "out_shape": list(info.out_shape[:ns]), "windows": info.windows,
         "window_elems": info.window_elems, "channels": info.channels,
     }
-    return {"options": options, "matrix": matrix}
+    return {"options": options, "matrix": matrix,
+            "rows": sel[2] if sel else {"kind": "all"}}
 
 
 def blockwise(func, X, block_rows=None, block_bytes="64M"):
@@ -690,6 +715,24 @@ windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, nev
     columns the window's samples converted to `dtype`. The matrix is
     computed lazily, chunk by chunk, and lives as long as the returned
     array or any view of it.
+
+    Some of the windows (at most one of these; every window by default):
+    row_range: (begin, end), a slice or "A:B": windows begin to end - 1
+        (the grammar's row_range key).
+    rows: integer window numbers, any shape (read in C order), any order,
+        repeats allowed: row i is window rows.flat[i]. Copied.
+    mask: a bool array of the windows' out_shape: the windows where it is
+        True, in order. Copied.
+    sample, random_state: `sample` windows (an int; a float in (0, 1): that
+        fraction of the windows, rounded down) drawn with replacement as
+        scikit-learn's extract_patches_2d(max_patches=sample,
+        random_state=random_state) draws them (sklearn.utils'
+        check_random_state, then one RandomState.randint per spatial axis
+        over its window count, in axis order), so that with the image,
+        window and seed of an extract_patches_2d call the matrix equals its
+        patches reshaped to 2-D, bit for bit. A sample larger than the
+        windows is refused (scikit-learn then returns all of them in random
+        order; patchmap.extract_patches_2d does that too).
 """ + _ARGUMENTS
 
 describe.__doc__ = """What windows() would make of these arguments, without opening
@@ -698,8 +741,12 @@ describe.__doc__ = """What windows() would make of these arguments, without open
     channel_axis, dtype, affine, scale, offset, order, layout, row_pitch,
     backend, budget, chunk, threads, readahead, writable; None where the
     library's default applies), "matrix": rows, cols, ld, dtype, elem_size,
-    bytes, out_shape, windows, window_elems, channels}, the same objects as
-    `patchmap info --json` prints. The memory policy is not applied.
+    bytes, out_shape, windows, window_elems, channels, "rows": the row
+    selection: kind (all, range, index, mask, sample), begin and end of a
+    range, count and checksum (the sum of (i + 1) * window(i) mod 2**64) of
+    the others}, the same objects as `patchmap info --json` prints. Takes
+    windows()'s selection arguments `rows`, `mask`, `sample`, `random_state`
+    and `row_range` too. The memory policy is not applied.
 """ + _ARGUMENTS
 
 open_matrix.__doc__ = """A PatchMatrix handle over the patch matrix of `image` (patchmap.open is

@@ -159,7 +159,26 @@ CONVERT = {
     "threads": ("threads", _count_text),
     "readahead": ("readahead", _count_text),
     "writable": ("writable", _bool_text),
+    "row_range": ("row_range", lambda v, name: _range_text(v)),
 }
+
+
+def _range_text(v):
+    """row_range=(a, b), a slice without a step, or the grammar's "A:B"."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, slice):
+        if v.step not in (None, 1):
+            raise TypeError("row_range: a slice with a step (%r) is not a range" % (v,))
+        a, b = v.start, v.stop
+    else:
+        try:
+            a, b = v
+        except (TypeError, ValueError):
+            raise TypeError("row_range must be a (begin, end) pair, a slice or \"A:B\", not %r"
+                            % (v,)) from None
+    return "%s:%s" % ("" if a is None else _int_text(a, "row_range"),
+                      "" if b is None else _int_text(b, "row_range"))
 
 
 def spec_error(who, code, text, given=None):
@@ -213,6 +232,18 @@ class Spec:
         if err < 0:
             raise self.error(err)
         return o, info
+
+    def rows(self, o):
+        """The spec's row_range as a pm_rows (kind all without it), and the
+        matrix info of that selection (pm_spec_rows)."""
+        from ._subsets import pm_rows, _declared
+        lib = _declared()
+        r = pm_rows()
+        info = L.pm_matrix_info()
+        err = lib.pm_spec_rows(self.h, ctypes.byref(o), ctypes.byref(r), ctypes.byref(info))
+        if err < 0:
+            raise self.error(err)
+        return r, info
 
     def check_memory(self, info):
         err = L.lib().pm_spec_check_memory(self.h, ctypes.byref(info))

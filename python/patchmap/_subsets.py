@@ -54,6 +54,9 @@ def _declared():
         lib.pm_matrix_open_rows.restype = ctypes.c_int
         lib.pm_matrix_open_rows.argtypes = [P(L.pm_matrix_opts), P(pm_rows),
                                             P(ctypes.c_void_p)]
+        lib.pm_spec_rows.restype = ctypes.c_int
+        lib.pm_spec_rows.argtypes = [ctypes.c_void_p, P(L.pm_matrix_opts), P(pm_rows),
+                                     P(L.pm_matrix_info)]
         lib.pm_fold.restype = ctypes.c_int
         lib.pm_fold.argtypes = [P(L.pm_matrix_opts), P(pm_rows), P(pm_fold_opts)]
         lib._subsets_declared = True
@@ -99,6 +102,106 @@ def _selection(rows=None, mask=None, row_range=None):
     else:
         return None
     return r, keep
+
+
+def _where(info):
+    shape = "x".join(str(info.out_shape[a]) for a in range(info.nspatial))
+    return "%d windows, out_shape %s" % (info.windows, shape)
+
+
+def resolve(who, o, info, rows=None, mask=None, sample=None, random_state=None,
+            range_sel=None):
+    """The selection of windows()'s arguments, checked against the full
+    matrix's info, with the messages of the other front ends: a (pm_rows,
+    arrays kept alive, report dict) triple or None, and the selection's
+    info. range_sel: the spec's row_range as pm_spec_rows resolved it."""
+    given = [k for k, v in (("rows", rows), ("mask", mask), ("sample", sample)) if v is not None]
+    if range_sel is not None and range_sel.kind == PM_ROWS_RANGE:
+        given.insert(0, "row_range")
+    if random_state is not None and sample is None:
+        raise ValueError("%s: random_state: only with sample, whose draw it seeds" % who)
+    if len(given) > 1:
+        raise ValueError("%s: %s: give one of row_range, rows, mask and sample, not %s and %s"
+                         % (who, given[1], given[0], given[1]))
+    if not given:
+        return None, info
+    if given[0] == "row_range":
+        r = range_sel
+        report = {"kind": "range", "begin": r.begin, "end": r.end}
+        return (r, None, report), info
+    where = _where(info)
+    W = info.windows
+    if o.layout != 0:
+        raise ValueError("%s: %s: a row selection needs layout rows (one row per window), not "
+                         "cols" % (who, given[0]))
+    if rows is not None:
+        idx = np.asarray(rows)
+        if idx.dtype.kind not in "iu":
+            raise TypeError("%s: rows: window numbers must be integers, not %s" % (who, idx.dtype))
+        idx = idx.reshape(-1)
+        if not idx.size:
+            raise ValueError("%s: rows: selects no window (it is empty)" % who)
+        bad = np.flatnonzero((idx < 0) | (idx >= W)) if idx.dtype.kind == "i" else \
+            np.flatnonzero(idx >= W)
+        if bad.size:
+            i = int(bad[0])
+            if idx[i] < 0:
+                raise IndexError("%s: rows: window number %d at position %d is negative (%s)"
+                                 % (who, idx[i], i, where))
+            raise IndexError("%s: rows: window number %d at position %d is past the last "
+                             "window (%s): give numbers below %d" % (who, idx[i], i, where, W))
+        kind = "index"
+    elif mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError("%s: mask: holds %s, not bool: give a bool array of the windows' "
+                            "out_shape" % (who, m.dtype))
+        out = tuple(info.out_shape[a] for a in range(info.nspatial))
+        if m.shape != out:
+            raise ValueError("%s: mask: has shape %s; it must have the windows' out_shape %s "
+                             "(%d windows)" % (who, "x".join(map(str, m.shape)) or "()",
+                                               "x".join(map(str, out)), W))
+        idx = np.flatnonzero(m.reshape(-1))
+        if not idx.size:
+            raise ValueError("%s: mask: selects no window (it is all false)" % who)
+        kind = "mask"
+    else:
+        if isinstance(sample, (bool, np.bool_)) or not isinstance(sample, numbers.Real):
+            raise TypeError("%s: sample: %r is not a count of windows (such as 1000) or a "
+                            "fraction of them between 0 and 1 (such as 0.01)" % (who, sample))
+        if isinstance(sample, numbers.Integral):
+            n = int(sample)
+            if n < 1:
+                raise ValueError("%s: sample: '%d' is not a count of windows (such as 1000) or "
+                                 "a fraction of them between 0 and 1 (such as 0.01)"
+                                 % (who, n))
+            if n > W:
+                raise ValueError("%s: sample: %d is more than the %s: give at most %d"
+                                 % (who, n, where, W))
+        else:
+            if not 0 < sample < 1:
+                raise ValueError("%s: sample: '%r' is not a count of windows (such as 1000) or "
+                                 "a fraction of them between 0 and 1 (such as 0.01)"
+                                 % (who, sample))
+            n = int(sample * W)  # scikit-learn's _compute_n_patches
+            if not n:
+                raise ValueError("%s: sample: %.17g of the %s is no window: give a larger "
+                                 "fraction or a count" % (who, sample, where))
+        # scikit-learn's extract_patches_2d: one randint per spatial axis, in
+        # axis order, with replacement
+        rng = check_random_state(random_state)
+        out = tuple(info.out_shape[a] for a in range(info.nspatial))
+        draws = [rng.randint(k, size=n) for k in out]
+        idx = np.ravel_multi_index(draws, out)
+        kind = "sample"
+    sel = _selection(rows=idx)
+    keep = sel[1]
+    checksum = int((np.arange(1, keep.size + 1, dtype=np.uint64) * keep).sum(dtype=np.uint64))
+    report = {"kind": kind, "count": int(keep.size), "checksum": checksum}
+    sinfo = L.pm_matrix_info()
+    L.check(_declared().pm_matrix_describe_rows(ctypes.byref(o), ctypes.byref(sel[0]),
+                                                 ctypes.byref(sinfo)))
+    return (sel[0], keep, report), sinfo
 
 
 def check_random_state(seed):
