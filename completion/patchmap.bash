@@ -56,6 +56,7 @@ _patchmap()
 	--filters | --rows)
 		COMPREPLY=($(compgen -f -X '!*.npy' -- "$cur") $(compgen -d -- "$cur"))
 		return ;;
+	--mode) words="sum mean count" ;;
 	--mask)
 		COMPREPLY=($(compgen -f -X '!*.@(npy|pgm)' -- "$cur") $(compgen -d -- "$cur"))
 		return ;;
@@ -64,7 +65,8 @@ _patchmap()
 		return ;;
 	--window | --step | --dilation | --shape | --size | --budget | --chunk | --threads | \
 	--readahead | --scale | --offset | --pad-value | --raw-offset | --row-pitch | --random | \
-	--seed | --nfilters | --blas-threads | --inject-error | --row-range | --sample)
+	--seed | --nfilters | --blas-threads | --inject-error | --row-range | --sample | \
+	--image-shape)
 		return ;;
 	esac
 	if [[ -n $words ]]; then
@@ -77,6 +79,9 @@ _patchmap()
 	fi
 	case $cmd in
 	demo | doctor | -*) ;;
+	fold)
+		COMPREPLY=($(compgen -f -X '!*.npy' -- "$cur") $(compgen -d -- "$cur"))
+		;;
 	*)
 		# Images: the formats the tool reads, descriptors of the shim too.
 		COMPREPLY=($(compgen -f -X '!*.@(npy|pgm|ppm|pnm|raw|tif|tiff|png|jpg|jpeg|patchmap)' -- "$cur")

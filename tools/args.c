@@ -25,11 +25,13 @@ enum opt_id {
 	O_SIZE,
 	O_NFILTERS,
 	O_INJECT,
+	O_IMAGE_SHAPE,
+	O_MODE,
 	O_RAW = 512,
 	O_SPEC = 1024,
 };
 
-#define ALL (CMD_DEMO | CMD_INFO | CMD_APPLY | CMD_EXPORT)
+#define ALL (CMD_DEMO | CMD_INFO | CMD_APPLY | CMD_EXPORT | CMD_FOLD)
 #define IMG (CMD_INFO | CMD_APPLY | CMD_EXPORT)
 
 static const struct {
@@ -41,7 +43,9 @@ static const struct {
 	{ "help", no_argument, O_HELP, ALL },
 	{ "quiet", no_argument, O_QUIET, ALL },
 	{ "json", no_argument, O_JSON, ALL },
-	{ "out", required_argument, O_OUT, CMD_APPLY | CMD_EXPORT },
+	{ "out", required_argument, O_OUT, CMD_APPLY | CMD_EXPORT | CMD_FOLD },
+	{ "image-shape", required_argument, O_IMAGE_SHAPE, CMD_FOLD },
+	{ "mode", required_argument, O_MODE, CMD_FOLD },
 	{ "filters", required_argument, O_FILTERS, CMD_APPLY },
 	{ "random", required_argument, O_RANDOM, CMD_APPLY },
 	{ "save-filters", required_argument, O_SAVE_FILTERS, CMD_APPLY },
@@ -54,6 +58,20 @@ static const struct {
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
 /* Room for the spec's keys. */
 #define MAX_SPEC_KEYS 64
+
+/* The spec keys fold takes: the geometry, the output dtype and the row
+ * selection; nothing of a lazy mapping or of the conversion into the
+ * matrix, which fold does not make. */
+static bool fold_key(const char *key)
+{
+	static const char *const no[] = { "pad_value", "scale", "offset", "backend", "budget",
+					  "chunk", "threads", "readahead", "writable" };
+
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (!strcmp(key, no[i]))
+			return false;
+	return true;
+}
 
 /* The spec keys the demo takes: it builds its own image and window. */
 static bool demo_key(const char *key)
@@ -75,6 +93,8 @@ void usage_program(FILE *f)
 	      "  info     the patch matrix's geometry and size, without computing it\n"
 	      "  apply    the responses of linear filters at every window position (.npy)\n"
 	      "  export   the patch matrix itself as a .npy file, streamed\n"
+	      "  fold     a matrix of windows (or a value per window) added back into its\n"
+	      "           image: sum, mean or count of the overlaps (.npy)\n"
 	      "  doctor   which backends work here and why, and how to enable the rest\n"
 	      "\n"
 	      "`patchmap COMMAND --help` lists a command's options. Exit status: 0 done,\n"
@@ -224,6 +244,41 @@ static void usage_cmd(int cmd, FILE *f)
 		fputs(help_image, f);
 		fputs(help_lazy, f);
 		break;
+	case CMD_FOLD:
+		fputs("usage: patchmap fold MATRIX.npy --image-shape HxW[xC] --window HxW\n"
+		      "                     --out FILE.npy [--mode sum|mean|count] [options]\n"
+		      "\n"
+		      "The way back from a patch matrix to its image (col2im): every element of\n"
+		      "every window is added into the image sample it was taken from, with the\n"
+		      "window options the matrix was made with. MATRIX is (windows, window\n"
+		      "elements), (windows, channels) (one vector per window, value c to channel\n"
+		      "c of every pixel it covers) or (windows,) / (windows, 1) (one value per\n"
+		      "window); one row per selected window with --rows, --mask, --sample or\n"
+		      "--row-range; any dtype the library reads. Contributions that fall in\n"
+		      "the padding are dropped (as torch.nn.functional.fold drops them). Read\n"
+		      "once, in order, from the file's mapping: the matrix may be larger than\n"
+		      "memory; the image is held whole.\n"
+		      "\n"
+		      "  --image-shape HxW[xC]  the image's shape (channels as the window\n"
+		      "                         options say: --channel-axis)\n"
+		      "  --mode M               sum (torch's fold, the default), mean (the sum\n"
+		      "                         over the number of contributions, scikit-learn's\n"
+		      "                         reconstruct_from_patches_2d) or count (the number\n"
+		      "                         of contributions; MATRIX is not read)\n"
+		      "  --dtype T              the image's dtype: float64 (the default) or\n"
+		      "                         float32; sums in that dtype, in matrix order\n"
+		      "  --out FILE.npy         the image (written to a temporary name and renamed\n"
+		      "                         when complete; never one of the inputs)\n",
+		      f);
+		fputs("Window (as the matrix was made; the same keys as everywhere):\n"
+		      "  --window HxW, --step SxS, --dilation DxD, --pad W, --pad-mode M,\n"
+		      "  --channel-axis A, --order window|channel, --layout rows|cols,\n"
+		      "  --row-pitch N (bytes between the input's rows)\n"
+		      "Rows (at most one; default every window, in order): --row-range A:B,\n"
+		      "  --rows FILE, --mask FILE, --sample N with --seed S (see patchmap info\n"
+		      "  --help)\n"
+		      "  --quiet, --json, --help\n", f);
+		break;
 	case CMD_EXPORT:
 		fputs("usage: patchmap export IMAGE --window HxW --out FILE.npy [options]\n"
 		      "\n"
@@ -292,13 +347,15 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 			longopts[n++] = (struct option){ table[i].name, table[i].has_arg, NULL,
 							 table[i].id };
 	for (int i = 0; pm_spec_key(i) && i < MAX_SPEC_KEYS; i++)
-		if (cmd != CMD_DEMO || demo_key(pm_spec_key(i)))
+		if ((cmd != CMD_DEMO || demo_key(pm_spec_key(i))) &&
+		    (cmd != CMD_FOLD || fold_key(pm_spec_key(i))))
 			longopts[n++] = (struct option){
 				option_name(names[i], sizeof(names[i]), pm_spec_key(i)),
 				required_argument, NULL, O_SPEC + i
 			};
 	for (int i = 0; cmd != CMD_DEMO && i < FE_RAW_COUNT; i++)
-		longopts[n++] = (struct option){
+		if (cmd != CMD_FOLD || i >= FE_ROWS) /* fold reads .npy matrices */
+			longopts[n++] = (struct option){
 			option_name(names[MAX_SPEC_KEYS + i], sizeof(names[0]), fe_raw_key_name(i)),
 			required_argument, NULL, O_RAW + i
 		};
@@ -377,6 +434,22 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 		case O_SAVE_FILTERS:
 			a->save_filters = v;
 			break;
+		case O_IMAGE_SHAPE:
+			a->image_ndim = pm_dims_parse(v, a->image_shape, PM_MAX_DIMS);
+			if (a->image_ndim < 0)
+				return usage_err(a, "--image-shape: '%s' is not the image's shape, such as "
+						    "512x512 or 512x512x3", v);
+			break;
+		case O_MODE:
+			if (!strcasecmp(v, "sum"))
+				a->fold_mode = PM_FOLD_SUM;
+			else if (!strcasecmp(v, "mean"))
+				a->fold_mode = PM_FOLD_MEAN;
+			else if (!strcasecmp(v, "count"))
+				a->fold_mode = PM_FOLD_COUNT;
+			else
+				return usage_err(a, "--mode: '%s' is not sum, mean or count", v);
+			break;
 		case O_SMALL:
 			a->small = true;
 			break;
@@ -424,6 +497,8 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 		return usage_err(a, "matrix options need --window%s", "");
 	if ((cmd & (CMD_APPLY | CMD_EXPORT)) && !a->out)
 		return usage_err(a, "needs --out FILE%s", "");
+	if (cmd == CMD_FOLD && !a->image_ndim)
+		return usage_err(a, "needs --image-shape HxW[xC]%s", "");
 	if (cmd == CMD_APPLY && !a->filters == !a->random)
 		return usage_err(a, "needs either --filters FILE or --random N%s", "");
 	return -1;

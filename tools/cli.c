@@ -217,7 +217,11 @@ static int inputs_of(const char *path, const struct args *a, struct out_input *i
 {
 	int n = 0;
 
-	in[n++] = (struct out_input){ a->image, "the image" };
+	in[n++] = (struct out_input){ a->image, a->cmd == CMD_FOLD ? "the input matrix" : "the image" };
+	if (a->opt.rows_path)
+		in[n++] = (struct out_input){ a->opt.rows_path, "the --rows file" };
+	if (a->opt.mask_path)
+		in[n++] = (struct out_input){ a->opt.mask_path, "the --mask file" };
 	if (a->filters)
 		in[n++] = (struct out_input){ a->filters, "the filters file" };
 	if (a->out && path != a->out)
@@ -229,7 +233,7 @@ static int inputs_of(const char *path, const struct args *a, struct out_input *i
 
 int cli_out_check(const char *path, const struct args *a)
 {
-	struct out_input in[4];
+	struct out_input in[6];
 	char err[OUT_ERRLEN];
 
 	if (out_check(path, in, inputs_of(path, a, in), err))
@@ -239,7 +243,7 @@ int cli_out_check(const char *path, const struct args *a)
 
 int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a)
 {
-	struct out_input in[4];
+	struct out_input in[6];
 	char err[OUT_ERRLEN];
 
 	if (out_open(o, path, size, in, inputs_of(path, a, in), err))

@@ -76,6 +76,7 @@ enum {
 	CMD_INFO = 1 << 1,
 	CMD_APPLY = 1 << 2,
 	CMD_EXPORT = 1 << 3,
+	CMD_FOLD = 1 << 4,
 };
 
 /* Everything the command line can say. */
@@ -95,6 +96,10 @@ struct args {
 	size_t random;
 	uint64_t seed;
 	const char *save_filters;
+	/* fold */
+	size_t image_shape[PM_MAX_DIMS];
+	int image_ndim;
+	int fold_mode;                /* enum pm_fold_mode */
 	/* demo */
 	bool small;
 	size_t size[2];
@@ -156,6 +161,8 @@ void cli_image_unguard(void);
 /* ---------------------------------------------------------------- commands */
 
 int cmd_demo(const struct args *a);
+/* fold.c: `patchmap fold`, the way back from a matrix to an image. */
+int cmd_fold(const struct args *a);
 /* doctor.c: `patchmap doctor [--json]`; argv[0] is "doctor". The exit code. */
 int cmd_doctor(int argc, char **argv);
 /* OpenBLAS threads: --blas-threads, else the CPUs the filler threads leave. */

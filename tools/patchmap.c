@@ -710,6 +710,7 @@ int main(int argc, char **argv)
 		{ "info", CMD_INFO, cmd_info },
 		{ "apply", CMD_APPLY, cmd_apply },
 		{ "export", CMD_EXPORT, cmd_export },
+		{ "fold", CMD_FOLD, cmd_fold },
 	};
 	struct args a;
 
@@ -748,6 +749,6 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strcmp(argv[i], "--json"))
 			cli_json_errors(stdout);
-	cli_err("unknown command '%s' (demo, info, apply, export or doctor; see patchmap --help)", argv[1]);
+	cli_err("unknown command '%s' (demo, info, apply, export, fold or doctor; see patchmap --help)", argv[1]);
 	return cli_exit(EXIT_USAGE);
 }
