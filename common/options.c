@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +167,12 @@ static int set_raw(struct fe_options *f, int k, const char *v, char *err)
 		f->raw.big_endian = big;
 		break;
 	case FE_RAW_OFFSET:
-		if (pm_size_parse(v, false, &z) < 0)
+		n = pm_size_parse(v, false, &z);
+		if (n == -PM_ETOOBIG)
+			return fail(err, "raw_offset: '%.*s%s' is a byte count too large to be "
+					 "represented here (at most %zu)",
+				    Q(v), SIZE_MAX - 1);
+		if (n < 0)
 			return fail(err, "raw_offset: '%.*s%s' is not a byte count such as 4096 or 64K",
 				    Q(v));
 		f->raw.offset = z;

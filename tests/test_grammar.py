@@ -366,6 +366,28 @@ def test_ambiguous_dtype_one_wording(images, tmp_path, value):
     assert "'%s' is ambiguous" % value in msgs["dtype"] and big in msgs["dtype"], msgs
 
 
+def test_raw_offset_too_large(tmp_path):
+    """A raw_offset past what a size holds is too large, not 'not a byte
+    count', in the tool and in a descriptor alike."""
+    if not EXE or not DUMP:
+        pytest.skip("PATCHMAP_EXE or PATCHMAP_DESC_DUMP not given")
+    (tmp_path / "z.raw").write_bytes(bytes(100))
+    kw = {"shape": "10x10", "raw_dtype": "u1", "raw_offset": "18446744073709551615",
+          "window": "3"}
+    args = [EXE, "info", str(tmp_path / "z.raw"), "--json"]
+    for k, v in kw.items():
+        args += ["--" + k.replace("_", "-"), v]
+    t = json.loads(subprocess.run(args, capture_output=True, text=True, timeout=60).stdout)
+    (tmp_path / "z.patchmap").write_text(
+        "source = z.raw\n" + "".join("%s = %s\n" % kv for kv in kw.items()))
+    p = subprocess.run([DUMP, str(tmp_path / "z.patchmap")], capture_output=True, text=True,
+                       timeout=60)
+    d = json.loads(p.stdout)
+    for m in (t["error"], d["error"]):
+        assert "raw_offset: '18446744073709551615' is a byte count too large" in m, m
+        assert "not a byte count" not in m, m
+
+
 def test_python_column():
     """Says whether Python took part: until the package has describe(), the
     tables compare the tool and the descriptors only."""
