@@ -180,7 +180,9 @@ def test_package_reads_raise_on_a_tile_failing_mid_scan(tmp_path, files, backend
     # The package's own reads of a matrix over a damaged image: an
     # ImageError with the decoder's words, not SIGBUS; save leaves no file.
     path = damaged_files(tmp_path, files)[which]
-    img = patchmap.imread(path, budget="64K", chunk="8K", backend=backend)
+    # two chunks of the image's 76.5 KiB at most resident: once the scan
+    # met the damage, its first rows are gone and must be decoded again
+    img = patchmap.imread(path, budget="16K", chunk="8K", backend=backend)
     assert img.shape == (150, 170, 3)             # it opens
     assert np.array_equal(img[:32], files["rgb"][1][:32])   # the rows before are right
     X = patchmap.windows(img, 3, budget="1M", chunk="64K")
@@ -196,7 +198,8 @@ def test_package_reads_raise_on_a_tile_failing_mid_scan(tmp_path, files, backend
     m = patchmap.open(img, 3, backend="none")
     with pytest.raises(patchmap.ImageError, match="rows"):
         m.read()
-    # and once a part failed, the image gives no more pixels (patchmap-image.h)
+    # and once a part failed, the image gives no more pixels (patchmap-image.h):
+    # the first rows, decoded fine before, fail when they must be decoded again
     with pytest.raises(patchmap.ImageError, match="rows"):
         m.read(0, 1)
 
