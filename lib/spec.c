@@ -755,7 +755,7 @@ static int set_value(pm_spec *t, int k, const char *v)
 	case K_ROW_RANGE:
 		return parse_range(t, v);
 	}
-	return fail(t, -PM_EKEY, "%s: not a key", keys[k]);
+	return fail(t, -PM_EKEY, "key number %d: not a key", k);   /* unreachable: k came from find_key */
 }
 
 int pm_spec_set(pm_spec *s, const char *key, const char *value)
