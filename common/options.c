@@ -110,11 +110,12 @@ static bool parse_index(const char *v, int *out)
 static int parse_bands(const char *v, struct img_vips *iv, char *err)
 {
 	char buf[512], *p, *save = NULL;
+	size_t len = strlen(v);
 	int n = 0;
 
-	if (!*v || strlen(v) >= sizeof buf)
+	if (!len || len >= sizeof buf)
 		goto bad;
-	snprintf(buf, sizeof buf, "%s", v);
+	memcpy(buf, v, len + 1);
 	/* no empty entry: ",1", "1,", "1,,2" */
 	if (buf[0] == ',' || buf[strlen(buf) - 1] == ',' || strstr(buf, ",,"))
 		goto bad;
