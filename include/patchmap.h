@@ -614,7 +614,14 @@ PM_API int pm_spec_rows(pm_spec *s, const struct pm_matrix_opts *o, struct pm_ro
  * Memory: the output image, a table of one window's elements and, for the
  * mean or count of a row selection (the full matrix's counts are
  * computed per axis), 4 bytes per pixel. The input is read once, in
- * order, so a lazy matrix's mapping can be folded under its budget. */
+ * order, so a lazy matrix's mapping can be folded under its budget.
+ *
+ * Threads: opts->lazy.threads threads (0: the online CPUs, at most 8, and
+ * one for a fold of fewer than 2^20 values) share the output in bands of
+ * its first spatial axis; each adds only into its own band and reads the
+ * windows that reach it in matrix order, so the order above, and the
+ * result, do not depend on the thread count. The windows at a band's edge
+ * are read by both threads. */
 enum pm_fold_mode {
 	PM_FOLD_SUM = 0,
 	PM_FOLD_MEAN,
@@ -649,8 +656,9 @@ struct pm_fold_opts {
  * overwrites entirely. Returns 0 or a negative code: the geometry's and the
  * selection's errors, -PM_EFOLDSHAPE if rows/cols disagree with them,
  * -PM_EFOLDMODE, -PM_EDTYPE, -PM_EOUTDTYPE, -PM_ENULL, -ENOMEM; on error
- * f->out is not written. Runs in the calling thread; f->data is only read,
- * and must not overlap f->out. */
+ * f->out is not written. Runs in the calling thread and the threads it
+ * starts and joins (see Threads above); f->data is only read, and must not
+ * overlap f->out. */
 PM_API int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 		   const struct pm_fold_opts *f);
 

@@ -1,10 +1,15 @@
 /* fold.c: col2im. Adds every element of every window of a matrix back into
- * the image sample it shows, in matrix order, streaming the input once; the
- * mean divides by overlap counts computed per axis (full matrix) or counted
- * (selections). */
+ * the image sample it shows, in matrix order; the mean divides by overlap
+ * counts computed per axis (full matrix) or counted (selections). The image
+ * is split into bands of its first spatial axis, one thread each: a thread
+ * adds only into its own band, walking the windows in matrix order, so each
+ * sample still receives its contributions in matrix order. The run kernels
+ * are written for speed. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "geometry.h"
 
@@ -32,7 +37,41 @@ typedef void (*add_fn)(char *out, ptrdiff_t ostep, const char *in, ptrdiff_t ist
 			*o += (OT)(CONV);                                              \
 		}                                                                      \
 	}
-#define ADD2(N, IT, CONV) ADD(N##_f32, IT, float, CONV) ADD(N##_f64, IT, double, CONV)
+/* One window's runs of contiguous inputs and outputs (one kernel call per
+ * window, the loop over a run vectorizable): run r adds its n values at
+ * in + irel into out + orel, if its first-axis displacement d0 lies in
+ * [ylo, yhi), the window's part of the band. */
+struct run {
+	size_t j, n;
+	ptrdiff_t ostep, istep;
+	ptrdiff_t orel, irel;
+	int64_t d0;
+};
+
+typedef void (*runs_fn)(char *out, const struct run *runs, size_t nruns, const char *in,
+			int64_t ylo, int64_t yhi);
+
+#define RUNS(NAME, IT, OT, CONV)                                                       \
+	static void runs_##NAME(char *out, const struct run *runs, size_t nruns,       \
+				const char *in, int64_t ylo, int64_t yhi)              \
+	{                                                                              \
+		for (size_t r = 0; r < nruns; r++) {                                   \
+			const struct run *ru = &runs[r];                               \
+			OT *restrict o = (OT *)(out + ru->orel);                       \
+			const char *restrict s = in + ru->irel;                        \
+			size_t n = ru->n;                                              \
+                                                                                       \
+			if (ru->d0 < ylo || ru->d0 >= yhi)                             \
+				continue;                                              \
+			for (size_t i = 0; i < n; i++) {                               \
+				IT x;                                                  \
+				memcpy(&x, s + i * sizeof(IT), sizeof(IT));            \
+				o[i] += (OT)(CONV);                                    \
+			}                                                              \
+		}                                                                      \
+	}
+#define ADD2(N, IT, CONV) ADD(N##_f32, IT, float, CONV) ADD(N##_f64, IT, double, CONV) \
+	RUNS(N##_f32, IT, float, CONV) RUNS(N##_f64, IT, double, CONV)
 
 ADD2(u8, uint8_t, x)
 ADD2(i8, int8_t, x)
@@ -49,8 +88,10 @@ ADD2(b8, uint8_t, x != 0)
 /* binary16 widens exactly to either float type. */
 ADD2(f16, _Float16, x)
 #define F16_KERNELS { add_f16_f32, add_f16_f64 }
+#define F16_RUNS { runs_f16_f32, runs_f16_f64 }
 #else
 #define F16_KERNELS { NULL, NULL }
+#define F16_RUNS { NULL, NULL }
 #endif
 
 #define KROW(N) { add_##N##_f32, add_##N##_f64 }
@@ -61,17 +102,19 @@ static const add_fn add_kernels[PM_DTYPE_COUNT][2] = {
 	[PM_DTYPE_U64] = KROW(u64), [PM_DTYPE_BOOL] = KROW(b8), [PM_DTYPE_F16] = F16_KERNELS,
 };
 
+#define RROW(N) { runs_##N##_f32, runs_##N##_f64 }
+static const runs_fn runs_kernels[PM_DTYPE_COUNT][2] = {
+	[PM_DTYPE_U8] = RROW(u8),   [PM_DTYPE_I8] = RROW(i8),   [PM_DTYPE_U16] = RROW(u16),
+	[PM_DTYPE_I16] = RROW(i16), [PM_DTYPE_U32] = RROW(u32), [PM_DTYPE_I32] = RROW(i32),
+	[PM_DTYPE_F32] = RROW(f32), [PM_DTYPE_F64] = RROW(f64), [PM_DTYPE_I64] = RROW(i64),
+	[PM_DTYPE_U64] = RROW(u64), [PM_DTYPE_BOOL] = RROW(b8), [PM_DTYPE_F16] = F16_RUNS,
+};
+
 /* One window element: where it lands relative to the window's first
  * sample (out_rel bytes; disp per axis in samples) and where it is read
  * in the input row (in_rel bytes). */
 struct elem {
 	ptrdiff_t out_rel, in_rel;
-};
-
-/* A run of elements whose outputs and inputs advance by constant steps. */
-struct run {
-	size_t j, n;
-	ptrdiff_t ostep, istep;
 };
 
 struct plan {
@@ -81,15 +124,18 @@ struct plan {
 	size_t K;                     /* spatial elements of a window */
 	struct elem *el;              /* E */
 	int64_t *disp;                /* E * ns: the element's displacement per axis */
-	struct run *runs;
+	struct run *runs;             /* element runs, none across two first-axis rows */
 	size_t nruns;
+	bool contiguous;              /* every run reads and writes consecutive values */
 	size_t *sp_j;                 /* K: the elements of channel 0 */
 	ptrdiff_t ostr[PM_MAX_DIMS];  /* output byte stride per spatial axis */
 	ptrdiff_t ocstr;              /* ... and of the channel */
-	size_t oes;
+	size_t oes, ies;
 	add_fn add;
+	runs_fn runs_add;
 	/* the input */
 	const char *in;
+	size_t nrows;
 	ptrdiff_t wstride;            /* bytes between windows' values */
 	ptrdiff_t estride;            /* bytes between a window's values */
 	int per;                      /* 0: per element, 1: per channel, 2: one value */
@@ -130,10 +176,10 @@ static void plan_free(struct plan *p)
 static int plan_tables(struct plan *p)
 {
 	const struct pm__geom *g = &p->g;
-	size_t E = p->E, k = 0;
+	size_t E = p->E, k = 0, ns = (size_t)p->ns;
 
 	p->el = malloc(E * sizeof(*p->el));
-	p->disp = malloc(E * (size_t)p->ns * sizeof(*p->disp));
+	p->disp = malloc(E * ns * sizeof(*p->disp));
 	p->runs = malloc(E * sizeof(*p->runs));
 	p->sp_j = malloc(p->K * sizeof(*p->sp_j));
 	if (!p->el || !p->disp || !p->runs || !p->sp_j)
@@ -146,7 +192,7 @@ static int plan_tables(struct plan *p)
 		if (c == 0)
 			p->sp_j[k++] = j;
 		for (int a = 0; a < p->ns; a++) {
-			p->disp[j * (size_t)p->ns + (size_t)a] = e[a] * g->ax[a].dil;
+			p->disp[j * ns + (size_t)a] = e[a] * g->ax[a].dil;
 			o += (ptrdiff_t)(e[a] * g->ax[a].dil) * p->ostr[a];
 		}
 		o += (ptrdiff_t)c * p->ocstr;
@@ -154,18 +200,25 @@ static int plan_tables(struct plan *p)
 		p->el[j].in_rel = p->per == 0 ? (ptrdiff_t)j * p->estride
 				: p->per == 1 ? (ptrdiff_t)c * p->estride : 0;
 	}
-	/* Runs of constant steps, for the windows that read no padding. */
+	/* Runs of constant steps, for the windows that read no padding; a run
+	 * stays within one first-axis row, so that a band takes whole runs. */
 	p->nruns = 0;
+	p->contiguous = true;
 	for (size_t j = 0; j < E;) {
-		struct run r = { j, 1, 0, 0 };
+		struct run r = { .j = j, .n = 1, .d0 = p->disp[j * ns] };
 
-		if (j + 1 < E) {
+		if (j + 1 < E && p->disp[(j + 1) * ns] == r.d0) {
 			r.ostep = p->el[j + 1].out_rel - p->el[j].out_rel;
 			r.istep = p->el[j + 1].in_rel - p->el[j].in_rel;
-			while (j + r.n < E && p->el[j + r.n].out_rel - p->el[j + r.n - 1].out_rel == r.ostep &&
+			while (j + r.n < E && p->disp[(j + r.n) * ns] == r.d0 &&
+			       p->el[j + r.n].out_rel - p->el[j + r.n - 1].out_rel == r.ostep &&
 			       p->el[j + r.n].in_rel - p->el[j + r.n - 1].in_rel == r.istep)
 				r.n++;
 		}
+		r.orel = p->el[j].out_rel;
+		r.irel = p->el[j].in_rel;
+		if (r.n > 1 && (r.ostep != (ptrdiff_t)p->oes || r.istep != (ptrdiff_t)p->ies))
+			p->contiguous = false;
 		p->runs[p->nruns++] = r;
 		j += r.n;
 	}
@@ -191,8 +244,10 @@ static bool window_interior(const struct pm__geom *g, const int64_t *base)
 	return true;
 }
 
-/* Adds one window's values (at `in`) into the output. */
-static void fold_window(const struct plan *p, char *out, const int64_t *base, const char *in)
+/* Adds the part of one window's values (at `in`) that lands in first-axis
+ * rows [y0, y1) into the output. */
+static void fold_window(const struct plan *p, char *out, const int64_t *base, const char *in,
+			int64_t y0, int64_t y1)
 {
 	const struct pm__geom *g = &p->g;
 	ptrdiff_t ob = 0;
@@ -200,17 +255,22 @@ static void fold_window(const struct plan *p, char *out, const int64_t *base, co
 	for (int a = 0; a < p->ns; a++)
 		ob += (ptrdiff_t)base[a] * p->ostr[a];
 	if (window_interior(g, base)) {
+		if (p->contiguous) {
+			p->runs_add(out + ob, p->runs, p->nruns, in, y0 - base[0], y1 - base[0]);
+			return;
+		}
 		for (size_t r = 0; r < p->nruns; r++) {
 			const struct run *ru = &p->runs[r];
 
-			p->add(out + ob + p->el[ru->j].out_rel, ru->ostep, in + p->el[ru->j].in_rel,
-			       ru->istep, ru->n);
+			if (base[0] + ru->d0 < y0 || base[0] + ru->d0 >= y1)
+				continue;
+			p->add(out + ob + ru->orel, ru->ostep, in + ru->irel, ru->istep, ru->n);
 		}
 		return;
 	}
 	for (size_t j = 0; j < p->E; j++) {
 		const int64_t *d = &p->disp[j * (size_t)p->ns];
-		bool inside = true;
+		bool inside = base[0] + d[0] >= y0 && base[0] + d[0] < y1;
 
 		for (int a = 0; a < p->ns && inside; a++) {
 			int64_t c = base[a] + d[a];
@@ -222,8 +282,9 @@ static void fold_window(const struct plan *p, char *out, const int64_t *base, co
 	}
 }
 
-/* Calls fn(ctx, offset) for every output sample, in C order of the source
- * axes, with its spatial coordinates. */
+/* Visits the output line by line (the last source axis), in C order of the
+ * source axes, with the line's spatial coordinates: the first spatial axis
+ * limited to a band. */
 struct walk {
 	int ndim;
 	size_t shape[PM_MAX_DIMS];
@@ -231,26 +292,50 @@ struct walk {
 	int sp[PM_MAX_DIMS];          /* source axis -> spatial axis, -1: channel */
 };
 
-typedef void (*visit_fn)(void *ctx, char *o, const int64_t *coord);
+struct line {
+	size_t n;                     /* samples */
+	ptrdiff_t str;                /* bytes between them */
+	int sp;                       /* the spatial axis they advance, -1: the channel */
+};
 
-static void walk_all(const struct walk *w, char *out, visit_fn fn, void *ctx)
+typedef void (*visit_fn)(void *ctx, char *o, const int64_t *coord, const struct line *ln);
+
+static void walk_band(const struct walk *w, char *out, int64_t y0, int64_t y1, visit_fn fn,
+		      void *ctx)
 {
-	size_t idx[PM_MAX_DIMS] = { 0 };
-	int64_t coord[PM_MAX_DIMS] = { 0 };
+	size_t idx[PM_MAX_DIMS] = { 0 }, shape[PM_MAX_DIMS];
+	int64_t coord[PM_MAX_DIMS] = { 0 }, start[PM_MAX_DIMS] = { 0 };
+	int last = w->ndim - 1;
+	struct line ln = { w->shape[last], w->str[last], w->sp[last] };
 	char *o = out;
 
+	for (int i = 0; i < w->ndim; i++) {
+		shape[i] = w->shape[i];
+		if (w->sp[i] == 0) {
+			shape[i] = (size_t)(y1 - y0);
+			o += (ptrdiff_t)y0 * w->str[i];
+			start[0] = y0;
+		}
+	}
+	if (last >= 0 && ln.sp == 0)
+		ln.n = shape[last];
+	coord[0] = start[0];
+	if (!shape[0] || !ln.n)
+		return;
 	for (;;) {
-		fn(ctx, o, coord);
-		int i = w->ndim - 1;
+		fn(ctx, o, coord, &ln);
+		int i = last - 1;
 		for (; i >= 0; i--) {
+			int a = w->sp[i];
+
 			o += w->str[i];
-			if (w->sp[i] >= 0)
-				coord[w->sp[i]]++;
-			if (++idx[i] < w->shape[i])
+			if (a >= 0)
+				coord[a]++;
+			if (++idx[i] < shape[i])
 				break;
-			o -= w->str[i] * (ptrdiff_t)w->shape[i];
-			if (w->sp[i] >= 0)
-				coord[w->sp[i]] = 0;
+			o -= w->str[i] * (ptrdiff_t)shape[i];
+			if (a >= 0)
+				coord[a] = start[a];
 			idx[i] = 0;
 		}
 		if (i < 0)
@@ -262,20 +347,28 @@ struct finish {
 	int mode;
 	bool f64;
 	int ns;
+	size_t oes;
 	int64_t *axcount[PM_MAX_DIMS]; /* full matrix: count per axis coordinate */
 	const uint32_t *cnt;            /* selection: count per pixel */
 	ptrdiff_t cstr[PM_MAX_DIMS];    /* its strides in elements */
 };
 
-static void zero_visit(void *ctx, char *o, const int64_t *coord)
-{
-	(void)coord;
-	memset(o, 0, *(size_t *)ctx);
-}
-
-static void finish_visit(void *ctx, char *o, const int64_t *coord)
+static void zero_visit(void *ctx, char *o, const int64_t *coord, const struct line *ln)
 {
 	const struct finish *fz = ctx;
+
+	(void)coord;
+	if (ln->str == (ptrdiff_t)fz->oes) {
+		memset(o, 0, ln->n * fz->oes);
+		return;
+	}
+	for (size_t i = 0; i < ln->n; i++)
+		memset(o + (ptrdiff_t)i * ln->str, 0, fz->oes);
+}
+
+/* The number of contributions to the sample at coord. */
+static double sample_count(const struct finish *fz, const int64_t *coord)
+{
 	double n = 1;
 
 	if (fz->cnt) {
@@ -283,19 +376,35 @@ static void finish_visit(void *ctx, char *o, const int64_t *coord)
 
 		for (int a = 0; a < fz->ns; a++)
 			k += (ptrdiff_t)coord[a] * fz->cstr[a];
-		n = fz->cnt[k];
-	} else {
-		for (int a = 0; a < fz->ns; a++)
-			n *= (double)fz->axcount[a][coord[a]];
+		return fz->cnt[k];
 	}
-	if (fz->f64) {
-		double *v = (double *)o;
+	for (int a = 0; a < fz->ns; a++)
+		n *= (double)fz->axcount[a][coord[a]];
+	return n;
+}
 
-		*v = fz->mode == PM_FOLD_COUNT ? n : n > 0 ? *v / n : 0.0;
-	} else {
-		float *v = (float *)o;
+static void finish_visit(void *ctx, char *line, const int64_t *line_coord, const struct line *ln)
+{
+	const struct finish *fz = ctx;
+	int64_t coord[PM_MAX_DIMS];
 
-		*v = fz->mode == PM_FOLD_COUNT ? (float)n : n > 0 ? *v / (float)n : 0.0f;
+	memcpy(coord, line_coord, sizeof(coord));
+	for (size_t i = 0; i < ln->n; i++) {
+		char *o = line + (ptrdiff_t)i * ln->str;
+		double n;
+
+		if (ln->sp >= 0)
+			coord[ln->sp] = line_coord[ln->sp] + (int64_t)i;
+		n = sample_count(fz, coord);
+		if (fz->f64) {
+			double *v = (double *)o;
+
+			*v = fz->mode == PM_FOLD_COUNT ? n : n > 0 ? *v / n : 0.0;
+		} else {
+			float *v = (float *)o;
+
+			*v = fz->mode == PM_FOLD_COUNT ? (float)n : n > 0 ? *v / (float)n : 0.0f;
+		}
 	}
 }
 
@@ -320,19 +429,181 @@ static void axis_counts(const struct pm__axis *ax, int64_t *cnt)
 	}
 }
 
+/* Counts each pixel's contributions from a selection (one per window
+ * covering it: a pixel is covered at most once per row). */
+static void count_selection(const struct plan *p, const struct finish *fz, uint32_t *cnt)
+{
+	for (size_t r = 0; r < p->nrows; r++) {
+		uint64_t win = p->g.sel ? p->g.sel[r] : p->g.sel_begin + r;
+		int64_t base[PM_MAX_DIMS];
+		ptrdiff_t cb = 0;
+		bool interior;
+
+		window_base(&p->g, win, base);
+		interior = window_interior(&p->g, base);
+		for (int a = 0; a < p->ns; a++)
+			cb += (ptrdiff_t)base[a] * fz->cstr[a];
+		/* The spatial elements are those of channel 0. */
+		for (size_t t = 0; t < p->K; t++) {
+			const int64_t *d = &p->disp[p->sp_j[t] * (size_t)p->ns];
+			ptrdiff_t k = cb;
+			bool inside = true;
+
+			for (int a = 0; a < p->ns; a++) {
+				if (!interior && (base[a] + d[a] < 0 || base[a] + d[a] >= p->g.ax[a].n))
+					inside = false;
+				k += (ptrdiff_t)d[a] * fz->cstr[a];
+			}
+			if (inside)
+				cnt[k]++;
+		}
+	}
+}
+
+/* One band of the output: first-axis rows [y0, y1), zeroed, summed into
+ * and finished by one thread. */
+struct band {
+	const struct plan *p;
+	const struct walk *w;
+	struct finish *fz;
+	char *out;
+	int64_t y0, y1;
+	pthread_t thread;
+	bool started;
+};
+
+/* The stored rows [*r0, *r1) whose windows can reach rows [y0, y1) when
+ * the rows are consecutive windows. */
+static void band_rows(const struct plan *p, int64_t y0, int64_t y1, size_t *r0, size_t *r1)
+{
+	const struct pm__axis *ax = &p->g.ax[0];
+	uint64_t inner = (uint64_t)p->g.windows / (uint64_t)ax->out;
+	int64_t lo = y0 + ax->pad_before - (ax->k - 1) * ax->dil;
+	int64_t qlo = lo <= 0 ? 0 : (lo + ax->step - 1) / ax->step;
+	int64_t qhi = (y1 - 1 + ax->pad_before) / ax->step + 1;
+	uint64_t wlo, whi;
+
+	if (qhi > ax->out)
+		qhi = ax->out;
+	if (qlo >= qhi) {
+		*r0 = *r1 = 0;
+		return;
+	}
+	wlo = (uint64_t)qlo * inner;
+	whi = (uint64_t)qhi * inner;
+	*r0 = wlo > p->g.sel_begin ? (size_t)(wlo - p->g.sel_begin) : 0;
+	*r1 = whi > p->g.sel_begin ? (size_t)(whi - p->g.sel_begin) : 0;
+	if (*r1 > p->nrows)
+		*r1 = p->nrows;
+	if (*r0 > *r1)
+		*r0 = *r1;
+}
+
+static void band_sum(const struct band *b)
+{
+	const struct plan *p = b->p;
+	const struct pm__geom *g = &p->g;
+	int64_t reach = (g->ax[0].k - 1) * g->ax[0].dil;
+	size_t r0 = 0, r1 = p->nrows;
+
+	if (!g->sel)
+		band_rows(p, b->y0, b->y1, &r0, &r1);
+	if (g->sel) {
+		for (size_t r = 0; r < p->nrows; r++) {
+			int64_t base[PM_MAX_DIMS];
+
+			window_base(g, g->sel[r], base);
+			if (base[0] + reach < b->y0 || base[0] >= b->y1)
+				continue;
+			fold_window(p, b->out, base, p->in + (ptrdiff_t)r * p->wstride, b->y0, b->y1);
+		}
+		return;
+	}
+	/* Consecutive windows: their positions advance like an odometer. */
+	int64_t pos[PM_MAX_DIMS], base[PM_MAX_DIMS];
+	uint64_t w = p->g.sel_begin + r0;
+
+	for (int a = g->ns - 1; a >= 0; a--) {
+		pos[a] = (int64_t)(w % (uint64_t)g->ax[a].out);
+		w /= (uint64_t)g->ax[a].out;
+	}
+	for (size_t r = r0; r < r1; r++) {
+		for (int a = 0; a < g->ns; a++)
+			base[a] = pos[a] * g->ax[a].step - g->ax[a].pad_before;
+		fold_window(p, b->out, base, p->in + (ptrdiff_t)r * p->wstride, b->y0, b->y1);
+		for (int a = g->ns - 1; a >= 0; a--) {
+			if (++pos[a] < g->ax[a].out)
+				break;
+			pos[a] = 0;
+		}
+	}
+}
+
+static void *band_run(void *arg)
+{
+	const struct band *b = arg;
+	struct finish *fz = b->fz;
+
+	walk_band(b->w, b->out, b->y0, b->y1, zero_visit, fz);
+	if (b->p->add)
+		band_sum(b);
+	if (fz->mode != PM_FOLD_SUM)
+		walk_band(b->w, b->out, b->y0, b->y1, finish_visit, fz);
+	return NULL;
+}
+
+/* Below this many contributions a fold runs in the calling thread unless
+ * a thread count is given. */
+#define FOLD_THREAD_MIN ((size_t)1 << 20)
+#define FOLD_MAX_THREADS 8
+
+static int fold_threads(const struct pm_matrix_opts *opts, const struct plan *p)
+{
+	int64_t rows = p->g.ax[0].n;
+	long t = opts->lazy.threads;
+
+	if (t <= 0) {
+		if (p->nrows * p->E < FOLD_THREAD_MIN)
+			return 1;
+		t = sysconf(_SC_NPROCESSORS_ONLN);
+		if (t > FOLD_MAX_THREADS)
+			t = FOLD_MAX_THREADS;
+	}
+	if (t < 1)
+		t = 1;
+	return (int)(t < rows ? t : rows);
+}
+
+/* Runs the bands, nt - 1 of them in new threads and the first in the
+ * caller; a band whose thread cannot start runs in the caller too. */
+static int run_bands(struct band *bands, int nt)
+{
+	for (int t = 1; t < nt; t++)
+		bands[t].started = pthread_create(&bands[t].thread, NULL, band_run, &bands[t]) == 0;
+	band_run(&bands[0]);
+	for (int t = 1; t < nt; t++) {
+		if (bands[t].started)
+			pthread_join(bands[t].thread, NULL);
+		else
+			band_run(&bands[t]);
+	}
+	return 0;
+}
+
 int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	    const struct pm_fold_opts *f)
 {
 	struct plan p;
 	struct walk w;
 	struct finish fz;
+	struct band *bands = NULL;
 	const struct pm_source *s;
 	uint32_t *cnt = NULL;
 	uint64_t *sel = NULL;
 	size_t in_es, nrows, E, C, vals, cols_geom;
 	ptrdiff_t rs, cs;
 	bool f64, full;
-	int ret, odt;
+	int ret, odt, nt;
 
 	if (!opts || !f)
 		return -PM_ENULL;
@@ -393,11 +664,13 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	p.wstride = p.g.layout == PM_LAYOUT_ROWS ? rs : cs;
 	p.estride = p.g.layout == PM_LAYOUT_ROWS ? cs : rs;
 	p.in = f->data;
+	p.nrows = nrows;
 
 	/* The output's strides, per spatial axis and for the channel. */
 	s = &opts->source;
 	w.ndim = s->ndim;
 	p.oes = f64 ? 8 : 4;
+	p.ies = in_es;
 	p.ns = p.g.ns;
 	{
 		bool given = false;
@@ -419,6 +692,7 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 		}
 	}
 	p.add = f->mode == PM_FOLD_COUNT ? NULL : add_kernels[f->dtype][f64];
+	p.runs_add = f->mode == PM_FOLD_COUNT ? NULL : runs_kernels[f->dtype][f64];
 	p.E = E;
 	p.K = E / C;
 	ret = plan_tables(&p);
@@ -429,6 +703,7 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	fz.mode = f->mode;
 	fz.f64 = f64;
 	fz.ns = p.ns;
+	fz.oes = p.oes;
 	if (f->mode != PM_FOLD_SUM) {
 		if (full) {
 			for (int a = 0; a < p.ns; a++) {
@@ -459,43 +734,25 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 			fz.cnt = cnt;
 		}
 	}
+	nt = fold_threads(opts, &p);
+	bands = calloc((size_t)nt, sizeof(*bands));
+	if (!bands) {
+		ret = -ENOMEM;
+		goto out;
+	}
 
 	/* Nothing failed: write the output. */
-	walk_all(&w, f->out, zero_visit, &p.oes);
-	for (size_t r = 0; r < nrows; r++) {
-		uint64_t win = p.g.sel ? p.g.sel[r] : p.g.sel_begin + r;
-		int64_t base[PM_MAX_DIMS];
-
-		window_base(&p.g, win, base);
-		if (p.add)
-			fold_window(&p, f->out, base, p.in + (ptrdiff_t)r * p.wstride);
-		if (cnt) {
-			ptrdiff_t cb = 0;
-			bool interior = window_interior(&p.g, base);
-
-			for (int a = 0; a < p.ns; a++)
-				cb += (ptrdiff_t)base[a] * fz.cstr[a];
-			/* The spatial elements are those of channel 0. */
-			for (size_t t = 0; t < p.K; t++) {
-				const int64_t *d = &p.disp[p.sp_j[t] * (size_t)p.ns];
-				ptrdiff_t k = cb;
-				bool inside = true;
-
-				for (int a = 0; a < p.ns; a++) {
-					if (!interior && (base[a] + d[a] < 0 || base[a] + d[a] >= p.g.ax[a].n))
-						inside = false;
-					k += (ptrdiff_t)d[a] * fz.cstr[a];
-				}
-				if (inside)
-					cnt[k]++;
-			}
-		}
-	}
-	if (f->mode != PM_FOLD_SUM)
-		walk_all(&w, f->out, finish_visit, &fz);
+	if (cnt)
+		count_selection(&p, &fz, cnt);
+	for (int t = 0; t < nt; t++)
+		bands[t] = (struct band){ .p = &p, .w = &w, .fz = &fz, .out = f->out,
+					  .y0 = p.g.ax[0].n * t / nt,
+					  .y1 = p.g.ax[0].n * (t + 1) / nt };
+	ret = run_bands(bands, nt);
 out:
 	for (int a = 0; a < PM_MAX_DIMS; a++)
 		free(fz.axcount[a]);
+	free(bands);
 	free(cnt);
 	free(sel);
 	plan_free(&p);

@@ -361,6 +361,69 @@ static void test_grid(void)
 					}
 }
 
+/* The split into bands of the first spatial axis, one thread each (the
+ * thread count is the geometry's threads option): ragged bands, more
+ * threads than rows, steps beyond the window, dilation, channels first and
+ * last, both orders, every selection kind, float and integer inputs, on
+ * images large enough that most windows take the run kernels; every fold
+ * bit-equal to the plain one. */
+static void test_bands(void)
+{
+	static const int threads[] = { 1, 2, 3, 7, 64 };
+	static const int dts[] = { PM_DTYPE_F32, PM_DTYPE_F64, PM_DTYPE_I32, PM_DTYPE_U8,
+				   PM_DTYPE_I16, PM_DTYPE_U64 };
+	static const size_t steps[][2] = { { 1, 1 }, { 2, 3 }, { 6, 5 } };
+	static const size_t dils[][2] = { { 1, 1 }, { 2, 1 }, { 1, 3 } };
+	unsigned n = 0;
+
+	for (int si = 0; si < 3; si++)
+		for (int di = 0; di < 3; di++)
+			for (int ch = 0; ch < 3; ch++)
+				for (int ti = 0; ti < 5; ti++, n++) {
+					struct pm_matrix_opts o = { .size = sizeof(o) };
+					size_t sp[2] = { 29, 23 };
+					int64_t pad = n % 3 == 0 ? 2 : 0;
+
+					o.source.dtype = PM_DTYPE_U8;
+					o.source.ndim = ch ? 3 : 2;
+					o.source.has_channels = ch != 0;
+					o.source.channel_axis = ch == 1 ? 0 : 2;
+					if (ch == 1) {
+						o.source.shape[0] = 2;
+						o.source.shape[1] = sp[0];
+						o.source.shape[2] = sp[1];
+					} else {
+						o.source.shape[0] = sp[0];
+						o.source.shape[1] = sp[1];
+						o.source.shape[2] = 3;
+					}
+					set_window(&o.window[0], 4, steps[si][0], dils[di][0], pad, pad);
+					set_window(&o.window[1], 5, steps[si][1], dils[di][1], 0, pad);
+					o.order = (int)(n / 2 % 2);
+					o.lazy.threads = threads[ti];
+					snprintf(label, sizeof(label), "bands: step %zu,%zu dil %zu,%zu ch %d "
+						 "order %d pad %d threads %d", steps[si][0], steps[si][1],
+						 dils[di][0], dils[di][1], ch, o.order, (int)pad, threads[ti]);
+					for (int fm = 0; fm < PM_FOLD_MODE_COUNT; fm++)
+						run_fold(&o, dts[(n + (unsigned)fm) % 6], fm == 2 ? (int)(n % 3) : 0,
+							 (int)((n + (unsigned)fm) % 4), fm, (n + (unsigned)fm) % 2,
+							 (int)(n / 3 % 2));
+				}
+	/* A 1-D source: the band axis is the line itself. */
+	for (int ti = 0; ti < 5; ti++) {
+		struct pm_matrix_opts o = { .size = sizeof(o) };
+
+		o.source.dtype = PM_DTYPE_F32;
+		o.source.ndim = 1;
+		o.source.shape[0] = 41;
+		set_window(&o.window[0], 6, 1 + (size_t)ti, 1, 1, 3);
+		o.lazy.threads = threads[ti];
+		snprintf(label, sizeof(label), "bands: 1-D threads %d", threads[ti]);
+		for (int sel = 0; sel < 4; sel++)
+			run_fold(&o, PM_DTYPE_F32, 0, sel, PM_FOLD_MEAN, false, sel % 2);
+	}
+}
+
 /* 1-D and 3-D sources, and every selection kind for each fold mode. */
 static void test_shapes(void)
 {
@@ -525,6 +588,7 @@ int main(void)
 	static const struct t_test tests[] = {
 		{ "fold against the plain fold: geometry grid", test_grid },
 		{ "fold of 1-D and 3-D sources, every selection", test_shapes },
+		{ "fold in bands of threads", test_bands },
 		{ "fold of a lazy matrix's mapping", test_lazy_input },
 		{ "fold errors", test_errors },
 	};

@@ -59,13 +59,13 @@ static const struct {
 /* Room for the spec's keys. */
 #define MAX_SPEC_KEYS 64
 
-/* The spec keys fold takes: the geometry, the output dtype and the row
- * selection; nothing of a lazy mapping or of the conversion into the
- * matrix, which fold does not make. */
+/* The spec keys fold takes: the geometry, the output dtype, the row
+ * selection and its own thread count; nothing else of a lazy mapping or
+ * of the conversion into the matrix, which fold does not make. */
 static bool fold_key(const char *key)
 {
 	static const char *const no[] = { "pad_value", "scale", "offset", "backend", "budget",
-					  "chunk", "threads", "readahead", "writable" };
+					  "chunk", "readahead", "writable" };
 
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		if (!strcmp(key, no[i]))
@@ -268,7 +268,10 @@ static void usage_cmd(int cmd, FILE *f)
 		      "  --dtype T              the image's dtype: float64 (the default) or\n"
 		      "                         float32; sums in that dtype, in matrix order\n"
 		      "  --out FILE.npy         the image (written to a temporary name and renamed\n"
-		      "                         when complete; never one of the inputs)\n",
+		      "                         when complete; never one of the inputs)\n"
+		      "  --threads N            threads that share the image in bands of rows\n"
+		      "                         (default: the CPUs, at most 8); the result does\n"
+		      "                         not depend on it\n",
 		      f);
 		fputs("Window (as the matrix was made; the same keys as everywhere):\n"
 		      "  --window HxW, --step SxS, --dilation DxD, --pad W, --pad-mode M,\n"

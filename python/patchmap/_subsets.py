@@ -276,18 +276,20 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
 
 def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *,
          mode="sum", dtype=np.float64, channel_axis=None, order=None, layout=None,
-         pad_mode=None, rows=None, mask=None, row_range=None):
+         pad_mode=None, rows=None, mask=None, row_range=None, threads=None):
     """Adds every row of X (one per window of an image of `image_shape`, or
     per selected window) back into the image: mode "sum" (torch's fold),
     "mean" (divided by the number of contributions) or "count". X has
     window_elems, channels or 1 columns (transposed for layout="cols").
     Contributions that fall in the padding are dropped. Float32 or float64
-    output; summation in matrix order."""
+    output; summation in matrix order. threads: how many threads share the
+    image in bands of rows (default: the CPUs, at most 8); the result does
+    not depend on it."""
     shape = tuple(int(x) for x in image_shape)
     geom = np.broadcast_to(np.zeros(1, np.uint8), shape)
     _, o = _build_opts("patchmap.fold", geom, window_shape, step=step, dilation=dilation,
                        padding=padding, pad_mode=pad_mode, channel_axis=channel_axis,
-                       order=order, layout=layout)
+                       order=order, layout=layout, threads=threads)
     if str(mode).lower() not in _FOLD_MODES:
         raise ValueError("mode must be \"sum\", \"mean\" or \"count\", not %r" % (mode,))
     dt = np.dtype(dtype)

@@ -161,3 +161,52 @@ def test_fold_torch():
         got = patchmap.fold(X, (C, h, w), k, step=step, dilation=dil, padding=pad,
                             channel_axis=0, order="channel", dtype=np.float32)
         assert np.array_equal(got, want)  # small integers: exact in any order
+
+
+@pytest.mark.parametrize("in_dtype", [np.float32, np.float64, np.int32, np.uint8])
+@pytest.mark.parametrize("geom", [
+    dict(k=(5, 4), step=None, dilation=None, padding=None),
+    dict(k=(3, 3), step=(4, 5), dilation=None, padding=None),      # step beyond the window
+    dict(k=(3, 2), step=(2, 1), dilation=(3, 2), padding=((2, 2), (1, 1))),
+])
+def test_fold_threads_change_nothing(in_dtype, geom):
+    """The image split into bands of rows (threads 1, 2, 3, more threads
+    than rows) folds to the same bytes as the plain loop (integers: exact
+    in any order) and, for floats, as one thread, bit for bit."""
+    rng = np.random.default_rng(11)
+    shape, C = (37, 41, 3), 3
+    k = geom["k"]
+    kw = {n: geom[n] for n in ("step", "dilation", "padding")}
+    info = patchmap.describe(np.zeros(shape, np.uint8), k, channel_axis=2, **kw)
+    n, E = info["matrix"]["rows"], info["matrix"]["cols"]
+    if in_dtype in (np.float32, np.float64):
+        X = rng.standard_normal((n, E)).astype(in_dtype)
+    else:
+        X = rng.integers(0, 200, (n, E)).astype(in_dtype)
+    outs = [patchmap.fold(X, shape, k, channel_axis=2, mode=mode, dtype=dt, threads=t, **kw)
+            for t in (1, 2, 3, 60) for mode in ("sum", "mean") for dt in (np.float32, np.float64)]
+    for i, o in enumerate(outs[4:]):
+        assert o.tobytes() == outs[i % 4].tobytes()
+    if geom["dilation"] is None and geom["padding"] is None and in_dtype not in (np.float32,
+                                                                                 np.float64):
+        s = geom["step"] or (1, 1)
+        want = np.zeros(shape)
+        nh = (shape[0] - k[0]) // s[0] + 1
+        nw = (shape[1] - k[1]) // s[1] + 1
+        for r in range(n):
+            y, x = divmod(r, nw)
+            want[y * s[0]:y * s[0] + k[0], x * s[1]:x * s[1] + k[1]] += X[r].reshape(k[0], k[1], C)
+        assert nh * nw == n
+        assert np.array_equal(outs[1], want)
+
+
+def test_fold_lazy_input_tightest_budget():
+    """A lazy matrix under a two-chunk budget folds, on two threads, to the
+    bytes of its materialized copy on one."""
+    rng = np.random.default_rng(12)
+    img = rng.standard_normal((61, 47)).astype(np.float32)
+    X = patchmap.windows(img, (7, 6), step=(1, 2), budget="8K", chunk="4K")
+    want = patchmap.fold(np.array(X), img.shape, (7, 6), step=(1, 2), mode="mean", threads=1)
+    got = patchmap.fold(X, img.shape, (7, 6), step=(1, 2), mode="mean", threads=2)
+    assert got.tobytes() == want.tobytes()
+    assert X.nbytes > 8192

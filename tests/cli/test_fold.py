@@ -212,3 +212,18 @@ def test_fold_never_overwrites_an_input(exe, tmp_path):
         assert p.returncode != 0 and "refusing to write" in p.stderr, p.stderr
     assert np.array_equal(np.load(tmp_path / "m.npy"), X)
     assert np.array_equal(np.load(tmp_path / "idx.npy"), np.arange(63))
+
+
+def test_fold_threads_give_the_same_image(exe, tmp_path):
+    """--threads splits the image into bands of rows; the bytes do not
+    change, with more threads than rows too."""
+    X = RNG.standard_normal((9 * 7, 12)).astype(np.float32)
+    args = ("--image-shape", "10x9x2", "--window", "2x3", "--step", "1x1",
+            "--channel-axis", "2", "--mode", "mean")
+    one = fold(exe, tmp_path, X, *args, "--threads", "1")
+    assert one.shape == (10, 9, 2)
+    for t in ("2", "3", "40"):
+        assert fold(exe, tmp_path, X, *args, "--threads", t).tobytes() == one.tobytes()
+    want = plain_fold(X, (10, 9, 2), (2, 3), (1, 1), (1, 1), (0, 0), (0, 0), "mean",
+                      channels=True)
+    assert np.allclose(one, want, rtol=1e-6, atol=1e-6)
