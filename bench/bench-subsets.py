@@ -1,98 +1,215 @@
 """Row selections and fold against scikit-learn (and torch's fold when it
 imports). Each variant runs in its own process so that its peak RSS
-(ru_maxrss) is its own. Usage: python3 bench/bench-subsets.py [SIZE]
-(default 8192: the sample of an 8192 x 8192 image; the fold sizes scale
-with it). PATCHMAP_LIBRARY selects the library, as for the package."""
+(ru_maxrss) is its own. Usage: python3 bench/bench-subsets.py [SIZE] [FOLD]
+[LAZY] (default 8192 1024 8192: the 1 % sample of the 8 x 8 windows of a
+SIZE x SIZE float32 image read from a .npy file; the fold of the 8 x 8
+windows of a FOLD x FOLD image against scikit-learn and torch, whose
+matrices are in memory; the fold of the lazy 12 x 12 matrix of a LAZY x LAZY
+image, 38 GB at 8192). PATCHMAP_LIBRARY selects the library, as for the
+package; PATCHMAP_BENCH_DIR the directory of the image file (default: the
+system's temporary directory)."""
 
+import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
+BLOCK = 4 << 20  # bytes of the matrix read at a time
 
-def child(kind, n):
+
+def image(n):
+    import numpy as np
+    return np.random.default_rng(0).random((n, n), dtype=np.float32)
+
+
+def copy_rate(nbytes):
+    """memcpy of nbytes into memory already written once: the best of 5."""
+    import numpy as np
+    a = np.ones(nbytes // 4, np.float32)
+    b = np.zeros_like(a)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t0)
+    return nbytes / best
+
+
+def digest(X):
+    import numpy as np
+    h = hashlib.sha256()
+    rows = max(1, BLOCK // (X.shape[1] * X.itemsize))
+    for a in range(0, X.shape[0], rows):
+        h.update(memoryview(np.ascontiguousarray(X[a:a + rows])).cast("B"))
+    return h.hexdigest()
+
+
+def child(kind, n, path):
     import numpy as np
     import patchmap
-    from sklearn.decomposition import PCA
     from sklearn.feature_extraction import image as ski
 
-    rng = np.random.default_rng(0)
-    img = rng.random((n, n), dtype=np.float32)
-    t0 = time.perf_counter()
-    if kind == "sample-sklearn":
-        X = ski.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
-        PCA(8, random_state=0).fit(X.reshape(len(X), -1))
-        mb = 0
-    elif kind == "sample-patchmap":
-        X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
-        PCA(8, random_state=0).fit(X)
-        mb = 0
-    elif kind == "fold-patchmap":
-        X = patchmap.windows(img, (8, 8), budget="256M")
-        out = patchmap.fold(X, img.shape, (8, 8), mode="mean", dtype=np.float32)
+    out = {}
+    if kind.startswith("sample-"):
+        img = np.load(path, mmap_mode="r") if kind.startswith("sample-patchmap") else \
+            np.load(path)
+        t0 = time.perf_counter()
+        if kind.startswith("sample-sklearn"):
+            X = ski.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
+            X = X.reshape(len(X), -1)
+        else:
+            X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
+            if not kind.endswith("-fit"):
+                # read once, block by block, as a consumer streams it
+                buf = np.empty(BLOCK // 4, np.float32)
+                rows = BLOCK // (X.shape[1] * 4)
+                for a in range(0, X.shape[0], rows):
+                    blk = X[a:a + rows]
+                    np.copyto(buf[:blk.size].reshape(blk.shape), blk)
         mb = X.nbytes
-    elif kind == "fold-sklearn":
-        P = ski.extract_patches_2d(img, (8, 8))
-        t0 = time.perf_counter()
-        out = ski.reconstruct_from_patches_2d(P, img.shape)
-        mb = P.nbytes
-    elif kind == "fold-torch":
-        import torch
-        F = torch.nn.functional
-        cols = F.unfold(torch.from_numpy(img)[None, None], (8, 8))
-        t0 = time.perf_counter()
-        out = F.fold(cols, img.shape, (8, 8))
-        mb = cols.numel() * 4
+        if kind.endswith("-fit"):
+            from sklearn.decomposition import PCA
+            PCA(8, random_state=0).fit(X)
+        dt = time.perf_counter() - t0
+        if not kind.endswith("-fit"):
+            out["sha256"] = digest(X)
     elif kind == "copy":
-        a = np.ones(n * n * 16, np.float32)
+        mb = n
+        out["rate"] = copy_rate(n)
+        dt = mb / out["rate"]
+    elif kind.startswith("fold-lazy"):
+        img = image(n)
+        X = patchmap.windows(img, (12, 12), budget="256M")
         t0 = time.perf_counter()
-        b = a.copy()
-        mb = a.nbytes
-    dt = time.perf_counter() - t0
+        patchmap.fold(X, img.shape, (12, 12), mode="mean", dtype=np.float32)
+        dt = time.perf_counter() - t0
+        mb = X.nbytes
+        out["stats"] = {k: v for k, v in patchmap.stats(X).asdict().items()
+                        if k in ("backend", "threads", "budget_bytes", "peak_resident_bytes")}
+    else:
+        img = image(n)
+        P = ski.extract_patches_2d(img, (8, 8))
+        X = P.reshape(len(P), -1)
+        mb = X.nbytes
+        if kind == "fold-sklearn":
+            t0 = time.perf_counter()
+            got = ski.reconstruct_from_patches_2d(P, img.shape)
+            dt = time.perf_counter() - t0
+            out["sha256"] = hashlib.sha256(got.tobytes()).hexdigest()
+        elif kind == "fold-torch":
+            import torch
+            F = torch.nn.functional
+            cols = torch.from_numpy(np.ascontiguousarray(X.T))[None]
+            del P, X
+            F.fold(cols, img.shape, (8, 8))  # once, so that its output is not fresh
+            t0 = time.perf_counter()
+            got = F.fold(cols, img.shape, (8, 8))
+            dt = time.perf_counter() - t0
+            out["sha256"] = hashlib.sha256(got[0, 0].numpy().tobytes()).hexdigest()
+        else:  # fold-patchmap-MODE-THREADS
+            _, _, mode, threads = kind.split("-")
+            dtype = np.float64 if mode == "mean" else np.float32
+            f = lambda: patchmap.fold(X, img.shape, (8, 8), mode=mode, dtype=dtype,
+                                      threads=int(threads))
+            want = f()  # once, so that the output's pages are not fresh
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                got = f()
+                best = min(best, time.perf_counter() - t0)
+            dt = best
+            assert got.tobytes() == want.tobytes()
+            out["sha256"] = hashlib.sha256(got.tobytes()).hexdigest()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"kind": kind, "n": n, "s": dt, "bytes": mb, "rss": rss}))
+    out.update({"kind": kind, "n": n, "s": dt, "bytes": mb, "rss": rss})
+    print(json.dumps(out))
 
 
-def run(kind, n):
-    r = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], check=True,
+def run(kind, n, path=""):
+    r = subprocess.run([sys.executable, __file__, "--child", kind, str(n), path], check=True,
                        capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def gbs(r):
+    return r["bytes"] / r["s"] / 1e9
+
+
+def mib(r):
+    return r["rss"] / 2**20
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        return child(sys.argv[2], int(sys.argv[3]))
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
-    print("1 %% sample of the 8x8 windows of a %d x %d float32 image into PCA(8).fit" % (n, n))
-    a, b = run("sample-sklearn", n), run("sample-patchmap", n)
-    print("  sklearn extract_patches_2d: %6.2f s  peak RSS %6.0f MiB" % (a["s"], a["rss"] / 2**20))
-    print("  patchmap.extract_patches_2d: %5.2f s  peak RSS %6.0f MiB  (%.1fx faster, %.1fx less memory)"
-          % (b["s"], b["rss"] / 2**20, a["s"] / b["s"], a["rss"] / b["rss"]))
-    m = max(n // 8, 256)
-    print("fold (mean) of the 8x8 windows of a %d x %d float32 image" % (n // 2, n // 2))
-    c = run("copy", n // 2)
-    f = run("fold-patchmap", n // 2)
-    print("  memcpy: %.2f GB/s" % (c["bytes"] / c["s"] / 1e9))
-    print("  patchmap.fold of the lazy matrix (%.1f GB): %.2f GB/s of matrix, peak RSS %.0f MiB"
-          % (f["bytes"] / 1e9, f["bytes"] / f["s"] / 1e9, f["rss"] / 2**20))
-    print("fold of a %d x %d image (sizes scikit-learn and torch hold in memory)" % (m, m))
-    p = run("fold-patchmap", m)
+        return child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    args = [int(a) for a in sys.argv[1:]]
+    n, m, big = (args + [8192, 1024, 8192][len(args):])[:3]
+    print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
+
+    d = os.environ.get("PATCHMAP_BENCH_DIR") or tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(suffix=".npy", dir=d)
+    os.close(fd)
+    try:
+        import numpy as np
+        np.save(path, image(n))
+        print("1 %% sample of the 8x8 windows of a %d x %d float32 image (.npy file)" % (n, n))
+        a, b = run("sample-sklearn", n, path), run("sample-patchmap", n, path)
+        print("  sklearn extract_patches_2d(max_patches=0.01), sampling + copy: %6.2f s  "
+              "peak RSS %5.0f MiB" % (a["s"], mib(a)))
+        print("  patchmap.extract_patches_2d, the lazy sample read once:        %6.2f s  "
+              "peak RSS %5.0f MiB  (%.1fx faster, %.1fx less memory; same bytes: %s)"
+              % (b["s"], mib(b), a["s"] / b["s"], a["rss"] / b["rss"],
+                 "yes" if a["sha256"] == b["sha256"] else "NO"))
+        a, b = run("sample-sklearn-fit", n, path), run("sample-patchmap-fit", n, path)
+        print("  the same + PCA(8).fit: sklearn %.2f s, peak RSS %.0f MiB; patchmap %.2f s, "
+              "peak RSS %.0f MiB" % (a["s"], mib(a), b["s"], mib(b)))
+    finally:
+        os.unlink(path)
+
+    print("fold of the 8x8 windows of a %d x %d float32 image, matrix in memory (%.0f MB)"
+          % (m, m, (m - 7) ** 2 * 256 / 1e6))
     s = run("fold-sklearn", m)
-    print("  patchmap.fold:                 %.3f s (%.2f GB/s) peak RSS %.0f MiB"
-          % (p["s"], p["bytes"] / p["s"] / 1e9, p["rss"] / 2**20))
-    print("  reconstruct_from_patches_2d:   %.3f s (%.2f GB/s) peak RSS %.0f MiB"
-          % (s["s"], s["bytes"] / s["s"] / 1e9, s["rss"] / 2**20))
+    print("  reconstruct_from_patches_2d (mean, float64): %8.3f s  %6.2f GB/s  peak RSS %5.0f MiB"
+          % (s["s"], gbs(s), mib(s)))
     try:
         t = run("fold-torch", m)
-        print("  torch fold:                    %.3f s (%.2f GB/s) peak RSS %.0f MiB"
-              % (t["s"], t["bytes"] / t["s"] / 1e9, t["rss"] / 2**20))
+        print("  torch F.fold (sum, float32):                 %8.3f s  %6.2f GB/s  peak RSS %5.0f "
+              "MiB" % (t["s"], gbs(t), mib(t)))
     except subprocess.CalledProcessError:
-        print("  torch fold: torch does not import here")
+        t = None
+        print("  torch F.fold: torch does not import here")
+    c = run("copy", (m - 7) ** 2 * 256)
+    print("  memcpy of the matrix's bytes into memory written before: %.2f GB/s" % gbs(c))
+    for mode in ("mean", "sum"):
+        for th in (1, 2):
+            p = run("fold-patchmap-%s-%d" % (mode, th), m)
+            p["copy_rate"] = c["rate"]
+            ref = s if mode == "mean" else t
+            same = "" if ref is None else "; same bytes as %s: %s" % (
+                "scikit-learn" if mode == "mean" else "torch",
+                "yes" if ref["sha256"] == p["sha256"] else "no")
+            print("  patchmap.fold (%s, %s, %d thread%s):  %8.3f s  %6.2f GB/s  peak RSS %5.0f MiB"
+                  "  memcpy %.2f GB/s: %.2fx memcpy%s"
+                  % (mode, "float64" if mode == "mean" else "float32", th, "s" if th > 1 else " ",
+                     p["s"], gbs(p), mib(p), p["copy_rate"] / 1e9,
+                     gbs(p) * 1e9 / p["copy_rate"], same))
+
+    f = run("fold-lazy", big)
+    c = run("copy", 1 << 30)
+    f["copy_rate"] = c["rate"]
+    print("fold (mean, float32) of the lazy 12x12 matrix of a %d x %d float32 image (%.1f GB)"
+          % (big, big, f["bytes"] / 1e9))
+    print("  %.2f s  %.2f GB/s of matrix  peak RSS %.0f MiB  memcpy (1 GiB) %.2f GB/s: %.2fx memcpy  %s"
+          % (f["s"], gbs(f), mib(f), f["copy_rate"] / 1e9, gbs(f) * 1e9 / f["copy_rate"],
+             json.dumps(f["stats"])))
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _lib as L
 from . import _spec
-from ._core import PatchMatrix, _build_opts
+from ._core import PatchMatrix, _build_opts, _owner_of
 
 PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
 PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
@@ -274,6 +274,14 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
     return (X, shape) if return_shape else X
 
 
+def _over_mapping(X):
+    try:
+        _owner_of(X)
+        return True
+    except TypeError:
+        return False
+
+
 def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *,
          mode="sum", dtype=np.float64, channel_axis=None, order=None, layout=None,
          pad_mode=None, rows=None, mask=None, row_range=None, threads=None):
@@ -283,10 +291,15 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     window_elems, channels or 1 columns (transposed for layout="cols").
     Contributions that fall in the padding are dropped. Float32 or float64
     output; summation in matrix order. threads: how many threads share the
-    image in bands of rows (default: the CPUs, at most 8); the result does
-    not depend on it."""
+    image in bands of rows (default: the CPUs, at most 8; one when X is a
+    lazy matrix, whose filler threads need the CPUs); the result does not
+    depend on it."""
     shape = tuple(int(x) for x in image_shape)
     geom = np.broadcast_to(np.zeros(1, np.uint8), shape)
+    if threads is None and _over_mapping(X):
+        # A lazy matrix is filled by its own threads as it is read: they
+        # need the other CPUs more than a second reader does.
+        threads = 1
     _, o = _build_opts("patchmap.fold", geom, window_shape, step=step, dilation=dilation,
                        padding=padding, pad_mode=pad_mode, channel_axis=channel_axis,
                        order=order, layout=layout, threads=threads)
