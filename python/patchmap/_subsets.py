@@ -2,6 +2,7 @@
 mask over window positions, a row range, or scikit-learn's random sample),
 and the way back from per-window values to an image."""
 
+import collections.abc
 import ctypes
 import numbers
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from . import _lib as L
 from . import _spec
-from ._core import PatchMatrix, _build_opts, _owner_of
+from ._core import PatchMatrix, _build_opts, _owner_of, describe
 
 PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
 PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
@@ -293,7 +294,23 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     output; summation in matrix order. threads: how many threads share the
     image in bands of rows (default: the CPUs, at most 8; one when X is a
     lazy matrix, whose filler threads need the CPUs); the result does not
-    depend on it."""
+    depend on it.
+
+    X may also be an iterator (a generator, say) of row blocks: consecutive
+    runs of rows, in matrix order, that together hold every row (all
+    windows, or those of row_range; layout "rows" only; not with rows= or
+    mask=). Each block is folded into the rows of the image its windows
+    cover and added to the output as it comes, so a matrix that is
+    computed block by block (a model's output for every window of a lazy
+    matrix) is never held whole: memory is the output (and, for "mean",
+    the counts) plus one block and its part of the image. A block is
+    folded before the next one is drawn, so a generator may reuse one
+    buffer for all of them. The sums follow the blocks: each block's rows
+    added in matrix order, then the blocks' sums added in block order, so
+    float results may differ from folding the whole matrix at once by
+    rounding (they are equal where the sums are exact, as for integer
+    values below 2**24 in float32 or 2**53 in float64); the counts are
+    exact."""
     shape = tuple(int(x) for x in image_shape)
     geom = np.broadcast_to(np.zeros(1, np.uint8), shape)
     if threads is None and _over_mapping(X):
@@ -308,6 +325,14 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError("fold: the output dtype must be float32 or float64, not %s" % dt)
+    if isinstance(X, collections.abc.Iterator):
+        if rows is not None or mask is not None:
+            raise ValueError("fold: X is an iterator of consecutive row blocks: select them "
+                             "with row_range=, not rows= or mask=")
+        geometry = dict(step=step, dilation=dilation, padding=padding, pad_mode=pad_mode,
+                        channel_axis=channel_axis, order=order, layout=layout)
+        return _fold_blocks(X, o, shape, window_shape, geometry, str(mode).lower(), dt,
+                            row_range, threads)
     X = np.asarray(X)
     if X.ndim == 1:
         X = X[:, None]
@@ -318,9 +343,7 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     except TypeError:
         raise TypeError("fold: unsupported input dtype %s" % X.dtype) from None
     out = np.empty(shape, dt)
-    f = pm_fold_opts()
-    f.size = ctypes.sizeof(f)
-    f.mode = _FOLD_MODES[str(mode).lower()]
+    f = _fold_opts(_FOLD_MODES[str(mode).lower()], out)
     f.data = X.ctypes.data
     f.dtype = x_dtype
     f.rows, f.cols = X.shape
@@ -331,14 +354,120 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
         X = np.ascontiguousarray(X)
         f.data = X.ctypes.data
         f.row_stride, f.col_stride = X.strides
+    _pm_fold(o, _selection(rows, mask, row_range), f)
+    return out
+
+
+def _fold_opts(mode, out):
+    """A pm_fold_opts writing `out` (float32 or float64, any strides); the
+    input is the caller's to set."""
+    f = pm_fold_opts()
+    f.size = ctypes.sizeof(f)
+    f.mode = mode
     f.out = out.ctypes.data
-    f.out_dtype = L.PM_DTYPE_F32 if dt == np.float32 else L.PM_DTYPE_F64
+    f.out_dtype = L.PM_DTYPE_F32 if out.dtype == np.float32 else L.PM_DTYPE_F64
     for i, s in enumerate(out.strides):
         f.out_strides[i] = s
-    sel = _selection(rows, mask, row_range)
-    lib = _declared()
-    L.check(lib.pm_fold(ctypes.byref(o), ctypes.byref(sel[0]) if sel else None,
-                        ctypes.byref(f)))
+    return f
+
+
+def _pm_fold(o, sel, f):
+    L.check(_declared().pm_fold(ctypes.byref(o), ctypes.byref(sel[0]) if sel else None,
+                                ctypes.byref(f)))
+
+
+def fold_span(opts, matrix, axis_len, r0, r1):
+    """The part of the image the windows r0 .. r1-1 add to: the range
+    [lo, hi) along the first spatial axis (fold drops what falls in the
+    padding), and the padding (before, after) along that axis of the crop
+    [lo, hi) under which those windows are the crop's windows of rows
+    r0 - first .. r1 - first, `first` being returned too. None if they
+    cover padding only. opts, matrix: describe()'s "options" and
+    "matrix"."""
+    out = matrix["out_shape"]
+    inner = int(np.prod(out[1:], dtype=np.int64)) if len(out) > 1 else 1
+    p_lo, p_hi = r0 // inner, (r1 - 1) // inner
+    k, step, dil = opts["window"][0], opts["step"][0], opts["dilation"][0]
+    start = p_lo * step - opts["pad_before"][0]        # the first window's first row
+    end = p_hi * step - opts["pad_before"][0] + (k - 1) * dil + 1  # past the last one's last
+    lo, hi = max(start, 0), min(end, axis_len)
+    if lo >= hi:
+        return None
+    # Windows p_lo .. p_hi of the full image are windows 0 .. p_hi - p_lo
+    # of rows [lo, hi) padded by (lo - start, end - hi): the padded length
+    # is (p_hi - p_lo) * step + the window's extent.
+    return lo, hi, (lo - start, end - hi), p_lo * inner
+
+
+def fold_slab(Y, r0, r1, image_shape, window_shape, d, mode, dtype, axis, threads=None):
+    """Rows [r0, r1) of the matrix described by d (describe()'s dict), Y,
+    folded into the rows of the image they cover only: (offset along
+    `axis`, the first spatial axis, and that slab), or None. threads: as
+    fold's."""
+    o = d["options"]
+    span = fold_span(o, d["matrix"], image_shape[axis], r0, r1)
+    if span is None:
+        return None
+    lo, hi, pad0, first = span
+    shape = list(image_shape)
+    shape[axis] = hi - lo
+    # Explicit padding, the crop's along the first spatial axis; the mode
+    # does not matter: fold drops contributions that fall in the padding.
+    padding = [pad0] + [(b, a) for b, a in zip(o["pad_before"][1:], o["pad_after"][1:])]
+    slab = fold(Y, tuple(shape), window_shape, step=o["step"], dilation=o["dilation"],
+                padding=padding, pad_mode="zero", channel_axis=o["channel_axis"],
+                order=o["order"], mode=mode, dtype=dtype, row_range=(r0 - first, r1 - first),
+                threads=threads)
+    return lo, slab
+
+
+def _fold_blocks(blocks, o, shape, window_shape, geometry, mode, dt, row_range, threads):
+    """fold() of an iterator of consecutive row blocks: see fold()."""
+    d = describe(np.broadcast_to(np.zeros(1, np.uint8), shape), window_shape,
+                 row_range=row_range, **geometry)
+    if d["options"]["layout"] != "rows":
+        raise ValueError("fold: X is an iterator of row blocks: the layout must be \"rows\" "
+                         "(one row per window), not %r" % d["options"]["layout"])
+    ranged = d["rows"]["kind"] == "range"
+    begin, end = (d["rows"]["begin"], d["rows"]["end"]) if ranged else \
+        (0, d["matrix"]["windows"])
+    axis = 1 if d["options"]["channel_axis"] == 0 else 0  # the first spatial axis
+    out = np.zeros(shape, dt)
+    r = begin
+    for i, B in enumerate(blocks):
+        B = np.asarray(B)
+        if B.ndim == 1:
+            B = B[:, None]
+        if B.ndim != 2:
+            raise ValueError("fold: block %d of X must be 2-D (windows x values), not %d-D"
+                             % (i, B.ndim))
+        n = B.shape[0]
+        if n > end - r:
+            raise ValueError("fold: the blocks of X hold more rows than the %d windows to "
+                             "fold (block %d ends at row %d)" % (end - begin, i, r - begin + n))
+        if n:
+            part = fold_slab(B, r, r + n, shape, window_shape, d, "sum", dt, axis, threads)
+            if part is not None:
+                lo, slab = part
+                index = [slice(None)] * out.ndim
+                index[axis] = slice(lo, lo + slab.shape[axis])
+                out[tuple(index)] += slab
+        r += n
+    if r != end:
+        raise ValueError("fold: the blocks of X hold %d rows; the geometry has %d windows to "
+                         "fold" % (r - begin, end - begin))
+    if mode == "sum":
+        return out
+    counts = np.empty(shape, dt)
+    f = _fold_opts(PM_FOLD_COUNT, counts)
+    f.rows, f.cols = end - begin, 1
+    _pm_fold(o, _selection(row_range=(begin, end)) if ranged else None, f)
+    if mode == "count":
+        return counts
+    # A pixel no window covers has the sum 0: dividing it by 1 keeps the 0
+    # the library's mean gives it, with no mask as large as the image.
+    np.maximum(counts, 1, out=counts)
+    np.divide(out, counts, out=out)
     return out
 
 

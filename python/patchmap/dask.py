@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from . import _core
+from . import _core, _subsets
 
 __all__ = ["windows", "fold", "source_rows"]
 
@@ -354,49 +354,11 @@ def windows(source, window_shape, *, block_rows=None, block_bytes="64M", **optio
     return da.Array(graph, name, chunks=(sizes, (cols,)), dtype=dtype)
 
 
-def _fold_span(opts, matrix, axis_len, r0, r1):
-    """The part of the image the windows r0 .. r1-1 add to: the range
-    [lo, hi) along the first spatial axis (fold drops what falls in the
-    padding), and the padding (before, after) along that axis of the crop
-    [lo, hi) under which those windows are the crop's windows of rows
-    r0 - first .. r1 - first, `first` being returned too. None if they
-    cover padding only."""
-    out = matrix["out_shape"]
-    inner = int(np.prod(out[1:], dtype=np.int64)) if len(out) > 1 else 1
-    p_lo, p_hi = r0 // inner, (r1 - 1) // inner
-    k, step, dil = opts["window"][0], opts["step"][0], opts["dilation"][0]
-    start = p_lo * step - opts["pad_before"][0]        # the first window's first row
-    end = p_hi * step - opts["pad_before"][0] + (k - 1) * dil + 1  # past the last one's last
-    lo, hi = max(start, 0), min(end, axis_len)
-    if lo >= hi:
-        return None
-    # Windows p_lo .. p_hi of the full image are windows 0 .. p_hi - p_lo
-    # of rows [lo, hi) padded by (lo - start, end - hi): the padded length
-    # is (p_hi - p_lo) * step + the window's extent.
-    return lo, hi, (lo - start, end - hi), p_lo * inner
-
-
 def _fold_block(Y, r0, r1, image_shape, window_shape, mode, dtype, geometry, axis):
     """Rows [r0, r1) of the matrix folded into the rows of the image they
     cover only: (offset along `axis`, that slab), or None."""
-    from . import fold as fold_
-
-    opts = dict(geometry)
-    d = _core.describe(_stand_in(image_shape, np.uint8), window_shape, **opts)
-    span = _fold_span(d["options"], d["matrix"], image_shape[axis], r0, r1)
-    if span is None:
-        return None
-    lo, hi, pad0, first = span
-    shape = list(image_shape)
-    shape[axis] = hi - lo
-    o = d["options"]
-    # Explicit padding, the crop's along the first spatial axis; the mode
-    # does not matter: fold drops contributions that fall in the padding.
-    opts["padding"] = [pad0] + [(b, a) for b, a in zip(o["pad_before"][1:], o["pad_after"][1:])]
-    opts["pad_mode"] = "zero"
-    slab = fold_(Y, tuple(shape), window_shape, mode=mode, dtype=dtype,
-                 row_range=(r0 - first, r1 - first), **opts)
-    return lo, slab
+    d = _core.describe(_stand_in(image_shape, np.uint8), window_shape, **geometry)
+    return _subsets.fold_slab(Y, r0, r1, image_shape, window_shape, d, mode, dtype, axis)
 
 
 def _add(a, b, axis):

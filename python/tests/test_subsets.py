@@ -210,3 +210,89 @@ def test_fold_lazy_input_tightest_budget():
     got = patchmap.fold(X, img.shape, (7, 6), step=(1, 2), mode="mean", threads=2)
     assert got.tobytes() == want.tobytes()
     assert X.nbytes > 8192
+
+
+def blocks_of(X, sizes):
+    """X's rows as consecutive blocks of the given sizes (the last takes the
+    rest), as a generator: fold must not need len() or a second pass."""
+    a = 0
+    for n in sizes:
+        yield X[a:a + n]
+        a += n
+    yield X[a:]
+
+
+FOLD_GEOMETRIES = [  # image shape, window, geometry
+    ((13, 11), (3, 4), {}),
+    ((13, 11), (3, 3), dict(step=2, padding=1)),
+    ((14, 12), (3, 2), dict(step=(3, 2), dilation=2, padding=((2, 1), (0, 3)))),
+    ((9, 10, 3), (2, 3), dict(channel_axis=2)),
+    ((2, 12, 9), (4, 2), dict(channel_axis=0, order="channel", step=2, padding=2)),
+    ((17,), (4,), dict(step=3, padding=2)),
+]
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "count"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", FOLD_GEOMETRIES, ids=str)
+def test_fold_blocks_equal_whole(geometry, dtype, mode):
+    """An iterator of row blocks folds to the whole matrix's fold, bit for
+    bit for values whose sums are exact, whatever the block boundaries
+    (inside a row of windows, empty blocks, one row, all rows at once)."""
+    shape, k, kw = geometry
+    rng = np.random.default_rng(11)
+    d = patchmap.describe(np.zeros(shape, np.uint8), k, **kw)["matrix"]
+    n = d["rows"]
+    for cols in (d["cols"], 1):
+        X = rng.integers(-100, 100, (n, cols)).astype(np.float32)
+        want = patchmap.fold(X, shape, k, mode=mode, dtype=dtype, **kw)
+        for sizes in ([], [1], [0, 5, 0, 3], [7] * (n // 7), [n - 1], [n, 0]):
+            got = patchmap.fold(blocks_of(X, sizes), shape, k, mode=mode, dtype=dtype, **kw)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert np.array_equal(got, want), (sizes, cols)
+        got = patchmap.fold(blocks_of(X, [n // 2]), shape, k, mode=mode, dtype=dtype,
+                            threads=3, **kw)
+        assert np.array_equal(got, want)
+        # a row range of the windows, in blocks
+        a, b = n // 3, n - 2
+        want = patchmap.fold(X[a:b], shape, k, mode=mode, dtype=dtype, row_range=(a, b), **kw)
+        got = patchmap.fold(blocks_of(X[a:b], [4, 1]), shape, k, mode=mode, dtype=dtype,
+                            row_range=(a, b), **kw)
+        assert np.array_equal(got, want)
+
+
+def test_fold_blocks_of_a_lazy_matrix_float():
+    """Float sums in blocks differ from the whole fold by rounding only; the
+    mean of every window of an image is the image (a lazy matrix's row
+    blocks, transformed as a model would)."""
+    rng = np.random.default_rng(12)
+    img = rng.random((40, 37)).astype(np.float32)
+    X = patchmap.windows(img, (5, 6), budget="1M", chunk="64K")
+    want = patchmap.fold(X * 3, img.shape, (5, 6), mode="sum")
+    blocks = (X[a:a + 500] * 3 for a in range(0, len(X), 500))
+    got = patchmap.fold(blocks, img.shape, (5, 6), mode="sum")
+    # each pixel is a sum of at most 30 values of [0, 3): error below 30 ulp of 90
+    assert np.abs(got - want).max() <= 30 * np.spacing(90.0)
+    mean = patchmap.fold((X[a:a + 333] for a in range(0, len(X), 333)), img.shape, (5, 6),
+                         mode="mean", dtype=np.float32)
+    assert np.allclose(mean, img, rtol=0, atol=4 * np.spacing(np.float32(1)))
+
+
+def test_fold_blocks_errors():
+    k, shape = (3, 3), (8, 9)
+    n = 6 * 7
+    X = np.ones((n, 9), np.float32)
+    with pytest.raises(ValueError, match="more rows than the 42 windows"):
+        patchmap.fold(blocks_of(np.ones((n + 1, 9)), [40]), shape, k)
+    with pytest.raises(ValueError, match="hold 41 rows; the geometry has 42"):
+        patchmap.fold(blocks_of(X[:41], [20]), shape, k)
+    with pytest.raises(ValueError, match="row_range=, not rows= or mask="):
+        patchmap.fold(blocks_of(X, [1]), shape, k, rows=[1, 2])
+    with pytest.raises(ValueError, match="layout must be \"rows\""):
+        patchmap.fold(iter([X.T]), shape, k, layout="cols")
+    with pytest.raises(ValueError, match="block 1 of X must be 2-D"):
+        patchmap.fold(iter([X[:2], np.ones((2, 2, 9))]), shape, k)
+    with pytest.raises(patchmap.Error):  # 5 values per window: neither 9, 1 nor channels
+        patchmap.fold(iter([np.ones((n, 5))]), shape, k)
+    with pytest.raises(ValueError, match="mode must be"):
+        patchmap.fold(blocks_of(X, []), shape, k, mode="max")
