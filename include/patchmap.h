@@ -613,15 +613,17 @@ PM_API int pm_spec_rows(pm_spec *s, const struct pm_matrix_opts *o, struct pm_ro
  *
  * Memory: the output image, a table of one window's elements and, for the
  * mean or count of a row selection (the full matrix's counts are
- * computed per axis), 4 bytes per pixel. The input is read once, in
- * order, so a lazy matrix's mapping can be folded under its budget.
+ * computed per axis), 4 bytes per pixel, and with f->matrix a buffer of
+ * about 1 MiB per thread. The input is read once, in order, so a lazy
+ * matrix's mapping can be folded under its budget.
  *
  * Threads: opts->lazy.threads threads (0: the online CPUs, at most 8, and
  * one for a fold of fewer than 2^20 values) share the output in bands of
  * its first spatial axis; each adds only into its own band and reads the
  * windows that reach it in matrix order, so the order above, and the
  * result, do not depend on the thread count. The windows at a band's edge
- * are read by both threads. */
+ * are read by both threads; an index or mask selection is read whole by
+ * each thread. */
 enum pm_fold_mode {
 	PM_FOLD_SUM = 0,
 	PM_FOLD_MEAN,
@@ -647,6 +649,14 @@ struct pm_fold_opts {
 	void *out;
 	int out_dtype;              /* PM_DTYPE_F32 or PM_DTYPE_F64 (SAME: F64) */
 	ptrdiff_t out_strides[PM_MAX_DIMS]; /* bytes; all 0: C-contiguous */
+	/* Instead of data: an open matrix (layout rows) whose stored rows are
+	 * the input; its dtype, rows, cols and row pitch replace those fields.
+	 * Each thread reads its rows with pm_matrix_read into a buffer of its
+	 * own (about 1 MiB), so the mapping is never touched: no faults, no
+	 * evictions, and backend "none" works. The caller keeps it open
+	 * during the call. (A struct without this field, size up to
+	 * out_strides, is accepted.) */
+	const pm_matrix *matrix;
 };
 
 /* Folds f->data, the matrix of geometry `opts` (its source's shape and
@@ -655,8 +665,11 @@ struct pm_fold_opts {
  * the selection `rows` (NULL: all windows), into f->out, which it
  * overwrites entirely. Returns 0 or a negative code: the geometry's and the
  * selection's errors, -PM_EFOLDSHAPE if rows/cols disagree with them,
- * -PM_EFOLDMODE, -PM_EDTYPE, -PM_EOUTDTYPE, -PM_ENULL, -ENOMEM; on error
- * f->out is not written. Runs in the calling thread and the threads it
+ * -PM_EFOLDMODE, -PM_EDTYPE, -PM_EOUTDTYPE, -PM_ENULL, -ENOMEM,
+ * -PM_EROWSLAYOUT for a matrix input with layout cols; on error
+ * f->out is not written, except for an error of f->matrix's reads (its
+ * fill's), returned as pm_matrix_read returns it, after which f->out holds
+ * no result. Runs in the calling thread and the threads it
  * starts and joins (see Threads above); f->data is only read, and must not
  * overlap f->out. */
 PM_API int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,

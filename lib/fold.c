@@ -7,6 +7,7 @@
  * are written for speed. */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -133,8 +134,10 @@ struct plan {
 	size_t oes, ies;
 	add_fn add;
 	runs_fn runs_add;
-	/* the input */
+	/* the input: at `in`, or read from `matrix` in blocks of block_rows */
 	const char *in;
+	const pm_matrix *matrix;
+	size_t block_rows;
 	size_t nrows;
 	ptrdiff_t wstride;            /* bytes between windows' values */
 	ptrdiff_t estride;            /* bytes between a window's values */
@@ -468,6 +471,8 @@ struct band {
 	struct finish *fz;
 	char *out;
 	int64_t y0, y1;
+	char *buf;                    /* block_rows rows of the matrix input */
+	int err;                      /* the first read error */
 	pthread_t thread;
 	bool started;
 };
@@ -499,26 +504,64 @@ static void band_rows(const struct plan *p, int64_t y0, int64_t y1, size_t *r0, 
 		*r0 = *r1;
 }
 
-static void band_sum(const struct band *b)
+/* The input of stored rows [r, r + n): a pointer to row r, or (matrix
+ * input) the rows read into the band's buffer. NULL after a read error. */
+static const char *band_input(struct band *b, size_t r, size_t n)
+{
+	const struct plan *p = b->p;
+	int ret;
+
+	if (!p->matrix)
+		return p->in + (ptrdiff_t)r * p->wstride;
+	ret = pm_matrix_read(p->matrix, r * (size_t)p->wstride, b->buf, n * (size_t)p->wstride);
+	if (ret) {
+		b->err = ret;
+		return NULL;
+	}
+	return b->buf;
+}
+
+static bool reaches(const struct band *b, const int64_t *base)
+{
+	const struct pm__axis *ax = &b->p->g.ax[0];
+
+	return base[0] + (ax->k - 1) * ax->dil >= b->y0 && base[0] < b->y1;
+}
+
+/* An index or mask selection: every row is looked at, in blocks. */
+static void band_sum_selection(struct band *b)
 {
 	const struct plan *p = b->p;
 	const struct pm__geom *g = &p->g;
-	int64_t reach = (g->ax[0].k - 1) * g->ax[0].dil;
-	size_t r0 = 0, r1 = p->nrows;
 
-	if (!g->sel)
-		band_rows(p, b->y0, b->y1, &r0, &r1);
-	if (g->sel) {
-		for (size_t r = 0; r < p->nrows; r++) {
+	for (size_t r0 = 0; r0 < p->nrows; r0 += p->block_rows) {
+		size_t n = p->nrows - r0 < p->block_rows ? p->nrows - r0 : p->block_rows;
+		const char *in = NULL;
+
+		for (size_t r = r0; r < r0 + n; r++) {
 			int64_t base[PM_MAX_DIMS];
 
 			window_base(g, g->sel[r], base);
-			if (base[0] + reach < b->y0 || base[0] >= b->y1)
+			if (!reaches(b, base))
 				continue;
-			fold_window(p, b->out, base, p->in + (ptrdiff_t)r * p->wstride, b->y0, b->y1);
+			if (!in && !(in = band_input(b, r0, n)))
+				return;
+			fold_window(p, b->out, base, in + (ptrdiff_t)(r - r0) * p->wstride, b->y0, b->y1);
 		}
+	}
+}
+
+static void band_sum(struct band *b)
+{
+	const struct plan *p = b->p;
+	const struct pm__geom *g = &p->g;
+	size_t r0, r1;
+
+	if (g->sel) {
+		band_sum_selection(b);
 		return;
 	}
+	band_rows(p, b->y0, b->y1, &r0, &r1);
 	/* Consecutive windows: their positions advance like an odometer. */
 	int64_t pos[PM_MAX_DIMS], base[PM_MAX_DIMS];
 	uint64_t w = p->g.sel_begin + r0;
@@ -527,21 +570,28 @@ static void band_sum(const struct band *b)
 		pos[a] = (int64_t)(w % (uint64_t)g->ax[a].out);
 		w /= (uint64_t)g->ax[a].out;
 	}
-	for (size_t r = r0; r < r1; r++) {
-		for (int a = 0; a < g->ns; a++)
-			base[a] = pos[a] * g->ax[a].step - g->ax[a].pad_before;
-		fold_window(p, b->out, base, p->in + (ptrdiff_t)r * p->wstride, b->y0, b->y1);
-		for (int a = g->ns - 1; a >= 0; a--) {
-			if (++pos[a] < g->ax[a].out)
-				break;
-			pos[a] = 0;
+	for (size_t rb = r0; rb < r1; rb += p->block_rows) {
+		size_t n = r1 - rb < p->block_rows ? r1 - rb : p->block_rows;
+		const char *in = band_input(b, rb, n);
+
+		if (!in)
+			return;
+		for (size_t r = 0; r < n; r++) {
+			for (int a = 0; a < g->ns; a++)
+				base[a] = pos[a] * g->ax[a].step - g->ax[a].pad_before;
+			fold_window(p, b->out, base, in + (ptrdiff_t)r * p->wstride, b->y0, b->y1);
+			for (int a = g->ns - 1; a >= 0; a--) {
+				if (++pos[a] < g->ax[a].out)
+					break;
+				pos[a] = 0;
+			}
 		}
 	}
 }
 
 static void *band_run(void *arg)
 {
-	const struct band *b = arg;
+	struct band *b = arg;
 	struct finish *fz = b->fz;
 
 	walk_band(b->w, b->out, b->y0, b->y1, zero_visit, fz);
@@ -575,9 +625,12 @@ static int fold_threads(const struct pm_matrix_opts *opts, const struct plan *p)
 }
 
 /* Runs the bands, nt - 1 of them in new threads and the first in the
- * caller; a band whose thread cannot start runs in the caller too. */
+ * caller; a band whose thread cannot start runs in the caller too.
+ * Returns the first band's read error, or 0. */
 static int run_bands(struct band *bands, int nt)
 {
+	int ret = 0;
+
 	for (int t = 1; t < nt; t++)
 		bands[t].started = pthread_create(&bands[t].thread, NULL, band_run, &bands[t]) == 0;
 	band_run(&bands[0]);
@@ -587,8 +640,13 @@ static int run_bands(struct band *bands, int nt)
 		else
 			band_run(&bands[t]);
 	}
-	return 0;
+	for (int t = 0; t < nt && !ret; t++)
+		ret = bands[t].err;
+	return ret;
 }
+
+/* Bytes of the matrix input each thread reads at a time. */
+#define FOLD_BLOCK_BYTES ((size_t)1 << 20)
 
 int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	    const struct pm_fold_opts *f)
@@ -603,12 +661,18 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	size_t in_es, nrows, E, C, vals, cols_geom;
 	ptrdiff_t rs, cs;
 	bool f64, full;
+	struct pm_fold_opts fo;
 	int ret, odt, nt;
 
 	if (!opts || !f)
 		return -PM_ENULL;
-	if (f->size != 0 && f->size != sizeof(*f))
+	/* Before the matrix field, the struct ended at out_strides. */
+	if (f->size != 0 && f->size != sizeof(*f) &&
+	    f->size != offsetof(struct pm_fold_opts, matrix))
 		return -PM_EOPTSIZE;
+	memset(&fo, 0, sizeof(fo));
+	memcpy(&fo, f, f->size ? f->size : sizeof(fo));
+	f = &fo;
 	memset(&p, 0, sizeof(p));
 	memset(&fz, 0, sizeof(fz));
 	ret = pm__geom_init(&p.g, opts, false);
@@ -634,7 +698,26 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 		ret = -PM_EDTYPE;
 		goto out;
 	}
-	if (!f->out || (f->mode != PM_FOLD_COUNT && !f->data)) {
+	if (f->matrix && f->mode != PM_FOLD_COUNT) {
+		struct pm_matrix_info mi = { .size = sizeof(mi) };
+
+		/* A matrix input streams by windows: one stored row each. */
+		if (p.g.layout != PM_LAYOUT_ROWS) {
+			ret = -PM_EROWSLAYOUT;
+			goto out;
+		}
+		ret = pm_matrix_info(f->matrix, &mi);
+		if (ret)
+			goto out;
+		fo.data = NULL;
+		fo.dtype = mi.dtype;
+		fo.rows = mi.rows;
+		fo.cols = mi.cols;
+		fo.row_stride = (ptrdiff_t)(mi.ld * mi.elem_size);
+		fo.col_stride = (ptrdiff_t)mi.elem_size;
+		p.matrix = f->matrix;
+	}
+	if (!f->out || (f->mode != PM_FOLD_COUNT && !f->data && !p.matrix)) {
 		ret = -PM_ENULL;
 		goto out;
 	}
@@ -665,6 +748,9 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 	p.estride = p.g.layout == PM_LAYOUT_ROWS ? cs : rs;
 	p.in = f->data;
 	p.nrows = nrows;
+	p.block_rows = 1;
+	if (p.matrix && (size_t)p.wstride < FOLD_BLOCK_BYTES)
+		p.block_rows = FOLD_BLOCK_BYTES / (size_t)p.wstride;
 
 	/* The output's strides, per spatial axis and for the channel. */
 	s = &opts->source;
@@ -741,17 +827,25 @@ int pm_fold(const struct pm_matrix_opts *opts, const struct pm_rows *rows,
 		goto out;
 	}
 
-	/* Nothing failed: write the output. */
-	if (cnt)
-		count_selection(&p, &fz, cnt);
-	for (int t = 0; t < nt; t++)
+	for (int t = 0; t < nt; t++) {
 		bands[t] = (struct band){ .p = &p, .w = &w, .fz = &fz, .out = f->out,
 					  .y0 = p.g.ax[0].n * t / nt,
 					  .y1 = p.g.ax[0].n * (t + 1) / nt };
+		if (p.matrix && p.add && !(bands[t].buf = malloc(p.block_rows * (size_t)p.wstride))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+	}
+
+	/* Nothing failed: write the output. */
+	if (cnt)
+		count_selection(&p, &fz, cnt);
 	ret = run_bands(bands, nt);
 out:
 	for (int a = 0; a < PM_MAX_DIMS; a++)
 		free(fz.axcount[a]);
+	for (int t = 0; bands && t < nt; t++)
+		free(bands[t].buf);
 	free(bands);
 	free(cnt);
 	free(sel);

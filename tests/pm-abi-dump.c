@@ -142,6 +142,7 @@ int main(void)
 	FIELD(pm_fold_opts, out);
 	FIELD(pm_fold_opts, out_dtype);
 	FIELD(pm_fold_opts, out_strides);
+	FIELD(pm_fold_opts, matrix);
 
 	CONST(PM_MAX_DIMS);
 	CONST(PM_MAX_PAD);

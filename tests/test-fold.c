@@ -515,6 +515,89 @@ static void test_lazy_input(void)
 			      st.budget_bytes);
 		CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
 	}
+
+	/* The matrix itself as the input (read, not touched): every backend
+	 * and none, a two-chunk budget, 1 to 5 threads, the full matrix, a
+	 * range and an index selection. */
+	static const int mbackends[] = { PM_BACKEND_UFFD, PM_BACKEND_SIGSEGV, PM_BACKEND_EAGER,
+					 PM_BACKEND_NONE };
+	size_t W = r.rows, E = r.cols;
+	uint64_t idx[300];
+	struct pm_rows sels[3] = {
+		{ .size = sizeof(sels[0]), .kind = PM_ROWS_ALL },
+		{ .size = sizeof(sels[0]), .kind = PM_ROWS_RANGE, .begin = W / 5, .end = W - 3 },
+		{ .size = sizeof(sels[0]), .kind = PM_ROWS_INDEX, .index = idx, .count = 300 },
+	};
+	double *want2 = malloc(total * 8);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(want2);
+	for (size_t i = 0; i < 300; i++)
+		idx[i] = rnd_below(W);
+	for (int si = 0; si < 3; si++) {
+		const struct pm_rows *sel = si ? &sels[si] : NULL;
+		size_t nrows = si == 0 ? W : si == 1 ? sels[1].end - sels[1].begin : 300;
+		float *rowsel = malloc(nrows * E * sizeof(float));
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(rowsel);
+		for (size_t i = 0; i < nrows; i++) {
+			size_t wi = si == 0 ? i : si == 1 ? sels[1].begin + i : idx[i];
+
+			memcpy(rowsel + i * E, r.data + wi * r.pitch, E * sizeof(float));
+		}
+		/* The reference: the rows in memory, one thread. */
+		o.lazy = (struct pm_lazy_opts){ .threads = 1 };
+		f.data = rowsel;
+		f.rows = nrows;
+		f.out = want2;
+		CU_ASSERT_EQUAL_FATAL(pm_fold(&o, sel, &f), 0);
+		for (int bi = 0; bi < 4; bi++)
+			for (int th = 1; th <= 5; th += 2) {
+				struct pm_fold_opts fm = f;
+				pm_matrix *m;
+				int ret;
+
+				o.lazy = (struct pm_lazy_opts){ .backend = mbackends[bi], .chunk = 4096,
+								.budget = 2 * 4096, .threads = th };
+				ret = pm_matrix_open_rows(&o, sel, &m);
+				if (ret == -EPERM || ret == -ENOSYS || ret == -EOPNOTSUPP)
+					continue;
+				CU_ASSERT_EQUAL_FATAL(ret, 0);
+				fm.data = NULL;
+				fm.dtype = PM_DTYPE_U8; /* the matrix's own are taken */
+				fm.rows = fm.cols = 0;
+				fm.matrix = m;
+				fm.out = got;
+				memset(got, 0x55, total * 8);
+				snprintf(label, sizeof(label), "matrix input %s sel %d threads %d",
+					 pm_backend_name(mbackends[bi]), si, th);
+				ret = pm_fold(&o, sel, &fm);
+				CHECK(ret == 0, "pm_fold returned %d", ret);
+				CHECK(memcmp(got, want2, total * 8) == 0, "folds differently");
+				struct pm_stats st = { .size = sizeof(st) };
+				CU_ASSERT_EQUAL(pm_matrix_stats(m, &st), 0);
+				CHECK(st.faults == 0, "%llu faults: the mapping was touched",
+				      (unsigned long long)st.faults);
+				CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
+			}
+		free(rowsel);
+	}
+	/* The struct as it was before the matrix field. */
+	f.data = r.data;
+	f.rows = r.rows;
+	f.out = got;
+	f.size = offsetof(struct pm_fold_opts, matrix);
+	f.matrix = (const pm_matrix *)&f; /* past the given size: never read */
+	o.lazy = (struct pm_lazy_opts){ 0 };
+	CU_ASSERT_EQUAL(pm_fold(&o, NULL, &f), 0);
+	CU_ASSERT(memcmp(got, want, total * 8) == 0);
+	/* A matrix input needs layout rows. */
+	f.size = sizeof(f);
+	o.layout = PM_LAYOUT_COLS;
+	CU_ASSERT_EQUAL(pm_fold(&o, NULL, &f), -PM_EROWSLAYOUT);
+	f.rows = r.cols;
+	f.cols = r.rows;
+	o.layout = PM_LAYOUT_ROWS;
+	free(want2);
 	ref_free(&r);
 	free(img);
 	free(want);

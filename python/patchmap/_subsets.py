@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _lib as L
 from . import _spec
-from ._core import PatchMatrix, _build_opts, _owner_of, describe
+from . import _image
+from ._core import PatchMatrix, _Mapping, _build_opts, _owner_of, describe
 
 PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
 PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
@@ -42,6 +43,7 @@ class pm_fold_opts(ctypes.Structure):
         ("out", ctypes.c_void_p),
         ("out_dtype", ctypes.c_int),
         ("out_strides", ctypes.c_ssize_t * L.PM_MAX_DIMS),
+        ("matrix", ctypes.c_void_p),
     ]
 
 
@@ -276,11 +278,27 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
 
 
 def _over_mapping(X):
+    """(X is over a lazy matrix's mapping, the matrix's handle when X is
+    that whole matrix and the library may read it itself)."""
     try:
-        _owner_of(X)
-        return True
+        owner = _owner_of(X)
     except TypeError:
-        return False
+        return False, None
+    if not isinstance(X, np.ndarray) or not isinstance(owner, _Mapping):
+        return True, None
+    try:
+        want = owner.__array_interface__
+    except ValueError:
+        return True, None
+    shape = tuple(want["shape"])
+    strides = want["strides"] or (shape[1] * X.itemsize, X.itemsize)
+    whole = (X.ndim == 2 and X.__array_interface__["data"][0] == want["data"][0] and
+             X.shape == shape and X.dtype == np.dtype(want["typestr"]) and
+             X.strides == tuple(strides))
+    # imread sources read through libpatchmap-image's guarded calls
+    if not whole or _image.guarded(owner.source)[2] is not None:
+        return True, None
+    return True, owner.handle()
 
 
 def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *,
@@ -292,9 +310,11 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     window_elems, channels or 1 columns (transposed for layout="cols").
     Contributions that fall in the padding are dropped. Float32 or float64
     output; summation in matrix order. threads: how many threads share the
-    image in bands of rows (default: the CPUs, at most 8; one when X is a
-    lazy matrix, whose filler threads need the CPUs); the result does not
-    depend on it.
+    image in bands of rows (default: the CPUs, at most 8; one when X is part
+    of a lazy matrix, whose filler threads need the CPUs); the result does
+    not depend on it. A whole lazy matrix (windows()'s array itself) is
+    read by the fold's threads with pm_matrix_read, not through its
+    mapping.
 
     X may also be an iterator (a generator, say) of row blocks: consecutive
     runs of rows, in matrix order, that together hold every row (all
@@ -313,9 +333,10 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     exact."""
     shape = tuple(int(x) for x in image_shape)
     geom = np.broadcast_to(np.zeros(1, np.uint8), shape)
-    if threads is None and _over_mapping(X):
-        # A lazy matrix is filled by its own threads as it is read: they
-        # need the other CPUs more than a second reader does.
+    lazy, matrix = _over_mapping(X)
+    if threads is None and lazy and matrix is None:
+        # A lazy matrix read through its mapping is filled by its own
+        # threads: they need the other CPUs more than a second reader does.
         threads = 1
     _, o = _build_opts("patchmap.fold", geom, window_shape, step=step, dilation=dilation,
                        padding=padding, pad_mode=pad_mode, channel_axis=channel_axis,
@@ -354,6 +375,11 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
         X = np.ascontiguousarray(X)
         f.data = X.ctypes.data
         f.row_stride, f.col_stride = X.strides
+    if matrix is not None:
+        # the whole matrix: each thread of the fold reads (fills) its own
+        # rows, and the mapping is not touched
+        f.data = None
+        f.matrix = matrix
     _pm_fold(o, _selection(rows, mask, row_range), f)
     return out
 

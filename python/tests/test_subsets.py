@@ -296,3 +296,28 @@ def test_fold_blocks_errors():
         patchmap.fold(iter([np.ones((n, 5))]), shape, k)
     with pytest.raises(ValueError, match="mode must be"):
         patchmap.fold(blocks_of(X, []), shape, k, mode="max")
+
+
+def test_fold_reads_a_whole_lazy_matrix_without_faults():
+    """The whole lazy matrix is read by the fold's threads (pm_matrix_read),
+    never through its mapping: no fault, the bytes of the materialized
+    copy. A slice of it goes through the mapping, with the same result."""
+    rng = np.random.default_rng(13)
+    img = rng.standard_normal((53, 45, 2)).astype(np.float32)
+    kw = dict(step=(2, 1), dilation=(1, 2), channel_axis=2)
+    pm = patchmap.open_matrix(img, (5, 4), budget="8K", chunk="4K", **kw)
+    X = pm.array
+    want = patchmap.fold(np.array(X), img.shape, (5, 4), mode="mean", threads=1, **kw)
+    assert pm.stats().faults > 0
+    before = pm.stats().faults
+    for t in (1, 2, 7):
+        got = patchmap.fold(X, img.shape, (5, 4), mode="mean", threads=t, **kw)
+        assert got.tobytes() == want.tobytes()
+    assert pm.stats().faults == before
+    part = patchmap.fold(X[3:40], img.shape, (5, 4), mode="sum", row_range=(3, 40), **kw)
+    assert pm.stats().faults > before
+    ref = patchmap.fold(np.array(X[3:40]), img.shape, (5, 4), mode="sum", row_range=(3, 40),
+                        threads=1, **kw)
+    assert part.tobytes() == ref.tobytes()
+    del X
+    pm.close()
