@@ -1,6 +1,7 @@
 """Row selections and fold against scikit-learn (and torch's fold when it
-imports). Each variant runs in its own process so that its peak RSS
-(ru_maxrss) is its own. Usage: python3 bench/bench-subsets.py [SIZE] [FOLD]
+imports). Each variant runs in its own process so that its peak RSS (the
+kernel's VmHWM of that process: ru_maxrss would also count the RSS of the
+process it was forked from) is its own. Usage: python3 bench/bench-subsets.py [SIZE] [FOLD]
 [LAZY] (default 8192 1024 8192: the 1 % sample of the 8 x 8 windows of a
 SIZE x SIZE float32 image read from a .npy file; the fold of the 8 x 8
 windows of a FOLD x FOLD image against scikit-learn and torch, whose
@@ -12,7 +13,6 @@ system's temporary directory)."""
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,15 +64,18 @@ def child(kind, n, path):
         if kind.startswith("sample-sklearn"):
             X = ski.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
             X = X.reshape(len(X), -1)
-        else:
+        elif kind.endswith("-fit"):
             X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
-            if not kind.endswith("-fit"):
-                # read once, block by block, as a consumer streams it
-                buf = np.empty(BLOCK // 4, np.float32)
-                rows = BLOCK // (X.shape[1] * 4)
-                for a in range(0, X.shape[0], rows):
-                    blk = X[a:a + rows]
-                    np.copyto(buf[:blk.size].reshape(blk.shape), blk)
+        else:
+            # streamed under a small budget: at most 16 MiB of it resident
+            X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0,
+                                            budget="16M")
+            # read once, block by block, as a consumer streams it
+            buf = np.empty(BLOCK // 4, np.float32)
+            rows = BLOCK // (X.shape[1] * 4)
+            for a in range(0, X.shape[0], rows):
+                blk = X[a:a + rows]
+                np.copyto(buf[:blk.size].reshape(blk.shape), blk)
         mb = X.nbytes
         if kind.endswith("-fit"):
             from sklearn.decomposition import PCA
@@ -80,6 +83,11 @@ def child(kind, n, path):
         dt = time.perf_counter() - t0
         if not kind.endswith("-fit"):
             out["sha256"] = digest(X)
+    elif kind == "baseline":  # the interpreter and the imports alone
+        mb, dt = 0, 1.0
+    elif kind == "save":
+        np.save(path, image(n))
+        mb, dt = 0, 1.0
     elif kind == "copy":
         mb = n
         out["rate"] = copy_rate(n)
@@ -88,9 +96,14 @@ def child(kind, n, path):
         img = image(n)
         X = patchmap.windows(img, (12, 12), budget="256M")
         t0 = time.perf_counter()
-        patchmap.fold(X, img.shape, (12, 12), mode="mean", dtype=np.float32)
+        if kind == "fold-lazy":  # the whole matrix: read by the fold's threads
+            patchmap.fold(X, img.shape, (12, 12), mode="mean", dtype=np.float32)
+            mb = X.nbytes
+        else:  # all rows but the first, a slice: through the mapping's faults
+            patchmap.fold(X[1:], img.shape, (12, 12), mode="mean", dtype=np.float32,
+                          row_range=(1, X.shape[0]))
+            mb = X[1:].nbytes
         dt = time.perf_counter() - t0
-        mb = X.nbytes
         out["stats"] = {k: v for k, v in patchmap.stats(X).asdict().items()
                         if k in ("backend", "threads", "budget_bytes", "peak_resident_bytes")}
     else:
@@ -127,7 +140,8 @@ def child(kind, n, path):
             dt = best
             assert got.tobytes() == want.tobytes()
             out["sha256"] = hashlib.sha256(got.tobytes()).hexdigest()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as st:
+        rss = next(int(line.split()[1]) * 1024 for line in st if line.startswith("VmHWM:"))
     out.update({"kind": kind, "n": n, "s": dt, "bytes": mb, "rss": rss})
     print(json.dumps(out))
 
@@ -157,9 +171,11 @@ def main():
     fd, path = tempfile.mkstemp(suffix=".npy", dir=d)
     os.close(fd)
     try:
-        import numpy as np
-        np.save(path, image(n))
+        run("save", n, path)
         print("1 %% sample of the 8x8 windows of a %d x %d float32 image (.npy file)" % (n, n))
+        z = run("baseline", n, path)
+        print("  (the interpreter with numpy, scikit-learn and patchmap imported: peak RSS "
+              "%.0f MiB; the image: %.0f MiB)" % (mib(z), n * n * 4 / 2**20))
         a, b = run("sample-sklearn", n, path), run("sample-patchmap", n, path)
         print("  sklearn extract_patches_2d(max_patches=0.01), sampling + copy: %6.2f s  "
               "peak RSS %5.0f MiB" % (a["s"], mib(a)))
@@ -201,14 +217,15 @@ def main():
                      p["s"], gbs(p), mib(p), p["copy_rate"] / 1e9,
                      gbs(p) * 1e9 / p["copy_rate"], same))
 
-    f = run("fold-lazy", big)
     c = run("copy", 1 << 30)
-    f["copy_rate"] = c["rate"]
-    print("fold (mean, float32) of the lazy 12x12 matrix of a %d x %d float32 image (%.1f GB)"
-          % (big, big, f["bytes"] / 1e9))
-    print("  %.2f s  %.2f GB/s of matrix  peak RSS %.0f MiB  memcpy (1 GiB) %.2f GB/s: %.2fx memcpy  %s"
-          % (f["s"], gbs(f), mib(f), f["copy_rate"] / 1e9, gbs(f) * 1e9 / f["copy_rate"],
-             json.dumps(f["stats"])))
+    print("fold (mean, float32) of the lazy 12x12 matrix of a %d x %d float32 image; memcpy "
+          "(1 GiB into memory written before) %.2f GB/s" % (big, big, gbs(c)))
+    for kind, what in (("fold-lazy", "the whole matrix, read by the fold's threads"),
+                       ("fold-lazy-mapped", "a slice of it, read through the mapping")):
+        f = run(kind, big)
+        print("  %s (%.1f GB): %.2f s  %.2f GB/s of matrix (%.2fx memcpy)  peak RSS %.0f MiB  %s"
+              % (what, f["bytes"] / 1e9, f["s"], gbs(f), gbs(f) / gbs(c), mib(f),
+                 json.dumps(f["stats"])))
     print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
 
 
