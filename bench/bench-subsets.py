@@ -83,6 +83,26 @@ def child(kind, n, path):
         dt = time.perf_counter() - t0
         if not kind.endswith("-fit"):
             out["sha256"] = digest(X)
+    elif kind == "fold-dtypes":
+        # the float32 matrix of the 8x8 windows, converted: the sum into
+        # float32 and float64, 1 and 2 threads, best of 3 each
+        img = image(n)
+        X0 = np.array(patchmap.windows(img, (8, 8)))
+        rates = {}
+        for dt in ("float32", "float64", "uint8", "int16"):
+            X = (X0 * 100).astype(dt)
+            for odt in ("float32", "float64"):
+                for th in (1, 2):
+                    f = lambda: patchmap.fold(X, img.shape, (8, 8), dtype=odt, threads=th)
+                    f()
+                    best = float("inf")
+                    for _ in range(3):
+                        t0 = time.perf_counter()
+                        f()
+                        best = min(best, time.perf_counter() - t0)
+                    rates["%s %s %d" % (dt, odt, th)] = [X.nbytes / best, X.size / best]
+        out["rates"] = rates
+        mb, dt = 0, 1.0
     elif kind == "baseline":  # the interpreter and the imports alone
         mb, dt = 0, 1.0
     elif kind == "save":
@@ -217,6 +237,16 @@ def main():
                      p["s"], gbs(p), mib(p), p["copy_rate"] / 1e9,
                      gbs(p) * 1e9 / p["copy_rate"], same))
 
+    d = run("fold-dtypes", m)
+    print("  the sum by input dtype (matrix in memory, converted on the fly): GB/s of matrix "
+          "(x memcpy), G values/s; 1 thread | 2 threads")
+    for key in sorted(d["rates"], key=lambda k: k.split()):
+        dt, odt, th = key.split()
+        if th == "1":
+            a, b = d["rates"][key], d["rates"]["%s %s 2" % (dt, odt)]
+            print("    %-7s -> %-7s  %6.2f (%.2fx) %5.2f | %6.2f (%.2fx) %5.2f"
+                  % (dt, odt, a[0] / 1e9, a[0] / c["rate"], a[1] / 1e9, b[0] / 1e9,
+                     b[0] / c["rate"], b[1] / 1e9))
     c = run("copy", 1 << 30)
     print("fold (mean, float32) of the lazy 12x12 matrix of a %d x %d float32 image; memcpy "
           "(1 GiB into memory written before) %.2f GB/s" % (big, big, gbs(c)))
