@@ -13,9 +13,13 @@ The scans run in pm-image-dump (C): they read the float32 matrix once, in
 order, and checksum its words; the checksums of the lazy and resident scans
 must agree. Peak RSS (VmHWM) of each run comes from the kernel. Two images
 are written with `vips` (deflate-compressed tiles of 256 x 256, RGB):
-MEDIUM (4000 x 4000, all three runs) and BIG (20000 x 20000, the lazy run,
-and the resident run's peak RSS would be the image: not run). No assertions
-on time: ratios to references measured in the same run.
+MEDIUM (4000 x 4000, all three runs) and BIG (20000 x 20000: the lazy run,
+and the resident one only where the machine has 4x the image's bytes
+available, as its peak RSS is the image). Beside them, the floor of any
+route that decodes: libvips alone decoding the whole file (`vips avg`) with
+one thread and with its default concurrency, and the lazy run with two
+image filler threads. No assertions on time: ratios to references measured
+in the same run.
 
     bench-image.py PM_IMAGE_DUMP [--big-side N] [--medium-side N] [--repeat N]
 """
@@ -32,6 +36,8 @@ import numpy as np
 MiB = 1 << 20
 WIN, STEP = 8, 4
 LAZY = ["ibudget=64M", "ithreads=1", "mbudget=64M", "mthreads=1"]
+LAZY2 = ["ibudget=64M", "ithreads=2", "mbudget=64M", "mthreads=1"]
+RESIDENT = ["ibackend=eager", "ibudget=%d" % (1 << 62), "mbudget=64M", "mthreads=1"]
 
 
 def vips(*a):
@@ -66,6 +72,39 @@ def scan(dump, path, *opts):
     # machine inflates far less than the wall clock
     got["cpu_s"] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     return got
+
+
+def decode_floor(path):
+    """libvips alone decoding the whole file (`vips avg`, which reads every
+    pixel once), with one worker thread and with libvips' default: wall and
+    CPU seconds of each."""
+    out = {}
+    for name, env in (("one", {"VIPS_CONCURRENCY": "1"}), ("default", {})):
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(["vips", "avg", path], check=True, capture_output=True,
+                       env=dict(os.environ, **env))
+        t1 = time.perf_counter()
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out[name] = (t1 - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime))
+    return out
+
+
+def available_bytes():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def print_floor(fl, lazy_wall, lazy_cpu):
+    print("  libvips alone decoding the file (vips avg): %.2f s wall, %.2f CPU s on one "
+          "thread; %.2f s, %.2f CPU s with its default threads"
+          % (fl["one"][0], fl["one"][1], fl["default"][0], fl["default"][1]))
+    print("  lazy image + lazy matrix: %.2fx the wall of libvips' decode alone (default "
+          "threads); %.2f cores busy on average (CPU s / wall s)"
+          % (lazy_wall / fl["default"][0], lazy_cpu / lazy_wall))
 
 
 def numpy_route(path):
@@ -107,17 +146,21 @@ def main():
         print("\nMEDIUM %d x %d RGB uint8 (%.0f MiB of pixels), window %dx%d step %d, "
               "float32 matrix" % (ns.medium_side, ns.medium_side,
                                   ns.medium_side ** 2 * 3 / MiB, WIN, WIN, STEP))
-        lazy_t, res_t, lazy_c, res_c = [], [], [], []
+        lazy_t, res_t, lazy_c, res_c, two_t, two_c = [], [], [], [], [], []
         for _ in range(ns.repeat):   # alternated, best of each
             lz = scan(ns.dump, medium, *LAZY)
-            rs = scan(ns.dump, medium, "ibackend=eager", "ibudget=%d" % (1 << 62),
-                      "mbudget=64M", "mthreads=1")
+            l2 = scan(ns.dump, medium, *LAZY2)
+            rs = scan(ns.dump, medium, *RESIDENT)
             if lz["checksum"] != rs["checksum"]:
                 sys.exit("lazy and resident scans differ")
             lazy_t.append(float(lz["seconds"]) + float(lz["open_s"]))
             res_t.append(float(rs["seconds"]))
             lazy_c.append(lz["cpu_s"])
             res_c.append(rs["cpu_s"])
+            two_t.append(float(l2["seconds"]) + float(l2["open_s"]))
+            two_c.append(l2["cpu_s"])
+            if l2["checksum"] != lz["checksum"]:
+                sys.exit("lazy scans with one and two image threads differ")
         gb = int(lz["bytes"]) / 1e9
         print("  lazy image + lazy matrix: %.2f s (%.2f GB/s of matrix), peak RSS %d MiB"
               % (min(lazy_t), gb / min(lazy_t), int(lz["hwm_kib"]) >> 10))
@@ -127,6 +170,9 @@ def main():
         print("  (b) lazy / resident scan speed: %.2fx (wall clock)" % (min(res_t) / min(lazy_t)))
         print("  CPU seconds, open + decode + scan: lazy %.2f, resident %.2f (%.2fx)"
               % (min(lazy_c), min(res_c), min(res_c) / min(lazy_c)))
+        print("  lazy with two image filler threads: %.2f s, %.2f CPU s"
+              % (min(two_t), min(two_c)))
+        print_floor(decode_floor(medium), min(lazy_t), min(lazy_c))
         a = numpy_route(medium)
         if a["checksum"] != lz["checksum"]:
             sys.exit("numpy's matrix differs from the lazy scan")
@@ -147,6 +193,19 @@ def main():
               "matrix %.1f s (%.2f GB/s), %.1f CPU s, peak RSS %d MiB (budgets 64 + 64 MiB)"
               % (ns.big_side, ns.big_side, ns.big_side ** 2 * 3 / (1 << 30), gb, t, gb / t,
                  lz["cpu_s"], int(lz["hwm_kib"]) >> 10))
+        if available_bytes() >= 4 * ns.big_side ** 2 * 3:
+            rs = scan(ns.dump, big, *RESIDENT)
+            if rs["checksum"] != lz["checksum"]:
+                sys.exit("lazy and resident scans of BIG differ")
+            print("  resident image (decoded at open in %.1f s) + lazy matrix: %.1f s "
+                  "(%.2f GB/s), peak RSS %d MiB"
+                  % (float(rs["open_s"]), float(rs["seconds"]), gb / float(rs["seconds"]),
+                     int(rs["hwm_kib"]) >> 10))
+            print("  (b) lazy / resident scan speed: %.2fx (wall clock)"
+                  % (float(rs["seconds"]) / t))
+        else:
+            print("  resident run skipped: less than 4x the image's bytes available")
+        print_floor(decode_floor(big), t, lz["cpu_s"])
     print("\nload average at end:", " ".join("%.2f" % x for x in os.getloadavg()))
 
 
