@@ -221,11 +221,15 @@ static void usage_cmd(int cmd, FILE *f)
 		      "\n"
 		      "Responses of N linear filters at every window position: with X the patch\n"
 		      "matrix (one row per window) and F the filters (one row each), the GEMM\n"
-		      "F X^T, computed by OpenBLAS on the lazily filled matrix, block of rows by\n"
-		      "block of rows. Written as a .npy stack of shape (N, out_h, out_w) (one\n"
-		      "axis per spatial axis of the window), float32, or float64 with --dtype\n"
-		      "f64. Response n at position p is sum_k F[n, k] * X[p, k]: a correlation,\n"
-		      "not a flipped convolution.\n"
+		      "F X^T, computed by OpenBLAS block of rows by block of rows. By default\n"
+		      "without a mapping: --threads workers (default: every CPU) each compute\n"
+		      "their rows with pm_matrix_read into a cache-sized buffer and multiply\n"
+		      "them with one BLAS thread. With an explicit --backend (auto, uffd,\n"
+		      "sigsegv, eager) or --blas-threads, OpenBLAS multiplies the lazily filled\n"
+		      "mapping instead, --threads filling it. Written as a .npy stack of shape\n"
+		      "(N, out_h, out_w) (one axis per spatial axis of the window), float32, or\n"
+		      "float64 with --dtype f64. Response n at position p is\n"
+		      "sum_k F[n, k] * X[p, k]: a correlation, not a flipped convolution.\n"
 		      "\n"
 		      "  --filters FILE         a .npy of shape (N, K), K the window's elements in\n"
 		      "                         the matrix's column order (see --order), or (N, h,\n"
@@ -237,8 +241,9 @@ static void usage_cmd(int cmd, FILE *f)
 		      "  --out FILE.npy         the responses (written to a temporary name and\n"
 		      "                         renamed when complete)\n"
 		      "  --dtype T              compute and write in float32 (default) or float64\n"
-		      "  --blas-threads N       OpenBLAS threads (default: the CPUs the filler\n"
-		      "                         threads leave, at least 1)\n",
+		      "  --blas-threads N       OpenBLAS threads on the mapping (asks for one;\n"
+		      "                         default: the CPUs the filler threads leave, at\n"
+		      "                         least 1)\n",
 		      f);
 		fputs(help_window, f);
 		fputs(help_image, f);
@@ -399,6 +404,8 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 				a->spec_given = true;
 			if (!strcmp(key, "window"))
 				a->window_given = true;
+			if (!strcmp(key, "backend"))
+				a->backend_given = true;
 			if (cmd == CMD_DEMO && !strcmp(key, "window")) {
 				a->nwindow = pm_dims_parse(v, a->window, PM_MAX_DIMS);
 				if (a->nwindow < 0)

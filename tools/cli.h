@@ -87,6 +87,7 @@ struct args {
 	/* the image and matrix options, as the grammar reads them */
 	struct fe_options opt;
 	bool spec_given, window_given;
+	bool backend_given;           /* --backend, even auto (apply) */
 	/* run */
 	bool quiet, json;
 	int blas_threads;             /* 0: the command's default */

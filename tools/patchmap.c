@@ -301,6 +301,132 @@ size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t 
 	return rb;
 }
 
+/* Apply without a mapping: each worker computes its blocks of rows with
+ * pm_matrix_read into a buffer small enough to stay in its core's cache,
+ * multiplies them there with one BLAS thread, and writes its slices of the
+ * output at their final offsets. The workers share nothing but the block
+ * counter, the progress and the first error. */
+struct applier {
+	pm_matrix *m;
+	const struct img *im;      /* the source, whose decoding may fail */
+	struct outfile *out;
+	const void *F;             /* N x cols filters, compute dtype */
+	int dtype;
+	size_t N, rows, cols, ld, es, bytes, hlen;
+	size_t block;              /* rows per output block: one write per filter */
+	size_t sub;                /* rows per read and GEMM */
+	atomic_size_t next;
+	atomic_size_t done;
+	atomic_int err;            /* first error: negative errno, or PM code */
+	atomic_bool err_write;     /* the error came from writing */
+};
+
+struct apply_worker {
+	struct applier *x;
+	struct progress *bar; /* the main thread's worker draws it; others NULL */
+	pthread_t tid;
+};
+
+static void apply_fail(struct applier *x, int e, bool write)
+{
+	int z = 0;
+
+	if (atomic_compare_exchange_strong(&x->err, &z, e) && write)
+		atomic_store(&x->err_write, true);
+}
+
+/* Rows [r0, r0 + n) into C (N x n, ld n), sub rows at a time through X. */
+static int apply_block(struct applier *x, void *X, void *C, size_t r0, size_t n)
+{
+	for (size_t s = 0; s < n; s += x->sub) {
+		size_t k = n - s < x->sub ? n - s : x->sub, off = (r0 + s) * x->ld * x->es;
+		size_t len = k * x->ld * x->es;
+		int e;
+
+		if (atomic_load(&x->err))
+			return 1;
+		if (len > x->bytes - off)
+			len = x->bytes - off; /* the last row without its padding */
+		if ((e = img_matrix_read(x->im, x->m, off, X, len))) {
+			apply_fail(x, e, false);
+			return 1;
+		}
+		if (x->dtype == PM_DTYPE_F32)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->N, (int)k,
+				    (int)x->cols, 1.0f, x->F, (int)x->cols, X, (int)x->ld, 0.0f,
+				    (float *)C + s, (int)n);
+		else
+			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->N, (int)k,
+				    (int)x->cols, 1.0, x->F, (int)x->cols, X, (int)x->ld, 0.0,
+				    (double *)C + s, (int)n);
+	}
+	return 0;
+}
+
+static void *apply_worker(void *arg)
+{
+	struct applier *x = ((struct apply_worker *)arg)->x;
+	struct progress *bar = ((struct apply_worker *)arg)->bar;
+	size_t nblocks = (x->rows + x->block - 1) / x->block;
+	void *X = malloc(x->sub * x->ld * x->es), *C = malloc(x->N * x->block * x->es);
+
+	if (!X || !C) {
+		apply_fail(x, -ENOMEM, false);
+		goto out;
+	}
+	while (!atomic_load(&x->err)) {
+		size_t i = atomic_fetch_add(&x->next, 1), r0 = i * x->block, n;
+		int e;
+
+		if (i >= nblocks)
+			break;
+		n = x->rows - r0 < x->block ? x->rows - r0 : x->block;
+		if (apply_block(x, X, C, r0, n))
+			break;
+		for (size_t f = 0; f < x->N; f++)
+			if ((e = out_pwrite(x->out, (char *)C + f * n * x->es, n * x->es,
+					    x->hlen + (f * x->rows + r0) * x->es))) {
+				apply_fail(x, e, true);
+				goto out;
+			}
+		atomic_fetch_add(&x->done, n);
+		if (bar)
+			progress_update(bar, (double)atomic_load(&x->done));
+	}
+out:
+	free(X);
+	free(C);
+	return NULL;
+}
+
+/* The streamed apply's sizes: each worker's two buffers (read rows, about
+ * 256 KiB, and responses, about 4 MiB), each at most a sixteenth of the
+ * budget, and at most 8 workers under a budget. The sizes, and so the
+ * GEMMs and their results, do not depend on the thread count. */
+static void apply_plan(struct applier *x, const struct pm_matrix_opts *o, int *nthreads)
+{
+	size_t budget = args_budget(o), share, row = x->ld * x->es, resp = x->N * x->es;
+	int t = o->lazy.threads ? o->lazy.threads : online_cpus();
+
+	if (t > (budget == PM_BUDGET_UNLIMITED ? 64 : 8))
+		t = budget == PM_BUDGET_UNLIMITED ? 64 : 8;
+	if (t < 1)
+		t = 1;
+	share = budget == PM_BUDGET_UNLIMITED ? (size_t)8 << 20 : budget / 16;
+	x->sub = (share < ((size_t)256 << 10) ? share : (size_t)256 << 10) / row;
+	x->block = (share < ((size_t)4 << 20) ? share : (size_t)4 << 20) / resp;
+	if (x->sub < 1)
+		x->sub = 1;
+	if (x->block < x->sub)
+		x->block = x->sub;
+	x->block -= x->block % x->sub;
+	if (x->block > x->rows)
+		x->block = x->rows ? x->rows : 1;
+	if ((size_t)t > (x->rows + x->block - 1) / x->block)
+		t = (int)((x->rows + x->block - 1) / x->block);
+	*nthreads = t < 1 ? 1 : t;
+}
+
 static int cmd_apply(const struct args *a)
 {
 	struct pm_matrix_opts o;
@@ -316,8 +442,10 @@ static int cmd_apply(const struct args *a)
 	int nshape;
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
-	int dtype, ret = 1, e, bt;
-	bool opened = false;
+	int dtype, ret = 1, e, bt, nthreads = 1, started = 0;
+	bool opened = false, streamed;
+	struct applier x;
+	struct apply_worker w[64];
 
 	if (open_image(a, &im, err))
 		return 1;
@@ -333,8 +461,12 @@ static int cmd_apply(const struct args *a)
 		cli_err("layout: apply reads one row per window (rows), not cols");
 		goto out;
 	}
-	if (o.lazy.backend == PM_BACKEND_NONE) {
-		cli_err("backend: apply multiplies the mapping: auto, uffd, sigsegv or eager, not none");
+	/* No mapping unless a lazy backend, or BLAS threads for one, are asked
+	 * for: each worker then reads its rows and runs one BLAS thread. */
+	streamed = o.lazy.backend == PM_BACKEND_NONE || (!a->backend_given && !a->blas_threads);
+	if (o.lazy.backend == PM_BACKEND_NONE && a->blas_threads) {
+		cli_err("blas-threads: apply without a mapping runs one BLAS thread in each of its "
+			"--threads; give --backend auto, uffd, sigsegv or eager for a mapping");
 		goto out;
 	}
 	if (load_filters(a, &o, &info, dtype, &F, &N))
@@ -348,8 +480,21 @@ static int cmd_apply(const struct args *a)
 	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
 		goto out;
 	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(&o));
-	C = malloc(N * rb * es);
-	if (!C) {
+	memset(&x, 0, sizeof(x));
+	x.F = F;
+	x.dtype = dtype;
+	x.N = N;
+	x.rows = info.rows;
+	x.cols = info.cols;
+	x.ld = info.ld;
+	x.es = es;
+	x.bytes = info.bytes;
+	if (streamed) {
+		apply_plan(&x, &o, &nthreads);
+		rb = x.block;
+		o.lazy.backend = PM_BACKEND_NONE;
+	}
+	if (!streamed && !(C = malloc(N * rb * es))) {
 		cli_err("out of memory for %zu x %zu responses", N, rb);
 		goto out;
 	}
@@ -380,17 +525,47 @@ static int cmd_apply(const struct args *a)
 		cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		goto out;
 	}
-	bt = default_blas_threads(a, &o);
+	bt = streamed ? 1 : default_blas_threads(a, &o);
 	openblas_set_num_threads(bt);
 	t0 = now_s();
 	e = pm_matrix_open_rows(&o, &sel.rows, &m);
 	if (e) {
-		cli_err("cannot map the patch matrix: %s", pm_strerror(e));
+		cli_err("cannot %s the patch matrix: %s", streamed ? "open" : "map", pm_strerror(e));
 		goto out;
 	}
 	const char *X = pm_matrix_data(m);
 	progress_start(&bar, "apply", (double)info.rows, !a->quiet && !a->json);
-	for (size_t r0 = 0; r0 < info.rows; r0 += rb) {
+	if (streamed) {
+		x.m = m;
+		x.im = &im;
+		x.out = &of;
+		x.hlen = hlen;
+		for (int i = 0; i < nthreads; i++)
+			w[i] = (struct apply_worker){ .x = &x, .bar = i ? NULL : &bar };
+		for (started = 1; started < nthreads; started++)
+			if (pthread_create(&w[started].tid, NULL, apply_worker, &w[started]))
+				break;
+		apply_worker(&w[0]);
+		for (int i = 1; i < started; i++)
+			pthread_join(w[i].tid, NULL);
+		nthreads = started;
+		if ((e = atomic_load(&x.err))) {
+			char msg[512];
+
+			progress_end(&bar);
+			if (atomic_load(&x.err_write))
+				cli_err("cannot write '%s': %s", a->out, strerror(-e));
+			else if (e == -ENOMEM)
+				cli_err("out of memory for the buffers of %d threads", nthreads);
+			else if (img_vips_error(&im, msg, sizeof(msg)))
+				cli_err("%s: %s", a->image,
+					msg[0] ? msg : "a part of the image failed to decode");
+			else
+				cli_err("computing the patch matrix failed: %s", pm_strerror(e));
+			goto out;
+		}
+	}
+	for (size_t r0 = 0; !streamed && r0 < info.rows; r0 += rb) {
 		size_t n = info.rows - r0 < rb ? info.rows - r0 : rb;
 
 		if (dtype == PM_DTYPE_F32)
@@ -434,6 +609,8 @@ static int cmd_apply(const struct args *a)
 		json_u64(&j, "filters", N);
 		json_u64(&j, "block_rows", rb);
 		json_u64(&j, "blas_threads", (uint64_t)bt);
+		if (streamed)
+			json_u64(&j, "threads", (uint64_t)nthreads);
 		json_num(&j, "seconds", t);
 		json_num(&j, "gb_per_s", (double)info.bytes / t / 1e9);
 		json_u64(&j, "peak_rss_bytes", hwm);
@@ -448,10 +625,16 @@ static int cmd_apply(const struct args *a)
 		       pm_dtype_name(dtype), pm__fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
 		fprintf(rep, "  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
 		       pm_dtype_name(info.dtype), pm__fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
-		fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm (%d BLAS "
-		       "thread%s)\n",
-		       t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
-		       bt == 1 ? "" : "s");
+		if (streamed)
+			fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm "
+				"(%d thread%s, one BLAS thread each)\n",
+				t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd',
+				nthreads, nthreads == 1 ? "" : "s");
+		else
+			fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm "
+				"(%d BLAS thread%s)\n",
+				t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd', bt,
+				bt == 1 ? "" : "s");
 		report_stats_text(rep, &st, lib_threads(&o, &st));
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}

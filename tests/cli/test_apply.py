@@ -161,3 +161,118 @@ def test_backends_small_budget(exe, tmp_path, backend):
         assert rep["lazy"]["evictions"] > 0
         assert rep["lazy"]["peak_resident_bytes"] <= 256 << 10
     assert rep["block_rows"] < 59 * 69  # several GEMM blocks
+
+
+# The default computes each block of rows with pm_matrix_read and one BLAS
+# thread per worker (backend none); an explicit lazy backend multiplies the
+# mapping. Cases: (image, window options, rows option, dtype).
+STREAMED = [
+    ("u8", ["--window", "7x5"], None, "f32"),
+    ("u8", ["--window", "16x16", "--step", "2x3"], "range", "f32"),
+    ("f64c", ["--window", "4x3", "--channel-axis", "2", "--order", "channel"], "rows", "f64"),
+    ("u8", ["--window", "5x6", "--dilation", "2", "--pad", "3", "--pad-mode", "reflect"], "rows",
+     "f64"),
+    ("f64c", ["--window", "3x3", "--channel-axis", "2"], None, "f32"),
+]
+
+
+def streamed_case(tmp_path, kind, wopts, rows):
+    if kind == "u8":
+        img = RNG.integers(0, 256, (150, 257)).astype(np.uint8)
+    else:
+        img = RNG.integers(-50, 50, (61, 73, 3)).astype(np.float64)
+    path = write_npy(tmp_path / "img.npy", img)
+    opts = list(wopts)
+    window = tuple(int(v) for v in wopts[1].split("x"))
+    kw = {}
+    for key, name in (("--step", "step"), ("--dilation", "dilation")):
+        if key in opts:
+            v = opts[opts.index(key) + 1]
+            kw[name] = tuple(int(v) for _ in window) if "x" not in v else \
+                tuple(int(s) for s in v.split("x"))
+    if "--pad" in opts:
+        p = int(opts[opts.index("--pad") + 1])
+        kw["pads"] = [(p, p)] * len(window)
+        kw["mode"] = opts[opts.index("--pad-mode") + 1]
+    return img, path, opts, window, kw
+
+
+def select(want, rows, tmp_path):
+    """The reference responses of the selected windows, and the options."""
+    flat = want.reshape(len(want), -1)
+    if rows == "range":
+        return flat[:, 17:flat.shape[1] - 5], ["--row-range", "17:%d" % (flat.shape[1] - 5)]
+    if rows == "rows":
+        idx = RNG.integers(0, flat.shape[1], 3001)
+        return flat[:, idx], ["--rows", write_npy(tmp_path / "idx.npy", idx)]
+    return want, []
+
+
+@pytest.mark.parametrize("case", STREAMED)
+def test_streamed_exact(exe, tmp_path, case):
+    """Integer taps: every backend and thread count equals the reference
+    exactly (sums of integers below 2^24)."""
+    kind, wopts, rows, dtype = case
+    img, path, opts, window, kw = streamed_case(tmp_path, kind, wopts, rows)
+    ch = img.ndim == 3
+    f = int_filters(6, window + ((3,) if ch else ()))
+    fpath = write_npy(tmp_path / "f.npy", f)
+    want, ropts = select(correlate(img, f, window, channels=ch, **kw), rows, tmp_path)
+    base = ["--filters", fpath, "--dtype", dtype, *opts, *ropts]
+    for extra in (["--threads", "1"], ["--threads", "2", "--budget", "64K", "--chunk", "16K"], ["--threads", "3"],
+                  [], ["--backend", "uffd", "--budget", "8M", "--chunk", "64K"],
+                  ["--backend", "eager"]):
+        got = apply(exe, tmp_path, path, *base, *extra)
+        assert got.dtype == np.dtype("float32" if dtype == "f32" else "float64")
+        assert np.array_equal(got, want), extra
+
+
+@pytest.mark.parametrize("case", STREAMED)
+def test_streamed_random(exe, tmp_path, case):
+    """Random taps: the same bytes whatever the thread count (the blocks do
+    not depend on it); against the reference and the mapping within float
+    rounding (OpenBLAS's sums of one element depend on the GEMM's shape: the
+    mapping's output itself changes with its block size)."""
+    kind, wopts, rows, dtype = case
+    img, path, opts, window, kw = streamed_case(tmp_path, kind, wopts, rows)
+    ch = img.ndim == 3
+    saved = tmp_path / "saved.npy"
+    base = ["--random", "5", "--seed", "7", "--dtype", dtype, *opts]
+    run(exe, "apply", path, *base, "--out", tmp_path / "x.npy", "--save-filters", saved,
+        "--quiet")
+    f = np.load(saved)
+    wshape = window + ((3,) if ch else ())
+    if "--order" in opts:  # flat filters in (c, y, x) order
+        f = np.moveaxis(f.reshape((5, 3) + window), 1, -1)
+    want, ropts = select(correlate(img, f.reshape((5,) + wshape), window, channels=ch, **kw),
+                         rows, tmp_path)
+    outs = [tmp_path / ("t%d.npy" % t) for t in (1, 2, 3)]
+    for t, out in zip((1, 2, 3), outs):
+        run(exe, "apply", path, *base, *ropts, "--threads", str(t), "--out", out, "--quiet")
+    one = outs[0].read_bytes()
+    assert all(o.read_bytes() == one for o in outs[1:])
+    got = np.load(outs[0])
+    rtol = 1e-5 if dtype == "f32" else 1e-13
+    close(got, want, img, f, rtol=rtol)
+    mapped = apply(exe, tmp_path, path, *base, *ropts, "--backend", "uffd")
+    close(got, mapped, img, f, rtol=rtol)
+
+
+def test_streamed_report(exe, tmp_path):
+    img = RNG.integers(0, 256, (90, 70)).astype(np.uint8)
+    path = write_npy(tmp_path / "img.npy", img)
+    args = ["apply", path, "--window", "8x8", "--random", "3", "--out", tmp_path / "o.npy"]
+    rep = json.loads(run(exe, *args, "--threads", "2", "--budget", "64K", "--chunk", "16K",
+                         "--json").stdout)
+    assert rep["lazy"]["backend"] == "none" and rep["lazy"]["mechanism"] == "pm_matrix_read"
+    assert rep["threads"] == 2 and rep["blas_threads"] == 1 and rep["block_rows"] < 83 * 63
+    text = run(exe, *args, "--threads", "1").stdout
+    assert "backend     none: computed with pm_matrix_read, no mapping\n" in text
+    assert "(1 thread, one BLAS thread each)" in text
+    rep = json.loads(run(exe, *args, "--backend", "uffd", "--json").stdout)
+    assert rep["lazy"]["backend"] == "uffd" and "threads" not in rep
+    rep = json.loads(run(exe, *args, "--backend", "auto", "--json").stdout)
+    assert rep["lazy"]["backend"] != "none" and "threads" not in rep
+    # BLAS threads are a mapping's: asking for them maps the matrix
+    rep = json.loads(run(exe, *args, "--blas-threads", "1", "--json").stdout)
+    assert rep["lazy"]["backend"] != "none" and "threads" not in rep

@@ -209,17 +209,18 @@ def test_pad_value_not_representable(exe, work):
           r"pad_value: '300' cannot be stored as uint8")
 
 
-def test_apply_needs_float_rows_and_a_mapping(exe, work):
-    """apply multiplies rows of the mapping in float32 or float64."""
+def test_apply_needs_float_rows(exe, work):
+    """apply multiplies rows of windows in float32 or float64; BLAS threads
+    are a mapping's."""
     path = write_npy(work / "img.npy", IMG)
     base = ["apply", path, "--window", "3", "--random", "2", "--out", "out.npy"]
     fails(exe, work, base + ["--dtype", "u1"],
           r"^patchmap: dtype: apply computes in float32 or float64, not uint8$")
     fails(exe, work, base + ["--layout", "cols"],
           r"^patchmap: layout: apply reads one row per window \(rows\), not cols$")
-    fails(exe, work, base + ["--backend", "none"],
-          r"^patchmap: backend: apply multiplies the mapping: auto, uffd, sigsegv or eager, not "
-          r"none$")
+    fails(exe, work, base + ["--backend", "none", "--blas-threads", "2"],
+          r"^patchmap: blas-threads: apply without a mapping runs one BLAS thread in each of its "
+          r"--threads; give --backend auto, uffd, sigsegv or eager for a mapping$")
 
 
 def test_budget_too_small(exe, work):
@@ -669,3 +670,21 @@ def test_help(exe):
         assert p.stdout.startswith("usage: patchmap")
     p = subprocess.run([exe], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("usage: patchmap")
+
+
+def test_interrupted_apply_leaves_nothing(exe, work):
+    """SIGINT while the workers of apply's default (no mapping) compute and
+    write: the temporary is removed."""
+    path = write_raw(work / "img.raw", np.zeros((2048, 2048), np.uint8))
+    before = sorted(os.listdir(work))
+    p = subprocess.Popen([exe, "apply", str(path), "--shape", "2048x2048", "--window", "16",
+                          "--random", "16", "--out", "out.npy", "--threads", "2", "--quiet"],
+                         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
+        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT
+    assert sorted(os.listdir(work)) == before
