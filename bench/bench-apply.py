@@ -7,13 +7,15 @@ runs is reported (default 3), every ratio from this one run.
 Usage: python3 bench/bench-apply.py PATCHMAP [SIDE [REPS]]
 PATCHMAP is the tool (build/tools/patchmap).
 
-The tool's threads are its BLAS threads plus the library's filler threads
-(the uffd backend's poller fills demand chunks too, but sleeps while a
-filler thread reads ahead); torch gets torch.set_num_threads(the same
-total). The tool's time includes writing its output file; torch's includes
-the uint8 -> float32 conversion of the image but no output file. The
-responses are compared (float32 sums in different orders: a relative
-tolerance)."""
+Without a mapping (the tool's default) its threads are its workers, each
+reading its rows with pm_matrix_read and multiplying them with one BLAS
+thread. Through a mapping they are its BLAS threads plus the library's
+filler threads (the uffd backend's poller fills demand chunks too, but
+sleeps while a filler thread reads ahead). torch gets
+torch.set_num_threads(the same total). The tool's time includes writing
+its output file; torch's includes the uint8 -> float32 conversion of the
+image but no output file. The responses are compared (float32 sums in
+different orders: a relative tolerance)."""
 
 import json
 import os
@@ -59,6 +61,7 @@ def run_tool(tool, img, filt, out, extra):
     j = json.loads(r.stdout)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"s": j["seconds"], "rss": j["peak_rss_bytes"], "blas": j["blas_threads"],
+            "threads": j.get("threads", "-"),
             "backend": j["lazy"]["backend"], "maxrss_children": ru.ru_maxrss}
 
 
@@ -89,9 +92,12 @@ def main():
         os.unlink(ref_p)
 
         variants = [
-            ("tool, defaults", ["tool", []]),
-            ("tool, 1 filler + 2 BLAS threads", ["tool", ["--threads", "1", "--blas-threads", "2"]]),
-            ("tool, 2 fillers + 1 BLAS thread", ["tool", ["--threads", "2", "--blas-threads", "1"]]),
+            ("tool, defaults (no mapping)", ["tool", []]),
+            ("tool, no mapping, 1 thread", ["tool", ["--threads", "1"]]),
+            ("tool, uffd, 1 filler + 1 BLAS thread", ["tool", ["--backend", "uffd", "--threads",
+                                                                "1", "--blas-threads", "1"]]),
+            ("tool, uffd, 2 fillers + 1 BLAS thread", ["tool", ["--backend", "uffd", "--threads",
+                                                                 "2", "--blas-threads", "1"]]),
             ("torch conv2d, 1 thread", ["torch", 1]),
             ("torch conv2d, 2 threads", ["torch", 2]),
         ]
@@ -106,13 +112,13 @@ def main():
                 except subprocess.CalledProcessError as e:
                     r = {"s": float("nan"), "rss": 0, "err": e.stderr.strip()}
                 res.setdefault(name, []).append(r)
-                print("  run: %-36s %.3f s" % (name, r["s"]), flush=True)
+                print("  run: %-40s %.3f s" % (name, r["s"]), flush=True)
     mat = (side - K + 1) ** 2 * K * K * 4
     t2 = statistics.median(r["s"] for r in res["torch conv2d, 2 threads"])
     t1 = statistics.median(r["s"] for r in res["torch conv2d, 1 thread"])
     print("image %d x %d uint8, %d filters %d x %d, float32; matrix %.2f GB; median of %d"
           % (side, side, N, K, K, mat / 1e9, reps))
-    print("%-38s %8s %8s %10s %10s %12s" % ("case", "s", "GB/s", "x torch 1", "x torch 2",
+    print("%-40s %8s %8s %10s %10s %12s" % ("case", "s", "GB/s", "x torch 1", "x torch 2",
                                             "peak RSS MiB"))
     for name, _ in variants:
         rs = res[name]
@@ -120,10 +126,11 @@ def main():
         rss = max(r["rss"] for r in rs) / 2**20
         extra = ""
         if "blas" in rs[0]:
-            extra = "  (%s, BLAS threads %s)" % (rs[0]["backend"], rs[0]["blas"])
+            extra = "  (%s, threads %s, BLAS threads %s)" % (rs[0]["backend"], rs[0]["threads"],
+                                                             rs[0]["blas"])
         if "err" in rs[0]:
             extra = "  error: " + rs[0]["err"]
-        print("%-38s %8.3f %8.2f %10.2f %10.2f %12.0f%s" % (name, s, mat / s / 1e9, t1 / s, t2 / s,
+        print("%-40s %8.3f %8.2f %10.2f %10.2f %12.0f%s" % (name, s, mat / s / 1e9, t1 / s, t2 / s,
                                                         rss, extra))
     print("load average at the end: %s" % (os.getloadavg(),))
 
