@@ -2,7 +2,9 @@
 thread count. 16 random float32 filters of 16 x 16 over a SIDE x SIDE uint8
 image (default 4096), float32 responses. Each run is its own process, so
 that its peak RSS (ru_maxrss of the child) is its own; the median of REPS
-runs is reported (default 3), every ratio from this one run.
+runs is reported (default 3), every ratio from this one run, with the
+median CPU seconds (user + system) of each child: on a shared machine they
+show what the wall clock cannot (a second thread that found no free core).
 
 Usage: python3 bench/bench-apply.py PATCHMAP [SIDE [REPS]]
 PATCHMAP is the tool (build/tools/patchmap).
@@ -48,21 +50,31 @@ def torch_child(img_path, filt_path, threads, out_path):
     print(json.dumps({"s": dt, "rss": rss}))
 
 
+def cpu_children():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_torch(img, filt, threads, out=""):
+    c0 = cpu_children()
     r = subprocess.run([sys.executable, __file__, "--torch-child", img, filt, str(threads), out],
                        check=True, capture_output=True, text=True)
-    return json.loads(r.stdout)
+    j = json.loads(r.stdout)
+    j["cpu"] = cpu_children() - c0  # the whole child: loading numpy and torch too
+    return j
 
 
 def run_tool(tool, img, filt, out, extra):
     cmd = [tool, "apply", img, "--window", "%dx%d" % (K, K), "--filters", filt, "--out", out,
            "--json"] + extra
+    c0 = cpu_children()
     r = subprocess.run(cmd, check=True, capture_output=True, text=True)
     j = json.loads(r.stdout)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"s": j["seconds"], "rss": j["peak_rss_bytes"], "blas": j["blas_threads"],
             "threads": j.get("threads", "-"),
-            "backend": j["lazy"]["backend"], "maxrss_children": ru.ru_maxrss}
+            "backend": j["lazy"]["backend"], "maxrss_children": ru.ru_maxrss,
+            "cpu": cpu_children() - c0}
 
 
 def main():
@@ -110,7 +122,7 @@ def main():
                     else:
                         r = run_torch(img_p, filt_p, arg)
                 except subprocess.CalledProcessError as e:
-                    r = {"s": float("nan"), "rss": 0, "err": e.stderr.strip()}
+                    r = {"s": float("nan"), "rss": 0, "cpu": float("nan"), "err": e.stderr.strip()}
                 res.setdefault(name, []).append(r)
                 print("  run: %-40s %.3f s" % (name, r["s"]), flush=True)
     mat = (side - K + 1) ** 2 * K * K * 4
@@ -118,8 +130,8 @@ def main():
     t1 = statistics.median(r["s"] for r in res["torch conv2d, 1 thread"])
     print("image %d x %d uint8, %d filters %d x %d, float32; matrix %.2f GB; median of %d"
           % (side, side, N, K, K, mat / 1e9, reps))
-    print("%-40s %8s %8s %10s %10s %12s" % ("case", "s", "GB/s", "x torch 1", "x torch 2",
-                                            "peak RSS MiB"))
+    print("%-40s %8s %8s %10s %10s %12s %8s" % ("case", "s", "GB/s", "x torch 1", "x torch 2",
+                                                 "peak RSS MiB", "CPU s"))
     for name, _ in variants:
         rs = res[name]
         s = statistics.median(r["s"] for r in rs)
@@ -130,8 +142,9 @@ def main():
                                                              rs[0]["blas"])
         if "err" in rs[0]:
             extra = "  error: " + rs[0]["err"]
-        print("%-40s %8.3f %8.2f %10.2f %10.2f %12.0f%s" % (name, s, mat / s / 1e9, t1 / s, t2 / s,
-                                                        rss, extra))
+        cpu = statistics.median(r["cpu"] for r in rs)
+        print("%-40s %8.3f %8.2f %10.2f %10.2f %12.0f %8.2f%s" % (name, s, mat / s / 1e9, t1 / s,
+                                                              t2 / s, rss, cpu, extra))
     print("load average at the end: %s" % (os.getloadavg(),))
 
 
