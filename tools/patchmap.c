@@ -477,8 +477,6 @@ static int cmd_apply(const struct args *a)
 	/* Every output refused now, before the first is written. */
 	if (cli_out_check(a->out, a) || (a->save_filters && cli_out_check(a->save_filters, a)))
 		goto out;
-	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
-		goto out;
 	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(&o));
 	memset(&x, 0, sizeof(x));
 	x.F = F;
@@ -588,6 +586,10 @@ static int cmd_apply(const struct args *a)
 	progress_end(&bar);
 	t = now_s() - t0;
 	if (finish_output(&m, &st, &of, &opened))
+		goto out;
+	/* The filters go out with the responses, never without them: a run
+	 * that fails (a damaged image, Ctrl-C) leaves neither file. */
+	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
 		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
 	FILE *rep = report_stream(a);

@@ -138,11 +138,13 @@ def damaged(files, tmp_path):
     ("export", ["--backend", "sigsegv", "--budget", "1M", "--chunk", "64K"]),
     ("apply", ["--random", "2"]),                      # BLAS on the mapping
     ("apply", ["--random", "2", "--backend", "sigsegv", "--budget", "1M", "--chunk", "64K"]),
+    ("apply", ["--random", "2", "--save-filters", "@out/f.npy"]),   # neither file left
 ])
 def test_tile_failing_mid_scan(files, tmp_path, cmd, extra):
     bad = damaged(files, tmp_path)
     out = tmp_path / "out" / "r.npy"
     out.parent.mkdir()
+    extra = [str(out.parent / x[5:]) if x.startswith("@out/") else x for x in extra]
     assert run("info", bad, "--window", "3").returncode == 0     # it opens
     for json_flag in ([], ["--json"]):
         r = run(cmd, bad, "--window", "3", "--out", out, "--image-budget", "64K",

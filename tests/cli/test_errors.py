@@ -425,7 +425,7 @@ def test_stdout_is_the_input(exe, work):
 def test_apply_outputs_against_inputs(exe, work):
     """apply: --out or --save-filters onto the image or the filters file, and
     --out equal to --save-filters, refused before the first file is
-    written (--save-filters is written before --out)."""
+    written (--save-filters is written after --out, once --out is in place)."""
     write_npy(work / "img.npy", IMG)
     write_npy(work / "f.npy", np.ones((2, 3, 3), np.float32))
     base = ["apply", "img.npy", "--window", "3x3"]
