@@ -301,6 +301,43 @@ size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t 
 	return rb;
 }
 
+/* ------------------------------------------- the workers of apply and export */
+
+/* One of the threads a command computes with. */
+struct worker {
+	void *x;              /* the command's shared state */
+	struct progress *bar; /* worker 0 (the calling thread) draws it; others NULL */
+	pthread_t tid;
+};
+
+/* Keeps the workers' first error (later ones are dropped), and whether it
+ * came from writing. */
+static void first_error(atomic_int *err, atomic_bool *err_write, int e, bool write)
+{
+	int z = 0;
+
+	if (atomic_compare_exchange_strong(err, &z, e) && write)
+		atomic_store(err_write, true);
+}
+
+/* Runs fn on n workers over x: n - 1 new threads and the calling one, which
+ * draws bar. Returns how many ran (fewer when a thread cannot start). */
+static int run_workers(struct worker *w, int n, void *x, struct progress *bar,
+		       void *(*fn)(void *))
+{
+	int started;
+
+	for (int i = 0; i < n; i++)
+		w[i] = (struct worker){ .x = x, .bar = i ? NULL : bar };
+	for (started = 1; started < n; started++)
+		if (pthread_create(&w[started].tid, NULL, fn, &w[started]))
+			break;
+	fn(&w[0]);
+	for (int i = 1; i < started; i++)
+		pthread_join(w[i].tid, NULL);
+	return started;
+}
+
 /* Apply without a mapping: each worker computes its blocks of rows with
  * pm_matrix_read into a buffer small enough to stay in its core's cache,
  * multiplies them there with one BLAS thread, and writes its slices of the
@@ -321,18 +358,9 @@ struct applier {
 	atomic_bool err_write;     /* the error came from writing */
 };
 
-struct apply_worker {
-	struct applier *x;
-	struct progress *bar; /* the main thread's worker draws it; others NULL */
-	pthread_t tid;
-};
-
 static void apply_fail(struct applier *x, int e, bool write)
 {
-	int z = 0;
-
-	if (atomic_compare_exchange_strong(&x->err, &z, e) && write)
-		atomic_store(&x->err_write, true);
+	first_error(&x->err, &x->err_write, e, write);
 }
 
 /* Rows [r0, r0 + n) into C (N x n, ld n), sub rows at a time through X. */
@@ -365,8 +393,8 @@ static int apply_block(struct applier *x, void *X, void *C, size_t r0, size_t n)
 
 static void *apply_worker(void *arg)
 {
-	struct applier *x = ((struct apply_worker *)arg)->x;
-	struct progress *bar = ((struct apply_worker *)arg)->bar;
+	struct applier *x = ((struct worker *)arg)->x;
+	struct progress *bar = ((struct worker *)arg)->bar;
 	size_t nblocks = (x->rows + x->block - 1) / x->block;
 	void *X = malloc(x->sub * x->ld * x->es), *C = malloc(x->N * x->block * x->es);
 
@@ -442,10 +470,10 @@ static int cmd_apply(const struct args *a)
 	int nshape;
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
-	int dtype, ret = 1, e, bt, nthreads = 1, started = 0;
+	int dtype, ret = 1, e, bt, nthreads = 1;
 	bool opened = false, streamed;
 	struct applier x;
-	struct apply_worker w[64];
+	struct worker w[64];
 
 	if (open_image(a, &im, err))
 		return 1;
@@ -538,15 +566,7 @@ static int cmd_apply(const struct args *a)
 		x.im = &im;
 		x.out = &of;
 		x.hlen = hlen;
-		for (int i = 0; i < nthreads; i++)
-			w[i] = (struct apply_worker){ .x = &x, .bar = i ? NULL : &bar };
-		for (started = 1; started < nthreads; started++)
-			if (pthread_create(&w[started].tid, NULL, apply_worker, &w[started]))
-				break;
-		apply_worker(&w[0]);
-		for (int i = 1; i < started; i++)
-			pthread_join(w[i].tid, NULL);
-		nthreads = started;
+		nthreads = run_workers(w, nthreads, &x, &bar, apply_worker);
 		if ((e = atomic_load(&x.err))) {
 			char msg[512];
 
@@ -671,12 +691,6 @@ struct exporter {
 	atomic_bool err_write;     /* the error came from writing */
 };
 
-struct worker {
-	struct exporter *x;
-	struct progress *bar; /* the main thread's worker draws it; others NULL */
-	pthread_t tid;
-};
-
 static void *export_worker(void *arg)
 {
 	struct exporter *x = ((struct worker *)arg)->x;
@@ -684,8 +698,7 @@ static void *export_worker(void *arg)
 	void *buf = malloc(x->piece);
 
 	if (!buf) {
-		int z = 0;
-		atomic_compare_exchange_strong(&x->err, &z, -ENOMEM);
+		first_error(&x->err, &x->err_write, -ENOMEM, false);
 		return NULL;
 	}
 	while (!atomic_load(&x->err)) {
@@ -699,14 +712,11 @@ static void *export_worker(void *arg)
 		if (x->data)
 			memcpy(buf, x->data + off, len);
 		else if ((e = img_matrix_read(x->im, x->m, off, buf, len))) {
-			int z = 0;
-			atomic_compare_exchange_strong(&x->err, &z, e);
+			first_error(&x->err, &x->err_write, e, false);
 			break;
 		}
 		if ((e = out_pwrite(x->out, buf, len, x->hlen + off))) {
-			int z = 0;
-			if (atomic_compare_exchange_strong(&x->err, &z, e))
-				atomic_store(&x->err_write, true);
+			first_error(&x->err, &x->err_write, e, true);
 			break;
 		}
 		atomic_fetch_add(&x->done, len);
@@ -731,7 +741,7 @@ static int cmd_export(const struct args *a)
 	pm_matrix *m = NULL;
 	struct worker w[64];
 	size_t budget, hlen, bufs;
-	int nthreads, started = 0, ret = 1, e;
+	int nthreads, ret = 1, e;
 	bool opened = false, lazy;
 	double t0, t;
 
@@ -812,14 +822,7 @@ static int cmd_export(const struct args *a)
 	x.hlen = hlen;
 	x.total = info.bytes;
 	progress_start(&bar, "export", (double)info.bytes, !a->quiet && !a->json);
-	for (int i = 0; i < nthreads; i++)
-		w[i] = (struct worker){ .x = &x, .bar = i ? NULL : &bar };
-	for (started = 1; started < nthreads; started++)
-		if (pthread_create(&w[started].tid, NULL, export_worker, &w[started]))
-			break;
-	export_worker(&w[0]);
-	for (int i = 1; i < started; i++)
-		pthread_join(w[i].tid, NULL);
+	run_workers(w, nthreads, &x, &bar, export_worker);
 	progress_end(&bar);
 	t = now_s() - t0;
 	e = atomic_load(&x.err);
