@@ -548,6 +548,18 @@ def test_replaced_output_keeps_its_mode(exe, tmp_path):
     assert np.load(out).shape == (80, 9)
 
 
+def interrupt_once_writing(p, work):
+    """Sends SIGINT to p once its temporary output (.out.npy.*) appears in
+    work, and checks that SIGINT ended it."""
+    deadline = time.time() + 30
+    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
+        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT
+
+
 def test_interrupted_export_keeps_the_old_file(exe, work):
     """SIGINT midway through replacing a file: the old file is intact and
     no partial file is left."""
@@ -557,13 +569,7 @@ def test_interrupted_export_keeps_the_old_file(exe, work):
     p = subprocess.Popen([exe, "export", str(path), "--shape", "1024x1024", "--window", "16",
                           "--out", "out.npy", "--threads", "1", "--quiet"],
                          cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
-        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
-        time.sleep(0.005)
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGINT
+    interrupt_once_writing(p, work)
     assert sorted(os.listdir(work)) == before
     assert (work / "out.npy").read_bytes() == b"the old output"
 
@@ -575,13 +581,7 @@ def test_interrupted_export_leaves_nothing(exe, work):
     p = subprocess.Popen([exe, "export", str(path), "--shape", "1024x1024", "--window", "16",
                           "--out", "out.npy", "--threads", "1", "--quiet"],
                          cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
-        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
-        time.sleep(0.005)
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGINT
+    interrupt_once_writing(p, work)
     assert sorted(os.listdir(work)) == before
 
 
@@ -680,11 +680,5 @@ def test_interrupted_apply_leaves_nothing(exe, work):
     p = subprocess.Popen([exe, "apply", str(path), "--shape", "2048x2048", "--window", "16",
                           "--random", "16", "--out", "out.npy", "--threads", "2", "--quiet"],
                          cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    while not any(n.startswith(".out.npy.") for n in os.listdir(work)):
-        assert p.poll() is None and time.time() < deadline, "no temporary appeared"
-        time.sleep(0.005)
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)
-    assert p.returncode == -signal.SIGINT
+    interrupt_once_writing(p, work)
     assert sorted(os.listdir(work)) == before
