@@ -636,12 +636,11 @@ static bool row_interior(const struct pm__fill *f, const struct rowpos *p)
 	return true;
 }
 
-/* A whole row that reads no padding: the outer dims walk blocks of lines,
- * and each block is one kernel call. */
-static void row_fast(const struct pm__fill *f, const struct rowpos *p, char *d)
+/* A whole row that reads no padding, its first sample at s: the outer dims
+ * walk blocks of lines, and each block is one kernel call. */
+static void row_fast(const struct pm__fill *f, const char *s, char *d)
 {
 	const struct pm__dim *D = f->g.row;
-	const char *s = f->g.data + p->so;
 	size_t nl = f->block_lines, lstep = f->line_bytes;
 	int64_t i[PM_MAX_DIMS + 1] = { 0 };
 
@@ -676,7 +675,7 @@ static void row_bytes(const struct pm__fill *f, const struct rowpos *p, size_t b
 	size_t es = g->out_size, b0 = b, b1 = b + n, eb = b1 < g->row_bytes ? b1 : g->row_bytes;
 
 	if (b == 0 && eb == g->row_bytes && f->merged && row_interior(f, p)) {
-		row_fast(f, p, d);
+		row_fast(f, f->g.data + p->so, d);
 		b = eb;
 	}
 	while (b < eb) {
@@ -896,6 +895,81 @@ static void rowpos_skip(const struct pm__fill *f, struct rowpos *p, size_t n)
 	p->so += (ptrdiff_t)n * f->idx_stride[last];
 }
 
+/* Index and mask selections: stored rows are windows in any order, so the
+ * source lines of each row are cache misses. Whole rows go in batches of
+ * SEL_BATCH: the source addresses of the next batch are found first, and
+ * while a row of this batch is written the lines of the row SEL_BATCH on
+ * are requested, so that the misses of many rows overlap. (A plain gather
+ * loop that requests nothing ahead is about as fast: the misses bound
+ * both.) */
+#define SEL_BATCH 16
+
+/* The first source sample of each of stored rows [r, r + n) into s, or
+ * NULL for a row that reads padding (or whose samples do not merge into
+ * lines): that row takes the general path. */
+static void sel_prepare(const struct pm__fill *f, size_t r, size_t n, const char **s)
+{
+	struct rowpos q;
+
+	for (size_t j = 0; j < n; j++) {
+		rowpos_set(f, &q, r + j);
+		s[j] = f->merged && row_interior(f, &q) ? f->g.data + q.so : NULL;
+	}
+}
+
+/* Requests the lines of the row whose first sample is s (NULL: none); of
+ * each line its bytes from the first sample on (just that sample for a line
+ * that runs backwards), at most 4 cache lines of them. */
+static inline void sel_prefetch(const struct pm__fill *f, const char *s, size_t span)
+{
+	if (!s)
+		return;
+	for (size_t l = 0; l < f->block_lines; l++) {
+		const char *a = s + (ptrdiff_t)l * f->block_step;
+
+		for (size_t o = 0; o < span && o < 256; o += 64)
+			__builtin_prefetch(a + o);
+		__builtin_prefetch(a + span - 1);
+	}
+}
+
+/* Whole stored rows [r, r + n) of an index or mask selection, to d. */
+static void sel_rows(const struct pm__fill *f, size_t r, size_t n, char *d)
+{
+	const struct pm__geom *g = &f->g;
+	const char *src[2][SEL_BATCH];
+	size_t span = f->el_stride > 0 ?
+		(f->line_elems - 1) * (size_t)f->el_stride + g->in_size : 1;
+	size_t k = n < SEL_BATCH ? n : SEL_BATCH;
+	int cur = 0;
+
+	sel_prepare(f, r, k, src[0]);
+	for (size_t j = 0; j < k; j++)
+		sel_prefetch(f, src[0][j], span);
+	for (size_t i = 0; i < n;) {
+		size_t left = n - i - k, next = left < SEL_BATCH ? left : SEL_BATCH;
+
+		sel_prepare(f, r + i + k, next, src[!cur]);
+		for (size_t j = 0; j < k; j++, d += g->pitch) {
+			if (j < next)
+				sel_prefetch(f, src[!cur][j], span);
+			if (src[cur][j]) {
+				row_fast(f, src[cur][j], d);
+				if (g->pitch > g->row_bytes)
+					memset(d + g->row_bytes, 0, g->pitch - g->row_bytes);
+			} else {
+				struct rowpos p;
+
+				rowpos_set(f, &p, r + i + j);
+				row_bytes(f, &p, 0, g->pitch, d);
+			}
+		}
+		i += k;
+		k = next;
+		cur = !cur;
+	}
+}
+
 void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 {
 	const struct pm__geom *g = &f->g;
@@ -928,6 +1002,17 @@ void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len)
 			}
 		}
 
+		if (g->sel && b == 0 && len >= 2 * g->pitch) {
+			size_t n = len / g->pitch;
+
+			sel_rows(f, p.row, n, d);
+			d += n * g->pitch;
+			len -= n * g->pitch;
+			if (!len)
+				return;
+			rowpos_set(f, &p, p.row + n);
+			continue;
+		}
 		row_bytes(f, &p, b, take, d);
 		d += take;
 		len -= take;
