@@ -361,14 +361,18 @@ class PatchMatrix:
                  pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
                  layout=None, row_pitch=None, scale=None, offset=None, affine=None,
                  backend=None, budget=None, chunk=None, threads=None, readahead=None,
-                 writable=None):
-        self._setup(*_build_opts(
-            "patchmap.PatchMatrix", image, window_shape, step=step, dilation=dilation,
+                 writable=None, rows=None, mask=None, sample=None, random_state=None,
+                 row_range=None):
+        src, o, sel = _build_opts(
+            "patchmap.PatchMatrix", image, window_shape,
+            select=dict(rows=rows, mask=mask, sample=sample, random_state=random_state,
+                        row_range=row_range), step=step, dilation=dilation,
             padding=padding, pad_mode=pad_mode, pad_value=pad_value,
             channel_axis=channel_axis, dtype=dtype, order=order, layout=layout,
             row_pitch=row_pitch, scale=scale, offset=offset, affine=affine, backend=backend,
             budget=budget, chunk=chunk, threads=threads, readahead=readahead,
-            writable=writable))
+            writable=writable)
+        self._setup(src, o, sel[:2] if sel else None)
 
     @classmethod
     def _from_opts(cls, src, o, rows=None):
@@ -526,13 +530,17 @@ def open_matrix(image, window_shape, step=None, dilation=None, padding=None, *,
                 pad_mode=None, pad_value=None, channel_axis=None, dtype=None, order=None,
                 layout=None, row_pitch=None, scale=None, offset=None, affine=None,
                 backend=None, budget=None, chunk=None, threads=None, readahead=None,
-                writable=None):
-    return PatchMatrix._from_opts(*_build_opts(
-        "patchmap.open", image, window_shape, step=step, dilation=dilation, padding=padding,
+                writable=None, rows=None, mask=None, sample=None, random_state=None,
+                row_range=None):
+    src, o, sel = _build_opts(
+        "patchmap.open", image, window_shape,
+        select=dict(rows=rows, mask=mask, sample=sample, random_state=random_state,
+                    row_range=row_range), step=step, dilation=dilation, padding=padding,
         pad_mode=pad_mode, pad_value=pad_value, channel_axis=channel_axis, dtype=dtype,
         order=order, layout=layout, row_pitch=row_pitch, scale=scale, offset=offset,
         affine=affine, backend=backend, budget=budget, chunk=chunk, threads=threads,
-        readahead=readahead, writable=writable))
+        readahead=readahead, writable=writable)
+    return PatchMatrix._from_opts(src, o, sel[:2] if sel else None)
 
 
 def windows(image, window_shape, step=None, dilation=None, padding=None, *, pad_mode=None,
@@ -709,13 +717,8 @@ _ARGUMENTS = """
     system errors.
 """
 
-windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, never
-    materialized: row r is window r (window positions in row-major order, as
-    sliding_window_view(image, window_shape)[::step] numbers them), its
-    columns the window's samples converted to `dtype`. The matrix is
-    computed lazily, chunk by chunk, and lives as long as the returned
-    array or any view of it.
 
+_SELECTION = """
     Some of the windows (at most one of these; every window by default):
     row_range: (begin, end), a slice or "A:B": windows begin to end - 1
         (the grammar's row_range key).
@@ -733,7 +736,15 @@ windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, nev
         patches reshaped to 2-D, bit for bit. A sample larger than the
         windows is refused (scikit-learn then returns all of them in random
         order; patchmap.extract_patches_2d does that too).
-""" + _ARGUMENTS
+"""
+
+windows.__doc__ = """The patch matrix of `image` as a read-only 2-D ndarray, never
+    materialized: row r is window r (window positions in row-major order, as
+    sliding_window_view(image, window_shape)[::step] numbers them), its
+    columns the window's samples converted to `dtype`. The matrix is
+    computed lazily, chunk by chunk, and lives as long as the returned
+    array or any view of it.
+""" + _SELECTION + _ARGUMENTS
 
 describe.__doc__ = """What windows() would make of these arguments, without opening
     anything: {"options": the resolved options (window, step, dilation,
@@ -753,7 +764,7 @@ open_matrix.__doc__ = """A PatchMatrix handle over the patch matrix of `image` (
     the same function): .array, .read(), .take(), .stats(), .info, and
     close() or a with-block to free the mapping at a known point. Takes
     every argument of windows(), and backend="none".
-""" + _ARGUMENTS
+""" + _SELECTION + _ARGUMENTS
 
 PatchMatrix.__init__.__doc__ = """A handle over the patch matrix of `image`, as open() returns.
-""" + _ARGUMENTS
+""" + _SELECTION + _ARGUMENTS

@@ -194,17 +194,35 @@ def resolve(who, o, info, rows=None, mask=None, sample=None, random_state=None,
         # axis order, with replacement
         rng = check_random_state(random_state)
         out = tuple(info.out_shape[a] for a in range(info.nspatial))
-        draws = [rng.randint(k, size=n) for k in out]
-        idx = np.ravel_multi_index(draws, out)
+        idx = _window_numbers([rng.randint(k, size=n) for k in out], out)
         kind = "sample"
     sel = _selection(rows=idx)
+    del idx
     keep = sel[1]
-    checksum = int((np.arange(1, keep.size + 1, dtype=np.uint64) * keep).sum(dtype=np.uint64))
+    checksum = 0
+    for a in range(0, keep.size, 1 << 20):  # sum of (i + 1) * index[i], modulo 2**64
+        part = keep[a:a + (1 << 20)]
+        w = np.arange(a + 1, a + 1 + part.size, dtype=np.uint64)
+        w *= part
+        checksum += int(w.sum(dtype=np.uint64))
+    checksum &= (1 << 64) - 1
     report = {"kind": kind, "count": int(keep.size), "checksum": checksum}
     sinfo = L.pm_matrix_info()
     L.check(_declared().pm_matrix_describe_rows(ctypes.byref(o), ctypes.byref(sel[0]),
                                                  ctypes.byref(sinfo)))
     return (sel[0], keep, report), sinfo
+
+
+def _window_numbers(draws, out):
+    """numpy.ravel_multi_index(draws, out) as uint64, computed in the memory of
+    the first draw when it is int64 (randint's dtype here), as the sampler's
+    draws are all in range: no copy of a sample's indices."""
+    first = draws[0]
+    idx = first.view(np.uint64) if first.dtype == np.int64 else first.astype(np.uint64)
+    for d, k in zip(draws[1:], out[1:]):
+        idx *= np.uint64(k)
+        idx += d.view(np.uint64) if d.dtype == np.int64 else d.astype(np.uint64)
+    return idx
 
 
 def check_random_state(seed):
@@ -267,7 +285,13 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
         rng = check_random_state(random_state)
         i_s = rng.randint(i_h - p_h + 1, size=n)
         j_s = rng.randint(i_w - p_w + 1, size=n)
-        sel = _selection(rows=i_s.astype(np.uint64) * (i_w - p_w + 1) + j_s.astype(np.uint64))
+        # the window numbers, i_s * n_w + j_s, computed in i_s's memory (the
+        # draws are int64 and not negative): no copy of the sample's indices
+        # beyond the library's own
+        rows = _window_numbers([i_s, j_s], (i_h - p_h + 1, i_w - p_w + 1))
+        del i_s, j_s
+        sel = _selection(rows=rows)
+        del rows
     options.setdefault("dtype", "same")
     arr, o = _build_opts("patchmap.extract_patches_2d", image, (p_h, p_w),
                          channel_axis=2 if image.ndim == 3 else None, **options)

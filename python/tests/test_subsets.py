@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import patchmap
+from conftest import BACKENDS
 from numpy.lib.stride_tricks import sliding_window_view
 
 sk_image = pytest.importorskip("sklearn.feature_extraction.image")
@@ -73,6 +74,39 @@ def test_extract_patches_2d_matches_sklearn(shape, max_patches, seed):
     assert got.shape == want.shape
     assert got.dtype == want.dtype
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_sample_over_chunks_matches_sklearn(backend, dtype):
+    """A sample of many rows over small chunks under the tightest budget
+    (rows gathered in batches whose next lines are requested ahead, chunk
+    edges inside rows), and read through pm_matrix_read by open().read()
+    with backend none: the same bytes as scikit-learn's."""
+    img = (np.random.default_rng(7).random((300, 257, 3)) * 255).astype(dtype)
+    want = sk_image.extract_patches_2d(img, (5, 4), max_patches=0.05, random_state=11)
+    want = want.reshape(len(want), -1)
+    X = patchmap.extract_patches_2d(img, (5, 4), max_patches=0.05, random_state=11,
+                                    backend=backend, chunk="4K", budget="12K")
+    assert np.array_equal(X, want)
+    with patchmap.open(img, (5, 4), channel_axis=2, dtype="same", sample=0.05,
+                       random_state=11, backend="none") as m:
+        assert np.array_equal(m.read(), want)
+        assert np.array_equal(m.read(3, 1000), want[3:1000])
+        assert np.array_equal(m.take([5, 0, 5]), want[[5, 0, 5]])
+    with patchmap.PatchMatrix(img, (5, 4), channel_axis=2, dtype="same",
+                              rows=np.arange(0, 200, 7)[::-1]) as m:
+        assert np.array_equal(m.array, matrix(img, (5, 4))[np.arange(0, 200, 7)[::-1]])
+
+
+def test_open_selection_errors():
+    img = np.zeros((5, 5), np.float32)
+    with pytest.raises(IndexError, match="past the last window"):
+        patchmap.open(img, (2, 2), rows=[16], backend="none")
+    with pytest.raises(ValueError, match="out_shape"):
+        patchmap.PatchMatrix(img, (2, 2), mask=np.ones(15, bool))
+    with pytest.raises(ValueError, match="give one of"):
+        patchmap.open(img, (2, 2), rows=[1], sample=3)
 
 
 def test_extract_patches_2d_errors():
