@@ -3,7 +3,9 @@ imports). Each variant runs in its own process so that its peak RSS (the
 kernel's VmHWM of that process: ru_maxrss would also count the RSS of the
 process it was forked from) is its own. Usage: python3 bench/bench-subsets.py [SIZE] [FOLD]
 [LAZY] (default 8192 1024 8192: the 1 % sample of the 8 x 8 windows of a
-SIZE x SIZE float32 image read from a .npy file; the fold of the 8 x 8
+SIZE x SIZE float32 image loaded from a .npy file, read once and into an
+IncrementalPCA fit, against scikit-learn's extract_patches_2d, with the
+peak RSS above what the process held before the sampling; the fold of the 8 x 8
 windows of a FOLD x FOLD image against scikit-learn and torch, whose
 matrices are in memory; the fold of the lazy 12 x 12 matrix of a LAZY x LAZY
 image, 38 GB at 8192). PATCHMAP_LIBRARY selects the library, as for the
@@ -21,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 
-BLOCK = 4 << 20  # bytes of the matrix read at a time
+BLOCK = 1 << 20  # bytes of the matrix read at a time
 
 
 def image(n):
@@ -51,6 +53,12 @@ def digest(X):
     return h.hexdigest()
 
 
+def vm_hwm():
+    """This process's peak RSS in bytes, from the kernel."""
+    with open("/proc/self/status") as st:
+        return next(int(line.split()[1]) * 1024 for line in st if line.startswith("VmHWM:"))
+
+
 def child(kind, n, path):
     import numpy as np
     import patchmap
@@ -58,31 +66,43 @@ def child(kind, n, path):
 
     out = {}
     if kind.startswith("sample-"):
-        img = np.load(path, mmap_mode="r") if kind.startswith("sample-patchmap") else \
-            np.load(path)
+        img = np.load(path)
+        base = vm_hwm()  # the interpreter, the imports and the image
         t0 = time.perf_counter()
         if kind.startswith("sample-sklearn"):
             X = ski.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
             X = X.reshape(len(X), -1)
-        elif kind.endswith("-fit"):
-            X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0)
         else:
-            # streamed under a small budget: at most 16 MiB of it resident
+            # streamed under a small budget: 2 MiB chunks, at most 8 MiB of
+            # them resident, two filler threads
             X = patchmap.extract_patches_2d(img, (8, 8), max_patches=0.01, random_state=0,
-                                            budget="16M")
-            # read once, block by block, as a consumer streams it
-            buf = np.empty(BLOCK // 4, np.float32)
-            rows = BLOCK // (X.shape[1] * 4)
-            for a in range(0, X.shape[0], rows):
-                blk = X[a:a + rows]
-                np.copyto(buf[:blk.size].reshape(blk.shape), blk)
-        mb = X.nbytes
-        if kind.endswith("-fit"):
-            from sklearn.decomposition import PCA
-            PCA(8, random_state=0).fit(X)
-        dt = time.perf_counter() - t0
+                                            budget="8M", chunk="2M", threads=2)
         if not kind.endswith("-fit"):
+            if kind.startswith("sample-patchmap"):
+                # read once, block by block, as a consumer streams it
+                buf = np.empty(BLOCK // 4, np.float32)
+                rows = BLOCK // (X.shape[1] * 4)
+                for a in range(0, X.shape[0], rows):
+                    blk = X[a:a + rows]
+                    np.copyto(buf[:blk.size].reshape(blk.shape), blk)
+            dt = time.perf_counter() - t0
             out["sha256"] = digest(X)
+        else:
+            # IncrementalPCA: scikit-learn's fit takes the sample whole (and
+            # copies it, copy=True); the lazy sample goes to partial_fit in
+            # the same batches, so the two fits are the same computation
+            from sklearn.decomposition import IncrementalPCA
+            from sklearn.utils import gen_batches
+            pca = IncrementalPCA(8, batch_size=4096)
+            if kind.startswith("sample-sklearn"):
+                pca.fit(X)
+            else:
+                for b in gen_batches(X.shape[0], 4096, min_batch_size=8):
+                    pca.partial_fit(X[b])
+            dt = time.perf_counter() - t0
+            out["sha256"] = hashlib.sha256(pca.components_.tobytes()).hexdigest()
+        mb = X.nbytes
+        out["above"] = vm_hwm() - base
     elif kind == "fold-dtypes":
         # the float32 matrix of the 8x8 windows, converted: the sum into
         # float32 and float64, 1 and 2 threads, best of 3 each
@@ -160,9 +180,7 @@ def child(kind, n, path):
             dt = best
             assert got.tobytes() == want.tobytes()
             out["sha256"] = hashlib.sha256(got.tobytes()).hexdigest()
-    with open("/proc/self/status") as st:
-        rss = next(int(line.split()[1]) * 1024 for line in st if line.startswith("VmHWM:"))
-    out.update({"kind": kind, "n": n, "s": dt, "bytes": mb, "rss": rss})
+    out.update({"kind": kind, "n": n, "s": dt, "bytes": mb, "rss": vm_hwm()})
     print(json.dumps(out))
 
 
@@ -170,6 +188,13 @@ def run(kind, n, path=""):
     r = subprocess.run([sys.executable, __file__, "--child", kind, str(n), path], check=True,
                        capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+ROUNDS = 3
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
 
 
 def gbs(r):
@@ -192,20 +217,32 @@ def main():
     os.close(fd)
     try:
         run("save", n, path)
-        print("1 %% sample of the 8x8 windows of a %d x %d float32 image (.npy file)" % (n, n))
+        print("1 %% sample of the 8x8 windows of a %d x %d float32 image (np.load, not timed), "
+              "each run in its own process, scikit-learn and patchmap alternating, %d rounds"
+              % (n, n, ROUNDS))
         z = run("baseline", n, path)
         print("  (the interpreter with numpy, scikit-learn and patchmap imported: peak RSS "
               "%.0f MiB; the image: %.0f MiB)" % (mib(z), n * n * 4 / 2**20))
-        a, b = run("sample-sklearn", n, path), run("sample-patchmap", n, path)
-        print("  sklearn extract_patches_2d(max_patches=0.01), sampling + copy: %6.2f s  "
-              "peak RSS %5.0f MiB" % (a["s"], mib(a)))
-        print("  patchmap.extract_patches_2d, the lazy sample read once:        %6.2f s  "
-              "peak RSS %5.0f MiB  (%.1fx faster, %.1fx less memory; same bytes: %s)"
-              % (b["s"], mib(b), a["s"] / b["s"], a["rss"] / b["rss"],
-                 "yes" if a["sha256"] == b["sha256"] else "NO"))
-        a, b = run("sample-sklearn-fit", n, path), run("sample-patchmap-fit", n, path)
-        print("  the same + PCA(8).fit: sklearn %.2f s, peak RSS %.0f MiB; patchmap %.2f s, "
-              "peak RSS %.0f MiB" % (a["s"], mib(a), b["s"], mib(b)))
+        for what, suffix in (("sampling + copy; patchmap: the lazy sample read once",
+                              ""), ("the same + IncrementalPCA(8, batch_size=4096)", "-fit")):
+            a, b = [], []
+            for _ in range(ROUNDS):
+                a.append(run("sample-sklearn" + suffix, n, path))
+                b.append(run("sample-patchmap" + suffix, n, path))
+            ta, tb = median([r["s"] for r in a]), median([r["s"] for r in b])
+            ua, ub = median([r["above"] for r in a]), median([r["above"] for r in b])
+            same = all(r["sha256"] == a[0]["sha256"] for r in a + b)
+            print("  %s:" % what)
+            print("    scikit-learn %.3f s (%s), peak RSS %.0f MiB, %.0f MiB above the image "
+                  "and imports" % (ta, ", ".join("%.3f" % r["s"] for r in a), mib(a[0]),
+                                  ua / 2**20))
+            print("    patchmap     %.3f s (%s), peak RSS %.0f MiB, %.0f MiB above the image "
+                  "and imports" % (tb, ", ".join("%.3f" % r["s"] for r in b), mib(b[0]),
+                                  ub / 2**20))
+            print("    %.1fx faster (medians), %.1fx less memory above the image and imports, "
+                  "%.2fx less peak RSS; same %s: %s"
+                  % (ta / tb, ua / ub, a[0]["rss"] / b[0]["rss"],
+                     "bytes" if not suffix else "components", "yes" if same else "NO"))
     finally:
         os.unlink(path)
 
