@@ -111,6 +111,13 @@ def data(tmp_path_factory):
         f.write(b"header!" + src["i2be"].astype(">i2").tobytes())
     src["vol"] = rng.integers(0, 4000, (9, 10, 11)).astype(np.uint16)
     np.save(d / "vol.npy", src["vol"])
+    # row selections: window numbers of u8's 5x4 windows at step 2x1 (29 x 50
+    # of them; any order, repeats, the first and the last), and a mask over
+    # the positions of its 5x4 windows at step 1 (57 x 50)
+    src["rows"] = np.concatenate([[29 * 50 - 1, 0, 7, 7], rng.integers(0, 29 * 50, 400)])
+    np.save(d / "rows.npy", src["rows"])
+    src["mask"] = rng.random((57, 50)) < 0.3
+    write_pnm(d / "mask.pgm", src["mask"].astype(np.uint8) * 255)
     return d, src
 
 
@@ -141,6 +148,12 @@ CASES = {
                           dict(window=4, dtype="float32", scale=2)),
     "volume": ("source = vol.npy\ndtype = same\nwindow = 3\nchannel_axis = none\nstep = 2\n", "vol",
                dict(window=3, step=2)),
+    "u8-rows": ("source = u8.npy\nwindow = 5x4\nstep = 2x1\ndtype = float32\nrows = rows.npy\n",
+                "u8", dict(window=[5, 4], step=[2, 1], dtype="float32", select="rows")),
+    "u8-mask-pgm": ("source = u8.npy\ndtype = same\nwindow = 5x4\nmask = mask.pgm\n", "u8",
+                    dict(window=[5, 4], select="mask")),
+    "ppm-row-range": ("source = rgb.ppm\ndtype = same\nwindow = 4\nrow_range = 17:301\n", "rgb",
+                      dict(window=4, channels=True, select=slice(17, 301))),
 }
 
 
@@ -148,7 +161,12 @@ class Case:
     def __init__(self, data, name, fmt):
         d, src = data
         text, source, kw = CASES[name]
+        kw = dict(kw)
+        select = kw.pop("select", None)
         self.expect = reference(src[source], **kw)
+        if select is not None:  # the stored rows the descriptor selects
+            self.expect = self.expect[src[select].reshape(-1) if isinstance(select, str)
+                                      else select]
         self.fmt = fmt
         self.path = d / f"{name}-{fmt}.patchmap"
         if not self.path.exists():
