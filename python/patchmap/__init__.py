@@ -21,8 +21,8 @@ describe() (the resolved options and shape, nothing opened), save()
 parse_size(), imread() (an image file libvips reads, decoded lazily). help() on each names every argument.
 """
 
-from ._core import (PatchMatrix, Stats, blockwise, describe, info, open_matrix, parse_size,
-                    stats, take, windows)
+from ._core import (PatchMatrix, Stats, blocks, blockwise, describe, info, open_matrix,
+                    parse_size, stats, take, windows)
 from ._lib import Error, InvalidArgument, OutOfMemory, SystemCallError, library_path
 from ._save import save
 from ._image import ImageError, image_info, imread
@@ -42,7 +42,7 @@ def library_version():
 
 __version__ = "1.0.0"
 __all__ = ["windows", "describe", "open_matrix", "save", "PatchMatrix", "Stats", "stats", "info", "take",
-           "blockwise", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
+           "blockwise", "blocks", "parse_size", "Error", "InvalidArgument", "OutOfMemory",
            "SystemCallError", "library_path", "library_version", "imread", "image_info",
            "ImageError", "doctor", "Doctor",
            "memory_available", "Memory"]

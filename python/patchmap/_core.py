@@ -294,6 +294,21 @@ def _read_rows(owner, rows, shape):
     return (out[:, :cols] if ld != cols else out).reshape(tuple(shape) + (cols,))
 
 
+def _read_range(owner, first, count):
+    """Stored rows [first, first + count) via one pm_matrix_read: as
+    _read_rows(owner, numpy.arange(first, first + count), (count,))."""
+    info = owner.info
+    dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
+    rb = ld * dtype.itemsize
+    out = np.empty((count, ld), dtype=dtype)
+    read, _, img = _guarded(owner)
+    err = read(owner.handle(), first * rb, out.ctypes.data, count * rb)
+    if err == -errno.EIO and img is not None:
+        raise _image.decode_error(img, "patchmap: reading the matrix")
+    L.check(err)
+    return out[:, :cols] if ld != cols else out
+
+
 def take(X, indices):
     """numpy.take(X, indices, axis=0), computed straight from the source:
     sampling scattered rows (to fit a model, say) then costs those rows
@@ -309,6 +324,84 @@ def take(X, indices):
     owner, first, count, stride = _row_selection(X, "patchmap.take", "X[indices]")
     idx, shape = _row_indices(indices, count)
     return _read_rows(owner, first + idx * stride, shape)
+
+
+def blocks(X, block_rows=None, block_bytes="1M", threads=2):
+    """Consecutive row blocks of X, each a new ordinary array (writable,
+    C-contiguous, yours to keep), computed straight from the source by the
+    library (pm_matrix_read) into that array: the mapping is never touched,
+    so there are no faults, nothing counts against the budget, and a
+    PatchMatrix with backend="none" streams too. While you work on one
+    block, up to `threads` threads compute the next ones; at most
+    threads + 1 blocks exist at once (plus those you keep). The way to feed
+    a matrix to partial_fit, or to anything that takes it a block at a
+    time.
+
+    X: an array returned by windows() or extract_patches_2d(), a row slice
+        X[a:b] or X[a:b:k] of one, or a PatchMatrix. Any other 2-D array
+        yields its row slices X[a:b] (views, not copies).
+    block_rows: rows per block (the last may be shorter); default: as many
+        as fit block_bytes.
+    block_bytes: the bytes of a block when block_rows is None (an int or a
+        size text such as "1M"); default "1M", which a core's cache holds.
+    threads: threads computing blocks ahead (1 to 64); default 2.
+
+    A block that fails to compute (a damaged image under the matrix:
+    patchmap.ImageError) raises when the iteration reaches it. Leaving the
+    loop early waits for the blocks being computed and drops them.
+    """
+    first, stride = 0, 1
+    if isinstance(X, PatchMatrix):
+        owner = X._live_owner()
+        n, row = X.shape[0], X.shape[1] * X.dtype.itemsize
+    else:
+        try:
+            owner, first, n, stride = _row_selection(X, "patchmap.blocks",
+                                                     "numpy.ascontiguousarray(X)")
+        except TypeError:  # not over a matrix: an ordinary array
+            owner = None
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError("patchmap.blocks: X must be 2-D, not %d-D" % X.ndim)
+            n = X.shape[0]
+        row = X.shape[1] * X.itemsize
+    if block_rows is None:
+        block_rows = max(1, parse_size(block_bytes, "block_bytes") // max(1, row))
+    block_rows = _int(block_rows, "block_rows", 1)
+    threads = _int(threads, "threads", 1, 64)
+    return _blocks(X, owner, first, stride, n, block_rows, threads)
+
+
+def _blocks(X, owner, first, stride, n, block_rows, threads):
+    if owner is None:
+        for a in range(0, n, block_rows):
+            yield X[a:a + block_rows]
+        return
+    import concurrent.futures as cf
+    starts = range(0, n, block_rows)
+    if stride == 1:  # one call per block
+        read = lambda a: _read_range(owner, first + a, min(n - a, block_rows))
+    else:
+        read = lambda a: _read_rows(owner, first + stride * np.arange(a, min(n, a + block_rows)),
+                                    (min(n, a + block_rows) - a,))
+    pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="patchmap-blocks")
+    pending = []
+    try:
+        it = iter(starts)
+        for a in it:
+            pending.append(pool.submit(read, a))
+            if len(pending) == threads:
+                break
+        while pending:
+            block = pending.pop(0).result()
+            a = next(it, None)
+            if a is not None:
+                pending.append(pool.submit(read, a))
+            yield block
+    finally:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True)
 
 
 def _row_selection(X, who, other):
@@ -636,7 +729,7 @@ def blockwise(func, X, block_rows=None, block_bytes="64M"):
 
 
 __all__ = ["windows", "describe", "open_matrix", "PatchMatrix", "Stats", "stats", "info", "take",
-           "blockwise",
+           "blockwise", "blocks",
            "parse_size"]
 
 

@@ -194,7 +194,7 @@ def resolve(who, o, info, rows=None, mask=None, sample=None, random_state=None,
         # axis order, with replacement
         rng = check_random_state(random_state)
         out = tuple(info.out_shape[a] for a in range(info.nspatial))
-        idx = _window_numbers([rng.randint(k, size=n) for k in out], out)
+        idx = _sample_windows(rng, out, n)
         kind = "sample"
     sel = _selection(rows=idx)
     del idx
@@ -213,15 +213,28 @@ def resolve(who, o, info, rows=None, mask=None, sample=None, random_state=None,
     return (sel[0], keep, report), sinfo
 
 
-def _window_numbers(draws, out):
-    """numpy.ravel_multi_index(draws, out) as uint64, computed in the memory of
-    the first draw when it is int64 (randint's dtype here), as the sampler's
-    draws are all in range: no copy of a sample's indices."""
-    first = draws[0]
+# The later axes' draws are made in pieces of this many windows: randint
+# gives the same numbers, and leaves the generator in the same state, drawn
+# whole or in pieces (tests/test_subsets.py checks it).
+_PIECE = 1 << 16
+
+
+def _sample_windows(rng, out, n):
+    """The window numbers of scikit-learn's sample: one rng.randint(k,
+    size=n) per spatial axis, in axis order, combined as
+    numpy.ravel_multi_index(draws, out) would, as uint64. The first axis is
+    drawn whole and the numbers formed in its memory (randint's int64 viewed
+    as uint64: the draws are not negative); the later axes are drawn in
+    pieces and added in, so that one array of n numbers exists, not one per
+    axis."""
+    first = rng.randint(out[0], size=n)
     idx = first.view(np.uint64) if first.dtype == np.int64 else first.astype(np.uint64)
-    for d, k in zip(draws[1:], out[1:]):
+    for k in out[1:]:
         idx *= np.uint64(k)
-        idx += d.view(np.uint64) if d.dtype == np.int64 else d.astype(np.uint64)
+        for a in range(0, n, _PIECE):
+            d = rng.randint(k, size=min(_PIECE, n - a))
+            idx[a:a + d.size] += d.view(np.uint64) if d.dtype == np.int64 else \
+                d.astype(np.uint64)
     return idx
 
 
@@ -282,14 +295,10 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
     n = _n_patches(i_h, i_w, p_h, p_w, max_patches)
     sel = None
     if max_patches:
-        rng = check_random_state(random_state)
-        i_s = rng.randint(i_h - p_h + 1, size=n)
-        j_s = rng.randint(i_w - p_w + 1, size=n)
-        # the window numbers, i_s * n_w + j_s, computed in i_s's memory (the
-        # draws are int64 and not negative): no copy of the sample's indices
-        # beyond the library's own
-        rows = _window_numbers([i_s, j_s], (i_h - p_h + 1, i_w - p_w + 1))
-        del i_s, j_s
+        # i_s = randint(i_h - p_h + 1), then j_s = randint(i_w - p_w + 1):
+        # window i_s * (i_w - p_w + 1) + j_s
+        rows = _sample_windows(check_random_state(random_state),
+                               (i_h - p_h + 1, i_w - p_w + 1), n)
         sel = _selection(rows=rows)
         del rows
     options.setdefault("dtype", "same")

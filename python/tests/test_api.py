@@ -13,6 +13,7 @@ import patchmap
 
 PUBLIC = [patchmap.windows, patchmap.describe, patchmap.open, patchmap.open_matrix,
           patchmap.save, patchmap.take, patchmap.stats, patchmap.info, patchmap.blockwise,
+          patchmap.blocks,
           patchmap.parse_size, patchmap.library_path, patchmap.library_version,
           patchmap.PatchMatrix, patchmap.PatchMatrix.read, patchmap.PatchMatrix.take,
           patchmap.PatchMatrix.close, patchmap.PatchMatrix.stats]

@@ -99,6 +99,24 @@ def test_sample_over_chunks_matches_sklearn(backend, dtype):
         assert np.array_equal(m.array, matrix(img, (5, 4))[np.arange(0, 200, 7)[::-1]])
 
 
+def test_sample_blocks_into_partial_fit_match_sklearn_fit():
+    """The lazy sample streamed by blocks() into IncrementalPCA.partial_fit
+    gives the components scikit-learn's fit of its own sample gives, bit
+    for bit (the same batches: fit's gen_batches of batch_size rows)."""
+    from sklearn.decomposition import IncrementalPCA
+    img = np.random.default_rng(9).random((200, 180)).astype(np.float32)
+    want = sk_image.extract_patches_2d(img, (6, 5), max_patches=0.2, random_state=4)
+    ref = IncrementalPCA(5, batch_size=500).fit(want.reshape(len(want), -1))
+    X = patchmap.extract_patches_2d(img, (6, 5), max_patches=0.2, random_state=4,
+                                    budget="16K", chunk="4K")
+    assert X.shape[0] % 500 >= 5  # fit's last batch is not merged into the one before
+    got = IncrementalPCA(5, batch_size=500)
+    for b in patchmap.blocks(X, block_rows=500):
+        got.partial_fit(b)
+    assert np.array_equal(got.components_, ref.components_)
+    assert np.array_equal(got.explained_variance_, ref.explained_variance_)
+
+
 def test_open_selection_errors():
     img = np.zeros((5, 5), np.float32)
     with pytest.raises(IndexError, match="past the last window"):
@@ -107,6 +125,24 @@ def test_open_selection_errors():
         patchmap.PatchMatrix(img, (2, 2), mask=np.ones(15, bool))
     with pytest.raises(ValueError, match="give one of"):
         patchmap.open(img, (2, 2), rows=[1], sample=3)
+
+
+@pytest.mark.parametrize("seed", [0, 7, "state"])
+@pytest.mark.parametrize("k", [3, 8185, 2**31 + 5, 2**33])
+def test_sample_draws_in_pieces(seed, k):
+    """The sample's later axes are drawn in pieces: the same numbers as one
+    randint per axis, and the generator left in the same state."""
+    from patchmap import _subsets
+    n = 3 * _subsets._PIECE + 17
+    mk = (lambda: np.random.RandomState(5)) if seed == "state" else \
+        (lambda: np.random.RandomState(seed))
+    want_rng, got_rng = mk(), mk()
+    out = (k, 5, 1 << 20) if k < 2**20 else (3, k)
+    draws = [want_rng.randint(m, size=n) for m in out]
+    want = np.ravel_multi_index(draws, out) if k < 2**20 else draws[0] * np.int64(k) + draws[1]
+    got = _subsets._sample_windows(got_rng, out, n)
+    assert got.dtype == np.uint64 and np.array_equal(got, want.astype(np.uint64))
+    assert want_rng.randint(1 << 30) == got_rng.randint(1 << 30)
 
 
 def test_extract_patches_2d_errors():

@@ -289,6 +289,56 @@ def test_read_and_backend_none():
         patchmap.windows(img, 3, backend="none")
 
 
+@pytest.mark.parametrize("backend", ["uffd", "sigsegv", "eager"])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_blocks(backend, threads):
+    """blocks() yields X's rows in order, as new arrays of its own, computed
+    without faulting the mapping in; views of whole rows, a PatchMatrix
+    with backend none, and ordinary arrays (their slices) too."""
+    img = random_image((90, 70), np.uint16, seed=21)
+    X = patchmap.windows(img, (5, 4), step=(1, 2), dtype=np.float64, backend=backend,
+                         chunk="4k", budget="16k")
+    R = reference(img, (5, 4), (1, 2), dtype=np.float64)
+    faults = patchmap.stats(X).faults
+    for view, ref in [(X, R), (X[3:], R[3:]), (X[::-3], R[::-3]), (X[10:400:7], R[10:400:7])]:
+        for rows in (1, 13, 64, len(ref), len(ref) + 5):
+            got = list(patchmap.blocks(view, block_rows=rows, threads=threads))
+            assert [len(b) for b in got] == [len(ref[a:a + rows])
+                                             for a in range(0, len(ref), rows)]
+            assert all(b.flags.writeable and not np.shares_memory(b, X) for b in got)
+            assert_bits_equal(np.concatenate(got), ref)
+    assert patchmap.stats(X).faults == faults  # nothing faulted in
+    sizes = [len(b) for b in patchmap.blocks(X, block_bytes="1K", threads=threads)]
+    assert set(sizes[:-1]) == {1024 // (20 * 8)} and sum(sizes) == len(R)
+    # early exit: the iteration stops, the blocks being computed are dropped
+    it = patchmap.blocks(X, block_rows=3, threads=threads)
+    first = next(it)
+    it.close()
+    assert_bits_equal(first, R[:3])
+    with patchmap.open(img, (5, 4), step=(1, 2), dtype=np.float64, backend="none",
+                       row_pitch=256) as m:
+        assert_bits_equal(np.concatenate(list(patchmap.blocks(m, block_rows=50))), R)
+    plain = np.arange(30.0).reshape(10, 3)
+    got = list(patchmap.blocks(plain, block_rows=4, threads=threads))
+    assert [np.shares_memory(b, plain) for b in got] == [True] * 3  # views of plain
+    assert_bits_equal(np.concatenate(got), plain)
+
+
+def test_blocks_errors():
+    img = random_image((20, 20), np.uint8)
+    X = patchmap.windows(img, (3, 3))
+    with pytest.raises(ValueError, match="whole rows"):
+        patchmap.blocks(X[:, 1:])
+    with pytest.raises(ValueError, match="2-D"):
+        patchmap.blocks(np.zeros(5))
+    with pytest.raises(ValueError, match="block_rows"):
+        patchmap.blocks(X, block_rows=0)
+    with pytest.raises(ValueError, match="threads"):
+        patchmap.blocks(X, threads=0)
+    with pytest.raises(ValueError, match="block_bytes"):
+        patchmap.blocks(X, block_bytes="lots")
+
+
 def test_info():
     img = random_image((3, 20, 30), np.uint8)
     with patchmap.open(img, (4, 5), step=(2, 1), channel_axis=0, padding=1) as m:
