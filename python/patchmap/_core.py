@@ -384,6 +384,11 @@ def _blocks(X, owner, first, stride, n, block_rows, threads):
     else:
         read = lambda a: _read_rows(owner, first + stride * np.arange(a, min(n, a + block_rows)),
                                     (min(n, a + block_rows) - a,))
+    if owner.info["ld"] != owner.info["cols"]:
+        # stored rows padded to row_pitch: the read leaves a view that skips
+        # the padding; a block is C-contiguous, so copy the rows together
+        padded = read
+        read = lambda a: np.ascontiguousarray(padded(a))
     pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="patchmap-blocks")
     pending = []
     try:

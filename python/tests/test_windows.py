@@ -324,6 +324,22 @@ def test_blocks(backend, threads):
     assert_bits_equal(np.concatenate(got), plain)
 
 
+@pytest.mark.parametrize("backend", ["eager", "none"])
+def test_blocks_of_padded_rows_are_contiguous(backend):
+    """With row_pitch the stored rows carry padding; the blocks are still
+    C-contiguous arrays of the used columns, as documented."""
+    img = random_image((30, 25), np.float32, seed=5)
+    R = reference(img, (3, 4))
+    with patchmap.open(img, (3, 4), row_pitch=64, backend=backend) as m:
+        views = [(m, R)] if backend == "none" else [(m, R), (m.array[::-2], R[::-2])]
+        for X, ref in views:
+            for rows in (1, 7, len(R)):
+                got = list(patchmap.blocks(X, block_rows=rows))
+                assert all(b.flags.c_contiguous and b.flags.writeable for b in got)
+                assert_bits_equal(np.concatenate(got), ref)
+        del views, X
+
+
 def test_blocks_errors():
     img = random_image((20, 20), np.uint8)
     X = patchmap.windows(img, (3, 3))
