@@ -592,8 +592,9 @@ class PatchMatrix:
 
     def close(self):
         """Frees the mapping now (takes no argument). Refused with
-        BufferError while any array (or view) over it is alive: delete
-        those first. Idempotent."""
+        BufferError while any array (or view) over it is alive, or a
+        patchmap.blocks() iteration of it is unfinished: delete those
+        first (or close the iteration). Idempotent."""
         with self._lock:
             if self.closed:
                 return
@@ -602,7 +603,9 @@ class PatchMatrix:
                 gc.collect()  # arrays kept only by garbage cycles
             if self._owner_refs() > self._baseline:
                 raise BufferError("patchmap: cannot close the matrix while arrays over it are "
-                                  "alive (delete them and their views first)")
+                                  "alive (delete them and their views first) or a "
+                                  "patchmap.blocks() iteration of it is unfinished (finish "
+                                  "or close it)")
             owner = self._owner
             st = L.pm_stats()
             if L.lib().pm_matrix_stats(owner.handle(), ctypes.byref(st)) == 0:

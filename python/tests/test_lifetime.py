@@ -89,6 +89,23 @@ def test_no_leak(backend):
     assert mapping_count() == maps and thread_count() == threads
 
 
+def test_close_refused_while_blocks_iterate():
+    """A blocks() iteration holds the matrix, begun or not: close() is
+    refused with a message that names it, and allowed once it is closed."""
+    img = random_image((20, 20), np.int16)
+    with patchmap.open(img, 3) as m:
+        it = patchmap.blocks(m, block_rows=5, threads=3)
+        with pytest.raises(BufferError, match="blocks.. iteration"):
+            m.close()
+        assert_bits_equal(next(it), reference(img, 3)[:5])
+        with pytest.raises(BufferError, match="blocks.. iteration"):
+            m.close()
+        assert not m.closed
+        it.close()
+        del it
+    assert m.closed
+
+
 def test_close_refused_while_arrays_live():
     img = random_image((20, 20), np.int16)
     m = patchmap.open(img, 3)
