@@ -332,8 +332,9 @@ def blocks(X, block_rows=None, block_bytes="1M", threads=2):
     library (pm_matrix_read) into that array: the mapping is never touched,
     so there are no faults, nothing counts against the budget, and a
     PatchMatrix with backend="none" streams too. While you work on one
-    block, up to `threads` threads compute the next ones; at most
-    threads + 1 blocks exist at once (plus those you keep). The way to feed
+    block, up to `threads` threads compute the next ones: at most
+    threads blocks are being computed besides the ones you hold (your
+    loop's variable holds the last one until it moves on). The way to feed
     a matrix to partial_fit, or to anything that takes it a block at a
     time.
 
@@ -668,6 +669,13 @@ def describe(image, window_shape, step=None, dilation=None, padding=None, *, pad
              row_pitch=None, scale=None, offset=None, affine=None, backend=None, budget=None,
              chunk=None, threads=None, readahead=None, writable=None, rows=None, mask=None,
              sample=None, random_state=None, row_range=None):
+    if sample is not None:
+        # the draw on a copy of the generator: describing opens nothing and
+        # leaves a RandomState (or numpy's global one) where it was
+        from . import _subsets
+        rs = _subsets.check_random_state(random_state)
+        random_state = np.random.RandomState()
+        random_state.set_state(rs.get_state())
     _, o, sel, info = _build_opts(
         "patchmap.describe", image, window_shape, check_memory=False, want_info=True,
         select=dict(rows=rows, mask=mask, sample=sample, random_state=random_state,

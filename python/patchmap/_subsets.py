@@ -299,12 +299,18 @@ def extract_patches_2d(image, patch_size, max_patches=None, random_state=None, *
         # window i_s * (i_w - p_w + 1) + j_s
         rows = _sample_windows(check_random_state(random_state),
                                (i_h - p_h + 1, i_w - p_w + 1), n)
-        sel = _selection(rows=rows)
+        sel = _selection(rows=rows) if n else None
         del rows
     options.setdefault("dtype", "same")
-    arr, o = _build_opts("patchmap.extract_patches_2d", image, (p_h, p_w),
-                         channel_axis=2 if image.ndim == 3 else None, **options)
-    X = PatchMatrix._from_opts(arr, o, sel).array
+    arr, o, info = _build_opts("patchmap.extract_patches_2d", image, (p_h, p_w),
+                               channel_axis=2 if image.ndim == 3 else None, want_info=True,
+                               **options)
+    if sel is None and max_patches:
+        # a fraction of no window: scikit-learn returns an empty array, and
+        # a matrix of no row cannot be opened
+        X = np.empty((0, info.cols), _spec.numpy_dtype(info.dtype))
+    else:
+        X = PatchMatrix._from_opts(arr, o, sel).array
     colors = image.shape[2] if image.ndim == 3 else 1
     shape = (n, p_h, p_w) if colors == 1 else (n, p_h, p_w, colors)
     return (X, shape) if return_shape else X

@@ -145,6 +145,41 @@ def test_sample_draws_in_pieces(seed, k):
     assert want_rng.randint(1 << 30) == got_rng.randint(1 << 30)
 
 
+@pytest.mark.parametrize("shape", [(20, 17), (16, 13, 3)])
+def test_extract_patches_2d_fraction_of_no_window(shape):
+    """A fraction that rounds to no window: scikit-learn's empty array, of
+    the image's dtype and its patch shape, and the generator untouched."""
+    img = np.zeros(shape, np.uint16)
+    want = sk_image.extract_patches_2d(img, (4, 3), max_patches=0.001, random_state=0)
+    X, shp = patchmap.extract_patches_2d(img, (4, 3), max_patches=0.001, random_state=0,
+                                          return_shape=True)
+    got = X.reshape(shp)
+    assert got.shape == want.shape and got.dtype == want.dtype and want.size == 0
+    rs = np.random.RandomState(1)
+    patchmap.extract_patches_2d(img, (4, 3), max_patches=0.001, random_state=rs)
+    assert rs.randint(1 << 30) == np.random.RandomState(1).randint(1 << 30)
+
+
+def test_describe_leaves_the_generator_alone():
+    """describe() draws the sample on a copy: a RandomState passed to it
+    (or numpy's global one) is where it was, and windows() with it then
+    gives the sample describe() reported."""
+    img = np.zeros((30, 40), np.float32)
+    rs = np.random.RandomState(8)
+    d = patchmap.describe(img, (3, 3), sample=50, random_state=rs)
+    assert rs.randint(1 << 30) == np.random.RandomState(8).randint(1 << 30)
+    rs = np.random.RandomState(8)
+    d2 = patchmap.describe(img, (3, 3), sample=50, random_state=rs)
+    assert d2["rows"] == d["rows"]
+    X = patchmap.windows(img, (3, 3), sample=50, random_state=rs)
+    rs = np.random.RandomState(8)
+    draws = [rs.randint(k, size=50) for k in (28, 38)]
+    assert np.array_equal(X, patchmap.windows(img, (3, 3), rows=np.ravel_multi_index(draws, (28, 38))))
+    np.random.seed(3)
+    patchmap.describe(img, (3, 3), sample=10)
+    assert np.random.randint(1 << 30) == np.random.RandomState(3).randint(1 << 30)
+
+
 def test_extract_patches_2d_errors():
     img = np.zeros((5, 5))
     for bad in (1.0, -1, 1.5):
