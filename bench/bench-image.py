@@ -91,11 +91,12 @@ def decode_floor(path):
 
 
 def available_bytes():
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """The memory this process may still take, as the library reckons it
+    (MemAvailable and the cgroup limits)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "python"))
+    import patchmap
+    return patchmap.memory_available().available or 0
 
 
 def print_floor(fl, lazy_wall, lazy_cpu):

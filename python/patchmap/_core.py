@@ -275,22 +275,28 @@ def _guarded(owner):
     return _image.guarded(owner.source)
 
 
+def _read_into(owner, first, count, out, at=0):
+    """Stored rows [first, first + count) via one pm_matrix_read into rows
+    [at, at + count) of out, an array of the matrix's dtype and ld columns.
+    Over an imread image, a part that fails to decode is an ImageError."""
+    rb = out.strides[0]
+    read, _, img = _guarded(owner)
+    err = read(owner.handle(), first * rb, out.ctypes.data + at * rb, count * rb)
+    if err == -errno.EIO and img is not None:
+        raise _image.decode_error(img, "patchmap: reading the matrix")
+    L.check(err)
+
+
 def _read_rows(owner, rows, shape):
     """Stored rows `rows` (valid indices) of the matrix via pm_matrix_read,
     one call per run of consecutive rows, as an array of shape + (cols,)."""
     info = owner.info
-    dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
-    rb = ld * dtype.itemsize
-    out = np.empty((len(rows), ld), dtype=dtype)
-    h = owner.handle()
-    read, _, img = _guarded(owner)
+    ld, cols = info["ld"], info["cols"]
+    out = np.empty((len(rows), ld), dtype=info["dtype"])
     starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1) if len(rows) else []
     ends = list(starts[1:]) + [len(rows)]
     for a, b in zip(starts, ends):
-        err = read(h, int(rows[a]) * rb, out.ctypes.data + int(a) * rb, int(b - a) * rb)
-        if err == -errno.EIO and img is not None:
-            raise _image.decode_error(img, "patchmap: reading the matrix")
-        L.check(err)
+        _read_into(owner, int(rows[a]), int(b - a), out, int(a))
     return (out[:, :cols] if ld != cols else out).reshape(tuple(shape) + (cols,))
 
 
@@ -298,15 +304,9 @@ def _read_range(owner, first, count):
     """Stored rows [first, first + count) via one pm_matrix_read: as
     _read_rows(owner, numpy.arange(first, first + count), (count,))."""
     info = owner.info
-    dtype, ld, cols = info["dtype"], info["ld"], info["cols"]
-    rb = ld * dtype.itemsize
-    out = np.empty((count, ld), dtype=dtype)
-    read, _, img = _guarded(owner)
-    err = read(owner.handle(), first * rb, out.ctypes.data, count * rb)
-    if err == -errno.EIO and img is not None:
-        raise _image.decode_error(img, "patchmap: reading the matrix")
-    L.check(err)
-    return out[:, :cols] if ld != cols else out
+    out = np.empty((count, info["ld"]), dtype=info["dtype"])
+    _read_into(owner, first, count, out)
+    return out[:, :info["cols"]] if info["ld"] != info["cols"] else out
 
 
 def take(X, indices):

@@ -11,7 +11,7 @@ import numpy as np
 from . import _lib as L
 from . import _spec
 from . import _image
-from ._core import PatchMatrix, _Mapping, _build_opts, _owner_of, describe
+from ._core import PatchMatrix, _Mapping, _build_opts, _owner_of, _row_selection, describe
 
 PM_ROWS_ALL, PM_ROWS_INDEX, PM_ROWS_MASK, PM_ROWS_RANGE = 0, 1, 2, 3
 PM_FOLD_SUM, PM_FOLD_MEAN, PM_FOLD_COUNT = 0, 1, 2
@@ -326,14 +326,10 @@ def _over_mapping(X):
     if not isinstance(X, np.ndarray) or not isinstance(owner, _Mapping):
         return True, None
     try:
-        want = owner.__array_interface__
-    except ValueError:
+        _, first, count, stride = _row_selection(X, "patchmap.fold", "")
+    except ValueError:  # not whole rows (or no mapping)
         return True, None
-    shape = tuple(want["shape"])
-    strides = want["strides"] or (shape[1] * X.itemsize, X.itemsize)
-    whole = (X.ndim == 2 and X.__array_interface__["data"][0] == want["data"][0] and
-             X.shape == shape and X.dtype == np.dtype(want["typestr"]) and
-             X.strides == tuple(strides))
+    whole = first == 0 and stride == 1 and count == owner.info["rows"]
     # imread sources read through libpatchmap-image's guarded calls
     if not whole or _image.guarded(owner.source)[2] is not None:
         return True, None
