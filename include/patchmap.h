@@ -192,7 +192,9 @@ struct pm_stats {
 	unsigned mechanism;           /* PM_MECH_* bits: how the backend works here */
 	int threads;                  /* filler threads in force (0: eager, none) */
 	size_t chunk_bytes;
-	size_t budget_bytes;          /* as enforced: a whole number of chunks */
+	size_t budget_bytes;          /* as enforced: a whole number of chunks
+				       * (with PM_MECH_COPY, the staging
+				       * buffers' chunks included) */
 	uint64_t faults;              /* faults served (first touches of absent chunks) */
 	uint64_t chunks_filled;       /* fill callbacks run (faults and read-ahead) */
 	uint64_t bytes_filled;
@@ -214,7 +216,9 @@ struct pm_stats {
                                         absent page (read(2) into it, write(2)
                                         from it) fails with EFAULT */
 #define PM_MECH_MOVE           0x04u /* pages recycled by UFFDIO_MOVE */
-#define PM_MECH_COPY           0x08u /* pages copied in by UFFDIO_COPY (old kernels) */
+#define PM_MECH_COPY           0x08u /* pages copied in by UFFDIO_COPY from staging
+				       * buffers (chunks not of whole huge pages,
+				       * or kernels without UFFDIO_MOVE) */
 #define PM_MECH_MREMAP         0x10u /* pages recycled by mremap */
 #define PM_MECH_HUGEPAGES      0x20u /* the pool is backed by 2 MiB huge pages */
 #define PM_MECH_WRITE_PROTECT  0x40u /* resident pages fault on write */

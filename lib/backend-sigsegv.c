@@ -314,6 +314,7 @@ const struct pm__backend_ops pm__backend_sigsegv = {
 	.id = PM_BACKEND_SIGSEGV,
 	.lazy = true,
 	.in_auto = true,
+	.futex_waits = true,
 	.max_slots = MAX_SLOTS,
 	.probe = sigsegv_probe,
 	.open = sigsegv_open,

@@ -1,10 +1,15 @@
 /* backend-uffd.c: userfaultfd. The range is registered for missing faults; a
- * poller thread turns each fault into a pm__fault() step. Filled pool slots
- * are moved onto the chunk with UFFDIO_MOVE (whole 2 MiB huge pages when the
- * chunk allows, one page-table entry per move) and moved back on eviction, so
- * physical pages are recycled, never freed. Resident chunks are write-
- * protected, so a stray write faults as on read-only memory. Kernels without
- * UFFDIO_MOVE get UFFDIO_COPY + MADV_DONTNEED, correct but slow. */
+ * poller thread turns each fault into a pm__fault() step. Chunks of whole
+ * 2 MiB huge pages are moved: filled pool slots go onto the chunk with
+ * UFFDIO_MOVE (one page-table entry per huge page) and back on eviction, so
+ * physical pages are recycled, never freed, and resident chunks are write-
+ * protected, so a stray write faults as on read-only memory. Smaller chunks
+ * are copied: a fill writes a staging buffer whose pages never move, and
+ * UFFDIO_COPY puts a copy of it in a read-only range; evictions drop the
+ * pages of several chunks in one call. A move of small pages pays a TLB
+ * flush per page, and the next write to each moved page costs about as
+ * much as a copy of it (bench/README.md, section 5). Kernels without
+ * UFFDIO_MOVE copy always. */
 #include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,6 +24,11 @@ struct uffd {
 	pthread_t poller;
 	bool poller_started;
 	bool move, wp;
+	_Atomic int pidfd;    /* for dropping many chunks in one call, or -1 */
+	int pidfd_own;        /* the descriptor to close, or -1 */
+	/* The poller's own fill: the page its reader waits for (copied
+	 * first), and the chunk (the poller's alone). */
+	size_t first_chunk, first_off;
 	_Atomic bool poison;  /* UFFDIO_POISON granted, and not refused since */
 	uint64_t reg_mode;
 };
@@ -91,6 +101,12 @@ static int uffd_probe(bool for_auto)
 	return !for_auto || probe_features & UFFD_FEATURE_MOVE ? 0 : -ENOSYS;
 }
 
+static bool uffd_copies(size_t chunk, bool tight)
+{
+	pthread_once(&probe_once, probe_run);
+	return !(probe_features & UFFD_FEATURE_MOVE) || (!tight && !pm__hugepages(chunk));
+}
+
 static int range_ioctl(int fd, unsigned long req, void *addr, size_t len)
 {
 	struct uffdio_range rg = { (uintptr_t)addr, len };
@@ -153,6 +169,9 @@ static int copy_pages(int fd, char *dst, char *src, size_t len)
 	return 0;
 }
 
+/* The region whose poller this thread is, if any. */
+static _Thread_local struct uffd *poller_of;
+
 /* Async-signal-safe, like every op the front-end calls. */
 static int uffd_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
@@ -161,8 +180,28 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 	size_t len = n * r->chunk, moved;
 	int err;
 
-	if (!u->move)
-		return copy_pages(u->fd, dst, src, len);
+	if (!u->move) {
+		/* Copying: each slot has its own staging buffer. The poller's
+		 * reader gets its page first and runs while the rest comes. */
+		if (poller_of == u && n == 1 && c == u->first_chunk && u->first_off) {
+			size_t off = u->first_off;
+
+			err = copy_pages(u->fd, dst + off, src + off, len - off);
+			if (!err)
+				err = copy_pages(u->fd, dst, src, off);
+			if (err)
+				pm__madvise(dst, len, MADV_DONTNEED);
+			return err;
+		}
+		for (size_t k = 0; k < n; k++) {
+			err = copy_pages(u->fd, dst + k * r->chunk, pm__slot_addr(r, slot + k), r->chunk);
+			if (err) { /* a failed map_in maps nothing */
+				pm__madvise(dst, len, MADV_DONTNEED);
+				return err;
+			}
+		}
+		return 0; /* a copy wakes the readers */
+	}
 	err = move_pages(u->fd, dst, src, len, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0, &moved);
 	if (err && moved) /* the slot keeps the whole chunk, or nothing moved */
 		move_pages(u->fd, src, dst, moved, UFFDIO_MOVE_MODE_DONTWAKE, NULL);
@@ -196,14 +235,39 @@ static int uffd_map_out(struct pm_region *r, size_t c, size_t slot, size_t n)
 	return err;
 }
 
+static int uffd_drop(struct pm_region *r, const size_t *chunks, size_t n)
+{
+	struct uffd *u = r->bk;
+	struct iovec iov[PM__MAX_DROP];
+	int pidfd = atomic_load_explicit(&u->pidfd, memory_order_relaxed);
+
+	for (size_t k = 0; k < n; k++)
+		iov[k] = (struct iovec){ pm__chunk_addr(r, chunks[k]), r->chunk };
+	if (pidfd >= 0) {
+		ssize_t done = pm__process_madvise(pidfd, iov, n, MADV_DONTNEED);
+
+		if (done == (ssize_t)(n * r->chunk))
+			return 0;
+		if (done < 0 && done != -EAGAIN && done != -EINTR)
+			atomic_store(&u->pidfd, -1); /* refused here: stop asking */
+	}
+	for (size_t k = 0; k < n; k++) {
+		int err = pm__madvise(iov[k].iov_base, r->chunk, MADV_DONTNEED);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int uffd_slot_prepare(struct pm_region *r, size_t slot, bool fresh)
 {
 	struct uffd *u = r->bk;
 	char *p = pm__slot_addr(r, slot);
 	int err;
 
-	if (!fresh)
-		return 0;
+	if (!fresh || !u->move)
+		return 0; /* copying: a staging buffer fills in on first use */
 	/* Populate first, then register: a move needs its destination
 	 * registered, and a registered missing page would fault to us. */
 	err = pm__populate(p, r->chunk);
@@ -266,6 +330,7 @@ static void *poller_main(void *arg)
 	struct pollfd p[2] = { { .fd = u->fd, .events = POLLIN }, { .fd = u->stop_fd, .events = POLLIN } };
 	struct uffd_msg msgs[32];
 
+	poller_of = u;
 	/* The poller fills the first chunk a batch of faults needs itself: it
 	 * runs on a CPU that the blocked reader left idle, and a hand-off to a
 	 * filler would cost a wake-up. Further chunks go to the fillers. */
@@ -290,12 +355,17 @@ static void *poller_main(void *arg)
 			if (mine == PM__NONE) {
 				mine = c;
 				mine_tid = (pid_t)msgs[i].arg.pagefault.feat.ptid;
+				u->first_off = ((size_t)msgs[i].arg.pagefault.address - (uintptr_t)r->base) %
+					       r->chunk / 4096 * 4096;
 			} else {
 				pm__queue_demand(r, c, (pid_t)msgs[i].arg.pagefault.feat.ptid);
 			}
 		}
-		if (mine != PM__NONE)
+		if (mine != PM__NONE) {
+			u->first_chunk = mine;
 			pm__fill_now(r, mine, mine_tid);
+			u->first_chunk = PM__NONE;
+		}
 	}
 }
 
@@ -311,6 +381,8 @@ static void uffd_forget(struct pm_region *r)
 		pm__close(u->fd);
 	if (u->stop_fd >= 0)
 		pm__close(u->stop_fd);
+	if (u->pidfd_own >= 0)
+		pm__close(u->pidfd_own);
 	free(u);
 	r->bk = NULL;
 }
@@ -324,7 +396,7 @@ static void uffd_close(struct pm_region *r)
 	if (r->base)
 		pm__munmap(r->base, r->span);
 	if (r->pool)
-		pm__munmap(r->pool, r->nslots * r->chunk);
+		pm__munmap(r->pool, pm__pool_chunks(r) * r->chunk);
 	uffd_forget(r);
 }
 
@@ -352,12 +424,17 @@ static int uffd_open(struct pm_region *r)
 		return -ENOMEM;
 	r->bk = u;
 	u->stop_fd = -1;
+	u->pidfd_own = r->copy ? pm__pidfd_self() : -1;
+	atomic_store(&u->pidfd, u->pidfd_own);
+	u->first_chunk = PM__NONE;
 	u->fd = uffd_new(&user_only);
 	if (u->fd < 0) {
 		err = u->fd;
 		goto fail;
 	}
-	want = UFFD_FEATURE_THREAD_ID | (probe_features & (UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON));
+	want = UFFD_FEATURE_THREAD_ID | (probe_features & UFFD_FEATURE_POISON);
+	if (!r->copy)
+		want |= probe_features & UFFD_FEATURE_MOVE;
 	if ((want & UFFD_FEATURE_MOVE) && !(r->flags & PM_LAZY_WRITABLE))
 		want |= probe_features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 	if ((err = uffd_api(u->fd, want, &got)))
@@ -367,10 +444,17 @@ static int uffd_open(struct pm_region *r)
 	atomic_store(&u->poison, (got & UFFD_FEATURE_POISON) != 0);
 	u->reg_mode = UFFDIO_REGISTER_MODE_MISSING | (u->wp ? UFFDIO_REGISTER_MODE_WP : 0);
 
+	if (!u->move && !r->copy) {
+		/* The region chose moving; the kernel will not. */
+		err = -ENOSYS;
+		goto fail;
+	}
 	/* The kernel moves pages only between writable VMAs; the consumer
-	 * sees a const pointer, and write protection keeps it honest. */
-	r->base = pm__reserve(r->span, align, u->move ? PROT_READ | PROT_WRITE : PROT_READ);
-	r->pool = pm__reserve(r->nslots * r->chunk, align, PROT_READ | PROT_WRITE);
+	 * sees a const pointer, and write protection keeps it honest. A copy
+	 * into a read-only VMA gives read-only pages. */
+	r->base = pm__reserve(r->span, align,
+			      u->move || (r->flags & PM_LAZY_WRITABLE) ? PROT_READ | PROT_WRITE : PROT_READ);
+	r->pool = pm__reserve(pm__pool_chunks(r) * r->chunk, align, PROT_READ | PROT_WRITE);
 	if (!r->base || !r->pool) {
 		err = -ENOMEM;
 		goto fail;
@@ -378,11 +462,11 @@ static int uffd_open(struct pm_region *r)
 	huge = pm__hugepages(r->chunk);
 	advice = huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE;
 	pm__madvise(r->base, r->span, advice);
-	pm__madvise(r->pool, r->nslots * r->chunk, advice);
+	pm__madvise(r->pool, pm__pool_chunks(r) * r->chunk, advice);
 	/* A child must not share the pages (a move needs them exclusive) nor
 	 * see an unserved range: there, any access raises SIGSEGV. */
 	if ((err = pm__madvise(r->base, r->span, MADV_DONTFORK)) ||
-	    (err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)))
+	    (err = pm__madvise(r->pool, pm__pool_chunks(r) * r->chunk, MADV_DONTFORK)))
 		goto fail;
 	if ((err = do_register(u, r->base, r->span)))
 		goto fail;
@@ -412,10 +496,12 @@ const struct pm__backend_ops pm__backend_uffd = {
 	.lazy = true,
 	.in_auto = true,
 	.probe = uffd_probe,
+	.copies = uffd_copies,
 	.open = uffd_open,
 	.slot_prepare = uffd_slot_prepare,
 	.map_in = uffd_map_in,
 	.map_out = uffd_map_out,
+	.drop = uffd_drop,
 	.poison = uffd_poison,
 	.detach = uffd_detach,
 	.close = uffd_close,

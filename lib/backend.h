@@ -18,14 +18,23 @@
 
 #include "region.h"
 
+#define PM__MAX_DROP 8
+
 struct pm__backend_ops {
 	int id;
 	/* Faults, fillers and a pool (else everything happens in open). */
 	bool lazy;
 	/* "auto" may choose it (when probe(true) says it is fast here). */
 	bool in_auto;
+	/* Readers wait on a chunk's state word (futex): wake it on changes.
+	 * (Else the kernel holds them, and a wake would be a wasted call.) */
+	bool futex_waits;
 	/* Largest number of slots the backend can keep (0: no limit). */
 	size_t max_slots;
+	/* Whether chunks of `chunk` bytes are copied in from staging buffers
+	 * rather than moved (NULL: never); `tight`: the budget has no room for
+	 * the buffers, so copy only if moving is impossible. After probe. */
+	bool (*copies)(size_t chunk, bool tight);
 	/* 0 if the backend works in this process (cached), else why not.
 	 * for_auto: also require it to be fast here. */
 	int (*probe)(bool for_auto);
@@ -41,6 +50,11 @@ struct pm__backend_ops {
 	/* Chunks [c, c + n) back to slots [slot, slot + n). On failure the
 	 * chunks must still be wholly resident. */
 	int (*map_out)(struct pm_region *r, size_t c, size_t slot, size_t n);
+	/* Copying: drops the pages of chunks[0..n) (anywhere in the range, n
+	 * at most PM__MAX_DROP) in one call where the kernel allows, so that
+	 * one TLB flush covers them all. On failure some may be resident
+	 * still: map_out them one by one. NULL: map_out them one by one. */
+	int (*drop)(struct pm_region *r, const size_t *chunks, size_t n);
 	/* Chunk c is FAILED (already in its state word): from now on an
 	 * access raises SIGBUS; wake readers the kernel holds. */
 	void (*poison)(struct pm_region *r, size_t c);

@@ -31,6 +31,10 @@
  * 8 chunks costs a third of 8 single calls (bench-chunk). */
 #define MAX_RUN 8
 
+/* Copying: staging buffers beyond one per filler and one for the front-end,
+ * for read-ahead chunks left READY (filled, not yet copied in). */
+#define READY_BUFS 4
+
 char *pm__reserve(size_t len, size_t align, int prot)
 {
 	size_t total = len + align;
@@ -127,6 +131,13 @@ static void job_push(int fd, size_t c, pid_t tid, uint32_t kind)
 	}
 }
 
+/* Wakes the readers that wait on a state word, if they wait there. */
+static void wake_waiters(struct pm_region *r, _Atomic uint32_t *w)
+{
+	if (r->ops->futex_waits)
+		pm__futex_wake((uint32_t *)w);
+}
+
 /* Sets chunk c's state word (the caller owns the current state) and wakes
  * the threads that wait on it. Returns the old word. */
 static uint32_t state_set(struct pm_region *r, size_t c, uint32_t to)
@@ -134,7 +145,7 @@ static uint32_t state_set(struct pm_region *r, size_t c, uint32_t to)
 	uint32_t old = atomic_exchange_explicit(&r->state[c], to, memory_order_acq_rel);
 
 	if (old & PM__WAITERS)
-		pm__futex_wake((uint32_t *)&r->state[c]);
+		wake_waiters(r, &r->state[c]);
 	return old;
 }
 
@@ -153,6 +164,37 @@ static void chunk_failed(struct pm_region *r, size_t c, int err)
 	record_error(r, err);
 	state_set(r, c, PM__FAILED);
 	r->ops->poison(r, c);
+}
+
+/* -------------------------------------------------- staging buffers */
+
+/* Takes a free staging buffer for `slot` (copying). A fill that copies its
+ * chunk in right away always finds one: there is one per filler and one
+ * for the front-end's own fill beyond the READY_BUFS that `hold` (a chunk
+ * to be left READY) may take. Lock-free, so that the front-end can give
+ * buffers back. False if none may be taken. */
+static bool buf_take(struct pm_region *r, size_t slot, bool hold)
+{
+	uint64_t m = atomic_load_explicit(&r->buf_free, memory_order_acquire);
+	int keep = hold ? r->nworkers + 1 : 0;
+
+	do {
+		if (__builtin_popcountll(m) <= keep)
+			return false;
+	} while (!atomic_compare_exchange_weak(&r->buf_free, &m, m & (m - 1)));
+	r->slot_buf[slot] = (size_t)__builtin_ctzll(m);
+	return true;
+}
+
+/* Gives back the buffer `slot` holds, if any (copying). Async-signal-safe. */
+static void buf_put(struct pm_region *r, size_t slot)
+{
+	size_t b;
+
+	if (!r->copy || (b = r->slot_buf[slot]) == PM__NONE)
+		return;
+	r->slot_buf[slot] = PM__NONE;
+	atomic_fetch_or_explicit(&r->buf_free, (uint64_t)1 << b, memory_order_release);
 }
 
 /* ------------------------------------------------------ front-end */
@@ -181,6 +223,7 @@ uint32_t pm__fault(struct pm_region *r, size_t c, pid_t tid, bool queue)
 				continue;
 			slot = r->chunk_slot[c];
 			err = r->ops->map_in(r, c, slot, 1);
+			buf_put(r, slot); /* copied in, or failed for good */
 			if (err) {
 				/* The slot stays in the FIFO: evict_one takes it
 				 * back (no lock may be taken here). */
@@ -269,6 +312,34 @@ static size_t evict_extend(struct pm_region *r, size_t c, size_t slot, pid_t tid
 	return n;
 }
 
+/* Copying: chunk c, the FIFO's head, is to be evicted: claims the resident
+ * chunks that follow it in the FIFO, the oldest, so that one call drops
+ * them all (lock held). An eighth of the slots at most leave at once.
+ * Returns the number of chunks in chunks[], c first; all are EVICTING. */
+static size_t evict_batch(struct pm_region *r, size_t c, pid_t tid, size_t chunks[PM__MAX_DROP])
+{
+	size_t n = 1, most = r->nslots / 8;
+
+	chunks[0] = c;
+	if (most > PM__MAX_DROP)
+		most = PM__MAX_DROP;
+	while (n < most && n < r->fifo_count) {
+		size_t s = r->fifo[(r->fifo_head + n) % r->nslots], k = r->slot_chunk[s];
+		_Atomic uint32_t *w = &r->state[k];
+		uint32_t st = atomic_load_explicit(w, memory_order_acquire);
+		pid_t owner = atomic_load_explicit(&r->slot_tid[s], memory_order_relaxed);
+
+		if (owner && owner != tid &&
+		    pm__now_ns() - atomic_load_explicit(&r->slot_time[s], memory_order_relaxed) < GRACE_NS)
+			break;
+		if ((st & PM__STATE_MASK) != PM__RESIDENT || r->chunk_slot[k] != s ||
+		    !atomic_compare_exchange_strong(w, &st, PM__EVICTING | (st & PM__WAITERS)))
+			break;
+		chunks[n++] = k;
+	}
+	return n;
+}
+
 /* Chunk c, EVICTING, has left the range: empty it, or queue it again for a
  * reader that came meanwhile. */
 static void evicted(struct pm_region *r, size_t c)
@@ -280,7 +351,7 @@ static void evicted(struct pm_region *r, size_t c)
 					     old & PM__WAITERS ? PM__QUEUED | PM__WAITERS : PM__EMPTY))
 		;
 	if (old & PM__WAITERS) {
-		pm__futex_wake((uint32_t *)w);
+		wake_waiters(r, w);
 		job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
 	}
 	atomic_fetch_add_explicit(&r->evictions, 1, memory_order_relaxed);
@@ -300,6 +371,7 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 
 		if ((s & PM__STATE_MASK) == PM__READY) {
 			if (atomic_compare_exchange_strong(w, &s, PM__EMPTY)) {
+				buf_put(r, slot);
 				fifo_pop(r);
 				return slot;
 			}
@@ -321,8 +393,29 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 				return PM__NONE;
 			}
 			if (atomic_compare_exchange_strong(w, &s, PM__EVICTING | (s & PM__WAITERS))) {
-				size_t len = run ? evict_extend(r, c, slot, tid) : 1;
-				int err = r->ops->map_out(r, c, slot, len);
+				size_t len, batch[PM__MAX_DROP];
+				int err;
+
+				if (r->copy && r->ops->drop) {
+					len = evict_batch(r, c, tid, batch);
+					if (len > 1 && r->ops->drop(r, batch, len) == 0) {
+						for (size_t k = 0; k < len; k++) {
+							size_t sk = r->fifo[r->fifo_head];
+
+							evicted(r, batch[k]);
+							fifo_pop(r);
+							if (k)
+								r->free_slots[r->nfree++] = sk;
+						}
+						pthread_cond_broadcast(&r->slot_cv);
+						return slot;
+					}
+					/* One call failed: the head alone, by map_out. */
+					for (size_t k = 1; k < len; k++)
+						state_set(r, batch[k], PM__RESIDENT);
+				}
+				len = run && !r->copy ? evict_extend(r, c, slot, tid) : 1;
+				err = r->ops->map_out(r, c, slot, len);
 
 				if (err && len > 1) {
 					/* The run did not move (say, its slots are
@@ -461,6 +554,27 @@ static size_t slot_get(struct pm_region *r, size_t c, bool demand, pid_t tid, in
 	return slot;
 }
 
+/* Copying: once a chunk is copied in and its reader runs again, frees slots
+ * for the next fills if none is free, so that evictions (a batch per call)
+ * happen off the readers' path. */
+static void evict_spare(struct pm_region *r, pid_t tid)
+{
+	uint64_t wait_ns = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->nfree && r->slots_ready == r->nslots && r->nslots < r->nchunks && !r->stopping) {
+		size_t slot = evict_one(r, tid, &wait_ns, &err, false);
+
+		if (slot != PM__NONE) {
+			r->free_slots[r->nfree++] = slot;
+			account(r);
+			pthread_cond_broadcast(&r->slot_cv);
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void slot_release(struct pm_region *r, size_t slot)
 {
 	pthread_mutex_lock(&r->lock);
@@ -589,7 +703,7 @@ static void map_run(struct pm_region *r, size_t c, size_t slot, size_t n)
 									 : PM__RESIDENT | PM__AHEAD))
 			;
 		if (s & PM__WAITERS)
-			pm__futex_wake((uint32_t *)w);
+			wake_waiters(r, w);
 	}
 }
 
@@ -645,8 +759,10 @@ static void fill_failed(struct pm_region *r, size_t c, size_t slot, int err, boo
 	uint32_t s = PM__FILLING;
 
 	atomic_fetch_add_explicit(&r->fill_errors, 1, memory_order_relaxed);
-	if (slot != PM__NONE)
+	if (slot != PM__NONE) {
+		buf_put(r, slot);
 		slot_release(r, slot);
+	}
 	/* Nobody waits for a failed read-ahead: let a real touch retry it. */
 	if (!demand && atomic_compare_exchange_strong(w, &s, PM__EMPTY))
 		return;
@@ -659,6 +775,7 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	uint32_t s = atomic_load_explicit(w, memory_order_acquire);
 	size_t slot, off = c * r->chunk, len = r->length - off < r->chunk ? r->length - off : r->chunk;
 	uint64_t t0, t1;
+	bool hold;
 	char *dst;
 	int err;
 
@@ -695,8 +812,17 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 		if (to != PM__EMPTY)
 			job_push(r->demand_fd[1], c, 0, PM__JOB_DEMAND);
 		else if (s & PM__WAITERS)
-			pm__futex_wake((uint32_t *)w);
+			wake_waiters(r, w);
 		return;
+	}
+	/* Read-ahead is left READY, to be mapped in runs or by a touch. When
+	 * copying, only a trigger chunk is (copies gain nothing from runs),
+	 * and only while a staging buffer may be held for it. */
+	hold = !demand && (!r->copy || c % r->ra_trigger == 0);
+	if (r->copy && !(hold && buf_take(r, slot, true))) {
+		hold = false;
+		while (!buf_take(r, slot, false))
+			sched_yield(); /* never long: see buf_take */
 	}
 	dst = pm__slot_addr(r, slot);
 	t0 = pm__now_ns();
@@ -721,7 +847,7 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	 * reader's fault on it moves the stream on); the others are mapped
 	 * in runs by ahead_flush. */
 	s = PM__FILLING;
-	if (!demand && atomic_compare_exchange_strong(w, &s, PM__READY)) {
+	if (hold && atomic_compare_exchange_strong(w, &s, PM__READY)) {
 		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
 		slot_commit(r, slot, c);
 		if (c % r->ra_trigger)
@@ -730,6 +856,7 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	}
 	/* A reader waits, or read-ahead maps it right away. */
 	err = r->ops->map_in(r, c, slot, 1);
+	buf_put(r, slot);
 	if (err) {
 		fill_failed(r, c, slot, err, true);
 		return;
@@ -740,12 +867,14 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 									     : PM__RESIDENT | PM__AHEAD))
 		;
 	if (s & PM__WAITERS)
-		pm__futex_wake((uint32_t *)w);
+		wake_waiters(r, w);
 	else if (!demand)
 		atomic_fetch_add_explicit(&r->readahead_fills, 1, memory_order_relaxed);
 	slot_commit(r, slot, c);
 	if (tid)
 		ahead_note(r, c);
+	if (r->copy)
+		evict_spare(r, tid);
 }
 
 void pm__queue_demand(struct pm_region *r, size_t c, pid_t tid)
@@ -906,6 +1035,7 @@ static void region_free(struct pm_region *r)
 	free(r->slot_tid);
 	free(r->fifo);
 	free(r->free_slots);
+	free(r->slot_buf);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->slot_cv);
 	free(r);
@@ -920,9 +1050,13 @@ static int lazy_alloc(struct pm_region *r)
 	r->slot_tid = calloc(r->nslots, sizeof(*r->slot_tid));
 	r->fifo = calloc(r->nslots, sizeof(*r->fifo));
 	r->free_slots = calloc(r->nslots, sizeof(*r->free_slots));
+	r->slot_buf = malloc(r->nslots * sizeof(*r->slot_buf));
 	if (!r->state || !r->chunk_slot || !r->slot_chunk || !r->slot_time || !r->slot_tid ||
-	    !r->fifo || !r->free_slots)
+	    !r->fifo || !r->free_slots || !r->slot_buf)
 		return -ENOMEM;
+	for (size_t i = 0; i < r->nslots; i++)
+		r->slot_buf[i] = PM__NONE;
+	atomic_store(&r->buf_free, r->copy ? ((uint64_t)1 << r->nbufs) - 1 : 0);
 	return 0;
 }
 
@@ -999,15 +1133,22 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
 	r->nchunks = length / r->chunk + (length % r->chunk != 0);
 	r->span = r->nchunks * r->chunk;
+	r->nworkers = !ops->lazy ? 0 : lz->threads ? lz->threads : pm_default_threads();
+	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
 	/* Two chunks at least (see pm__lazy_check): only the default budget
 	 * can come to fewer, and it grows. */
 	r->nslots = budget / r->chunk > 2 ? budget / r->chunk : 2;
+	/* Copying: the staging buffers come out of the budget, so the budget
+	 * must leave two slots beside them (else the backend moves, or, if
+	 * it cannot, the buffers come on top). */
+	r->nbufs = (size_t)r->nworkers + 1 + (r->ra_window ? READY_BUFS : 0);
+	r->copy = ops->copies && ops->copies(r->chunk, r->nslots < r->nbufs + 2);
+	if (r->copy)
+		r->nslots = r->nslots >= r->nbufs + 2 ? r->nslots - r->nbufs : r->nslots;
 	if (r->nslots > r->nchunks)
 		r->nslots = r->nchunks;
 	if (ops->max_slots && r->nslots > ops->max_slots)
 		r->nslots = ops->max_slots;
-	r->nworkers = !ops->lazy ? 0 : lz->threads ? lz->threads : pm_default_threads();
-	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
 	if (r->ra_window > r->nslots / 2)
 		r->ra_window = r->nslots / 2;
 	r->ra_trigger = r->ra_window / 2 ? r->ra_window / 2 : 1;
@@ -1165,7 +1306,7 @@ int pm_region_stats(const pm_region *cr, struct pm_stats *out)
 	st->backend = r->backend;
 	st->mechanism = atomic_load(&r->mechanism);
 	st->chunk_bytes = r->chunk;
-	st->budget_bytes = r->nslots * r->chunk;
+	st->budget_bytes = (r->nslots + (r->copy ? r->nbufs : 0)) * r->chunk;
 	st->faults = atomic_load(&r->faults);
 	st->chunks_filled = atomic_load(&r->chunks_filled);
 	st->bytes_filled = atomic_load(&r->bytes_filled);

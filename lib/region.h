@@ -61,6 +61,15 @@ struct pm_region {
 	size_t *chunk_slot;         /* per chunk: its slot while READY/RESIDENT */
 	char *pool;
 	size_t nslots;
+	/* Copying (the backend copies filled chunks in rather than moving
+	 * pages): a slot is a place in the budget without memory of its own,
+	 * and a fill writes one of nbufs staging buffers (the pool), held by
+	 * the slot from the fill until the copy (slot_buf) and freed in
+	 * buf_free's bits. */
+	bool copy;
+	size_t nbufs;
+	size_t *slot_buf;
+	_Atomic uint64_t buf_free;
 	size_t slots_ready;         /* slots populated so far (lock) */
 	size_t *slot_chunk;         /* per slot (lock) */
 	_Atomic uint64_t *slot_time; /* per slot: when it was mapped */
@@ -145,10 +154,16 @@ int pm__lazy_start(struct pm_region *r);
 /* Stops and joins them; wakes demands blocked on slots. */
 void pm__lazy_stop(struct pm_region *r);
 
-/* The pool slot's address. */
+/* The memory of a pool slot: its own, or its staging buffer when copying. */
 static inline char *pm__slot_addr(const struct pm_region *r, size_t slot)
 {
-	return r->pool + slot * r->chunk;
+	return r->pool + (r->copy ? r->slot_buf[slot] : slot) * r->chunk;
+}
+
+/* Chunks of memory the pool holds. */
+static inline size_t pm__pool_chunks(const struct pm_region *r)
+{
+	return r->copy ? r->nbufs : r->nslots;
 }
 
 /* Chunk c's address in the range. */

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +99,19 @@ static inline int pm__mprotect(void *p, size_t len, int prot)
 static inline int pm__madvise(void *p, size_t len, int advice)
 {
 	return (int)pm__sys_ret(madvise(p, len, advice));
+}
+
+/* A pidfd of this process, for pm__process_madvise. */
+static inline int pm__pidfd_self(void)
+{
+	return (int)pm__sys_ret(syscall(SYS_pidfd_open, pm__getpid(), 0));
+}
+
+/* madvise of several ranges in one call (Linux 6.13 takes any advice for
+ * the calling process; older kernels refuse most). Bytes advised. */
+static inline ssize_t pm__process_madvise(int pidfd, const struct iovec *iov, size_t n, int advice)
+{
+	return pm__sys_ret(syscall(SYS_process_madvise, pidfd, iov, n, advice, 0u));
 }
 
 /* Anonymous private memory; NULL (not MAP_FAILED) on failure. */
