@@ -7,7 +7,9 @@
  * UFFDIO_MOVE, mremap or mprotect for all N), to show what a call costs
  * per chunk when it covers several. A bystander thread reads its own memory
  * on the other CPU meanwhile, as a consumer does, so every page-table change
- * pays the TLB shootdown it pays in real use (--no-bystander: without). */
+ * pays the TLB shootdown it pays in real use (--no-bystander: without).
+ * The copy life (fill a staging buffer, UFFDIO_COPY, read, drop) is the
+ * library's for chunks smaller than a huge page. */
 #include <fcntl.h>
 #include <errno.h>
 #include <linux/futex.h>
@@ -262,6 +264,63 @@ static void uffd_life(size_t batch)
 	print_row("uffd", batch, ph, U_N);
 	munmap(base, span);
 	munmap(pool, nslots * chunk);
+}
+
+/* The copy life, the library's for chunks not of whole huge pages: fill
+ * staging buffers whose pages stay put, UFFDIO_COPY each chunk in (a copy
+ * wakes), read, drop the pages; one drop covers the batch. Beside the move
+ * life of the same chunk size it shows what moving small pages costs: a
+ * TLB flush per page moved, and a slow first write to each moved page. */
+enum { C_FILL, C_COPY, C_READ, C_DROP, C_N };
+
+static void copy_life(size_t batch)
+{
+	size_t nchunks = 16 * batch, span = nchunks * chunk, len = batch * chunk;
+	char *base = reserve(span, PROT_READ), *stage = reserve(len, PROT_READ | PROT_WRITE);
+	static struct phase ph[C_N];
+	const char *names[C_N] = { "fill", "copy in", "read", "drop" };
+	double t0, t1;
+	size_t done = 0, c = 0;
+	uint64_t sink = 0;
+
+	for (int i = 0; i < C_N; i++)
+		ph[i] = (struct phase){ .name = names[i] };
+	madvise(base, span, MADV_NOHUGEPAGE);
+	madvise(stage, len, MADV_NOHUGEPAGE);
+	memset(stage, 0, len);
+	uffd_register(base, span, UFFDIO_REGISTER_MODE_MISSING);
+
+	while (done < rounds) {
+		char *dst = base + c * chunk;
+
+		t0 = b_now();
+		fill(stage, len, c * chunk);
+		t1 = b_now();
+		rec(&ph[C_FILL], t0, t1);
+		for (size_t k = 0; k < batch; k++) {
+			struct uffdio_copy cp = { (uintptr_t)(dst + k * chunk), (uintptr_t)(stage + k * chunk),
+						  chunk, 0, 0 };
+
+			if (uffd_ioctl(UFFDIO_COPY, &cp))
+				b_die(1, "UFFDIO_COPY failed");
+		}
+		t0 = b_now();
+		rec(&ph[C_COPY], t1, t0);
+		sink += sum(dst, len);
+		t1 = b_now();
+		rec(&ph[C_READ], t0, t1);
+		check(dst, len, c * chunk);
+		t0 = b_now();
+		madvise(dst, len, MADV_DONTNEED);
+		t1 = b_now();
+		rec(&ph[C_DROP], t0, t1);
+		c = (c + batch) % nchunks;
+		done += batch;
+	}
+	atomic_fetch_add(&by_sink, sink);
+	print_row("copy", batch, ph, C_N);
+	munmap(base, span);
+	munmap(stage, len);
 }
 
 /* The fault's round trip: a reader touches a missing chunk; a handler
@@ -541,6 +600,15 @@ int main(int argc, char **argv)
 
 			if (b)
 				uffd_life(b);
+			s += *s == ',';
+		}
+		printf("%-8s %5s %9s %9s %9s %9s %9s %7s\n", "mech", "batch", "fill", "copy in", "read", "drop",
+		       "sum", "GB/s");
+		for (const char *s = batches; *s;) {
+			size_t b = strtoul(s, (char **)&s, 10);
+
+			if (b)
+				copy_life(b);
 			s += *s == ',';
 		}
 		uffd_roundtrip();
