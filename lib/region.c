@@ -1138,13 +1138,13 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	/* Two chunks at least (see pm__lazy_check): only the default budget
 	 * can come to fewer, and it grows. */
 	r->nslots = budget / r->chunk > 2 ? budget / r->chunk : 2;
-	/* Copying: the staging buffers come out of the budget, so the budget
-	 * must leave two slots beside them (else the backend moves, or, if
-	 * it cannot, the buffers come on top). */
+	/* Copying: the staging buffers come out of the budget, so they may
+	 * take a quarter of it at most (else the backend moves, or, if it
+	 * cannot, the buffers come on top). */
 	r->nbufs = (size_t)r->nworkers + 1 + (r->ra_window ? READY_BUFS : 0);
-	r->copy = ops->copies && ops->copies(r->chunk, r->nslots < r->nbufs + 2);
-	if (r->copy)
-		r->nslots = r->nslots >= r->nbufs + 2 ? r->nslots - r->nbufs : r->nslots;
+	r->copy = ops->copies && ops->copies(r->chunk, r->nslots < 4 * r->nbufs);
+	if (r->copy && r->nslots >= 4 * r->nbufs)
+		r->nslots -= r->nbufs;
 	if (r->nslots > r->nchunks)
 		r->nslots = r->nchunks;
 	if (ops->max_slots && r->nslots > ops->max_slots)

@@ -2798,7 +2798,7 @@ static size_t pages_present(const void *p, size_t len)
  * chunks per call, and a budget with no room for the buffers moves. */
 static void test_copying(void)
 {
-	const size_t chunk = 64 * KiB, nchunks = 256, length = nchunks * chunk, budget = 24 * chunk;
+	const size_t chunk = 64 * KiB, nchunks = 256, length = nchunks * chunk, budget = 32 * chunk;
 	size_t move_chunk = 4 * MiB;
 	bool kernel_moves;
 	pm_region *r = NULL;
@@ -2834,7 +2834,7 @@ static void test_copying(void)
 				t = perm[i], perm[i] = perm[j], perm[j] = t;
 			}
 		}
-		snprintf(label, sizeof(label), "copying, 64 KiB chunks, budget 24 chunks, %s", names[order]);
+		snprintf(label, sizeof(label), "copying, 64 KiB chunks, budget 32 chunks, %s", names[order]);
 		fctx_init(&f, 0xc0b2 + (uint64_t)order, length, chunk, PM_BACKEND_UFFD);
 		CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, PM_BACKEND_UFFD, length, chunk, budget, 0, 2, 0), 0);
 		base = pm_region_data(r);
@@ -2873,7 +2873,7 @@ static void test_copying(void)
 		free(perm);
 	}
 
-	/* A budget of two chunks leaves no room for the buffers: move, if
+	/* A budget of two chunks has no room for the buffers: move, if
 	 * the kernel can (else copy with the buffers on top). */
 	snprintf(label, sizeof(label), "copying, budget of two chunks");
 	fctx_init(&f, 0xc0b5, length, chunk, PM_BACKEND_UFFD);
