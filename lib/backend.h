@@ -33,7 +33,8 @@ struct pm__backend_ops {
 	size_t max_slots;
 	/* Whether chunks of `chunk` bytes are copied in from staging buffers
 	 * rather than moved (NULL: never); `tight`: the budget has no room for
-	 * the buffers, so copy only if moving is impossible. After probe. */
+	 * the buffers, or they are too many, so copy only if moving is
+	 * impossible. After probe. */
 	bool (*copies)(size_t chunk, bool tight);
 	/* 0 if the backend works in this process (cached), else why not.
 	 * for_auto: also require it to be fast here. */

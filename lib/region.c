@@ -34,6 +34,8 @@
 /* Copying: staging buffers beyond one per filler and one for the front-end,
  * for read-ahead chunks left READY (filled, not yet copied in). */
 #define READY_BUFS 4
+/* Copying: the staging buffers are the bits of one word (buf_free). */
+#define MAX_BUFS 64
 
 char *pm__reserve(size_t len, size_t align, int prot)
 {
@@ -171,8 +173,9 @@ static void chunk_failed(struct pm_region *r, size_t c, int err)
 /* Takes a free staging buffer for `slot` (copying). A fill that copies its
  * chunk in right away always finds one: there is one per filler and one
  * for the front-end's own fill beyond the READY_BUFS that `hold` (a chunk
- * to be left READY) may take. Lock-free, so that the front-end can give
- * buffers back. False if none may be taken. */
+ * to be left READY) may take (unless more fillers than MAX_BUFS share them:
+ * then a fill waits at most for another's). Lock-free, so that the
+ * front-end can give buffers back. False if none may be taken. */
 static bool buf_take(struct pm_region *r, size_t slot, bool hold)
 {
 	uint64_t m = atomic_load_explicit(&r->buf_free, memory_order_acquire);
@@ -1056,7 +1059,7 @@ static int lazy_alloc(struct pm_region *r)
 		return -ENOMEM;
 	for (size_t i = 0; i < r->nslots; i++)
 		r->slot_buf[i] = PM__NONE;
-	atomic_store(&r->buf_free, r->copy ? ((uint64_t)1 << r->nbufs) - 1 : 0);
+	atomic_store(&r->buf_free, !r->copy ? 0 : r->nbufs == MAX_BUFS ? UINT64_MAX : ((uint64_t)1 << r->nbufs) - 1);
 	return 0;
 }
 
@@ -1142,7 +1145,12 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	 * take a quarter of it at most (else the backend moves, or, if it
 	 * cannot, the buffers come on top). */
 	r->nbufs = (size_t)r->nworkers + 1 + (r->ra_window ? READY_BUFS : 0);
-	r->copy = ops->copies && ops->copies(r->chunk, r->nslots < 4 * r->nbufs);
+	/* More fillers than buffers fit in buf_free: move if the kernel can;
+	 * if not, the fillers share the buffers, waiting for each other's
+	 * copy (see buf_take). */
+	r->copy = ops->copies && ops->copies(r->chunk, r->nslots < 4 * r->nbufs || r->nbufs > MAX_BUFS);
+	if (r->nbufs > MAX_BUFS)
+		r->nbufs = MAX_BUFS;
 	if (r->copy && r->nslots >= 4 * r->nbufs)
 		r->nslots -= r->nbufs;
 	if (r->nslots > r->nchunks)

@@ -2888,6 +2888,44 @@ static void test_copying(void)
 	fctx_free(&f);
 }
 
+/* Many fillers with small chunks: one staging buffer per filler, the
+ * front-end and the read-ahead would be more than the free bitmap holds
+ * (64, or past it): the reads must still complete, byte-exact. */
+struct many_fillers {
+	int threads, readahead;
+};
+
+static int many_fillers_child(void *arg)
+{
+	const struct many_fillers *m = arg;
+	const size_t chunk = 4 * KiB, length = 1024 * chunk;
+	pm_region *r = NULL;
+	struct fctx f;
+	size_t bad;
+
+	alarm(60); /* a fill that finds no buffer spins: SIGALRM, not a hung test */
+	fctx_init(&f, 0xb0f5 + (uint64_t)m->threads, length, chunk, PM_BACKEND_UFFD);
+	if (open_region(&r, &f, PM_BACKEND_UFFD, length, chunk, 512 * chunk, m->readahead, m->threads, 0))
+		return 2;
+	bad = pat_check(pm_region_data(r), f.seed, 0, length);
+	if (pm_region_close(r))
+		return 3;
+	return bad ? 1 : 0;
+}
+
+static void test_copying_many_fillers(void)
+{
+	static const struct many_fillers cases[] = { { 59, 0 }, { 63, -1 }, { 64, 0 }, { 70, -1 } };
+
+	if (!backend_usable(PM_BACKEND_UFFD))
+		return;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(label, sizeof(label), "copying, 4 KiB chunks, %d threads, read-ahead %d", cases[i].threads,
+			 cases[i].readahead);
+		expect_exit0(in_child(many_fillers_child, (void *)&cases[i]), "reading it all");
+	}
+}
+
 /* ------------------------------------------------------------ main */
 
 static const struct t_test unit_tests[] = {
@@ -2897,6 +2935,7 @@ static const struct t_test unit_tests[] = {
 	{ "tiny and ragged lengths", test_lengths },
 	{ "read-ahead", test_readahead },
 	{ "small chunks are copied", test_copying },
+	{ "small chunks with more fillers than staging buffers", test_copying_many_fillers },
 	{ "stray writes", test_writes },
 	{ "PM_LAZY_WRITABLE on uffd", test_writes_uffd_writable },
 	{ "failing fills", test_fill_errors },
