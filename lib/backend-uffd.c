@@ -221,12 +221,13 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 static int uffd_map_out(struct pm_region *r, size_t c, size_t slot, size_t n)
 {
 	struct uffd *u = r->bk;
-	char *src = pm__chunk_addr(r, c), *dst = pm__slot_addr(r, slot);
+	char *src = pm__chunk_addr(r, c), *dst;
 	size_t len = n * r->chunk, moved = 0;
 	int err;
 
 	if (!u->move)
-		return pm__madvise(src, len, MADV_DONTNEED);
+		return pm__madvise(src, len, MADV_DONTNEED); /* the slot has no buffer now */
+	dst = pm__slot_addr(r, slot);
 	err = move_pages(u->fd, dst, src, len, UFFDIO_MOVE_MODE_DONTWAKE, &moved);
 	/* Half a chunk would read as holes that fault forever: put back what
 	 * moved, so that a failure leaves the chunk wholly resident. */

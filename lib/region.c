@@ -360,6 +360,37 @@ static void evicted(struct pm_region *r, size_t c)
 	atomic_fetch_add_explicit(&r->evictions, 1, memory_order_relaxed);
 }
 
+/* Copying: the batch chunks[0..n), EVICTING at the FIFO's head, were
+ * dropped by one call, or the call failed (`dropped` false) and may have
+ * dropped some of them: those are gone, and must not be kept as resident,
+ * so each goes out again by map_out, and the ones that will not go stay
+ * resident at the FIFO's tail. Returns a freed slot (the others join the
+ * free list), or NONE with *err_out set if none went (lock held). */
+static size_t evict_dropped(struct pm_region *r, const size_t *chunks, size_t n, bool dropped, int *err_out)
+{
+	size_t got = PM__NONE;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t slot = r->fifo[r->fifo_head];
+		int err;
+
+		fifo_pop(r);
+		if (!dropped && (err = r->ops->map_out(r, chunks[k], slot, 1))) {
+			state_set(r, chunks[k], PM__RESIDENT);
+			*err_out = err;
+			fifo_push(r, slot);
+			continue;
+		}
+		evicted(r, chunks[k]);
+		if (got == PM__NONE)
+			got = slot;
+		else
+			r->free_slots[r->nfree++] = slot;
+	}
+	pthread_cond_broadcast(&r->slot_cv);
+	return got;
+}
+
 /* Frees the oldest evictable slot (lock held). Returns the slot, or NONE
  * with *wait_ns the time until the head may be taken (0: nothing evictable
  * until a fill completes) and *err the last failed move-out, if any. With
@@ -399,23 +430,13 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 				size_t len, batch[PM__MAX_DROP];
 				int err;
 
-				if (r->copy && r->ops->drop) {
-					len = evict_batch(r, c, tid, batch);
-					if (len > 1 && r->ops->drop(r, batch, len) == 0) {
-						for (size_t k = 0; k < len; k++) {
-							size_t sk = r->fifo[r->fifo_head];
+				if (r->copy && r->ops->drop && (len = evict_batch(r, c, tid, batch)) > 1) {
+					size_t got = evict_dropped(r, batch, len, r->ops->drop(r, batch, len) == 0,
+								   err_out);
 
-							evicted(r, batch[k]);
-							fifo_pop(r);
-							if (k)
-								r->free_slots[r->nfree++] = sk;
-						}
-						pthread_cond_broadcast(&r->slot_cv);
-						return slot;
-					}
-					/* One call failed: the head alone, by map_out. */
-					for (size_t k = 1; k < len; k++)
-						state_set(r, batch[k], PM__RESIDENT);
+					if (got != PM__NONE)
+						return got;
+					continue;
 				}
 				len = run && !r->copy ? evict_extend(r, c, slot, tid) : 1;
 				err = r->ops->map_out(r, c, slot, len);

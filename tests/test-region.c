@@ -2926,6 +2926,65 @@ static void test_copying_many_fillers(void)
 	}
 }
 
+/* Chunks the application mlock()ed among those that one call drops
+ * (copying): the call fails, and the chunks it dropped before the locked
+ * one must leave, not be kept as resident with their pages gone (a touch
+ * would fault forever); the locked one stays, whole. */
+static int locked_child(void *arg)
+{
+	const size_t chunk = 16 * KiB, nchunks = 256, length = nchunks * chunk;
+	struct pm_stats st = { 0 };
+	const unsigned char *p;
+	pm_region *r = NULL;
+	struct fctx f;
+	size_t bad;
+
+	(void)arg;
+	alarm(60); /* a reader left faulting: SIGALRM, not a hung test */
+	fctx_init(&f, 0x10c4, length, chunk, PM_BACKEND_UFFD);
+	if (open_region(&r, &f, PM_BACKEND_UFFD, length, chunk, 34 * chunk, -1, 1, 0))
+		return 2;
+	pm_region_stats(r, &st);
+	if (!(st.mechanism & PM_MECH_COPY)) {
+		printf("\n  SKIP: 16 KiB chunks are not copied here (mechanism %#x)\n", st.mechanism);
+		return T_SKIP;
+	}
+	p = pm_region_data(r);
+	bad = pat_check(p, f.seed, 0, 8 * chunk);
+	if (mlock(p + 2 * chunk, chunk) || mlock(p + 5 * chunk, chunk)) {
+		printf("\n  SKIP: mlock: %s\n", strerror(errno));
+		return T_SKIP;
+	}
+	/* Fills every slot: the oldest chunks, the locked ones among them,
+	 * then leave in batches. */
+	bad += pat_check(p, f.seed, 8 * chunk, 24 * chunk);
+	for (int i = 0; i < 5000 && !st.evictions; i++) {
+		usleep(1000);
+		pm_region_stats(r, &st);
+	}
+	/* Chunk 1 first: chunk 0 had room to leave alone. */
+	bad += pat_check(p, f.seed, chunk, 7 * chunk);
+	bad += scan(p, f.seed, length, chunk, ORDER_RANDOM, 0, 0x10c5);
+	bad += scan(p, f.seed, length, chunk / 2, ORDER_SEQ, 0, 0);
+	pm_region_stats(r, &st);
+	if (bad || !st.evictions || st.fill_errors)
+		return 1;
+	return pm_region_close(r) ? 3 : 0;
+}
+
+static void test_copying_locked(void)
+{
+	int status;
+
+	if (!backend_usable(PM_BACKEND_UFFD))
+		return;
+	snprintf(label, sizeof(label), "copying, 16 KiB chunks, some locked");
+	status = in_child(locked_child, NULL);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == T_SKIP)
+		return;
+	expect_exit0(status, "reading it all");
+}
+
 /* ------------------------------------------------------------ main */
 
 static const struct t_test unit_tests[] = {
@@ -2936,6 +2995,7 @@ static const struct t_test unit_tests[] = {
 	{ "read-ahead", test_readahead },
 	{ "small chunks are copied", test_copying },
 	{ "small chunks with more fillers than staging buffers", test_copying_many_fillers },
+	{ "small chunks, some locked by the application", test_copying_locked },
 	{ "stray writes", test_writes },
 	{ "PM_LAZY_WRITABLE on uffd", test_writes_uffd_writable },
 	{ "failing fills", test_fill_errors },
