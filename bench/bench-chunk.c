@@ -558,6 +558,18 @@ static void handoff(void)
 	       median(&ph) / 2 * 1e6);
 }
 
+/* Runs a chunk's life once per batch size of --batch. */
+static void each_batch(void (*life)(size_t batch))
+{
+	for (const char *s = batches; *s;) {
+		size_t b = strtoul(s, (char **)&s, 10);
+
+		if (b)
+			life(b);
+		s += *s == ',';
+	}
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t by;
@@ -595,33 +607,15 @@ int main(int argc, char **argv)
 	if (uffd_setup()) {
 		printf("%-8s %5s %9s %9s %9s %9s %9s %9s %9s %7s\n", "mech", "batch", "fill", "move in",
 		       "protect", "wake", "read", "move out", "sum", "GB/s");
-		for (const char *s = batches; *s;) {
-			size_t b = strtoul(s, (char **)&s, 10);
-
-			if (b)
-				uffd_life(b);
-			s += *s == ',';
-		}
+		each_batch(uffd_life);
 		printf("%-8s %5s %9s %9s %9s %9s %9s %7s\n", "mech", "batch", "fill", "copy in", "read", "drop",
 		       "sum", "GB/s");
-		for (const char *s = batches; *s;) {
-			size_t b = strtoul(s, (char **)&s, 10);
-
-			if (b)
-				copy_life(b);
-			s += *s == ',';
-		}
+		each_batch(copy_life);
 		uffd_roundtrip();
 	}
 	printf("%-8s %5s %9s %9s %9s %9s %9s %9s %9s %9s %9s %7s\n", "mech", "batch", "unseal", "fill",
 	       "seal", "move in", "read", "prot none", "move out", "re-reserv", "sum", "GB/s");
-	for (const char *s = batches; *s;) {
-		size_t b = strtoul(s, (char **)&s, 10);
-
-		if (b)
-			mremap_life(b);
-		s += *s == ',';
-	}
+	each_batch(mremap_life);
 	mremap_roundtrip();
 	handoff();
 	if (bystander) {

@@ -183,24 +183,19 @@ static int uffd_map_in(struct pm_region *r, size_t c, size_t slot, size_t n)
 	if (!u->move) {
 		/* Copying: each slot has its own staging buffer. The poller's
 		 * reader gets its page first and runs while the rest comes. */
-		if (poller_of == u && n == 1 && c == u->first_chunk && u->first_off) {
-			size_t off = u->first_off;
+		size_t first = poller_of == u && n == 1 && c == u->first_chunk ? u->first_off : 0;
 
-			err = copy_pages(u->fd, dst + off, src + off, len - off);
+		err = 0;
+		for (size_t k = 0; k < n && !err; k++) {
+			char *d = dst + k * r->chunk, *s = pm__slot_addr(r, slot + k);
+
+			err = copy_pages(u->fd, d + first, s + first, r->chunk - first);
 			if (!err)
-				err = copy_pages(u->fd, dst, src, off);
-			if (err)
-				pm__madvise(dst, len, MADV_DONTNEED);
-			return err;
+				err = copy_pages(u->fd, d, s, first);
 		}
-		for (size_t k = 0; k < n; k++) {
-			err = copy_pages(u->fd, dst + k * r->chunk, pm__slot_addr(r, slot + k), r->chunk);
-			if (err) { /* a failed map_in maps nothing */
-				pm__madvise(dst, len, MADV_DONTNEED);
-				return err;
-			}
-		}
-		return 0; /* a copy wakes the readers */
+		if (err) /* a failed map_in maps nothing */
+			pm__madvise(dst, len, MADV_DONTNEED);
+		return err; /* a copy wakes the readers */
 	}
 	err = move_pages(u->fd, dst, src, len, u->wp ? UFFDIO_MOVE_MODE_DONTWAKE : 0, &moved);
 	if (err && moved) /* the slot keeps the whole chunk, or nothing moved */

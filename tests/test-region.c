@@ -2815,40 +2815,26 @@ static void test_copying(void)
 	CU_ASSERT_EQUAL(pm_region_close(r), 0);
 	fctx_free(&f);
 
-	for (int order = 0; order < 3; order++) {
+	for (int i = 0; i < 3; i++) {
+		static const int orders[] = { ORDER_SEQ, ORDER_REV, ORDER_RANDOM };
 		static const char *const names[] = { "sequential", "reverse", "random, mid-chunk first" };
+		const int order = orders[i];
 		const unsigned char *base;
 		size_t bad = 0, most = 0;
-		uint64_t rng = 0x5eed + (uint64_t)order;
-		size_t *perm = malloc(nchunks * sizeof(*perm));
+		uint64_t rng = 0x5eed + (uint64_t)i;
+		size_t *perm = make_order(nchunks, order, 0, rng);
 
-		CU_ASSERT_PTR_NOT_NULL_FATAL(perm);
-		for (size_t i = 0; i < nchunks; i++)
-			perm[i] = order == 1 ? nchunks - 1 - i : i;
-		if (order == 2) {
-			for (size_t i = nchunks - 1; i > 0; i--) {
-				size_t j, t;
-
-				rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-				j = (size_t)(rng % (i + 1));
-				t = perm[i], perm[i] = perm[j], perm[j] = t;
-			}
-		}
-		snprintf(label, sizeof(label), "copying, 64 KiB chunks, budget 32 chunks, %s", names[order]);
-		fctx_init(&f, 0xc0b2 + (uint64_t)order, length, chunk, PM_BACKEND_UFFD);
+		snprintf(label, sizeof(label), "copying, 64 KiB chunks, budget 32 chunks, %s", names[i]);
+		fctx_init(&f, 0xc0b2 + (uint64_t)i, length, chunk, PM_BACKEND_UFFD);
 		CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, PM_BACKEND_UFFD, length, chunk, budget, 0, 2, 0), 0);
 		base = pm_region_data(r);
 		t_consumer = true;
 		for (size_t pass = 0; pass < 2; pass++) {
-			for (size_t i = 0; i < nchunks; i++) {
-				size_t c = perm[i], mid = (size_t)(rng % chunk);
-				size_t present;
+			for (size_t k = 0; k < nchunks; k++) {
+				size_t c = perm[k], present;
 
-				if (order == 2) {
-					/* One byte deep inside first, then the whole chunk. */
-					rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-					bad += pat_check(base, f.seed, c * chunk + mid, 1);
-				}
+				if (order == ORDER_RANDOM) /* a byte deep inside first, then the whole chunk */
+					bad += pat_check(base, f.seed, c * chunk + (size_t)(rng_next(&rng) % chunk), 1);
 				bad += pat_check(base, f.seed, c * chunk, chunk);
 				present = pages_present(base, length);
 				most = present > most ? present : most;
