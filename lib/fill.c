@@ -324,6 +324,260 @@ static ptrdiff_t step_bytes(int64_t inc, ptrdiff_t stride)
 	return __builtin_mul_overflow((ptrdiff_t)inc, stride, &r) ? 0 : r;
 }
 
+#ifdef HAVE_AVX2_KERNELS
+#define VBMI_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static
+
+#define PACK_LOAD(e) _mm_loadu_si128((const __m128i *)(sc + a[e]))
+
+/* One period of packed rows: V vectors of K parts each. Inlined with K a
+ * constant, so the loads unroll. */
+VBMI_FN inline __attribute__((always_inline)) void pack_period(char *d, const char *sc, const int32_t *at,
+							       const unsigned char (*idx)[64], int V, int K)
+{
+	for (int v = 0; v < V; v++) {
+		const int32_t *a = at + v * K;
+		__m512i A = _mm512_castsi128_si512(PACK_LOAD(0)), B, x, ix = _mm512_loadu_si512(idx[v]);
+
+		if (K > 1)
+			A = _mm512_inserti32x4(A, PACK_LOAD(1), 1);
+		if (K > 2)
+			A = _mm512_inserti32x4(A, PACK_LOAD(2), 2);
+		if (K > 3)
+			A = _mm512_inserti32x4(A, PACK_LOAD(3), 3);
+		if (K > 4) {
+			B = _mm512_castsi128_si512(PACK_LOAD(4));
+			if (K > 5)
+				B = _mm512_inserti32x4(B, PACK_LOAD(5), 1);
+			if (K > 6)
+				B = _mm512_inserti32x4(B, PACK_LOAD(6), 2);
+			if (K > 7)
+				B = _mm512_inserti32x4(B, PACK_LOAD(7), 3);
+			x = _mm512_permutex2var_epi8(A, ix, B);
+		} else {
+			x = _mm512_permutexvar_epi8(ix, A);
+		}
+		_mm512_storeu_si512(d + 64 * v, x);
+	}
+}
+#undef PACK_LOAD
+
+/* The whole periods of packed rows among the run's nw rows (see
+ * pack_init), to d; returns the rows written. */
+VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int64_t nw, int64_t count)
+{
+	int64_t G = f->pack_rows, np = nw / G;
+	int V = f->pack_vecs, K = f->pack_parts;
+	size_t es = f->g.out_size, span = (size_t)G * f->g.row_bytes;
+	int32_t at[PM__PACK_VECS * 8];
+
+	if (!np)
+		return 0;
+	for (int e = 0; e < V * K; e++)
+		at[e] = (int32_t)((size_t)f->pack_array[e] * (size_t)count * es) + f->pack_off[e];
+#define PACK_K(KK)                                                                \
+	case KK:                                                                  \
+		for (int64_t p = 0; p < np; p++, d += span, sc += f->pack_shift) \
+			pack_period(d, sc, at, f->pack_idx, V, KK);               \
+		break;
+	switch (K) {
+	PACK_K(1) PACK_K(2) PACK_K(3) PACK_K(4) PACK_K(5) PACK_K(6) PACK_K(7) PACK_K(8)
+	}
+#undef PACK_K
+	return np * G;
+}
+
+/* Lanes [0, k) of 16. */
+static inline __mmask16 lanes16(int64_t k)
+{
+	return k <= 0 ? 0 : k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << k) - 1);
+}
+
+/* Strided lines of a run: samples s = 2..4 apart (a channel of three or
+ * four, or a phase of dilation 2..4), 16 at a time, gathered by a
+ * permutation of the 64 bytes (1-byte samples) or 64 floats that hold them.
+ * The loads are masked to the bytes that hold samples, so nothing past the
+ * line's last sample is read. */
+#define U8_STRIDED(NAME, OUT)                                                                      \
+	VBMI_FN void NAME(void *dst, const char *src, size_t n, ptrdiff_t ss, const struct pm__affine *af) \
+	{                                                                                          \
+		int64_t s = ss;                                                                    \
+		unsigned char ib[64] __attribute__((aligned(64))) = { 0 };                         \
+		__m512 sc = _mm512_set1_ps(af->fscale), of = _mm512_set1_ps(af->foffset);          \
+		(void)sc, (void)of;                                                                \
+		for (int i = 0; i < 16; i++)                                                       \
+			ib[i] = (unsigned char)(i * s);                                            \
+		__m512i ix = _mm512_load_si512(ib);                                                \
+		for (size_t i = 0; i < n; i += 16) {                                               \
+			int64_t r = n - i < 16 ? (int64_t)(n - i) : 16, need = s * (r - 1) + 1;    \
+			__mmask64 lm = need >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << need) - 1;    \
+			__m512i x = _mm512_maskz_loadu_epi8(lm, src + (int64_t)i * s);             \
+			__m128i b = _mm512_castsi512_si128(_mm512_permutexvar_epi8(ix, x));        \
+			__mmask16 m = lanes16(r);                                                  \
+			OUT;                                                                       \
+		}                                                                                  \
+	}
+U8_STRIDED(strided_u8_u8, _mm_mask_storeu_epi8((char *)dst + i, m, b))
+U8_STRIDED(strided_u8_f32,
+	   _mm512_mask_storeu_ps((float *)dst + i, m, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b))))
+U8_STRIDED(strided_u8_f32a,
+	   _mm512_mask_storeu_ps((float *)dst + i, m,
+				 _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), sc), of)))
+#undef U8_STRIDED
+
+/* 16 samples from p on, s floats apart; need: the floats that hold them. */
+VBMI_FN inline __attribute__((always_inline)) __m512 f32_gather16(const float *p, int64_t s, int64_t need,
+								  __m512i xa, __m512i xc, __mmask16 hi)
+{
+	__m512 x = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes16(need), p), xa,
+					  _mm512_maskz_loadu_ps(lanes16(need - 16), p + 16));
+
+	if (s == 3) /* lanes 11..15: floats 33..45 */
+		x = _mm512_mask_blend_ps(hi, x, _mm512_permutexvar_ps(xc, _mm512_maskz_loadu_ps(lanes16(need - 32), p + 32)));
+	else if (s == 4)
+		x = _mm512_mask_blend_ps(hi, x,
+					 _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lanes16(need - 32), p + 32), xc,
+								_mm512_maskz_loadu_ps(lanes16(need - 48), p + 48)));
+	return x;
+}
+
+VBMI_FN void strided_f32_f32(void *dst, const char *src, size_t n, ptrdiff_t ss, const struct pm__affine *af)
+{
+	int64_t s = ss / 4, full = 15 * s + 1;
+	int32_t ia[16], ic[16];
+	__mmask16 hi = 0;
+	size_t i = 0;
+
+	(void)af;
+	for (int k = 0; k < 16; k++) {
+		ia[k] = (int32_t)(k * s & 31);
+		ic[k] = (int32_t)((k * s - 32) & 31);
+		if (k * s >= 32)
+			hi |= (__mmask16)(1u << k);
+	}
+	__m512i xa = _mm512_loadu_si512(ia), xc = _mm512_loadu_si512(ic);
+	/* whole vectors, s a constant in each loop */
+#define F32_FULL(S)                                                                                   \
+	for (; i + 16 <= n; i += 16)                                                                  \
+		_mm512_storeu_ps((float *)dst + i,                                                    \
+				 f32_gather16((const float *)(src + (int64_t)i * ss), S, full, xa, xc, hi));
+	if (s == 2)
+		F32_FULL(2)
+	else if (s == 3)
+		F32_FULL(3)
+	else
+		F32_FULL(4)
+#undef F32_FULL
+	if (i < n) {
+		int64_t r = (int64_t)(n - i);
+
+		_mm512_mask_storeu_ps((float *)dst + i, lanes16(r),
+				      f32_gather16((const float *)(src + (int64_t)i * ss), s, s * (r - 1) + 1, xa, xc, hi));
+	}
+}
+#endif
+
+static int64_t gcd64(int64_t a, int64_t b)
+{
+	while (b) {
+		int64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* The kernel for a run's lines when they are strided (see the strided
+ * kernels above); f->line otherwise. */
+static void strided_init(struct pm__fill *f)
+{
+#ifdef HAVE_AVX2_KERNELS
+	const struct pm__geom *g = &f->g;
+	int64_t s = f->run_sstride / (ptrdiff_t)g->in_size, out = g->dtype == PM_DTYPE_F32;
+	int src = g->src_dtype;
+
+	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
+	    !__builtin_cpu_supports("avx512vl") || f->run_sstride % (ptrdiff_t)g->in_size || s < 2 || s > 4)
+		return;
+	if (g->in_size == 1 && g->out_size == 1 && !g->affine)
+		f->run_line = strided_u8_u8; /* a bit copy of any 1-byte type */
+	else if (src == PM_DTYPE_U8 && out)
+		f->run_line = g->affine ? strided_u8_f32a : strided_u8_f32;
+	else if (src == PM_DTYPE_F32 && g->out_size == 4 && !g->affine)
+		f->run_line = strided_f32_f32;
+#else
+	(void)f;
+#endif
+}
+
+/* Packed rows. Rows of a run are contiguous (no pitch gap), so from row 0
+ * of the run the output is one stream of bytes, each a byte of the
+ * scratch: line t, phase (j*per) mod P, element (j*per) / P of row j.
+ * After G rows (G*row_bytes a multiple of 64, G*per a multiple of P) the
+ * pattern repeats, every source G*per/P elements on. Each 64-byte vector
+ * of one period is planned here: the 16-byte loads (parts) of the scratch
+ * that hold its bytes, at most 8, and the byte permutation (AVX-512 VBMI)
+ * that puts them in place. A row of u8 3 x 3 (9 bytes) then costs a
+ * seventh of a store, where a copy line by line stores three 16-byte
+ * moves; lines of 16 bytes or more are copied as before. */
+static void pack_init(struct pm__fill *f)
+{
+#ifdef HAVE_AVX2_KERNELS
+	const struct pm__geom *g = &f->g;
+	int64_t es = (int64_t)g->out_size, lb = (int64_t)f->line_bytes, rb = (int64_t)g->row_bytes;
+	int64_t per = f->run_per, P = f->run_phases, G, V;
+	int K = 1;
+
+	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
+	    g->pitch != g->row_bytes || rb != f->run_lines * lb || lb > 16 ||
+	    (int64_t)f->run_lines * P > UINT16_MAX)
+		return;
+	G = 64 / gcd64(rb, 64);
+	G *= P / gcd64(G * per, P);
+	V = G * rb / 64;
+	if (V > PM__PACK_VECS)
+		return;
+	for (int pass = 0; pass < 2; pass++)
+		for (int64_t v = 0; v < V; v++) {
+			int64_t arr[8], base[8];
+			int n = 0;
+
+			for (int i = 0; i < 64; i++) {
+				int64_t s = 64 * v + i, j = s / rb, k = s % rb, a = k / lb * P + j * per % P;
+				int64_t off = j * per / P * es + k % lb;
+				int e = 0;
+
+				/* a load of this array that covers off, or a new one */
+				while (e < n && !(arr[e] == a && off >= base[e] && off - base[e] < 16))
+					e++;
+				if (e == n) {
+					if (n == 8)
+						return;
+					arr[n] = a;
+					base[n++] = off;
+				}
+				f->pack_idx[v][i] = (unsigned char)(16 * e + (off - base[e]));
+			}
+			/* The first pass finds K, the most parts of any vector;
+			 * the second pads every vector to K with its first load. */
+			if (pass == 0) {
+				K = n > K ? n : K;
+				continue;
+			}
+			for (int e = 0; e < K; e++) {
+				f->pack_array[v * K + e] = (uint16_t)arr[e < n ? e : 0];
+				f->pack_off[v * K + e] = (int32_t)base[e < n ? e : 0];
+			}
+		}
+	f->pack_rows = (int)G;
+	f->pack_vecs = (int)V;
+	f->pack_parts = K;
+	f->pack_shift = (ptrdiff_t)(G * per / P * es);
+#else
+	(void)f;
+#endif
+}
+
 /* Runs of windows. In the rows layout, stored rows r, r+1, ... are windows
  * at x, x+1, ... along the last axis as long as the other coordinates stay:
  * line t of the row of window x reads, along that axis, samples
@@ -381,6 +635,9 @@ static void runs_init(struct pm__fill *f)
 		f->run_per = g->idx[last].inc; /* step, in samples of the axis */
 	}
 	f->runs = true;
+	f->run_line = f->line;
+	strided_init(f);
+	pack_init(f);
 }
 
 void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
@@ -773,13 +1030,18 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 	const char *sc = (const char *)scratch;
 	size_t es = g->out_size, lb = f->line_bytes, pitch = g->pitch, rb = g->row_bytes;
 	size_t lines = (size_t)f->run_lines, nv = (lb + 15) / 16;
-	int64_t per = f->run_per, P = f->run_phases, ph = 0, q = 0;
+	int64_t per = f->run_per, P = f->run_phases, ph, q;
 	size_t ls = (size_t)P * (size_t)count * es; /* scratch bytes per line */
 	/* rows whose last move could pass the run's end: those within 15 bytes */
-	int64_t exact = 1 + (int64_t)(15 / pitch), j0 = 0, j1 = nw - exact;
+	int64_t exact = 1 + (int64_t)(15 / pitch), j0 = 0, j1;
 
-	if (j1 < 0)
-		j1 = 0;
+#ifdef HAVE_AVX2_KERNELS
+	if (f->pack_rows)
+		j0 = pack_rows(f, d, sc, nw, count);
+#endif
+	ph = j0 * per % P;
+	q = j0 * per / P;
+	j1 = nw - exact < j0 ? j0 : nw - exact;
 	if (nv <= 8 && (lines == 3 || lines == 5 || lines == 7 || lines == 9)) {
 #define NV_CASES(LINES)                                           \
 	switch (nv) {                                             \
@@ -873,8 +1135,8 @@ static size_t run_rows(const struct pm__fill *f, const struct rowpos *p, size_t 
 			if (P > 1 && (ph + (c - 1) * P) > (nw - 1) * per + (int64_t)(L - 1) * P)
 				c = ((nw - 1) * per + (int64_t)(L - 1) * P - ph) / P + 1;
 			if (c > 0)
-				f->line(sc, row_src + f->run_line_off[t] + (ptrdiff_t)ph * (f->run_sstride / P),
-					(size_t)c, f->run_sstride, &f->af);
+				f->run_line(sc, row_src + f->run_line_off[t] + (ptrdiff_t)ph * (f->run_sstride / P),
+					    (size_t)c, f->run_sstride, &f->af);
 		}
 
 	/* Rows: line t of window j is phase (j*per) mod P of line t, from

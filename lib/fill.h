@@ -18,6 +18,7 @@ typedef void (*pm__block_fn)(char *dst, size_t dstep, const char *src, ptrdiff_t
 			     size_t lines, size_t n, const struct pm__affine *af);
 
 #define PM__RUN_MAX_LINES 64
+#define PM__PACK_VECS 64      /* 64-byte vectors in one period of packed rows */
 
 struct pm__fill {
 	struct pm__geom g;
@@ -53,11 +54,23 @@ struct pm__fill {
 	 * consecutive windows along the last axis read overlapping source
 	 * lines, converted once into a scratch and copied from there. */
 	bool runs;
+	pm__line_fn run_line;       /* the line kernel for the run's strided lines */
 	int run_lines;              /* lines per row */
 	int run_phases;             /* scratch arrays per line: the dilation */
 	int64_t run_per;            /* scratch elements between windows of a phase */
 	ptrdiff_t run_sstride;      /* source bytes between scratch elements */
 	ptrdiff_t run_line_off[PM__RUN_MAX_LINES]; /* line starts, from the row's */
+
+	/* Packed rows (see fill.c): rows of a run written as whole 64-byte
+	 * vectors, each a byte permutation of pack_parts 16-byte loads from the
+	 * run's scratch. The pattern repeats every pack_rows rows (pack_vecs
+	 * vectors), the loads moving on by pack_shift bytes. 0 pack_rows: rows
+	 * are copied line by line. */
+	int pack_rows, pack_vecs, pack_parts;
+	ptrdiff_t pack_shift;
+	uint16_t pack_array[PM__PACK_VECS * 8]; /* per vector and part: line * phases + phase */
+	int32_t pack_off[PM__PACK_VECS * 8];    /* and the load's offset within that array */
+	unsigned char pack_idx[PM__PACK_VECS][64]; /* byte i: part * 16 + byte of that load */
 };
 
 /* Prepares f for g. Cannot fail for a valid g. */

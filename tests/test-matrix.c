@@ -957,6 +957,52 @@ static void test_kernels(void)
 			}
 }
 
+/* Strided lines of runs: the channels of a channel-major row, or the
+ * phases of a dilation, samples 2 to 5 apart (5: past the vector kernels),
+ * of 1-, 2- and 4-byte sources in every conversion, with lines from a few
+ * samples to hundreds, so every tail of a vector. The source ends where a
+ * page with no access begins: the vector kernels' loads are masked to the
+ * samples and must not touch it. */
+static void test_strided_lines(void)
+{
+	static const int srcs[] = { PM_DTYPE_U8, PM_DTYPE_F32, PM_DTYPE_I8, PM_DTYPE_U16 };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned n = 0;
+
+	for (int si = 0; si < 4; si++)
+		for (size_t s = 2; s <= 5; s++)
+			for (int dil = 0; dil < 2; dil++)
+				for (unsigned w = 0; w < 4; w++, n++) {
+					struct pm_matrix_opts o = { .size = sizeof(o) };
+					struct conv cv[6];
+					int dt = srcs[si], nc = conversions(dt, cv);
+					size_t k = 2 + n % 3, width = (k - 1) * (dil ? s : 1) + (size_t[]){ 4, 17, 40, 301 }[w];
+					size_t shape[3] = { 3 + n % 2, width, s }, el = esize(dt);
+					size_t bytes = shape[0] * width * (dil ? 1 : s) * el;
+					size_t map = (bytes + page - 1) / page * page + page;
+					unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
+								MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+					unsigned char *data;
+
+					CU_ASSERT_FATAL(m != MAP_FAILED);
+					CU_ASSERT_FATAL(mprotect(m + map - page, page, PROT_NONE) == 0);
+					data = m + map - page - bytes;
+					for (size_t i = 0; i < bytes / el; i++)
+						random_sample(dt, data + i * el);
+					CU_ASSERT_FATAL(pm_source_contiguous(&o.source, data, dt, dil ? 2 : 3,
+									     shape) == 0);
+					o.source.has_channels = !dil;
+					o.source.channel_axis = 2;
+					set_window(&o.window[0], 2, 1, 1, 0, 0);
+					set_window(&o.window[1], k, 1 + (n % 4 == 3), dil ? s : 1, 0, 0);
+					o.order = dil ? PM_ORDER_WINDOW : PM_ORDER_CHANNEL;
+					o.dtype = cv[n % (unsigned)nc].dtype;
+					set_affine(&o, cv[n % (unsigned)nc].affine, n);
+					CU_ASSERT(run_case(&o, "guarded"));
+					munmap(m, map);
+				}
+}
+
 /* Shapes at the edges: one sample, a window as large as the image, exactly
  * one window, one row and one column of windows, eight dimensions. */
 static void test_edges(void)
@@ -1761,6 +1807,7 @@ int main(void)
 		{ "pitched rows", test_pitch },
 		{ "runs of windows", test_runs },
 		{ "conversion kernels and run copies", test_kernels },
+		{ "strided lines of runs", test_strided_lines },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "a lazy matrix as the source of another", test_lazy_source },
