@@ -386,6 +386,77 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
 	return np * G;
 }
 
+/* One period of packed rows from the source (see spack_init): V vectors
+ * of 64 samples, each of K loads masked to their samples (the bytes
+ * between may be another window's, on a page the process cannot read),
+ * permuted, and stored as bytes (`bytes`: a bit copy) or converted to
+ * float32 (from signed bytes if `sgn`) and scaled (plain: by 1 and 0,
+ * which changes no integer's float). K, bytes and sgn are constants in
+ * each instance. */
+VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm__fill *f, char *d,
+								const char *src, int K, bool bytes,
+								bool sgn, __m512 sc, __m512 of)
+{
+	const int32_t *off = f->pack_off;
+	const uint16_t *used = f->pack_used;
+
+	for (int v = 0; v < f->pack_vecs; v++, off += K, used += K, d += bytes ? 64 : 256) {
+		__m512i A = _mm512_setzero_si512(), B = A, y, ix = _mm512_loadu_si512(f->pack_idx[v]);
+
+		for (int e = 0; e < K; e++) {
+			__m128i x = _mm_maskz_loadu_epi8(used[e], src + off[e]);
+			__mmask16 lane = (__mmask16)(0xfu << 4 * (e & 3));
+
+			if (e < 4)
+				A = _mm512_mask_broadcast_i32x4(A, lane, x);
+			else
+				B = _mm512_mask_broadcast_i32x4(B, lane, x);
+		}
+		y = K > 4 ? _mm512_permutex2var_epi8(A, ix, B) : _mm512_permutexvar_epi8(ix, A);
+		if (bytes) {
+			_mm512_storeu_si512(d, y);
+			continue;
+		}
+		for (int l = 0; l < 4; l++) {
+			__m128i b = l == 0 ? _mm512_castsi512_si128(y)
+				    : l == 1 ? _mm512_extracti32x4_epi32(y, 1)
+				    : l == 2 ? _mm512_extracti32x4_epi32(y, 2)
+					     : _mm512_extracti32x4_epi32(y, 3);
+			__m512 x = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+
+			_mm512_storeu_ps((float *)d + 16 * l, _mm512_add_ps(_mm512_mul_ps(x, sc), of));
+		}
+	}
+}
+
+/* The whole periods of rows packed from the source among the run's nw
+ * rows, the first window's samples at src, to d; returns the rows written. */
+VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, int64_t nw)
+{
+	const struct pm__geom *g = &f->g;
+	int64_t G = f->pack_rows, np = nw / G;
+	size_t span = (size_t)G * g->row_bytes;
+	bool sgn = g->src_dtype == PM_DTYPE_I8, bytes = g->out_size == 1;
+	__m512 sc = _mm512_set1_ps(g->affine ? f->af.fscale : 1.0f);
+	__m512 of = _mm512_set1_ps(g->affine ? f->af.foffset : 0.0f);
+
+#define SPACK_K(KK)                                                                  \
+	case KK:                                                                     \
+		for (int64_t p = 0; p < np; p++, d += span, src += f->pack_shift)   \
+			if (bytes)                                                   \
+				spack_period(f, d, src, KK, true, false, sc, of);    \
+			else if (sgn)                                                \
+				spack_period(f, d, src, KK, false, true, sc, of);    \
+			else                                                         \
+				spack_period(f, d, src, KK, false, false, sc, of);   \
+		break;
+	switch (f->pack_parts) {
+	SPACK_K(1) SPACK_K(2) SPACK_K(3) SPACK_K(4) SPACK_K(5) SPACK_K(6) SPACK_K(7) SPACK_K(8)
+	}
+#undef SPACK_K
+	return np * G;
+}
+
 /* Lanes [0, k) of 16. */
 static inline __mmask16 lanes16(int64_t k)
 {
@@ -505,6 +576,88 @@ static void strided_init(struct pm__fill *f)
 		f->run_line = g->affine ? strided_u8_f32a : strided_u8_f32;
 	else if (src == PM_DTYPE_F32 && g->out_size == 4 && !g->affine)
 		f->run_line = strided_f32_f32;
+#else
+	(void)f;
+#endif
+}
+
+/* Packed rows from the source. For 1-byte samples the permutation can
+ * take the row's samples from the source itself: a row's element k lies
+ * at a fixed offset from the window's first sample, and window j of a run
+ * j * idx_stride further on, so each 64-sample vector of a period is a few
+ * 16-byte loads of the source wherever its offsets cluster (the three
+ * channels of a pixel, the next window's line), whatever line or channel
+ * they belong to. The 64 samples are then converted in registers. Planned
+ * for lines of at most 16 samples; 0 pack_rows if a vector needs more than
+ * 8 loads. */
+static void spack_init(struct pm__fill *f)
+{
+#ifdef HAVE_AVX2_KERNELS
+	const struct pm__geom *g = &f->g;
+	const struct pm__dim *D = g->row;
+	int64_t cols = (int64_t)g->cols, rs = f->idx_stride[g->nidx - 1], G, V;
+	int K = 1;
+	bool to_f32 = g->dtype == PM_DTYPE_F32 &&
+		      (g->src_dtype == PM_DTYPE_U8 || g->src_dtype == PM_DTYPE_I8 || g->src_dtype == PM_DTYPE_BOOL);
+
+	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
+	    !__builtin_cpu_supports("avx512vl") || g->in_size != 1 || g->pitch != g->row_bytes ||
+	    f->line_elems > 16 || !(to_f32 || (g->out_size == 1 && !g->affine)))
+		return;
+	G = 64 / gcd64(cols, 64);
+	V = G * cols / 64;
+	if (V > PM__PACK_VECS)
+		return;
+	for (int pass = 0; pass < 2; pass++)
+		for (int64_t v = 0; v < V; v++) {
+			int64_t lo[8], hi[8], off[64];
+			int n = 0, part[64];
+
+			for (int i = 0; i < 64; i++) {
+				int64_t e = 64 * v + i, j = e / cols, k = e % cols, o = j * rs;
+				int p = 0;
+
+				/* element k of a row: its index on each row dim, innermost last */
+				for (int m = g->nrow - 1; m >= 0; m--) {
+					int64_t st = D[m].axis < 0 ? g->cstride : D[m].inc * g->ax[D[m].axis].stride;
+
+					o += k % D[m].extent * st;
+					k /= D[m].extent;
+				}
+				if (o < INT32_MIN / 2 || o > INT32_MAX / 2)
+					return;
+				/* the first load whose 16 bytes can take o */
+				while (p < n && (o > hi[p] ? o : hi[p]) - (o < lo[p] ? o : lo[p]) >= 16)
+					p++;
+				if (p == n) {
+					if (n == 8)
+						return;
+					lo[n] = hi[n] = o;
+					n++;
+				}
+				lo[p] = o < lo[p] ? o : lo[p];
+				hi[p] = o > hi[p] ? o : hi[p];
+				off[i] = o;
+				part[i] = p;
+			}
+			if (pass == 0) {
+				K = n > K ? n : K;
+				continue;
+			}
+			for (int e = 0; e < K; e++) {
+				f->pack_off[v * K + e] = (int32_t)lo[e < n ? e : 0];
+				f->pack_used[v * K + e] = 0;
+			}
+			for (int i = 0; i < 64; i++) {
+				f->pack_idx[v][i] = (unsigned char)(16 * part[i] + (off[i] - lo[part[i]]));
+				f->pack_used[v * K + part[i]] |= (uint16_t)(1u << (off[i] - lo[part[i]]));
+			}
+		}
+	f->pack_src = true;
+	f->pack_rows = (int)G;
+	f->pack_vecs = (int)V;
+	f->pack_parts = K;
+	f->pack_shift = (ptrdiff_t)(G * rs);
 #else
 	(void)f;
 #endif
@@ -637,7 +790,9 @@ static void runs_init(struct pm__fill *f)
 	f->runs = true;
 	f->run_line = f->line;
 	strided_init(f);
-	pack_init(f);
+	spack_init(f);
+	if (!f->pack_src)
+		pack_init(f);
 }
 
 void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)
@@ -1036,7 +1191,7 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 	int64_t exact = 1 + (int64_t)(15 / pitch), j0 = 0, j1;
 
 #ifdef HAVE_AVX2_KERNELS
-	if (f->pack_rows)
+	if (f->pack_rows && !f->pack_src)
 		j0 = pack_rows(f, d, sc, nw, count);
 #endif
 	ph = j0 * per % P;
@@ -1113,6 +1268,11 @@ static size_t run_rows(const struct pm__fill *f, const struct rowpos *p, size_t 
 	hi = (g->ax[xa].n - 1 - span - bx) / step + 1;
 	if (nw > hi)
 		nw = hi;
+#ifdef HAVE_AVX2_KERNELS
+	/* whole periods packed from the source; the rest is a later run */
+	if (f->pack_src && nw >= f->pack_rows)
+		return (size_t)spack_rows(f, d, g->data + p->so, nw);
+#endif
 	/* scratch elements per line and phase: (nw-1)*per/P + L, within budget */
 	cap = RUN_SCRATCH / (int64_t)es / f->run_lines / P;
 	if (cap < (int64_t)L + RUN_MIN * ((per + P - 1) / P))

@@ -71,6 +71,11 @@ struct pm__fill {
 	uint16_t pack_array[PM__PACK_VECS * 8]; /* per vector and part: line * phases + phase */
 	int32_t pack_off[PM__PACK_VECS * 8];    /* and the load's offset within that array */
 	unsigned char pack_idx[PM__PACK_VECS][64]; /* byte i: part * 16 + byte of that load */
+	/* pack_src: the parts are loads of the source itself (1-byte samples
+	 * to float32), pack_off from the run's first sample, each masked to
+	 * the bytes in pack_used. */
+	bool pack_src;
+	uint16_t pack_used[PM__PACK_VECS * 8];
 };
 
 /* Prepares f for g. Cannot fail for a valid g. */
