@@ -386,22 +386,23 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
 	return np * G;
 }
 
-/* One period of packed rows from the source (see spack_init): V vectors
- * of 64 samples, each of K loads masked to their samples (the bytes
- * between may be another window's, on a page the process cannot read),
- * permuted, and stored as bytes (`bytes`: a bit copy) or converted to
- * float32 (from signed bytes if `sgn`) and scaled (plain: by 1 and 0,
- * which changes no integer's float). K, bytes and sgn are constants in
- * each instance. */
+/* One period of packed rows from the source (see spack_init): groups of
+ * vectors of 64 samples, each group's K loads masked to their samples (the
+ * bytes between may be another window's, on a page the process cannot
+ * read), each vector permuted from them and stored as bytes (`bytes`: a
+ * bit copy) or converted to float32 (from signed bytes if `sgn`) and scaled
+ * (plain: by 1 and 0, which changes no integer's float). K, bytes and sgn
+ * are constants in each instance. */
 VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm__fill *f, char *d,
 								const char *src, int K, bool bytes,
 								bool sgn, __m512 sc, __m512 of)
 {
 	const int32_t *off = f->pack_off;
 	const uint16_t *used = f->pack_used;
+	const unsigned char(*idx)[64] = f->pack_idx;
 
-	for (int v = 0; v < f->pack_vecs; v++, off += K, used += K, d += bytes ? 64 : 256) {
-		__m512i A = _mm512_setzero_si512(), B = A, y, ix = _mm512_loadu_si512(f->pack_idx[v]);
+	for (int gi = 0; gi < f->pack_groups; gi++, off += K, used += K) {
+		__m512i A = _mm512_setzero_si512(), B = A;
 
 		for (int e = 0; e < K; e++) {
 			__m128i x = _mm_maskz_loadu_epi8(used[e], src + off[e]);
@@ -412,19 +413,23 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 			else
 				B = _mm512_mask_broadcast_i32x4(B, lane, x);
 		}
-		y = K > 4 ? _mm512_permutex2var_epi8(A, ix, B) : _mm512_permutexvar_epi8(ix, A);
-		if (bytes) {
-			_mm512_storeu_si512(d, y);
-			continue;
-		}
-		for (int l = 0; l < 4; l++) {
-			__m128i b = l == 0 ? _mm512_castsi512_si128(y)
-				    : l == 1 ? _mm512_extracti32x4_epi32(y, 1)
-				    : l == 2 ? _mm512_extracti32x4_epi32(y, 2)
-					     : _mm512_extracti32x4_epi32(y, 3);
-			__m512 x = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+		for (int m = f->pack_gm[gi]; m > 0; m--, idx++, d += bytes ? 64 : 256) {
+			__m512i ix = _mm512_loadu_si512(*idx);
+			__m512i y = K > 4 ? _mm512_permutex2var_epi8(A, ix, B) : _mm512_permutexvar_epi8(ix, A);
 
-			_mm512_storeu_ps((float *)d + 16 * l, _mm512_add_ps(_mm512_mul_ps(x, sc), of));
+			if (bytes) {
+				_mm512_storeu_si512(d, y);
+				continue;
+			}
+			for (int l = 0; l < 4; l++) {
+				__m128i b = l == 0 ? _mm512_castsi512_si128(y)
+					    : l == 1 ? _mm512_extracti32x4_epi32(y, 1)
+					    : l == 2 ? _mm512_extracti32x4_epi32(y, 2)
+						     : _mm512_extracti32x4_epi32(y, 3);
+				__m512 x = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+
+				_mm512_storeu_ps((float *)d + 16 * l, _mm512_add_ps(_mm512_mul_ps(x, sc), of));
+			}
 		}
 	}
 }
@@ -587,16 +592,86 @@ static void strided_init(struct pm__fill *f)
  * j * idx_stride further on, so each 64-sample vector of a period is a few
  * 16-byte loads of the source wherever its offsets cluster (the three
  * channels of a pixel, the next window's line), whatever line or channel
- * they belong to. The 64 samples are then converted in registers. Planned
- * for lines of at most 16 samples; 0 pack_rows if a vector needs more than
- * 8 loads. */
+ * they belong to. Consecutive vectors of a group share the loads (a 16-byte
+ * load of a u8 3 x 3 line serves 14 windows, two vectors), each vector its
+ * own permutation. The samples are then converted in registers. Planned
+ * for lines of at most 16 samples. */
+
+/* Element k of a stored row: its source offset from the window's first
+ * sample. */
+static int64_t row_elem_off(const struct pm__geom *g, int64_t k)
+{
+	int64_t o = 0;
+
+	for (int m = g->nrow - 1; m >= 0; m--) {
+		const struct pm__dim *d = &g->row[m];
+
+		o += k % d->extent * (d->axis < 0 ? g->cstride : d->inc * g->ax[d->axis].stride);
+		k /= d->extent;
+	}
+	return o;
+}
+
+/* Plans the V vectors of a period in groups of up to M, each group's
+ * loads padded to K, the most any group needs; commit: writes the plan.
+ * Returns K, or 0 when a group would need more than 8 loads. */
+static int spack_plan(struct pm__fill *f, int64_t V, int64_t rs, int M, int K, bool commit)
+{
+	const struct pm__geom *g = &f->g;
+	int64_t cols = (int64_t)g->cols;
+	int most = 1, ng = 0;
+
+	for (int64_t v0 = 0; v0 < V; v0 += M, ng++) {
+		int m = V - v0 < M ? (int)(V - v0) : M, n = 0;
+		int64_t lo[8], hi[8];
+
+		for (int i = 0; i < 64 * m; i++) {
+			int64_t e = 64 * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
+			int p = 0;
+
+			if (o < INT32_MIN / 2 || o > INT32_MAX / 2)
+				return 0;
+			/* the first load whose 16 bytes can take o */
+			while (p < n && (o > hi[p] ? o : hi[p]) - (o < lo[p] ? o : lo[p]) >= 16)
+				p++;
+			if (p == n) {
+				if (n == 8)
+					return 0;
+				lo[n] = hi[n] = o;
+				n++;
+			}
+			lo[p] = o < lo[p] ? o : lo[p];
+			hi[p] = o > hi[p] ? o : hi[p];
+		}
+		most = n > most ? n : most;
+		if (!commit)
+			continue;
+		f->pack_gm[ng] = (unsigned char)m;
+		for (int e = 0; e < K; e++) {
+			f->pack_off[ng * K + e] = (int32_t)lo[e < n ? e : 0];
+			f->pack_used[ng * K + e] = 0;
+		}
+		for (int i = 0; i < 64 * m; i++) {
+			int64_t e = 64 * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
+			int p = 0;
+
+			while (o < lo[p] || o - lo[p] >= 16)
+				p++;
+			f->pack_idx[v0 + i / 64][i % 64] = (unsigned char)(16 * p + (o - lo[p]));
+			f->pack_used[ng * K + p] |= (uint16_t)(1u << (o - lo[p]));
+		}
+	}
+	if (commit)
+		f->pack_groups = ng;
+	return most;
+}
+
 static void spack_init(struct pm__fill *f)
 {
 #ifdef HAVE_AVX2_KERNELS
 	const struct pm__geom *g = &f->g;
-	const struct pm__dim *D = g->row;
 	int64_t cols = (int64_t)g->cols, rs = f->idx_stride[g->nidx - 1], G, V;
-	int K = 1;
+	int best = 0, bestK = 0;
 	bool to_f32 = g->dtype == PM_DTYPE_F32 &&
 		      (g->src_dtype == PM_DTYPE_U8 || g->src_dtype == PM_DTYPE_I8 || g->src_dtype == PM_DTYPE_BOOL);
 
@@ -608,55 +683,23 @@ static void spack_init(struct pm__fill *f)
 	V = G * cols / 64;
 	if (V > PM__PACK_VECS)
 		return;
-	for (int pass = 0; pass < 2; pass++)
-		for (int64_t v = 0; v < V; v++) {
-			int64_t lo[8], hi[8], off[64];
-			int n = 0, part[64];
+	/* The group size with the least work per vector: 2 per load (load,
+	 * insert), 3 per vector (permutation, its index, store). */
+	for (int M = 1; M <= 4; M++) {
+		int K = spack_plan(f, V, rs, M, 0, false);
 
-			for (int i = 0; i < 64; i++) {
-				int64_t e = 64 * v + i, j = e / cols, k = e % cols, o = j * rs;
-				int p = 0;
-
-				/* element k of a row: its index on each row dim, innermost last */
-				for (int m = g->nrow - 1; m >= 0; m--) {
-					int64_t st = D[m].axis < 0 ? g->cstride : D[m].inc * g->ax[D[m].axis].stride;
-
-					o += k % D[m].extent * st;
-					k /= D[m].extent;
-				}
-				if (o < INT32_MIN / 2 || o > INT32_MAX / 2)
-					return;
-				/* the first load whose 16 bytes can take o */
-				while (p < n && (o > hi[p] ? o : hi[p]) - (o < lo[p] ? o : lo[p]) >= 16)
-					p++;
-				if (p == n) {
-					if (n == 8)
-						return;
-					lo[n] = hi[n] = o;
-					n++;
-				}
-				lo[p] = o < lo[p] ? o : lo[p];
-				hi[p] = o > hi[p] ? o : hi[p];
-				off[i] = o;
-				part[i] = p;
-			}
-			if (pass == 0) {
-				K = n > K ? n : K;
-				continue;
-			}
-			for (int e = 0; e < K; e++) {
-				f->pack_off[v * K + e] = (int32_t)lo[e < n ? e : 0];
-				f->pack_used[v * K + e] = 0;
-			}
-			for (int i = 0; i < 64; i++) {
-				f->pack_idx[v][i] = (unsigned char)(16 * part[i] + (off[i] - lo[part[i]]));
-				f->pack_used[v * K + part[i]] |= (uint16_t)(1u << (off[i] - lo[part[i]]));
-			}
+		if (K && (!best || (2 * K + 3 * M) * best < (2 * bestK + 3 * best) * M)) {
+			best = M;
+			bestK = K;
 		}
+	}
+	if (!best)
+		return;
+	spack_plan(f, V, rs, best, bestK, true);
 	f->pack_src = true;
 	f->pack_rows = (int)G;
 	f->pack_vecs = (int)V;
-	f->pack_parts = K;
+	f->pack_parts = bestK;
 	f->pack_shift = (ptrdiff_t)(G * rs);
 #else
 	(void)f;
