@@ -679,6 +679,9 @@ static void spack_init(struct pm__fill *f)
 	    !__builtin_cpu_supports("avx512vl") || g->in_size != 1 || g->pitch != g->row_bytes ||
 	    f->line_elems > 16 || !(to_f32 || (g->out_size == 1 && !g->affine)))
 		return;
+	/* a bit copy of 16-byte lines is one move a line already */
+	if (!to_f32 && f->line_elems == 16)
+		return;
 	G = 64 / gcd64(cols, 64);
 	V = G * cols / 64;
 	if (V > PM__PACK_VECS)
@@ -715,7 +718,8 @@ static void spack_init(struct pm__fill *f)
  * that hold its bytes, at most 8, and the byte permutation (AVX-512 VBMI)
  * that puts them in place. A row of u8 3 x 3 (9 bytes) then costs a
  * seventh of a store, where a copy line by line stores three 16-byte
- * moves; lines of 16 bytes or more are copied as before. */
+ * moves; lines of 16 bytes or more, one move or more each, are copied as
+ * before. */
 static void pack_init(struct pm__fill *f)
 {
 #ifdef HAVE_AVX2_KERNELS
@@ -725,7 +729,7 @@ static void pack_init(struct pm__fill *f)
 	int K = 1;
 
 	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
-	    g->pitch != g->row_bytes || rb != f->run_lines * lb || lb > 16 ||
+	    g->pitch != g->row_bytes || rb != f->run_lines * lb || lb >= 16 ||
 	    (int64_t)f->run_lines * P > UINT16_MAX)
 		return;
 	G = 64 / gcd64(rb, 64);
