@@ -390,12 +390,13 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
  * vectors of 64 samples, each group's K loads masked to their samples (the
  * bytes between may be another window's, on a page the process cannot
  * read), each vector permuted from them and stored as bytes (`bytes`: a
- * bit copy) or converted to float32 (from signed bytes if `sgn`) and scaled
- * (plain: by 1 and 0, which changes no integer's float). K, bytes and sgn
- * are constants in each instance. */
+ * bit copy) or converted to float32 (from signed bytes if `sgn`; from bool
+ * if `bin`, any nonzero byte as 1, as the bool kernels read it) and scaled
+ * (plain: by 1 and 0, which changes no integer's float). K, bytes, sgn and
+ * bin are constants in each instance. */
 VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm__fill *f, char *d,
 								const char *src, int K, bool bytes,
-								bool sgn, __m512 sc, __m512 of)
+								bool sgn, bool bin, __m512 sc, __m512 of)
 {
 	const int32_t *off = f->pack_off;
 	const uint16_t *used = f->pack_used;
@@ -421,6 +422,8 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 				_mm512_storeu_si512(d, y);
 				continue;
 			}
+			if (bin)
+				y = _mm512_min_epu8(y, _mm512_set1_epi8(1));
 			for (int l = 0; l < 4; l++) {
 				__m128i b = l == 0 ? _mm512_castsi512_si128(y)
 					    : l == 1 ? _mm512_extracti32x4_epi32(y, 1)
@@ -441,19 +444,22 @@ VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, i
 	const struct pm__geom *g = &f->g;
 	int64_t G = f->pack_rows, np = nw / G;
 	size_t span = (size_t)G * g->row_bytes;
-	bool sgn = g->src_dtype == PM_DTYPE_I8, bytes = g->out_size == 1;
+	bool sgn = g->src_dtype == PM_DTYPE_I8, bin = g->src_dtype == PM_DTYPE_BOOL;
+	bool bytes = g->out_size == 1;
 	__m512 sc = _mm512_set1_ps(g->affine ? f->af.fscale : 1.0f);
 	__m512 of = _mm512_set1_ps(g->affine ? f->af.foffset : 0.0f);
 
-#define SPACK_K(KK)                                                                  \
-	case KK:                                                                     \
-		for (int64_t p = 0; p < np; p++, d += span, src += f->pack_shift)   \
-			if (bytes)                                                   \
-				spack_period(f, d, src, KK, true, false, sc, of);    \
-			else if (sgn)                                                \
-				spack_period(f, d, src, KK, false, true, sc, of);    \
-			else                                                         \
-				spack_period(f, d, src, KK, false, false, sc, of);   \
+#define SPACK_K(KK)                                                                       \
+	case KK:                                                                          \
+		for (int64_t p = 0; p < np; p++, d += span, src += f->pack_shift)         \
+			if (bytes)                                                        \
+				spack_period(f, d, src, KK, true, false, false, sc, of);  \
+			else if (sgn)                                                     \
+				spack_period(f, d, src, KK, false, true, false, sc, of);  \
+			else if (bin)                                                     \
+				spack_period(f, d, src, KK, false, false, true, sc, of);  \
+			else                                                              \
+				spack_period(f, d, src, KK, false, false, false, sc, of); \
 		break;
 	switch (f->pack_parts) {
 	SPACK_K(1) SPACK_K(2) SPACK_K(3) SPACK_K(4) SPACK_K(5) SPACK_K(6) SPACK_K(7) SPACK_K(8)
@@ -598,7 +604,9 @@ static void strided_init(struct pm__fill *f)
  * for lines of at most 16 samples. */
 
 /* Element k of a stored row: its source offset from the window's first
- * sample. */
+ * sample. A dim of extent 1 (whose dilation or stride may be near the
+ * largest) adds nothing: step_bytes gives it 0 rather than an overflowing
+ * product. */
 static int64_t row_elem_off(const struct pm__geom *g, int64_t k)
 {
 	int64_t o = 0;
@@ -606,7 +614,7 @@ static int64_t row_elem_off(const struct pm__geom *g, int64_t k)
 	for (int m = g->nrow - 1; m >= 0; m--) {
 		const struct pm__dim *d = &g->row[m];
 
-		o += k % d->extent * (d->axis < 0 ? g->cstride : d->inc * g->ax[d->axis].stride);
+		o += k % d->extent * (d->axis < 0 ? g->cstride : step_bytes(d->inc, g->ax[d->axis].stride));
 		k /= d->extent;
 	}
 	return o;

@@ -1003,6 +1003,55 @@ static void test_strided_lines(void)
 				}
 }
 
+/* Rows packed straight from a source of 1-byte samples, at the limits of
+ * what the samples and the geometry may hold. A bool source whose bytes are
+ * not all 0 and 1 (a uint8 array viewed as bool) converts every nonzero
+ * byte to 1, as numpy's astype does and as the reference reads it; and a
+ * window axis of one sample may have a dilation, or a source stride, whose
+ * product with the other overflows (that axis never moves: its offset
+ * within the row is 0). */
+static void test_packed_source_limits(void)
+{
+	static unsigned char bytes[9 * 70 * 3];
+	static const int dts[] = { PM_DTYPE_U8, PM_DTYPE_I8, PM_DTYPE_BOOL };
+	unsigned n = 0;
+
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (unsigned char)(i * 37 % 251 < 120 ? 0 : i * 37 % 251);
+	for (int ch = 0; ch < 2; ch++)
+		for (int aff = 0; aff < 2; aff++, n++) {
+			struct pm_matrix_opts o = { .size = sizeof(o) };
+			const size_t shape[3] = { 9, 70, 3 };
+
+			CU_ASSERT_FATAL(pm_source_contiguous(&o.source, bytes, PM_DTYPE_BOOL, ch ? 3 : 2,
+							     shape) == 0);
+			o.source.has_channels = ch != 0;
+			o.source.channel_axis = 2;
+			set_window(&o.window[0], 3, 1, 1, 0, 0);
+			set_window(&o.window[1], 3, 1 + n % 2, 1, 0, 0);
+			o.order = ch ? PM_ORDER_CHANNEL : PM_ORDER_WINDOW;
+			o.dtype = PM_DTYPE_F32;
+			set_affine(&o, aff, n);
+			CU_ASSERT(run_case(&o, "bool bytes 0..250"));
+		}
+	for (int di = 0; di < 3; di++)
+		for (int big = 0; big < 2; big++, n++) {
+			struct pm_matrix_opts o = { .size = sizeof(o) };
+
+			/* axes of 1, 1 and 200 samples; the one-sample axes have
+			 * a dilation of 2^62, or a stride near the largest and
+			 * a dilation of 4 */
+			o.source = (struct pm_source){ .data = bytes, .dtype = dts[di], .ndim = 3,
+						       .shape = { 1, 1, 200 },
+						       .strides = { big ? PTRDIFF_MAX / 2 : 200, 7, 1 } };
+			set_window(&o.window[0], 1, 1, big ? 4 : (size_t)1 << 62, 0, 0);
+			set_window(&o.window[1], 1, 1, (size_t)1 << 62, 0, 0);
+			set_window(&o.window[2], 3 + 2 * big, 1, 1, 0, 0);
+			o.dtype = di == 2 || n % 2 ? PM_DTYPE_F32 : PM_DTYPE_SAME;
+			CU_ASSERT(run_case(&o, "one-sample axes"));
+		}
+}
+
 /* Shapes at the edges: one sample, a window as large as the image, exactly
  * one window, one row and one column of windows, eight dimensions. */
 static void test_edges(void)
@@ -1808,6 +1857,7 @@ int main(void)
 		{ "runs of windows", test_runs },
 		{ "conversion kernels and run copies", test_kernels },
 		{ "strided lines of runs", test_strided_lines },
+		{ "rows packed from the source at its limits", test_packed_source_limits },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "a lazy matrix as the source of another", test_lazy_source },
