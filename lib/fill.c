@@ -2,6 +2,7 @@
  * one window element across all windows) is cut into lines along its
  * innermost dimension, and each line is a strided run of source samples that
  * one conversion kernel produces. Written for speed: every fault pays it. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fill.h"
@@ -468,6 +469,15 @@ VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, i
 	return np * G;
 }
 
+/* The VBMI paths of the runs (packed rows, gathered strided lines): where
+ * the CPU has AVX-512 VBMI, BW and VL, unless PATCHMAP_NO_VBMI is set (the
+ * other paths give the same bytes; the tests run both). */
+static bool vbmi_ok(void)
+{
+	return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && !getenv("PATCHMAP_NO_VBMI");
+}
+
 /* Lanes [0, k) of 16. */
 static inline __mmask16 lanes16(int64_t k)
 {
@@ -578,8 +588,7 @@ static void strided_init(struct pm__fill *f)
 	int64_t s = f->run_sstride / (ptrdiff_t)g->in_size, out = g->dtype == PM_DTYPE_F32;
 	int src = g->src_dtype;
 
-	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
-	    !__builtin_cpu_supports("avx512vl") || f->run_sstride % (ptrdiff_t)g->in_size || s < 2 || s > 4)
+	if (!vbmi_ok() || f->run_sstride % (ptrdiff_t)g->in_size || s < 2 || s > 4)
 		return;
 	if (g->in_size == 1 && g->out_size == 1 && !g->affine)
 		f->run_line = strided_u8_u8; /* a bit copy of any 1-byte type */
@@ -683,8 +692,7 @@ static void spack_init(struct pm__fill *f)
 	bool to_f32 = g->dtype == PM_DTYPE_F32 &&
 		      (g->src_dtype == PM_DTYPE_U8 || g->src_dtype == PM_DTYPE_I8 || g->src_dtype == PM_DTYPE_BOOL);
 
-	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
-	    !__builtin_cpu_supports("avx512vl") || g->in_size != 1 || g->pitch != g->row_bytes ||
+	if (!vbmi_ok() || g->in_size != 1 || g->pitch != g->row_bytes ||
 	    f->line_elems > 16 || !(to_f32 || (g->out_size == 1 && !g->affine)))
 		return;
 	/* a bit copy of 16-byte lines is one move a line already */
@@ -736,8 +744,7 @@ static void pack_init(struct pm__fill *f)
 	int64_t per = f->run_per, P = f->run_phases, G, V;
 	int K = 1;
 
-	if (!__builtin_cpu_supports("avx512vbmi") || !__builtin_cpu_supports("avx512bw") ||
-	    g->pitch != g->row_bytes || rb != f->run_lines * lb || lb >= 16 ||
+	if (!vbmi_ok() || g->pitch != g->row_bytes || rb != f->run_lines * lb || lb >= 16 ||
 	    (int64_t)f->run_lines * P > UINT16_MAX)
 		return;
 	G = 64 / gcd64(rb, 64);
