@@ -823,21 +823,21 @@ static void runs_init(struct pm__fill *f)
 			return;
 		lines *= (int)D[k].extent;
 	}
-	/* Line offsets: the outer row dims by an odometer, outermost first. */
-	{
-		int64_t i[PM_MAX_DIMS + 1] = { 0 };
-		ptrdiff_t off = 0;
+	/* Line offsets: line t's index on each outer row dim, outermost first.
+	 * An offset that overflows belongs to a window axis longer than its
+	 * source axis (a one-sample axis of any stride, padded): no window
+	 * is inside the source there, so no run ever starts. */
+	for (int t = 0; t < lines; t++) {
+		ptrdiff_t off = 0, o;
+		int64_t r = t;
 
-		for (int t = 0; t < lines; t++) {
-			f->run_line_off[t] = off;
-			for (int k = f->line_dim - 1; k >= 0; k--) {
-				off += f->ostride[k];
-				if (++i[k] < D[k].extent)
-					break;
-				off -= f->ostride[k] * D[k].extent;
-				i[k] = 0;
-			}
+		for (int k = f->line_dim - 1; k >= 0; k--) {
+			if (__builtin_mul_overflow((ptrdiff_t)(r % D[k].extent), f->ostride[k], &o) ||
+			    __builtin_add_overflow(off, o, &off))
+				return;
+			r /= D[k].extent;
 		}
+		f->run_line_off[t] = off;
 	}
 	f->run_lines = lines;
 	if (f->line_ch > 1) {

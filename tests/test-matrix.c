@@ -1009,7 +1009,9 @@ static void test_strided_lines(void)
  * byte to 1, as numpy's astype does and as the reference reads it; and a
  * window axis of one sample may have a dilation, or a source stride, whose
  * product with the other overflows (that axis never moves: its offset
- * within the row is 0). */
+ * within the row is 0), and a source axis of one sample may have any stride
+ * and be padded into a window of three (no window is inside the source:
+ * no run starts). */
 static void test_packed_source_limits(void)
 {
 	static unsigned char bytes[9 * 70 * 3];
@@ -1035,18 +1037,21 @@ static void test_packed_source_limits(void)
 			CU_ASSERT(run_case(&o, "bool bytes 0..250"));
 		}
 	for (int di = 0; di < 3; di++)
-		for (int big = 0; big < 2; big++, n++) {
+		for (int big = 0; big < 3; big++, n++) {
 			struct pm_matrix_opts o = { .size = sizeof(o) };
 
 			/* axes of 1, 1 and 200 samples; the one-sample axes have
 			 * a dilation of 2^62, or a stride near the largest and
-			 * a dilation of 4 */
+			 * a dilation of 4, or a window of 3 over the first */
 			o.source = (struct pm_source){ .data = bytes, .dtype = dts[di], .ndim = 3,
 						       .shape = { 1, 1, 200 },
 						       .strides = { big ? PTRDIFF_MAX / 2 : 200, 7, 1 } };
-			set_window(&o.window[0], 1, 1, big ? 4 : (size_t)1 << 62, 0, 0);
+			if (big == 2)
+				set_window(&o.window[0], 3, 1, 1, 1, 1);
+			else
+				set_window(&o.window[0], 1, 1, big ? 4 : (size_t)1 << 62, 0, 0);
 			set_window(&o.window[1], 1, 1, (size_t)1 << 62, 0, 0);
-			set_window(&o.window[2], 3 + 2 * big, 1, 1, 0, 0);
+			set_window(&o.window[2], 3 + 2 * (big == 1), 1, 1, 0, 0);
 			o.dtype = di == 2 || n % 2 ? PM_DTYPE_F32 : PM_DTYPE_SAME;
 			CU_ASSERT(run_case(&o, "one-sample axes"));
 		}
