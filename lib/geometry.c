@@ -189,7 +189,10 @@ int pm__geom_init(struct pm__geom *g, const struct pm_matrix_opts *o, bool need_
 		    eff >= padded)
 			return -PM_EWINDOWBIG;
 		ax->n = (int64_t)s->shape[i];
-		ax->stride = s->strides[i];
+		/* An axis of one sample is only ever read at index 0, and its
+		 * stride may be anything (numpy leaves it free): 0, so that no
+		 * offset of a padded window over it overflows. */
+		ax->stride = s->shape[i] == 1 ? 0 : s->strides[i];
 		ax->k = (int64_t)w->size;
 		ax->step = w->step > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->step;
 		ax->dil = (int64_t)w->dilation;

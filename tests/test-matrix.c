@@ -1011,7 +1011,9 @@ static void test_strided_lines(void)
  * product with the other overflows (that axis never moves: its offset
  * within the row is 0), and a source axis of one sample may have any stride
  * and be padded into a window of three (no window is inside the source:
- * no run starts). */
+ * no run starts), or padded before by three and stepped by three (the
+ * second window reads the sample: its offset is 0, not -3 * stride + 3 *
+ * stride computed in overflowing parts). */
 static void test_packed_source_limits(void)
 {
 	static unsigned char bytes[9 * 70 * 3];
@@ -1037,17 +1039,20 @@ static void test_packed_source_limits(void)
 			CU_ASSERT(run_case(&o, "bool bytes 0..250"));
 		}
 	for (int di = 0; di < 3; di++)
-		for (int big = 0; big < 3; big++, n++) {
+		for (int big = 0; big < 4; big++, n++) {
 			struct pm_matrix_opts o = { .size = sizeof(o) };
 
 			/* axes of 1, 1 and 200 samples; the one-sample axes have
 			 * a dilation of 2^62, or a stride near the largest and
-			 * a dilation of 4, or a window of 3 over the first */
+			 * a dilation of 4, or a window of 3 over the first, or
+			 * windows of 1 three apart after 3 of padding */
 			o.source = (struct pm_source){ .data = bytes, .dtype = dts[di], .ndim = 3,
 						       .shape = { 1, 1, 200 },
 						       .strides = { big ? PTRDIFF_MAX / 2 : 200, 7, 1 } };
 			if (big == 2)
 				set_window(&o.window[0], 3, 1, 1, 1, 1);
+			else if (big == 3)
+				set_window(&o.window[0], 1, 3, 1, 3, 0);
 			else
 				set_window(&o.window[0], 1, 1, big ? 4 : (size_t)1 << 62, 0, 0);
 			set_window(&o.window[1], 1, 1, (size_t)1 << 62, 0, 0);
