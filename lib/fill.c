@@ -328,7 +328,31 @@ static ptrdiff_t step_bytes(int64_t inc, ptrdiff_t stride)
 #ifdef HAVE_AVX2_KERNELS
 #define VBMI_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static
 
-#define PACK_LOAD(e) _mm_loadu_si128((const __m128i *)(sc + a[e]))
+/* The two byte tables of a packed vector: load e of K (16 bytes at base +
+ * off[e], masked to used[e] unless used is NULL) in lane e % 4 of the
+ * first table (e < 4) or the second. */
+VBMI_FN inline __attribute__((always_inline)) void pack_tables(const char *base, const int32_t *off,
+							       const uint16_t *used, int K, __m512i *A,
+							       __m512i *B)
+{
+	*A = *B = _mm512_setzero_si512();
+	for (int e = 0; e < K; e++) {
+		__m128i x = used ? _mm_maskz_loadu_epi8(used[e], base + off[e])
+				 : _mm_loadu_si128((const __m128i *)(base + off[e]));
+		__mmask16 lane = (__mmask16)(0xfu << 4 * (e & 3));
+
+		if (e < 4)
+			*A = _mm512_mask_broadcast_i32x4(*A, lane, x);
+		else
+			*B = _mm512_mask_broadcast_i32x4(*B, lane, x);
+	}
+}
+
+/* The 64 bytes that index ix picks from the tables of K loads. */
+VBMI_FN inline __attribute__((always_inline)) __m512i pack_permute(__m512i A, __m512i B, __m512i ix, int K)
+{
+	return K > 4 ? _mm512_permutex2var_epi8(A, ix, B) : _mm512_permutexvar_epi8(ix, A);
+}
 
 /* One period of packed rows: V vectors of K parts each. Inlined with K a
  * constant, so the loads unroll. */
@@ -336,31 +360,12 @@ VBMI_FN inline __attribute__((always_inline)) void pack_period(char *d, const ch
 							       const unsigned char (*idx)[64], int V, int K)
 {
 	for (int v = 0; v < V; v++) {
-		const int32_t *a = at + v * K;
-		__m512i A = _mm512_castsi128_si512(PACK_LOAD(0)), B, x, ix = _mm512_loadu_si512(idx[v]);
+		__m512i A, B;
 
-		if (K > 1)
-			A = _mm512_inserti32x4(A, PACK_LOAD(1), 1);
-		if (K > 2)
-			A = _mm512_inserti32x4(A, PACK_LOAD(2), 2);
-		if (K > 3)
-			A = _mm512_inserti32x4(A, PACK_LOAD(3), 3);
-		if (K > 4) {
-			B = _mm512_castsi128_si512(PACK_LOAD(4));
-			if (K > 5)
-				B = _mm512_inserti32x4(B, PACK_LOAD(5), 1);
-			if (K > 6)
-				B = _mm512_inserti32x4(B, PACK_LOAD(6), 2);
-			if (K > 7)
-				B = _mm512_inserti32x4(B, PACK_LOAD(7), 3);
-			x = _mm512_permutex2var_epi8(A, ix, B);
-		} else {
-			x = _mm512_permutexvar_epi8(ix, A);
-		}
-		_mm512_storeu_si512(d + 64 * v, x);
+		pack_tables(sc, at + v * K, NULL, K, &A, &B);
+		_mm512_storeu_si512(d + 64 * v, pack_permute(A, B, _mm512_loadu_si512(idx[v]), K));
 	}
 }
-#undef PACK_LOAD
 
 /* The whole periods of packed rows among the run's nw rows (see
  * pack_init), to d; returns the rows written. */
@@ -404,20 +409,11 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 	const unsigned char(*idx)[64] = f->pack_idx;
 
 	for (int gi = 0; gi < f->pack_groups; gi++, off += K, used += K) {
-		__m512i A = _mm512_setzero_si512(), B = A;
+		__m512i A, B;
 
-		for (int e = 0; e < K; e++) {
-			__m128i x = _mm_maskz_loadu_epi8(used[e], src + off[e]);
-			__mmask16 lane = (__mmask16)(0xfu << 4 * (e & 3));
-
-			if (e < 4)
-				A = _mm512_mask_broadcast_i32x4(A, lane, x);
-			else
-				B = _mm512_mask_broadcast_i32x4(B, lane, x);
-		}
+		pack_tables(src, off, used, K, &A, &B);
 		for (int m = f->pack_gm[gi]; m > 0; m--, idx++, d += bytes ? 64 : 256) {
-			__m512i ix = _mm512_loadu_si512(*idx);
-			__m512i y = K > 4 ? _mm512_permutex2var_epi8(A, ix, B) : _mm512_permutexvar_epi8(ix, A);
+			__m512i y = pack_permute(A, B, _mm512_loadu_si512(*idx), K);
 
 			if (bytes) {
 				_mm512_storeu_si512(d, y);
