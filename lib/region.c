@@ -638,10 +638,30 @@ static void ahead_passed(struct pm_region *r, size_t from, size_t to)
 	}
 }
 
-/* Chunk c was just wanted by a reader. If it continues a stream, queue the
- * chunks ahead of it; otherwise start a stream at c. A stream reads ahead
- * only once it has met three chunks in a row, so random touches that happen
- * to land next to an earlier one do not fill chunks nobody reads. Read-ahead chunks are
+/* Stream i, reading ahead, takes in the streams that end where it begins
+ * or inside it: several threads reading one stream, each its own part,
+ * start it in pieces (say, one piece per thread when their parts are whole
+ * chunks, or from faults told out of order), and the chunks of the pieces
+ * are as much behind the readers as the stream's own. A piece left out
+ * would keep its chunks from being recycled as passed, and the pool would
+ * grow to the whole budget (lock held). */
+static void stream_join(struct pm_region *r, size_t i)
+{
+	for (size_t j = 0; j < sizeof(r->streams) / sizeof(r->streams[0]); j++) {
+		if (j == i || !r->streams[j].used || r->streams[j].first > r->streams[i].first ||
+		    r->streams[j].last + 2 < r->streams[i].first || r->streams[j].last > r->streams[i].last)
+			continue;
+		r->streams[i].first = r->streams[j].first;
+		r->streams[j].used = 0;
+	}
+}
+
+/* Chunk c was just wanted by a reader. If it continues a stream (comes
+ * after its last chunk, skipping one at most: two threads reading every
+ * other chunk of one stream are told of their faults in any order), queue
+ * the chunks ahead of it; otherwise start a stream at c. A stream reads
+ * ahead only once it has met three chunks in order, so random touches that
+ * happen to land next to an earlier one do not fill chunks nobody reads. Read-ahead chunks are
  * mapped as soon as they are filled, except every ra_trigger-th, left
  * unmapped: the reader's cheap fault on it is what moves the stream on. */
 static void ahead_note(struct pm_region *r, size_t c)
@@ -654,11 +674,11 @@ static void ahead_note(struct pm_region *r, size_t c)
 	for (size_t i = 0; i < n; i++) {
 		size_t last = r->streams[i].last, ahead = r->streams[i].ahead;
 
-		if (r->streams[i].used && last < c && c <= (ahead > last ? ahead : last) + 1) {
+		if (r->streams[i].used && last < c && c <= (ahead > last ? ahead : last) + 2) {
 			size_t from = c + 1 > ahead + 1 ? c + 1 : ahead + 1;
 			size_t to = r->nchunks - 1 - c < r->ra_window ? r->nchunks - 1 : c + r->ra_window;
 
-			if (c < r->streams[i].first + 2) {
+			if (r->streams[i].met < 3 && ++r->streams[i].met < 3) {
 				r->streams[i].last = c;
 				r->streams[i].used = ++r->stream_clock;
 				pthread_mutex_unlock(&r->lock);
@@ -685,6 +705,7 @@ static void ahead_note(struct pm_region *r, size_t c)
 			if (to > ahead)
 				r->streams[i].ahead = to;
 			r->streams[i].used = ++r->stream_clock;
+			stream_join(r, i);
 			pthread_mutex_unlock(&r->lock);
 			return;
 		}
@@ -694,6 +715,7 @@ static void ahead_note(struct pm_region *r, size_t c)
 	r->streams[pick].first = c;
 	r->streams[pick].last = c;
 	r->streams[pick].ahead = c;
+	r->streams[pick].met = 1;
 	r->streams[pick].used = ++r->stream_clock;
 	pthread_mutex_unlock(&r->lock);
 }

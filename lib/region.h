@@ -89,6 +89,7 @@ struct pm_region {
 	size_t ra_trigger;          /* every ra_trigger-th chunk ahead stays unmapped */
 	struct {
 		size_t first, last, ahead;
+		unsigned met;       /* chunks met in order (3: reading ahead) */
 		uint64_t used;
 	} streams[8];
 	uint64_t stream_clock;

@@ -1555,6 +1555,99 @@ static void test_readers(void)
 	}
 }
 
+/* Threads that read one stream together, each its part of every block and
+ * then waiting for the others (as BLAS threads split the rows of a GEMM),
+ * are one sequential reader: the region keeps what one reader keeps, never
+ * its whole budget. The chunks behind them must be recycled at once, in
+ * whatever order their faults arrive: one thread reading each pair of
+ * chunks second first makes the order two such threads often make. */
+struct part_reader {
+	const unsigned char *base;
+	uint64_t seed;
+	size_t length, block;
+	int t, n;
+	pthread_barrier_t *step;
+	size_t bad;
+};
+
+static void *part_reader_main(void *arg)
+{
+	struct part_reader *p = arg;
+
+	t_consumer = true;
+	if (p->n == 1) {
+		for (size_t b0 = 0; b0 < p->length; b0 += 2 * p->block)
+			for (size_t k = 2; k-- > 0;) {
+				size_t off = b0 + k * p->block;
+
+				if (off < p->length)
+					p->bad += pat_check(p->base, p->seed, off,
+							    p->length - off < p->block ? p->length - off : p->block);
+			}
+		return NULL;
+	}
+	for (size_t b0 = 0; b0 < p->length; b0 += p->block) {
+		size_t len = p->length - b0 < p->block ? p->length - b0 : p->block;
+		size_t from = b0 + len * (size_t)p->t / (size_t)p->n, to = b0 + len * (size_t)(p->t + 1) / (size_t)p->n;
+
+		p->bad += pat_check(p->base, p->seed, from, to - from);
+		pthread_barrier_wait(p->step);
+	}
+	return NULL;
+}
+
+static void test_stream_parts(void)
+{
+	const size_t chunk = 2 * MiB, nchunks = 96, budget = 48 * chunk, length = nchunks * chunk - 12345;
+
+	for (int bi = 0; bi < T_NBACKENDS; bi++) {
+		int backend = t_backends[bi];
+
+		if (backend == PM_BACKEND_EAGER || !backend_usable(backend))
+			continue;
+		for (int n = 1; n <= 4; n++)
+			for (int rep = 0; rep < 4; rep++) {
+				/* parts within a chunk, then parts of three chunks
+				 * each; one thread: chunk pairs, second first */
+				size_t block = n == 1 ? chunk : rep % 2 ? 3 * (size_t)n * chunk : 2 * chunk;
+				struct part_reader pr[4];
+				pthread_t th[4];
+				pthread_barrier_t step;
+				struct pm_stats st = { .size = sizeof(st) };
+				struct fctx f;
+				pm_region *r = NULL;
+
+				if (n == 1)
+					snprintf(label, sizeof(label), "one thread reading chunk pairs second first, %s, run %d",
+						 pm_backend_name(backend), rep);
+				else
+					snprintf(label, sizeof(label), "%d threads reading parts of blocks of %zu MiB, %s, run %d",
+						 n, block / MiB, pm_backend_name(backend), rep);
+				ncases++;
+				fctx_init(&f, 0x5a7 + (uint64_t)rep, length, chunk, backend);
+				CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, backend, length, chunk, budget, 0, 0, 0), 0);
+				CU_ASSERT_EQUAL_FATAL(pthread_barrier_init(&step, NULL, (unsigned)n), 0);
+				for (int t = 0; t < n; t++) {
+					pr[t] = (struct part_reader){ pm_region_data(r), f.seed, length, block, t, n, &step, 0 };
+					CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL, part_reader_main, &pr[t]), 0);
+				}
+				for (int t = 0; t < n; t++) {
+					pthread_join(th[t], NULL);
+					CHECK(pr[t].bad == 0, "reader %d: %zu bytes differ", t, pr[t].bad);
+				}
+				pthread_barrier_destroy(&step);
+				CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+				CHECK(st.peak_resident_bytes <= budget / 2,
+				      "peak residency %" PRIu64 " MiB of a %zu MiB budget", st.peak_resident_bytes / MiB,
+				      budget / MiB);
+				fctx_verify(&f);
+				CHECK(pm_region_error(r) == 0, "error %d", pm_region_error(r));
+				CU_ASSERT_EQUAL(pm_region_close(r), 0);
+				fctx_free(&f);
+			}
+	}
+}
+
 /* ------------------------------------------- the matrix, threaded */
 
 struct mreader {
@@ -2992,6 +3085,7 @@ static const struct t_test unit_tests[] = {
 
 static const struct t_test thread_tests[] = {
 	{ "1, 2 and 8 readers", test_readers },
+	{ "threads reading parts of one stream", test_stream_parts },
 	{ "patch matrices, threaded, against the reference", test_matrix_threads },
 	{ "many regions opened and closed by threads", test_many_regions },
 	{ "alternate signal stack", test_altstack },
