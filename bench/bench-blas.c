@@ -39,6 +39,7 @@ struct result {
 	double s, peak_mib;
 	double check;
 	struct pm_stats st;
+	uint64_t resident_max; /* the region's peak residency, the most of any run */
 };
 
 /* C = A W over blocks of rows; returns a checksum of a few outputs. */
@@ -89,9 +90,13 @@ static void median_of(struct result *runs, int n, struct result *out)
 {
 	double s[64], p[64];
 
-	for (int i = 0; i < n; i++)
-		s[i] = runs[i].s, p[i] = runs[i].peak_mib;
 	*out = runs[n - 1];
+	out->resident_max = 0;
+	for (int i = 0; i < n; i++) {
+		s[i] = runs[i].s, p[i] = runs[i].peak_mib;
+		if (runs[i].st.peak_resident_bytes > out->resident_max)
+			out->resident_max = runs[i].st.peak_resident_bytes;
+	}
 	out->s = b_median(s, n);
 	out->peak_mib = b_median(p, n);
 }
@@ -251,10 +256,18 @@ int main(int argc, char **argv)
 				print_row(name, &lr, info.bytes, &alone, &mat, &warm);
 				printf("  ");
 				b_print_stats(&lr.st);
+				/* The region's own peak, the most of the runs:
+				 * BLAS threads reading parts of one block are one
+				 * stream, and must keep what one reader keeps. */
+				printf("  residency: at most %.0f of the budget's %.0f MiB in %d runs: %s\n",
+				       (double)lr.resident_max / 1048576.0,
+				       (double)lr.st.budget_bytes / 1048576.0, reps,
+				       lr.resident_max < lr.st.budget_bytes ? "below the budget"
+									    : "the whole budget");
 				if (ncol == 64) {
 					snprintf(name, sizeof(name), "sgemm64 lazy %s / BLAS alone",
 						 pm_backend_name(b));
-					verdict(name, alone.s / lr.s, 0.9);
+					verdict(name, alone.s / lr.s, nt > 1 ? 0.85 : 0.95);
 				}
 				if (ncol == 1) {
 					snprintf(name, sizeof(name), "sgemv lazy %s / cold materialize+sgemv",
