@@ -35,6 +35,15 @@ static inline double b_cpu(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the calling thread so far. */
+static inline double b_thread_cpu(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* One clear line on stderr, exit 2 (bad usage) or 1 (failure). */
 static inline void b_die(int code, const char *fmt, ...)
 {
