@@ -656,13 +656,26 @@ static void stream_join(struct pm_region *r, size_t i)
 	}
 }
 
+/* 1 if a stream whose last chunk is `last` meets one more chunk in order
+ * at c (one or two past it), else 0. A chunk skipped counts only if some
+ * reader has wanted it too: two threads reading every other chunk fill
+ * each other's gaps, but a reader that skips chunks (strided, or random
+ * touches that land next to earlier ones) leaves them empty, and must not
+ * have chunks nobody reads filled ahead of it. The stream moves on all the
+ * same, so that the chunks it passed are recycled (lock held). */
+static unsigned met_step(const struct pm_region *r, size_t last, size_t c)
+{
+	return c == last + 1 ||
+	       (atomic_load_explicit(&r->state[c - 1], memory_order_relaxed) & PM__STATE_MASK) != PM__EMPTY;
+}
+
 /* Chunk c was just wanted by a reader. If it continues a stream (comes
  * after its last chunk, skipping one at most: two threads reading every
  * other chunk of one stream are told of their faults in any order), queue
  * the chunks ahead of it; otherwise start a stream at c. A stream reads
- * ahead only once it has met three chunks in order, so random touches that
- * happen to land next to an earlier one do not fill chunks nobody reads. Read-ahead chunks are
- * mapped as soon as they are filled, except every ra_trigger-th, left
+ * ahead only once it has met three chunks in order (met_step), so random
+ * touches that happen to land next to an earlier one do not fill chunks
+ * nobody reads. Read-ahead chunks are mapped as soon as they are filled, except every ra_trigger-th, left
  * unmapped: the reader's cheap fault on it is what moves the stream on. */
 static void ahead_note(struct pm_region *r, size_t c)
 {
@@ -678,7 +691,7 @@ static void ahead_note(struct pm_region *r, size_t c)
 			size_t from = c + 1 > ahead + 1 ? c + 1 : ahead + 1;
 			size_t to = r->nchunks - 1 - c < r->ra_window ? r->nchunks - 1 : c + r->ra_window;
 
-			if (r->streams[i].met < 3 && ++r->streams[i].met < 3) {
+			if (r->streams[i].met < 3 && (r->streams[i].met += met_step(r, last, c)) < 3) {
 				r->streams[i].last = c;
 				r->streams[i].used = ++r->stream_clock;
 				pthread_mutex_unlock(&r->lock);

@@ -1016,6 +1016,53 @@ static void test_readahead(void)
 	}
 }
 
+/* A reader of every other chunk is no stream to read ahead for: the chunks
+ * it skips stay empty, and filling them would double the work. Yet it
+ * does go forward, so the chunks behind it are recycled rather than
+ * piling up to the budget. Whole chunks (2 MiB) and copied ones (64 KiB). */
+static void test_readahead_strided(void)
+{
+	static const size_t chunks[] = { 64 * KiB, 2 * MiB };
+	const size_t nchunks = 64;
+
+	for (int bi = 0; bi < T_NLAZY; bi++) {
+		int backend = t_lazy_backends[bi];
+
+		if (!backend_usable(backend))
+			continue;
+		for (size_t ci = 0; ci < sizeof(chunks) / sizeof(chunks[0]); ci++) {
+			const size_t chunk = chunks[ci], length = nchunks * chunk, budget = nchunks / 2 * chunk;
+			const unsigned char *base;
+			struct pm_stats st = { .size = sizeof(st) };
+			struct fctx f;
+			pm_region *r = NULL;
+			size_t bad = 0, filled_odd = 0;
+
+			snprintf(label, sizeof(label), "every other chunk of %zu KiB, %s", chunk / KiB,
+				 pm_backend_name(backend));
+			fctx_init(&f, 0x5d2 + (uint64_t)ci, length, chunk, backend);
+			CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, backend, length, chunk, budget, 0, 0, 0), 0);
+			base = pm_region_data(r);
+			t_consumer = true;
+			for (size_t c = 0; c < nchunks; c += 2)
+				bad += pat_check(base, f.seed, c * chunk, chunk);
+			t_consumer = false;
+			CHECK(bad == 0, "%zu bytes differ", bad);
+			for (size_t c = 1; c < nchunks; c += 2)
+				filled_odd += atomic_load(&f.count[c]) != 0;
+			CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+			CHECK(filled_odd == 0 && st.readahead_fills == 0,
+			      "%zu skipped chunks filled, %" PRIu64 " read ahead", filled_odd, st.readahead_fills);
+			CHECK(st.peak_resident_bytes <= budget / 2, "peak residency %" PRIu64 " of %zu chunks",
+			      st.peak_resident_bytes / chunk, budget / chunk);
+			fctx_verify(&f);
+			CHECK(pm_region_error(r) == 0, "error %d", pm_region_error(r));
+			CU_ASSERT_EQUAL(pm_region_close(r), 0);
+			fctx_free(&f);
+		}
+	}
+}
+
 /* ----------------------------------------------- errors, environment */
 
 static void region_fails(const struct pm_region_opts *o, int code, int line)
@@ -3072,6 +3119,7 @@ static const struct t_test unit_tests[] = {
 	{ "chunk x budget x read-ahead x order grid", test_grid },
 	{ "tiny and ragged lengths", test_lengths },
 	{ "read-ahead", test_readahead },
+	{ "read-ahead skips a reader of every other chunk", test_readahead_strided },
 	{ "small chunks are copied", test_copying },
 	{ "small chunks with more fillers than staging buffers", test_copying_many_fillers },
 	{ "small chunks, some locked by the application", test_copying_locked },
