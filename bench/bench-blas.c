@@ -36,7 +36,7 @@ static void usage(const char *prog)
 }
 
 struct result {
-	double s, cpu, thr, peak_mib; /* thr: the calling thread's CPU s */
+	double s, cpu, thr, sys, peak_mib; /* thr, sys: the calling thread's CPU s, system s */
 	double check;
 	struct pm_stats st;
 	uint64_t resident_max; /* the region's peak residency, the most of any run */
@@ -70,13 +70,14 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 {
 	struct pm_matrix_opts o = *base;
 	pm_matrix *m;
-	double t0, c0, h0;
+	double t0, c0, h0, y0;
 
 	o.lazy = *lz;
 	o.lazy.backend = backend;
 	b_hwm_reset();
 	c0 = b_cpu();
 	h0 = b_thread_cpu();
+	y0 = b_thread_sys();
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), pm_backend_name(backend));
 	res->check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
@@ -84,6 +85,7 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 	res->s = b_now() - t0;
 	res->cpu = b_cpu() - c0;
 	res->thr = b_thread_cpu() - h0;
+	res->sys = b_thread_sys() - y0;
 	res->peak_mib = b_hwm_mib();
 	res->st.size = sizeof(res->st);
 	pm_matrix_stats(m, &res->st);
@@ -92,25 +94,28 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 
 static void median_of(struct result *runs, int n, struct result *out)
 {
-	double s[64], p[64], c[64], h[64];
+	double s[64], p[64], c[64], h[64], y[64];
 
 	*out = runs[n - 1];
 	out->resident_max = 0;
 	for (int i = 0; i < n; i++) {
-		s[i] = runs[i].s, p[i] = runs[i].peak_mib, c[i] = runs[i].cpu, h[i] = runs[i].thr;
+		s[i] = runs[i].s, p[i] = runs[i].peak_mib, c[i] = runs[i].cpu;
+		h[i] = runs[i].thr, y[i] = runs[i].sys;
 		if (runs[i].st.peak_resident_bytes > out->resident_max)
 			out->resident_max = runs[i].st.peak_resident_bytes;
 	}
 	out->s = b_median(s, n);
 	out->cpu = b_median(c, n);
 	out->thr = b_median(h, n);
+	out->sys = b_median(y, n);
 	out->peak_mib = b_median(p, n);
 }
 
 static void print_row(const char *name, const struct result *r, size_t bytes,
 		      const struct result *alone, const struct result *cold, const struct result *warm)
 {
-	printf("  %-28s %7.3f %7.3f %7.3f %7.2f %8.2f %8.2f %8.2f %9.0f\n", name, r->s, r->cpu, r->thr,
+	printf("  %-28s %7.3f %7.3f %7.3f %7.3f %7.2f %8.2f %8.2f %8.2f %9.0f\n", name, r->s, r->cpu,
+	       r->thr, r->sys,
 	       (double)bytes / r->s / 1e9, alone->s / r->s, cold->s / r->s, warm->s / r->s,
 	       r->peak_mib);
 }
@@ -197,7 +202,7 @@ int main(int argc, char **argv)
 	       "reference / time of the case) over: BLAS alone on the pre-built matrix, and eager\n"
 	       "materialize + BLAS into cold memory (unused for %.0f s) and warm (just freed);\n"
 	       "CPU s: every thread of the process, main s: the calling thread (with one BLAS\n"
-	       "thread, the one that reads the matrix)\n",
+	       "thread, the one that reads the matrix), sys s: the calling thread's in the kernel\n",
 	       reps, eager_reps, eager_wait);
 
 	snprintf(tl, sizeof(tl), "%s", threads_list);
@@ -216,8 +221,8 @@ int main(int argc, char **argv)
 			if (!want[k])
 				continue;
 			printf("\n%s, %d BLAS thread%s\n", kernels[k].name, nt, nt > 1 ? "s" : "");
-			printf("  %-28s %7s %7s %7s %7s %8s %8s %8s %9s\n", "case", "s", "CPU s", "main s", "GB/s",
-			       "x alone", "x cold", "x warm", "peak MiB");
+			printf("  %-28s %7s %7s %7s %7s %7s %8s %8s %8s %9s\n", "case", "s", "CPU s",
+			       "main s", "sys s", "GB/s", "x alone", "x cold", "x warm", "peak MiB");
 			/* materialize + BLAS, as one sequence: into memory unused
 			 * for a while (cold), then at once into the memory that
 			 * run just freed (warm) */
@@ -233,17 +238,19 @@ int main(int argc, char **argv)
 			o.lazy.backend = PM_BACKEND_EAGER;
 			b_check(pm_matrix_open(&o, &m), "eager");
 			for (int r = 0; r < reps; r++) {
-				double t0, c0, h0;
+				double t0, c0, h0, y0;
 
 				b_hwm_reset();
 				c0 = b_cpu();
 				h0 = b_thread_cpu();
+				y0 = b_thread_sys();
 				t0 = b_now();
 				runs[r].check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
 						      (int)pm_matrix_cols(m), ncol, W, C);
 				runs[r].s = b_now() - t0;
 				runs[r].cpu = b_cpu() - c0;
 				runs[r].thr = b_thread_cpu() - h0;
+				runs[r].sys = b_thread_sys() - y0;
 				runs[r].peak_mib = b_hwm_mib();
 			}
 			pm_matrix_close(m);

@@ -665,8 +665,9 @@ static void stream_join(struct pm_region *r, size_t i)
  * same, so that the chunks it passed are recycled (lock held). */
 static unsigned met_step(const struct pm_region *r, size_t last, size_t c)
 {
-	return c == last + 1 ||
-	       (atomic_load_explicit(&r->state[c - 1], memory_order_relaxed) & PM__STATE_MASK) != PM__EMPTY;
+	uint32_t skipped = atomic_load_explicit(&r->state[c - 1], memory_order_relaxed);
+
+	return c == last + 1 || (skipped & PM__STATE_MASK) != PM__EMPTY;
 }
 
 /* Chunk c was just wanted by a reader. If it continues a stream (comes
@@ -675,8 +676,9 @@ static unsigned met_step(const struct pm_region *r, size_t last, size_t c)
  * the chunks ahead of it; otherwise start a stream at c. A stream reads
  * ahead only once it has met three chunks in order (met_step), so random
  * touches that happen to land next to an earlier one do not fill chunks
- * nobody reads. Read-ahead chunks are mapped as soon as they are filled, except every ra_trigger-th, left
- * unmapped: the reader's cheap fault on it is what moves the stream on. */
+ * nobody reads. Read-ahead chunks are mapped as soon as they are filled,
+ * except every ra_trigger-th, left unmapped: the reader's cheap fault on it
+ * is what moves the stream on. */
 static void ahead_note(struct pm_region *r, size_t c)
 {
 	size_t n = sizeof(r->streams) / sizeof(r->streams[0]), pick = 0;
