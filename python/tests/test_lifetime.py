@@ -86,7 +86,13 @@ def test_no_leak(backend):
             with patchmap.open(img, 4, backend=backend) as m:
                 m.array.sum()
     gc.collect()
-    assert mapping_count() == maps and thread_count() == threads
+    # 150 matrices were opened and closed, each with one mapping at least
+    # (the eager one) and up to seven (uffd): a leak of any of them adds
+    # 150 lines or more. The interpreter's and numpy's own allocations may
+    # leave a line or two more or fewer (a new arena, or neighbouring
+    # anonymous mappings merged or split): seen once under load.
+    assert abs(mapping_count() - maps) < 8
+    assert thread_count() == threads
 
 
 def test_close_refused_while_blocks_iterate():
