@@ -75,16 +75,16 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 	o.lazy = *lz;
 	o.lazy.backend = backend;
 	b_hwm_reset();
-	c0 = b_cpu();
-	h0 = b_thread_cpu();
+	c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
+	h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
 	y0 = b_thread_sys();
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), pm_backend_name(backend));
 	res->check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
 			   (int)pm_matrix_cols(m), ncol, W, C);
 	res->s = b_now() - t0;
-	res->cpu = b_cpu() - c0;
-	res->thr = b_thread_cpu() - h0;
+	res->cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	res->thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
 	res->sys = b_thread_sys() - y0;
 	res->peak_mib = b_hwm_mib();
 	res->st.size = sizeof(res->st);
@@ -241,15 +241,15 @@ int main(int argc, char **argv)
 				double t0, c0, h0, y0;
 
 				b_hwm_reset();
-				c0 = b_cpu();
-				h0 = b_thread_cpu();
+				c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
+				h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
 				y0 = b_thread_sys();
 				t0 = b_now();
 				runs[r].check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
 						      (int)pm_matrix_cols(m), ncol, W, C);
 				runs[r].s = b_now() - t0;
-				runs[r].cpu = b_cpu() - c0;
-				runs[r].thr = b_thread_cpu() - h0;
+				runs[r].cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+				runs[r].thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
 				runs[r].sys = b_thread_sys() - y0;
 				runs[r].peak_mib = b_hwm_mib();
 			}

@@ -19,30 +19,19 @@
 
 #define B_MIB ((size_t)1 << 20)
 
+/* Seconds on clock `id`: wall time (MONOTONIC), CPU time of the process
+ * (every thread, user + system) or of the calling thread. */
+static inline double b_clock(clockid_t id)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static inline double b_now(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of every thread of the process so far (user + system). */
-static inline double b_cpu(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of the calling thread so far. */
-static inline double b_thread_cpu(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+	return b_clock(CLOCK_MONOTONIC);
 }
 
 /* System CPU seconds of the calling thread so far. */
