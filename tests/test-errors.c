@@ -1016,7 +1016,7 @@ static void test_describe_null_data(void)
 static void test_defaults(void)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int want = cpus / 2 < 1 ? 1 : cpus / 2 > 8 ? 8 : (int)(cpus / 2);
+	int want = cpus < 2 ? 1 : cpus < 4 ? 2 : cpus / 2 > 8 ? 8 : (int)(cpus / 2);
 	struct pm_region_opts ro = { .size = sizeof(ro), .length = 3 * 4096, .fill = fill_index };
 	struct pm_stats st = { 0 };
 	pm_region *r = NULL;
