@@ -7,6 +7,8 @@
 
 #include "fill.h"
 
+_Thread_local bool pm__fill_stream;
+
 /* Samples may sit at any address (a raw file mapped at an odd offset, a byte
  * range of the matrix cut mid-element), so every access goes through these. */
 typedef uint8_t u8_u;
@@ -399,10 +401,12 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
  * bit copy) or converted to float32 (from signed bytes if `sgn`; from bool
  * if `bin`, any nonzero byte as 1, as the bool kernels read it) and scaled
  * (plain: by 1 and 0, which changes no integer's float). K, bytes, sgn and
- * bin are constants in each instance. */
+ * bin are constants in each instance; `nt`: store past the caches (d is
+ * 64-byte aligned then). */
 VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm__fill *f, char *d,
 								const char *src, int K, bool bytes,
-								bool sgn, bool bin, __m512 sc, __m512 of)
+								bool sgn, bool bin, __m512 sc, __m512 of,
+								bool nt)
 {
 	const int32_t *off = f->pack_off;
 	const uint16_t *used = f->pack_used;
@@ -416,7 +420,10 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 			__m512i y = pack_permute(A, B, _mm512_loadu_si512(*idx), K);
 
 			if (bytes) {
-				_mm512_storeu_si512(d, y);
+				if (nt)
+					_mm512_stream_si512((void *)d, y);
+				else
+					_mm512_storeu_si512(d, y);
 				continue;
 			}
 			if (bin)
@@ -428,19 +435,25 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 						     : _mm512_extracti32x4_epi32(y, 3);
 				__m512 x = _mm512_cvtepi32_ps(sgn ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
 
-				_mm512_storeu_ps((float *)d + 16 * l, _mm512_add_ps(_mm512_mul_ps(x, sc), of));
+				x = _mm512_add_ps(_mm512_mul_ps(x, sc), of);
+				if (nt)
+					_mm512_stream_ps((float *)d + 16 * l, x);
+				else
+					_mm512_storeu_ps((float *)d + 16 * l, x);
 			}
 		}
 	}
 }
 
 /* The whole periods of rows packed from the source among the run's nw
- * rows, the first window's samples at src, to d; returns the rows written. */
+ * rows, the first window's samples at src, to d; returns the rows written.
+ * Past the caches (pm__fill_stream) where every store is aligned. */
 VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, int64_t nw)
 {
 	const struct pm__geom *g = &f->g;
 	int64_t G = f->pack_rows, np = nw / G;
 	size_t span = (size_t)G * g->row_bytes;
+	bool nt = pm__fill_stream && !((uintptr_t)d & 63) && !(span & 63);
 	bool sgn = g->src_dtype == PM_DTYPE_I8, bin = g->src_dtype == PM_DTYPE_BOOL;
 	bool bytes = g->out_size == 1;
 	__m512 sc = _mm512_set1_ps(g->affine ? f->af.fscale : 1.0f);
@@ -450,13 +463,13 @@ VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, i
 	case KK:                                                                          \
 		for (int64_t p = 0; p < np; p++, d += span, src += f->pack_shift)         \
 			if (bytes)                                                        \
-				spack_period(f, d, src, KK, true, false, false, sc, of);  \
+				spack_period(f, d, src, KK, true, false, false, sc, of, nt);  \
 			else if (sgn)                                                     \
-				spack_period(f, d, src, KK, false, true, false, sc, of);  \
+				spack_period(f, d, src, KK, false, true, false, sc, of, nt);  \
 			else if (bin)                                                     \
-				spack_period(f, d, src, KK, false, false, true, sc, of);  \
+				spack_period(f, d, src, KK, false, false, true, sc, of, nt);  \
 			else                                                              \
-				spack_period(f, d, src, KK, false, false, false, sc, of); \
+				spack_period(f, d, src, KK, false, false, false, sc, of, nt); \
 		break;
 	switch (f->pack_parts) {
 	SPACK_K(1) SPACK_K(2) SPACK_K(3) SPACK_K(4) SPACK_K(5) SPACK_K(6) SPACK_K(7) SPACK_K(8)

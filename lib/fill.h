@@ -87,4 +87,11 @@ void pm__fill_init(struct pm__fill *f, const struct pm__geom *g);
  * guarantees off + len <= g.bytes. Thread-safe: f is only read. */
 void pm__fill(const struct pm__fill *f, size_t off, void *dst, size_t len);
 
+/* Set by a caller of pm__fill, for its own thread, when what it fills is
+ * read only later, from another CPU (a read-ahead chunk of a lazy matrix):
+ * the kernels that can then store past the caches, which spares the read of
+ * every destination line that an ordinary store makes first. Such stores
+ * are weakly ordered: the caller fences (an sfence) before it publishes. */
+extern _Thread_local bool pm__fill_stream;
+
 #endif

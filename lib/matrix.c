@@ -12,9 +12,19 @@ struct pm_matrix {
 	uint64_t *sel;      /* the row selection's table, or NULL */
 };
 
+/* A read-ahead chunk is read later, from another CPU, by when it has left
+ * this CPU's caches: it is stored past them (the packed rows; bench/README.md
+ * section 2), and fenced before the region publishes it. */
 static int matrix_fill(void *ctx, size_t off, void *dst, size_t len)
 {
+	pm__fill_stream = pm__fill_later;
 	pm__fill(ctx, off, dst, len);
+	if (pm__fill_stream) {
+		pm__fill_stream = false;
+#if defined(__x86_64__)
+		__builtin_ia32_sfence();
+#endif
+	}
 	return 0;
 }
 

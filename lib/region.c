@@ -117,6 +117,8 @@ int pm__lazy_check(const struct pm_lazy_opts *lz)
 	return 0;
 }
 
+_Thread_local bool pm__fill_later;
+
 /* ------------------------------------------------------------ jobs */
 
 /* Async-signal-safe: a pipe write of a few bytes is atomic. */
@@ -887,7 +889,9 @@ static void fill_chunk(struct pm_region *r, size_t c, bool demand, pid_t tid)
 	}
 	dst = pm__slot_addr(r, slot);
 	t0 = pm__now_ns();
+	pm__fill_later = !demand && !r->copy;
 	err = r->fill(r->ctx, off, dst, len);
+	pm__fill_later = false;
 	t1 = pm__now_ns();
 	atomic_fetch_add_explicit(&r->fill_ns, t1 - t0, memory_order_relaxed);
 	if (err >= 0 && len < r->chunk)

@@ -119,6 +119,11 @@ struct pm__job {
 
 enum { PM__JOB_DEMAND = 1, PM__JOB_HINT, PM__JOB_AHEAD };
 
+/* True on a filler thread while it fills a chunk that no reader waits for
+ * (read-ahead) into a pool slot that is moved, not copied, to its place:
+ * the chunk is read only later, from another CPU. */
+extern _Thread_local bool pm__fill_later;
+
 /* Front-end step for a fault on chunk c by thread tid. Never blocks, never
  * allocates: safe in a signal handler. Returns PM__RESIDENT (retry the
  * access), PM__FAILED (raise SIGBUS), or the state word to wait on (a

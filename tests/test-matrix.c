@@ -1263,6 +1263,67 @@ static void test_eviction(void)
 			}
 }
 
+/* Read-ahead chunks moved into place are stored past the caches by the
+ * kernels that can (rows packed from 1-byte sources, whole rows of 64-byte
+ * multiples, float32 or bytes): a sequential scan of such matrices, in large
+ * chunks that the backends move, compared byte for byte, on both backends,
+ * read-ahead seen to fill some. */
+static void test_streamed_fills(void)
+{
+	const size_t shapes[2][2] = { { 300, 300 }, { 600, 600 } };
+	const int outs[] = { PM_DTYPE_F32, PM_DTYPE_U8 };
+
+	for (int bi = 0; bi < T_NLAZY; bi++)
+		for (int oi = 0; oi < 2; oi++)
+			for (int sgn = 0; sgn < 2; sgn++) {
+				struct pm_matrix_opts o = { .size = sizeof(o) };
+				struct ref_matrix r;
+				struct pm_stats st = { 0 };
+				struct buffer b;
+				pm_matrix *m;
+				int ret;
+
+				if (sgn && outs[oi] == PM_DTYPE_U8)
+					continue; /* i8 -> u8 is not a conversion */
+				make_source(&o.source, &b, sgn ? PM_DTYPE_I8 : PM_DTYPE_U8, 2, shapes[oi], MEM_CONTIG);
+				/* byte rows: lines of 8 samples (16 are copied whole) */
+				set_window(&o.window[0], oi ? 8 : 16, 1, 1, 0, 0);
+				set_window(&o.window[1], oi ? 8 : 16, 1, 1, 0, 0);
+				o.dtype = outs[oi];
+				describe_case(&o, "streamed");
+				CU_ASSERT_EQUAL_FATAL(ref_im2col(&o, &r), 0);
+				o.lazy.backend = t_lazy_backends[bi];
+				o.lazy.chunk = (size_t)2 << 20;
+				o.lazy.budget = 8 * o.lazy.chunk;
+				o.lazy.threads = 2;
+				o.lazy.readahead = 4;
+				ret = pm_matrix_open(&o, &m);
+				if (ret == -EPERM || ret == -ENOSYS) {
+					free_source(&b);
+					ref_free(&r);
+					continue; /* said in run_case's grids already */
+				}
+				CU_ASSERT_EQUAL_FATAL(ret, 0);
+				{
+					const unsigned char *p = pm_matrix_data(m);
+					size_t bytes = pm_matrix_bytes(m), bad = 0, step = 64 << 10;
+
+					CU_ASSERT_FATAL(bytes == r.rows * r.pitch && bytes > o.lazy.budget);
+					for (size_t off = 0; off < bytes; off += step)
+						bad += memcmp(p + off, r.data + off, bytes - off < step ? bytes - off : step) != 0;
+					CHECK(bad == 0, "%zu of %zu pieces differ (%s, %s)", bad, (bytes + step - 1) / step,
+					      pm_backend_name(o.lazy.backend), pm_dtype_name(o.dtype));
+				}
+				CU_ASSERT_EQUAL(pm_matrix_stats(m, &st), 0);
+				CHECK(st.readahead_fills > 0, "%llu of %llu chunks filled ahead",
+				      (unsigned long long)st.readahead_fills, (unsigned long long)st.chunks_filled);
+				CU_ASSERT_EQUAL(pm_matrix_error(m), 0);
+				CU_ASSERT_EQUAL(pm_matrix_close(m), 0);
+				ref_free(&r);
+				free_source(&b);
+			}
+}
+
 /* A matrix whose source is another lazy matrix: the outer fills fault on
  * the inner one from the outer's own filler threads (SIGSEGV backend: its
  * handler must run there), with both budgets at two chunks so that nearly
@@ -1870,6 +1931,7 @@ int main(void)
 		{ "rows packed from the source at its limits", test_packed_source_limits },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
+		{ "read-ahead fills stored past the caches", test_streamed_fills },
 		{ "a lazy matrix as the source of another", test_lazy_source },
 		{ "row selections: index, mask, range", test_rows },
 		{ "row range reads only its own source rows", test_rows_range_locality },
