@@ -640,17 +640,22 @@ static void ahead_passed(struct pm_region *r, size_t from, size_t to)
 	}
 }
 
-/* Stream i, reading ahead, takes in the streams that end where it begins
- * or inside it: several threads reading one stream, each its own part,
- * start it in pieces (say, one piece per thread when their parts are whole
- * chunks, or from faults told out of order), and the chunks of the pieces
- * are as much behind the readers as the stream's own. A piece left out
- * would keep its chunks from being recycled as passed, and the pool would
- * grow to the whole budget (lock held). */
+/* Stream i takes in the streams that end where it begins or inside it:
+ * several threads reading one stream, each its own part, start it in
+ * pieces (say, one piece per thread when their parts are whole chunks),
+ * and so do faults told out of order (two fillers may note a reader's
+ * chunks in either order), and the chunks of the pieces are as much behind
+ * the readers as the stream's own. A piece left out would keep its chunks
+ * from being recycled as passed, and the pool would grow to the whole
+ * budget. A stream not reading ahead leaves the pieces that do alone: it
+ * would stop their read-ahead (lock held). */
 static void stream_join(struct pm_region *r, size_t i)
 {
+	bool ahead = r->streams[i].met >= 3;
+
 	for (size_t j = 0; j < sizeof(r->streams) / sizeof(r->streams[0]); j++) {
-		if (j == i || !r->streams[j].used || r->streams[j].first > r->streams[i].first ||
+		if (j == i || !r->streams[j].used || (!ahead && r->streams[j].met >= 3) ||
+		    r->streams[j].first > r->streams[i].first ||
 		    r->streams[j].last + 2 < r->streams[i].first || r->streams[j].last > r->streams[i].last)
 			continue;
 		r->streams[i].first = r->streams[j].first;
@@ -698,6 +703,11 @@ static void ahead_note(struct pm_region *r, size_t c)
 			if (r->streams[i].met < 3 && (r->streams[i].met += met_step(r, last, c)) < 3) {
 				r->streams[i].last = c;
 				r->streams[i].used = ++r->stream_clock;
+				/* Not reading ahead (yet, or a reader that skips
+				 * chunks): the pieces still join, else a chunk
+				 * told late, between two pieces, would never count
+				 * as passed and would hold up the recycling. */
+				stream_join(r, i);
 				pthread_mutex_unlock(&r->lock);
 				return;
 			}
