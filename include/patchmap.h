@@ -148,11 +148,12 @@ PM_API int pm_backend_parse(const char *name);
 /* Bytes filled per fault unless pm_lazy_opts.chunk says otherwise. */
 #define PM_DEFAULT_CHUNK ((size_t)4 << 20)
 
-/* The filler threads a lazy buffer gets when pm_lazy_opts.threads is 0: half
- * the online CPUs, at least 2 (1 on a single CPU), at most 8. (Every running
- * thread of the process is one more target of each page-table change's TLB
- * shootdown, and the readers need the other CPUs; but one filler alone would
- * bound a scan.) */
+/* The filler threads a lazy buffer of the default budget and chunk gets when
+ * pm_lazy_opts.threads is 0: half the online CPUs, at least 2 (1 on a single
+ * CPU, or where the budget holds fewer than 32 chunks), at most 8. (Every
+ * running thread of the process is one more target of each page-table
+ * change's TLB shootdown, and the readers need the other CPUs; but one
+ * filler alone would bound a scan.) */
 PM_API int pm_default_threads(void);
 
 /* How a lazy buffer is kept. Zero fields take the defaults. */

@@ -1135,19 +1135,29 @@ static int lazy_alloc(struct pm_region *r)
 	return 0;
 }
 
-/* Half the CPUs, but two wherever there are two: the readers need the other
- * CPUs, and every running thread of the process is one more target of each
- * page-table change's TLB shootdown; yet one filler alone bounds a scan, and
- * the CPU of a reader blocked on a chunk would sit idle (bench/README.md
- * section 2: on two CPUs, two fillers scan 1.25-1.3x faster than one).
- * (The uffd poller fills demand chunks too.) */
-int pm_default_threads(void)
+/* The default fillers of a region whose budget holds `slots` chunks: half
+ * the CPUs, but two wherever there are two and the budget holds 32 chunks
+ * or more. The readers need the other CPUs, and every running thread of the
+ * process is one more target of each page-table change's TLB shootdown; yet
+ * one filler alone bounds a scan, and the CPU of a reader blocked on a chunk
+ * would sit idle (bench/README.md section 2: on two CPUs, two fillers scan
+ * 1.25-1.3x faster than one). Under a smaller budget the chunk the second
+ * filler keeps in flight is taken from those read ahead, which are evicted
+ * before their reader comes: one pass over 80 chunks of 1 MiB under a
+ * budget of 8 filled 90-141 chunks with two fillers, 80-85 with one. (The
+ * uffd poller fills demand chunks too.) */
+static int default_fillers(size_t slots)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN), n = cpus / 2;
 
 	if (n < 2)
-		n = cpus < 2 ? 1 : 2;
+		n = cpus >= 2 && slots >= 32 ? 2 : 1;
 	return n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+int pm_default_threads(void)
+{
+	return default_fillers(PM_DEFAULT_BUDGET / PM_DEFAULT_CHUNK);
 }
 
 /* The memory rule of an open (see pm_lazy_opts.budget): the default budget
@@ -1213,7 +1223,7 @@ static int open_with(const struct pm__backend_ops *ops, size_t length, pm_fill_f
 	r->chunk = lz->chunk ? lz->chunk : PM_DEFAULT_CHUNK;
 	r->nchunks = length / r->chunk + (length % r->chunk != 0);
 	r->span = r->nchunks * r->chunk;
-	r->nworkers = !ops->lazy ? 0 : lz->threads ? lz->threads : pm_default_threads();
+	r->nworkers = !ops->lazy ? 0 : lz->threads ? lz->threads : default_fillers(budget / r->chunk);
 	r->ra_window = lz->readahead < 0 ? 0 : lz->readahead ? (size_t)lz->readahead : DEFAULT_READAHEAD;
 	/* Two chunks at least (see pm__lazy_check): only the default budget
 	 * can come to fewer, and it grows. */

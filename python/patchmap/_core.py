@@ -808,7 +808,7 @@ _ARGUMENTS = """
     chunk: bytes filled per fault, a power of two, at least a page (an int
         or a size text); default the library's (4 MiB).
     threads: filler threads; default the library's (half the CPUs, 2 to 8;
-        1 on a single CPU).
+        1 on a single CPU, or under a budget of fewer than 32 chunks).
     readahead: chunks filled ahead of a sequential reader (0: none);
         default the library's.
     writable: True leaves resident pages writable at the kernel level (uffd
