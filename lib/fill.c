@@ -330,8 +330,34 @@ static ptrdiff_t step_bytes(int64_t inc, ptrdiff_t stride)
 #ifdef HAVE_AVX2_KERNELS
 #define VBMI_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static
 
+/* Loads from the source are masked to its samples: the bytes between may
+ * be on a page the process cannot read. A masked load costs a quarter of
+ * a packing kernel's time here, so it is taken only where the load's n
+ * bytes cross a page boundary: within one page, the unused bytes share a
+ * page with the first, a sample read, so reading them cannot fault (nor
+ * enter a lazy source's handler). AddressSanitizer checks the whole of a
+ * plain load against the source's object: its builds mask every load. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PM__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PM__ASAN 1
+#endif
+#endif
+static inline bool in_one_page(const char *p, size_t n)
+{
+#ifdef PM__ASAN
+	(void)p;
+	(void)n;
+	return false;
+#else
+	return ((uintptr_t)p & 4095) <= 4096 - n;
+#endif
+}
+
 /* The two byte tables of a packed vector: load e of K (16 bytes at base +
- * off[e], masked to used[e] unless used is NULL) in lane e % 4 of the
+ * off[e], masked to used[e] where used is given and the load crosses a
+ * page boundary) in lane e % 4 of the
  * first table (e < 4) or the second. */
 VBMI_FN inline __attribute__((always_inline)) void pack_tables(const char *base, const int32_t *off,
 							       const uint16_t *used, int K, __m512i *A,
@@ -339,8 +365,9 @@ VBMI_FN inline __attribute__((always_inline)) void pack_tables(const char *base,
 {
 	*A = *B = _mm512_setzero_si512();
 	for (int e = 0; e < K; e++) {
-		__m128i x = used ? _mm_maskz_loadu_epi8(used[e], base + off[e])
-				 : _mm_loadu_si128((const __m128i *)(base + off[e]));
+		__m128i x = used && !in_one_page(base + off[e], 16)
+				    ? _mm_maskz_loadu_epi8(used[e], base + off[e])
+				    : _mm_loadu_si128((const __m128i *)(base + off[e]));
 		__mmask16 lane = (__mmask16)(0xfu << 4 * (e & 3));
 
 		if (e < 4)
@@ -395,9 +422,8 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
 }
 
 /* One period of packed rows from the source (see spack_init): groups of
- * vectors of 64 samples, each group's K loads masked to their samples (the
- * bytes between may be another window's, on a page the process cannot
- * read), each vector permuted from them and stored as bytes (`bytes`: a
+ * vectors of 64 samples, each group's K loads masked to their samples
+ * where they cross a page boundary (see in_one_page), each vector permuted from them and stored as bytes (`bytes`: a
  * bit copy) or converted to float32 (from signed bytes if `sgn`; from bool
  * if `bin`, any nonzero byte as 1, as the bool kernels read it) and scaled
  * (plain: by 1 and 0, which changes no integer's float). K, bytes, sgn and
@@ -445,6 +471,48 @@ VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm_
 	}
 }
 
+/* 16 samples of 4 bytes from p, the lanes in `used` (the first of them
+ * at p itself; see in_one_page). */
+VBMI_FN inline __attribute__((always_inline)) __m512 wpack_load(const char *p, __mmask16 used)
+{
+	return in_one_page(p, 64) ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(used, p);
+}
+
+/* One period of packed rows from a source of 4-byte samples: groups of
+ * vectors of 16 samples, each group's K loads of 64 bytes masked to their
+ * samples where they cross a page boundary, each vector permuted from loads 0-1 and, when K > 2, from loads
+ * 2-3 where its index has bit 5 set; scaled by sc and of if `aff`. */
+VBMI_FN inline __attribute__((always_inline)) void wpack_period(const struct pm__fill *f, char *d,
+								const char *src, int K, bool aff,
+								__m512 sc, __m512 of, bool nt)
+{
+	const int32_t *off = f->pack_off;
+	const uint16_t *used = f->pack_used;
+	const unsigned char(*idx)[64] = f->pack_idx;
+
+	for (int gi = 0; gi < f->pack_groups; gi++, off += K, used += K) {
+		__m512 A = wpack_load(src + off[0], used[0]);
+		__m512 B = K > 1 ? wpack_load(src + off[1], used[1]) : A;
+		__m512 C = K > 2 ? wpack_load(src + off[2], used[2]) : A;
+		__m512 D = K > 3 ? wpack_load(src + off[3], used[3]) : C;
+
+		for (int m = f->pack_gm[gi]; m > 0; m--, idx++, d += 64) {
+			__m512i ix = _mm512_loadu_si512(*idx);
+			__m512 y = K == 1 ? _mm512_permutexvar_ps(ix, A) : _mm512_permutex2var_ps(A, ix, B);
+
+			if (K > 2)
+				y = _mm512_mask_blend_ps(_mm512_test_epi32_mask(ix, _mm512_set1_epi32(32)), y,
+							 _mm512_permutex2var_ps(C, ix, D));
+			if (aff)
+				y = _mm512_add_ps(_mm512_mul_ps(y, sc), of);
+			if (nt)
+				_mm512_stream_ps((float *)d, y);
+			else
+				_mm512_storeu_ps(d, y);
+		}
+	}
+}
+
 /* The whole periods of rows packed from the source among the run's nw
  * rows, the first window's samples at src, to d; returns the rows written.
  * Past the caches (pm__fill_stream) where every store is aligned. */
@@ -455,14 +523,18 @@ VBMI_FN int64_t spack_rows(const struct pm__fill *f, char *d, const char *src, i
 	size_t span = (size_t)G * g->row_bytes;
 	bool nt = pm__fill_stream && !((uintptr_t)d & 63) && !(span & 63);
 	bool sgn = g->src_dtype == PM_DTYPE_I8, bin = g->src_dtype == PM_DTYPE_BOOL;
-	bool bytes = g->out_size == 1;
+	bool bytes = g->out_size == 1, wide = g->in_size == 4, aff = g->affine;
 	__m512 sc = _mm512_set1_ps(g->affine ? f->af.fscale : 1.0f);
 	__m512 of = _mm512_set1_ps(g->affine ? f->af.foffset : 0.0f);
 
 #define SPACK_K(KK)                                                                       \
 	case KK:                                                                          \
 		for (int64_t p = 0; p < np; p++, d += span, src += f->pack_shift)         \
-			if (bytes)                                                        \
+			if (wide && KK <= 4 && aff)                                       \
+				wpack_period(f, d, src, KK, true, sc, of, nt);                \
+			else if (wide && KK <= 4)                                         \
+				wpack_period(f, d, src, KK, false, sc, of, nt);               \
+			else if (bytes)                                                   \
 				spack_period(f, d, src, KK, true, false, false, sc, of, nt);  \
 			else if (sgn)                                                     \
 				spack_period(f, d, src, KK, false, true, false, sc, of, nt);  \
@@ -619,7 +691,10 @@ static void strided_init(struct pm__fill *f)
  * they belong to. Consecutive vectors of a group share the loads (a 16-byte
  * load of a u8 3 x 3 line serves 14 windows, two vectors), each vector its
  * own permutation. The samples are then converted in registers. Planned
- * for lines of at most 16 samples. */
+ * for lines of at most 16 samples. Rows of 4-byte samples are planned the
+ * same way with 64-byte loads, each sample a lane of a float permutation:
+ * a channel-major 3 x 3 row of float32 takes three loads a vector, where
+ * the scratch's plan takes six and a strided conversion of every line. */
 
 /* Element k of a stored row: its source offset from the window's first
  * sample. A dim of extent 1 (whose dilation or stride may be near the
@@ -640,28 +715,31 @@ static int64_t row_elem_off(const struct pm__geom *g, int64_t k)
 
 /* Plans the V vectors of a period in groups of up to M, each group's
  * loads padded to K, the most any group needs; commit: writes the plan.
- * Returns K, or 0 when a group would need more than 8 loads. */
+ * A vector is 64 bytes of samples: 64 one-byte samples from 16-byte loads
+ * (at most 8), or 16 four-byte samples from 64-byte loads (at most 4;
+ * every offset then a whole number of samples, so each sample is a lane).
+ * Returns K, or 0 when a group would need more loads. */
 static int spack_plan(struct pm__fill *f, int64_t V, int64_t rs, int M, int K, bool commit)
 {
 	const struct pm__geom *g = &f->g;
-	int64_t cols = (int64_t)g->cols;
-	int most = 1, ng = 0;
+	int64_t cols = (int64_t)g->cols, es = (int64_t)g->in_size, E = 64 / es, W = 16 * es;
+	int most = 1, ng = 0, maxk = es == 1 ? 8 : 4;
 
 	for (int64_t v0 = 0; v0 < V; v0 += M, ng++) {
 		int m = V - v0 < M ? (int)(V - v0) : M, n = 0;
 		int64_t lo[8], hi[8];
 
-		for (int i = 0; i < 64 * m; i++) {
-			int64_t e = 64 * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
+		for (int i = 0; i < E * m; i++) {
+			int64_t e = E * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
 			int p = 0;
 
-			if (o < INT32_MIN / 2 || o > INT32_MAX / 2)
+			if (o < INT32_MIN / 2 || o > INT32_MAX / 2 || o % es)
 				return 0;
-			/* the first load whose 16 bytes can take o */
-			while (p < n && (o > hi[p] ? o : hi[p]) - (o < lo[p] ? o : lo[p]) >= 16)
+			/* the first load whose W bytes can take o */
+			while (p < n && (o > hi[p] ? o : hi[p]) - (o < lo[p] ? o : lo[p]) > W - es)
 				p++;
 			if (p == n) {
-				if (n == 8)
+				if (n == maxk)
 					return 0;
 				lo[n] = hi[n] = o;
 				n++;
@@ -677,14 +755,24 @@ static int spack_plan(struct pm__fill *f, int64_t V, int64_t rs, int M, int K, b
 			f->pack_off[ng * K + e] = (int32_t)lo[e < n ? e : 0];
 			f->pack_used[ng * K + e] = 0;
 		}
-		for (int i = 0; i < 64 * m; i++) {
-			int64_t e = 64 * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
+		for (int i = 0; i < E * m; i++) {
+			int64_t e = E * v0 + i, o = e / cols * rs + row_elem_off(g, e % cols);
 			int p = 0;
+			uint32_t lane;
 
-			while (o < lo[p] || o - lo[p] >= 16)
+			while (o < lo[p] || o - lo[p] > W - es)
 				p++;
-			f->pack_idx[v0 + i / 64][i % 64] = (unsigned char)(16 * p + (o - lo[p]));
-			f->pack_used[ng * K + p] |= (uint16_t)(1u << (o - lo[p]));
+			lane = (uint32_t)((o - lo[p]) / es);
+			/* 1-byte samples: byte i is 16 * load + lane; 4-byte
+			 * ones: 32-bit index i is, for the float permutations
+			 * of loads 0-1 and 2-3, 16 * load + lane */
+			if (es == 1) {
+				f->pack_idx[v0 + i / 64][i % 64] = (unsigned char)(16 * p + lane);
+			} else {
+				lane += 16 * (uint32_t)p;
+				memcpy(&f->pack_idx[v0 + i / 16][4 * (i % 16)], &lane, 4);
+			}
+			f->pack_used[ng * K + p] |= (uint16_t)(1u << (lane % 16));
 		}
 	}
 	if (commit)
@@ -696,19 +784,23 @@ static void spack_init(struct pm__fill *f)
 {
 #ifdef HAVE_AVX2_KERNELS
 	const struct pm__geom *g = &f->g;
-	int64_t cols = (int64_t)g->cols, rs = f->idx_stride[g->nidx - 1], G, V;
+	int64_t cols = (int64_t)g->cols, rs = f->idx_stride[g->nidx - 1], E = 64 / (int64_t)g->in_size, G, V;
 	int best = 0, bestK = 0;
 	bool to_f32 = g->dtype == PM_DTYPE_F32 &&
 		      (g->src_dtype == PM_DTYPE_U8 || g->src_dtype == PM_DTYPE_I8 || g->src_dtype == PM_DTYPE_BOOL);
+	/* 4-byte samples: float32 to float32 (scaled, if affine), or a bit
+	 * copy of any 4-byte type */
+	bool wide = g->in_size == 4 && g->dtype == g->src_dtype &&
+		    (g->src_dtype == PM_DTYPE_F32 || !g->affine);
 
-	if (!vbmi_ok() || g->in_size != 1 || g->pitch != g->row_bytes ||
-	    f->line_elems > 16 || !(to_f32 || (g->out_size == 1 && !g->affine)))
+	if (!vbmi_ok() || g->pitch != g->row_bytes || f->line_elems > 16 ||
+	    !(wide || (g->in_size == 1 && (to_f32 || (g->out_size == 1 && !g->affine)))))
 		return;
 	/* a bit copy of 16-byte lines is one move a line already */
-	if (!to_f32 && f->line_elems == 16)
+	if (g->in_size == 1 && !to_f32 && f->line_elems == 16)
 		return;
-	G = 64 / gcd64(cols, 64);
-	V = G * cols / 64;
+	G = E / gcd64(cols, E);
+	V = G * cols / E;
 	if (V > PM__PACK_VECS)
 		return;
 	/* The group size with the least work per vector: 2 per load (load,
@@ -861,9 +953,20 @@ static void runs_init(struct pm__fill *f)
 	f->runs = true;
 	f->run_line = f->line;
 	strided_init(f);
-	spack_init(f);
-	if (!f->pack_src)
+	if (g->in_size == 4) {
+		/* Measured: the scratch's plan is the faster wherever one
+		 * table of four loads serves each vector, and rows with lines
+		 * of 16 bytes or more are faster copied; a row of many short
+		 * lines (channel-major 3 x 3: nine of 12 bytes) is faster
+		 * packed from the source. */
 		pack_init(f);
+		if (f->pack_parts > 4)
+			spack_init(f);
+	} else {
+		spack_init(f);
+		if (!f->pack_src)
+			pack_init(f);
+	}
 }
 
 void pm__fill_init(struct pm__fill *f, const struct pm__geom *g)

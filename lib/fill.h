@@ -71,9 +71,10 @@ struct pm__fill {
 	uint16_t pack_array[PM__PACK_VECS * 8]; /* per vector and part: line * phases + phase */
 	int32_t pack_off[PM__PACK_VECS * 8];    /* and the load's offset within that array */
 	unsigned char pack_idx[PM__PACK_VECS][64]; /* byte i: part * 16 + byte of that load */
-	/* pack_src: the parts are loads of the source itself (1-byte samples),
-	 * per group of vectors, pack_off from the run's first sample, each
-	 * masked to the bytes in pack_used. */
+	/* pack_src: the parts are loads of the source itself, per group of
+	 * vectors, pack_off from the run's first sample, each masked to the
+	 * samples in pack_used where it crosses a page boundary: 16-byte loads and byte indices for 1-byte
+	 * samples, 64-byte loads and 32-bit float indices for 4-byte ones. */
 	bool pack_src;
 	int pack_groups;                        /* groups of vectors sharing their loads */
 	unsigned char pack_gm[PM__PACK_VECS];   /* vectors in each group */

@@ -1003,6 +1003,58 @@ static void test_strided_lines(void)
 				}
 }
 
+/* Rows of many short lines packed from a source of 4-byte samples
+ * (channel-major windows over three or four channels): float32 copied and
+ * scaled, 32-bit integers copied bit for bit and converted (not packed),
+ * steps 1 and 2, lines of 2 and 3 samples, images of a few pixels to
+ * hundreds. The source sits against a page with no access, after its last
+ * sample or before its first, so that loads near its ends cross into it:
+ * the loads are masked to the samples there and must not touch it. A
+ * source whose rows are not a whole number of samples apart (a pitch of
+ * two bytes more) cannot be packed by lanes and takes the other paths. */
+static void test_packed_wide(void)
+{
+	static const int srcs[] = { PM_DTYPE_F32, PM_DTYPE_I32, PM_DTYPE_U32 };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned n = 0;
+
+	for (int si = 0; si < 3; si++)
+		for (size_t c = 3; c <= 4; c++)
+			for (unsigned w = 0; w < 4; w++)
+				for (int end = 0; end < 3; end++, n++) {
+					struct pm_matrix_opts o = { .size = sizeof(o) };
+					struct conv cv[6];
+					int dt = srcs[si], nc = conversions(dt, cv);
+					size_t kx = 2 + n % 2, width = (size_t[]){ 5, 17, 40, 301 }[w];
+					size_t shape[3] = { 4 + n % 3, width, c }, el = esize(dt);
+					size_t line = width * c * el + (end == 2 ? 2 : 0);
+					size_t bytes = shape[0] * line;
+					size_t map = (bytes + page - 1) / page * page + 2 * page;
+					unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
+								MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+					unsigned char *data;
+
+					CU_ASSERT_FATAL(m != MAP_FAILED);
+					CU_ASSERT_FATAL(mprotect(m, page, PROT_NONE) == 0);
+					CU_ASSERT_FATAL(mprotect(m + map - page, page, PROT_NONE) == 0);
+					data = end == 1 ? m + page : m + map - page - bytes;
+					for (size_t i = 0; i + el <= bytes; i += el)
+						random_sample(dt, data + i);
+					o.source = (struct pm_source){
+						.data = data, .dtype = dt, .ndim = 3,
+						.shape = { shape[0], shape[1], shape[2] },
+						.strides = { (ptrdiff_t)line, (ptrdiff_t)(c * el), (ptrdiff_t)el },
+						.has_channels = true, .channel_axis = 2 };
+					set_window(&o.window[0], 3, 1, 1, 0, 0);
+					set_window(&o.window[1], kx, 1 + (n % 4 == 1), 1, 0, 0);
+					o.order = PM_ORDER_CHANNEL;
+					o.dtype = cv[n % (unsigned)nc].dtype;
+					set_affine(&o, cv[n % (unsigned)nc].affine, n);
+					CU_ASSERT(run_case(&o, end == 1 ? "guarded before" : "guarded after"));
+					munmap(m, map);
+				}
+}
+
 /* Rows packed straight from a source of 1-byte samples, at the limits of
  * what the samples and the geometry may hold. A bool source whose bytes are
  * not all 0 and 1 (a uint8 array viewed as bool) converts every nonzero
@@ -1929,6 +1981,7 @@ int main(void)
 		{ "conversion kernels and run copies", test_kernels },
 		{ "strided lines of runs", test_strided_lines },
 		{ "rows packed from the source at its limits", test_packed_source_limits },
+		{ "rows packed from a source of 4-byte samples", test_packed_wide },
 		{ "edge shapes", test_edges },
 		{ "eviction under small budgets", test_eviction },
 		{ "read-ahead fills stored past the caches", test_streamed_fills },
