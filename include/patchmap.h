@@ -549,7 +549,10 @@ PM_API const char *pm_layout_name(int layout);
  * Selections need layout rows (a stored row is a window). Everything else
  * (dtype, padding, order, pitch, affine, backends, budget) is as for the
  * full matrix, and so is the laziness: a chunk computes only the rows it
- * holds, so a range touches no source sample outside its own windows.
+ * holds, so a range touches only the source pages that hold samples of
+ * the lines its windows cover (a line: the samples along the innermost
+ * window axis from the range's first window on it to its last, the samples
+ * between windows included).
  * An index array or mask is read during the open call and copied (as one
  * 8-byte index per selected row): the caller may free it as soon as the
  * call returns. A selection of no window (count 0, a mask of zeros,
