@@ -640,12 +640,15 @@ static void ahead_passed(struct pm_region *r, size_t from, size_t to)
 	}
 }
 
-/* Stream i takes in the streams that end where it begins or inside it:
- * several threads reading one stream, each its own part, start it in
- * pieces (say, one piece per thread when their parts are whole chunks),
- * and so do faults told out of order (two fillers may note a reader's
- * chunks in either order), and the chunks of the pieces are as much behind
- * the readers as the stream's own. A piece left out would keep its chunks
+/* Stream i takes in the streams that end where it begins or inside it, or
+ * whose read-ahead reaches that far: several threads reading one stream,
+ * each its own part, start it in pieces (say, one piece per thread when
+ * their parts are whole chunks), and so do faults told out of order (two
+ * fillers may note a reader's chunks in either order), and the chunks of
+ * the pieces are as much behind the readers as the stream's own. The
+ * thread furthest ahead may start a piece just past what the stream behind
+ * it reads ahead: nobody faults on the chunks between, so only that
+ * read-ahead tells the two are one. A piece left out would keep its chunks
  * from being recycled as passed, and the pool would grow to the whole
  * budget. A stream not reading ahead leaves the pieces that do alone: it
  * would stop their read-ahead (lock held). */
@@ -654,10 +657,14 @@ static void stream_join(struct pm_region *r, size_t i)
 	bool ahead = r->streams[i].met >= 3;
 
 	for (size_t j = 0; j < sizeof(r->streams) / sizeof(r->streams[0]); j++) {
+		size_t reach = r->streams[j].ahead > r->streams[j].last ? r->streams[j].ahead : r->streams[j].last;
+
 		if (j == i || !r->streams[j].used || (!ahead && r->streams[j].met >= 3) ||
-		    r->streams[j].first > r->streams[i].first ||
-		    r->streams[j].last + 2 < r->streams[i].first || r->streams[j].last > r->streams[i].last)
+		    r->streams[j].first > r->streams[i].first || reach + 2 < r->streams[i].first ||
+		    r->streams[j].last > r->streams[i].last)
 			continue;
+		if (r->streams[j].ahead > r->streams[i].ahead)
+			r->streams[i].ahead = r->streams[j].ahead;
 		r->streams[i].first = r->streams[j].first;
 		r->streams[j].used = 0;
 	}
