@@ -957,6 +957,28 @@ static void test_kernels(void)
 			}
 }
 
+/* A source of `bytes` bytes between two pages with no access, against the
+ * one before it (`before`) or the one after; random samples of `dtype`.
+ * Vector kernels that load past a source's ends fault on these pages. */
+struct guarded {
+	unsigned char *map, *data;
+	size_t len;
+};
+
+static void guarded_alloc(struct guarded *g, size_t bytes, bool before, int dtype)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), el = esize(dtype);
+
+	g->len = (bytes + page - 1) / page * page + 2 * page;
+	g->map = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CU_ASSERT_FATAL(g->map != MAP_FAILED);
+	CU_ASSERT_FATAL(mprotect(g->map, page, PROT_NONE) == 0);
+	CU_ASSERT_FATAL(mprotect(g->map + g->len - page, page, PROT_NONE) == 0);
+	g->data = before ? g->map + page : g->map + g->len - page - bytes;
+	for (size_t i = 0; i + el <= bytes; i += el)
+		random_sample(dtype, g->data + i);
+}
+
 /* Strided lines of runs: the channels of a channel-major row, or the
  * phases of a dilation, samples 2 to 5 apart (5: past the vector kernels),
  * of 1-, 2- and 4-byte sources in every conversion, with lines from a few
@@ -966,7 +988,6 @@ static void test_kernels(void)
 static void test_strided_lines(void)
 {
 	static const int srcs[] = { PM_DTYPE_U8, PM_DTYPE_F32, PM_DTYPE_I8, PM_DTYPE_U16 };
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	unsigned n = 0;
 
 	for (int si = 0; si < 4; si++)
@@ -978,18 +999,10 @@ static void test_strided_lines(void)
 					int dt = srcs[si], nc = conversions(dt, cv);
 					size_t k = 2 + n % 3, width = (k - 1) * (dil ? s : 1) + (size_t[]){ 4, 17, 40, 301 }[w];
 					size_t shape[3] = { 3 + n % 2, width, s }, el = esize(dt);
-					size_t bytes = shape[0] * width * (dil ? 1 : s) * el;
-					size_t map = (bytes + page - 1) / page * page + page;
-					unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
-								MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-					unsigned char *data;
+					struct guarded g;
 
-					CU_ASSERT_FATAL(m != MAP_FAILED);
-					CU_ASSERT_FATAL(mprotect(m + map - page, page, PROT_NONE) == 0);
-					data = m + map - page - bytes;
-					for (size_t i = 0; i < bytes / el; i++)
-						random_sample(dt, data + i * el);
-					CU_ASSERT_FATAL(pm_source_contiguous(&o.source, data, dt, dil ? 2 : 3,
+					guarded_alloc(&g, shape[0] * width * (dil ? 1 : s) * el, false, dt);
+					CU_ASSERT_FATAL(pm_source_contiguous(&o.source, g.data, dt, dil ? 2 : 3,
 									     shape) == 0);
 					o.source.has_channels = !dil;
 					o.source.channel_axis = 2;
@@ -999,7 +1012,7 @@ static void test_strided_lines(void)
 					o.dtype = cv[n % (unsigned)nc].dtype;
 					set_affine(&o, cv[n % (unsigned)nc].affine, n);
 					CU_ASSERT(run_case(&o, "guarded"));
-					munmap(m, map);
+					munmap(g.map, g.len);
 				}
 }
 
@@ -1015,7 +1028,6 @@ static void test_strided_lines(void)
 static void test_packed_wide(void)
 {
 	static const int srcs[] = { PM_DTYPE_F32, PM_DTYPE_I32, PM_DTYPE_U32 };
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	unsigned n = 0;
 
 	for (int si = 0; si < 3; si++)
@@ -1028,20 +1040,11 @@ static void test_packed_wide(void)
 					size_t kx = 2 + n % 2, width = (size_t[]){ 5, 17, 40, 301 }[w];
 					size_t shape[3] = { 4 + n % 3, width, c }, el = esize(dt);
 					size_t line = width * c * el + (end == 2 ? 2 : 0);
-					size_t bytes = shape[0] * line;
-					size_t map = (bytes + page - 1) / page * page + 2 * page;
-					unsigned char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
-								MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-					unsigned char *data;
+					struct guarded g;
 
-					CU_ASSERT_FATAL(m != MAP_FAILED);
-					CU_ASSERT_FATAL(mprotect(m, page, PROT_NONE) == 0);
-					CU_ASSERT_FATAL(mprotect(m + map - page, page, PROT_NONE) == 0);
-					data = end == 1 ? m + page : m + map - page - bytes;
-					for (size_t i = 0; i + el <= bytes; i += el)
-						random_sample(dt, data + i);
+					guarded_alloc(&g, shape[0] * line, end == 1, dt);
 					o.source = (struct pm_source){
-						.data = data, .dtype = dt, .ndim = 3,
+						.data = g.data, .dtype = dt, .ndim = 3,
 						.shape = { shape[0], shape[1], shape[2] },
 						.strides = { (ptrdiff_t)line, (ptrdiff_t)(c * el), (ptrdiff_t)el },
 						.has_channels = true, .channel_axis = 2 };
@@ -1051,7 +1054,7 @@ static void test_packed_wide(void)
 					o.dtype = cv[n % (unsigned)nc].dtype;
 					set_affine(&o, cv[n % (unsigned)nc].affine, n);
 					CU_ASSERT(run_case(&o, end == 1 ? "guarded before" : "guarded after"));
-					munmap(m, map);
+					munmap(g.map, g.len);
 				}
 }
 
