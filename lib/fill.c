@@ -423,12 +423,13 @@ VBMI_FN int64_t pack_rows(const struct pm__fill *f, char *d, const char *sc, int
 
 /* One period of packed rows from the source (see spack_init): groups of
  * vectors of 64 samples, each group's K loads masked to their samples
- * where they cross a page boundary (see in_one_page), each vector permuted from them and stored as bytes (`bytes`: a
- * bit copy) or converted to float32 (from signed bytes if `sgn`; from bool
- * if `bin`, any nonzero byte as 1, as the bool kernels read it) and scaled
- * (plain: by 1 and 0, which changes no integer's float). K, bytes, sgn and
- * bin are constants in each instance; `nt`: store past the caches (d is
- * 64-byte aligned then). */
+ * where they cross a page boundary (see in_one_page), each vector permuted
+ * from them and stored as bytes (`bytes`: a bit copy) or converted to
+ * float32 (from signed bytes if `sgn`; from bool if `bin`, any nonzero
+ * byte as 1, as the bool kernels read it) and scaled (plain: by 1 and 0,
+ * which changes no integer's float). K, bytes, sgn and bin are constants
+ * in each instance; `nt`: store past the caches (d is 64-byte aligned
+ * then). */
 VBMI_FN inline __attribute__((always_inline)) void spack_period(const struct pm__fill *f, char *d,
 								const char *src, int K, bool bytes,
 								bool sgn, bool bin, __m512 sc, __m512 of,
@@ -480,8 +481,9 @@ VBMI_FN inline __attribute__((always_inline)) __m512 wpack_load(const char *p, _
 
 /* One period of packed rows from a source of 4-byte samples: groups of
  * vectors of 16 samples, each group's K loads of 64 bytes masked to their
- * samples where they cross a page boundary, each vector permuted from loads 0-1 and, when K > 2, from loads
- * 2-3 where its index has bit 5 set; scaled by sc and of if `aff`. */
+ * samples where they cross a page boundary, each vector permuted from
+ * loads 0-1 and, when K > 2, from loads 2-3 where its index has bit 5 set;
+ * scaled by sc and of if `aff`. */
 VBMI_FN inline __attribute__((always_inline)) void wpack_period(const struct pm__fill *f, char *d,
 								const char *src, int K, bool aff,
 								__m512 sc, __m512 of, bool nt)

@@ -73,8 +73,9 @@ struct pm__fill {
 	unsigned char pack_idx[PM__PACK_VECS][64]; /* byte i: part * 16 + byte of that load */
 	/* pack_src: the parts are loads of the source itself, per group of
 	 * vectors, pack_off from the run's first sample, each masked to the
-	 * samples in pack_used where it crosses a page boundary: 16-byte loads and byte indices for 1-byte
-	 * samples, 64-byte loads and 32-bit float indices for 4-byte ones. */
+	 * samples in pack_used where it crosses a page boundary: 16-byte
+	 * loads and byte indices for 1-byte samples, 64-byte loads and 32-bit
+	 * float indices for 4-byte ones. */
 	bool pack_src;
 	int pack_groups;                        /* groups of vectors sharing their loads */
 	unsigned char pack_gm[PM__PACK_VECS];   /* vectors in each group */
