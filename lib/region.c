@@ -647,11 +647,14 @@ static void ahead_passed(struct pm_region *r, size_t from, size_t to)
  * fillers may note a reader's chunks in either order), and the chunks of
  * the pieces are as much behind the readers as the stream's own. The
  * thread furthest ahead may start a piece just past what the stream behind
- * it reads ahead: nobody faults on the chunks between, so only that
- * read-ahead tells the two are one. A piece left out would keep its chunks
- * from being recycled as passed, and the pool would grow to the whole
- * budget. A stream not reading ahead leaves the pieces that do alone: it
- * would stop their read-ahead (lock held). */
+ * it reads ahead; the readers then fault on the chunks between only where
+ * that read-ahead left a trigger chunk, which the stream behind hears of,
+ * not the piece, so only the read-ahead tells the two are one. A reader of
+ * its own part behind another's is taken for the same stream too, once it
+ * reads ahead into that part: its last few chunks count as passed. A piece
+ * left out would keep its chunks from being recycled as passed, and the
+ * pool would grow to the whole budget. A stream not reading ahead leaves
+ * the pieces that do alone: it would stop their read-ahead (lock held). */
 static void stream_join(struct pm_region *r, size_t i)
 {
 	bool ahead = r->streams[i].met >= 3;
@@ -663,8 +666,6 @@ static void stream_join(struct pm_region *r, size_t i)
 		    r->streams[j].first > r->streams[i].first || reach + 2 < r->streams[i].first ||
 		    r->streams[j].last > r->streams[i].last)
 			continue;
-		if (r->streams[j].ahead > r->streams[i].ahead)
-			r->streams[i].ahead = r->streams[j].ahead;
 		r->streams[i].first = r->streams[j].first;
 		r->streams[j].used = 0;
 	}
