@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,11 @@ struct pm_image {
 	struct pm_image_info info;
 	pm_region *region;
 	size_t row_bytes;
-	pthread_mutex_t lock;       /* guards err_msg */
-	char err_msg[512];          /* the first fill failure, one line */
+	pthread_mutex_t lock;       /* guards err_* */
+	bool err_set;               /* a fill failed */
+	bool err_own;               /* err_y0-err_y1 are rows whose decoding failed */
+	size_t err_y0, err_y1;      /* the rows of a failed fill */
+	char err_text[400];         /* the decoder's words, one line, or empty */
 	atomic_bool poisoned;       /* a fill failed: every later fill fails */
 };
 
@@ -63,15 +67,17 @@ static void cap_cache(void)
 }
 
 /* Writes libvips' pending error text (and clears it) into msg as one line,
- * prefixed by `what` when the text is empty. */
-static void take_vips_error(char *msg, size_t msglen, const char *what)
+ * or `what` when there is none. Returns whether there was text. */
+static bool take_vips_error(char *msg, size_t msglen, const char *what)
 {
 	char *text;
 	size_t n = 0;
+	bool found;
 
 	pthread_mutex_lock(&vips_error_lock);
 	text = vips_error_buffer_copy();
 	pthread_mutex_unlock(&vips_error_lock);
+	found = text && *text;
 	if (msg && msglen) {
 		const char *t = text && *text ? text : what;
 
@@ -91,6 +97,7 @@ static void take_vips_error(char *msg, size_t msglen, const char *what)
 		msg[n] = '\0';
 	}
 	g_free(text);
+	return found;
 }
 
 static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
@@ -281,15 +288,24 @@ static int fill(void *ctx, size_t offset, void *dst, size_t len)
 	 * when error text is pending, and once a fill of this image failed,
 	 * every later one fails too: never a black tile as pixels. */
 	if (failed || vips_error_buffer()[0] || atomic_load(&im->poisoned)) {
-		char line[400];
+		char line[sizeof im->err_text];
 
 		/* poisoned before the text is taken: a fill that finds no text
-		 * finds the flag (both seq_cst) */
+		 * finds the flag (both seq_cst). The text is taken and kept
+		 * under one lock, so a fill of this image that finds it gone
+		 * finds it kept. The rows kept are those of a fill whose own
+		 * decoding failed, once one has: a fill may fail on the text
+		 * of another. */
 		atomic_store(&im->poisoned, true);
-		take_vips_error(line, sizeof line, "the decoder failed earlier in this image");
 		pthread_mutex_lock(&im->lock);
-		if (!im->err_msg[0])
-			snprintf(im->err_msg, sizeof im->err_msg, "rows %zu-%zu: %s", y0, y1, line);
+		if (take_vips_error(line, sizeof line, "") && !im->err_text[0])
+			memcpy(im->err_text, line, sizeof line);
+		if (!im->err_set || (failed && !im->err_own)) {
+			im->err_set = true;
+			im->err_own = failed;
+			im->err_y0 = y0;
+			im->err_y1 = y1;
+		}
 		pthread_mutex_unlock(&im->lock);
 		if (reg)
 			g_object_unref(reg);
@@ -639,7 +655,11 @@ int pm_image_error(const pm_image *im, char *msg, size_t msglen)
 		return -PM_ENULL;
 	if (msg && msglen) {
 		pthread_mutex_lock(&m->lock);
-		snprintf(msg, msglen, "%s", m->err_msg);
+		if (!m->err_set)
+			msg[0] = '\0';
+		else
+			snprintf(msg, msglen, "rows %zu-%zu: %s", m->err_y0, m->err_y1,
+				 m->err_text[0] ? m->err_text : "the decoder failed without saying why");
 		pthread_mutex_unlock(&m->lock);
 	}
 	return pm_region_error(im->region);

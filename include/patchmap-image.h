@@ -122,7 +122,11 @@ PM_API int pm_image_stats(const pm_image *im, struct pm_stats *st);
 
 /* The first decoding error met while filling the region: its code (a
  * negative errno, -EIO for a decoder failure) or 0, and, when msg is not
- * NULL, one line saying what the decoder reported (empty if none). */
+ * NULL, one line, empty if none: "rows A-B: " and the decoder's words.
+ * The rows are those of a fill whose own decoding failed, or, until such
+ * a fill has kept them, of the first fill that failed (a fill that finds
+ * the image failed, or libvips' error text pending, fails too); the words
+ * are the first error text a fill of this image took from libvips. */
 PM_API int pm_image_error(const pm_image *im, char *msg, size_t msglen);
 
 /* pm_matrix_read and pm_matrix_write for a matrix that reads a lazy image

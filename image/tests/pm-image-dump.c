@@ -11,15 +11,23 @@
  * MODE scan: reads the whole matrix (mapping or pm_matrix_read, in blocks),
  *   prints a checksum of its bytes, the time, the stats of both layers and
  *   the process's peak RSS (VmHWM, KiB) and RSS before the open.
+ * MODE race: rounds=N times, opens the image and its matrix (mbackend none)
+ *   and lets readers=K threads read the whole matrix at once, each with
+ *   pm_image_matrix_read, reader i from i/K of the way in round to it
+ *   (so that their fills meet a damaged part at once); prints, per round,
+ *   the readers' results and pm_image_error's code and message:
+ *   "round I: RESULT... : CODE MESSAGE".
  *
  * Keys: page level bands=0,2 ibackend ibudget ichunk ithreads (the image's
  * region), mbackend mbudget mchunk mthreads (the matrix), window=HxW
- * step=HxW dtype=same|float32|float64 order=window|channel out=FILE.
+ * step=HxW dtype=same|float32|float64 order=window|channel out=FILE, and for
+ * race rounds=N readers=K.
  * A failed fill read in the main thread (a SIGBUS inside the image's region)
  * is caught: the driver prints "decode error: <pm_image_error's message>"
  * on stderr and exits 3. Other errors: a message and exit 2. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -115,13 +123,82 @@ static void decode_failed(pm_image *im)
 	_exit(3);
 }
 
+struct reader {
+	pthread_t t;
+	pthread_barrier_t *go;
+	const pm_matrix *m;
+	size_t start;
+	int ret;
+};
+
+/* One reader of the race mode: the whole matrix, 4 KiB at a time from
+ * `start` round to it, until the first error. */
+static void *read_all(void *arg)
+{
+	struct reader *r = arg;
+	size_t n = pm_matrix_bytes(r->m), block = 4096;
+	char buf[4096];
+
+	pthread_barrier_wait(r->go);
+	for (size_t i = 0; i < n && !r->ret; i += block) {
+		size_t off = (r->start + i) % n;
+
+		r->ret = pm_image_matrix_read(r->m, off, buf, n - off < block ? n - off : block);
+	}
+	return NULL;
+}
+
+/* MODE race: many fills fail at once, and the message must still be the
+ * decoder's. */
+static int race(const char *path, const struct pm_image_opts *io, struct pm_matrix_opts *mo,
+		int rounds, int readers)
+{
+	struct reader r[16];
+	pthread_barrier_t go;
+	char msg[512];
+
+	if (readers < 1 || readers > 16)
+		die("readers", -EINVAL, "1 to 16");
+	for (int round = 0; round < rounds; round++) {
+		pm_image *im;
+		pm_matrix *m;
+		int ret = pm_image_open(path, io, &im, msg, sizeof msg);
+
+		if (ret)
+			die("open", ret, msg);
+		mo->source = *pm_image_source(im);
+		mo->lazy.backend = PM_BACKEND_NONE;
+		ret = pm_matrix_open(mo, &m);
+		if (ret)
+			die("matrix", ret, NULL);
+		pthread_barrier_init(&go, NULL, (unsigned)readers);
+		for (int i = 0; i < readers; i++) {
+			r[i] = (struct reader){ .go = &go, .m = m,
+						.start = pm_matrix_bytes(m) / (size_t)readers * (size_t)i };
+			if (pthread_create(&r[i].t, NULL, read_all, &r[i]))
+				die("thread", -EAGAIN, NULL);
+		}
+		printf("round %d:", round);
+		for (int i = 0; i < readers; i++) {
+			pthread_join(r[i].t, NULL);
+			printf(" %d", r[i].ret);
+		}
+		pthread_barrier_destroy(&go);
+		ret = pm_image_error(im, msg, sizeof msg);
+		printf(" : %d %s\n", ret, msg);
+		pm_matrix_close(m);
+		pm_image_close(im);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct pm_image_opts io = { .size = sizeof io };
 	struct pm_matrix_opts mo = { .size = sizeof mo };
 	struct pm_image_info info;
 	struct pm_stats ist = { 0 }, mst = { 0 };
-	int bands[16], nbands = 0, ret;
+	int bands[16], nbands = 0, ret, rounds = 1, readers = 2;
 	size_t win[2] = { 1, 1 }, step[2] = { 1, 1 };
 	const char *mode, *path;
 	static const char *out;
@@ -135,7 +212,7 @@ int main(int argc, char **argv)
 	double t_open;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: pm-image-dump info|source|matrix|scan PATH [key=value ...]\n");
+		fprintf(stderr, "usage: pm-image-dump info|source|matrix|scan|race PATH [key=value ...]\n");
 		return 2;
 	}
 	mode = argv[1];
@@ -184,12 +261,22 @@ int main(int argc, char **argv)
 			mo.order = !strcmp(v, "channel") ? PM_ORDER_CHANNEL : PM_ORDER_WINDOW;
 		else if (!strcmp(k, "out"))
 			out = v;
+		else if (!strcmp(k, "rounds"))
+			rounds = atoi(v);
+		else if (!strcmp(k, "readers"))
+			readers = atoi(v);
 		else {
 			fprintf(stderr, "%s: unknown key\n", k);
 			return 2;
 		}
 	}
 
+	if (!strcmp(mode, "race")) {
+		for (int a = 0; a < 2; a++)
+			mo.window[a] = (struct pm_window){ .size = win[a], .step = step[a],
+							   .dilation = 1 };
+		return race(path, &io, &mo, rounds, readers);
+	}
 	rss0 = status_kib("VmRSS");
 	t_open = now();
 	ret = pm_image_open(path, &io, &im, msg, sizeof msg);

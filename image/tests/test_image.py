@@ -7,6 +7,7 @@ libvips); for JPEG the reference is Pillow's decode. Every patch matrix is
 compared byte for byte with sliding_window_view(...)[::step].reshape.
 """
 import os
+import re
 import signal
 import subprocess
 
@@ -15,6 +16,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 DUMP = os.environ.get("PM_IMAGE_DUMP")
+DELAY = os.environ.get("PM_VIPS_ERROR_DELAY")   # vips-error-delay.c, built beside it
 pytestmark = pytest.mark.skipif(not DUMP, reason="PM_IMAGE_DUMP not set")
 
 VIPS_FORMAT = {np.uint8: "uchar", np.int8: "char", np.uint16: "ushort", np.int16: "short",
@@ -340,6 +342,29 @@ def test_tile_failing_mid_scan_gives_sigbus_and_the_message(images, tmp_path, ib
     line = one_line(r.stderr)
     assert line.startswith("decode error: ")
     assert "rows " in line and "Decoding error" in line
+
+
+@pytest.mark.parametrize("ib", IMAGE_BACKENDS[:2])
+@pytest.mark.parametrize("delay", [False, True])
+def test_fills_failing_at_once_keep_the_decoders_words(images, tmp_path, ib, delay):
+    # Four readers, spread over the matrix, meet the damaged tile at once.
+    # With vips-error-delay.c preloaded, a fill that took the decoder's text
+    # sleeps before it can keep it, while other fills find the text gone:
+    # the message must still be the decoder's, about rows of that tile.
+    assert DELAY, "PM_VIPS_ERROR_DELAY not set"
+    bad = damaged_tile(images, tmp_path)
+    env = dict(os.environ, LD_PRELOAD=DELAY) if delay else None
+    r = subprocess.run([DUMP, "race", str(bad), "window=3x3", "rounds=10", "readers=4",
+                        "ibackend=" + ib, "ichunk=8K", "ibudget=64K", "ithreads=2"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 10, r.stdout
+    for line in lines:
+        m = re.fullmatch(r"round \d+: -5 -5 -5 -5 : -5 rows (\d+)-(\d+): (.*)", line)
+        assert m, line
+        assert "Decoding error" in m[3], line
+        assert int(m[1]) <= 191 and int(m[2]) >= 128, line     # the tile's rows: 128-191
 
 
 def test_tile_failing_mid_scan_through_pm_matrix_read(images, tmp_path):
