@@ -38,8 +38,11 @@ struct pm_image {
 
 /* libvips keeps one error buffer per process: every read-and-clear of it
  * goes through this lock, so that our messages are not mixed up with each
- * other (a program that also calls libvips directly may still interleave). */
+ * other (a program that also calls libvips directly may still interleave).
+ * It also guards the count of texts taken, which tells a fill that text
+ * was posted, and taken, while it decoded. */
 static pthread_mutex_t vips_error_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t vips_texts_taken;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
 
@@ -76,8 +79,10 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 
 	pthread_mutex_lock(&vips_error_lock);
 	text = vips_error_buffer_copy();
-	pthread_mutex_unlock(&vips_error_lock);
 	found = text && *text;
+	if (found)
+		vips_texts_taken++;
+	pthread_mutex_unlock(&vips_error_lock);
 	if (msg && msglen) {
 		const char *t = text && *text ? text : what;
 
@@ -98,6 +103,27 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 	}
 	g_free(text);
 	return found;
+}
+
+static uint64_t texts_taken(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&vips_error_lock);
+	n = vips_texts_taken;
+	pthread_mutex_unlock(&vips_error_lock);
+	return n;
+}
+
+/* Whether error text is pending, or was taken since the count was `seen`. */
+static bool texts_since(uint64_t seen)
+{
+	bool any;
+
+	pthread_mutex_lock(&vips_error_lock);
+	any = vips_error_buffer()[0] || vips_texts_taken != seen;
+	pthread_mutex_unlock(&vips_error_lock);
+	return any;
 }
 
 static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
@@ -183,11 +209,9 @@ static int dtype_of(VipsBandFormat f)
 
 static bool has_argument(VipsOperation *op, const char *name)
 {
-	GParamSpec *pspec;
-	VipsArgumentClass *aclass;
-	VipsArgumentInstance *ainst;
-
-	return vips_object_get_argument(VIPS_OBJECT(op), name, &pspec, &aclass, &ainst) == 0;
+	/* asked of the class: vips_object_get_argument would post error text
+	 * for an argument the loader lacks */
+	return g_object_class_find_property(G_OBJECT_GET_CLASS(op), name) != NULL;
 }
 
 static int int_meta(VipsImage *vi, const char *name, int dflt)
@@ -276,18 +300,24 @@ static int fill(void *ctx, size_t offset, void *dst, size_t len)
 	size_t rb = im->row_bytes;
 	size_t y0 = offset / rb, y1 = (offset + len - 1) / rb;
 	VipsRect r = { 0, (int)y0, im->vi->Xsize, (int)(y1 - y0 + 1) };
-	VipsRegion *reg = vips_region_new(im->vi);
+	VipsRegion *reg;
 	unsigned char *out = dst;
+	uint64_t seen;
+	int failed;
 
-	int failed = !reg || vips_region_prepare(reg, &r);
+	seen = texts_taken();
+	reg = vips_region_new(im->vi);
+	failed = !reg || vips_region_prepare(reg, &r);
 
 	/* libvips' tile cache paints a tile that failed to decode black and
 	 * keeps it: the request that decoded it may get the error, but any
 	 * other (or even that one) may get the black tile and success. The
-	 * only trace is the error text libvips posted. So a fill also fails
-	 * when error text is pending, and once a fill of this image failed,
-	 * every later one fails too: never a black tile as pixels. */
-	if (failed || vips_error_buffer()[0] || atomic_load(&im->poisoned)) {
+	 * only trace is the error text libvips posted, and another fill may
+	 * take it first. So a fill also fails when error text is pending or
+	 * was taken while it decoded (from this image or another: which is
+	 * not known), and once a fill of this image failed, every later one
+	 * fails too: never a black tile as pixels. */
+	if (failed || texts_since(seen) || atomic_load(&im->poisoned)) {
 		char line[sizeof im->err_text];
 
 		/* poisoned before the text is taken: a fill that finds no text
@@ -389,7 +419,6 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 	has_level = has_argument(probe, "level");
 	has_subifd = has_argument(probe, "subifd");
 	g_object_unref(probe);
-	take_vips_error(NULL, 0, NULL); /* the probes' "no property named" */
 
 	/* Open the first page (or level) to learn how many there are. */
 	first = run_loader(loader, path, has_page ? 0 : -1, -1, has_level ? 0 : -1);
@@ -650,19 +679,24 @@ int pm_image_stats(const pm_image *im, struct pm_stats *st)
 int pm_image_error(const pm_image *im, char *msg, size_t msglen)
 {
 	pm_image *m = (pm_image *)im;
+	int ret;
 
 	if (!im)
 		return -PM_ENULL;
+	/* the code first: a fill keeps its message before its error is kept */
+	ret = pm_region_error(im->region);
 	if (msg && msglen) {
 		pthread_mutex_lock(&m->lock);
 		if (!m->err_set)
 			msg[0] = '\0';
 		else
 			snprintf(msg, msglen, "rows %zu-%zu: %s", m->err_y0, m->err_y1,
-				 m->err_text[0] ? m->err_text : "the decoder failed without saying why");
+				 m->err_text[0] ? m->err_text :
+				 m->err_own ? "the decoder failed without saying why" :
+				 "libvips reported an error meanwhile, its words taken elsewhere");
 		pthread_mutex_unlock(&m->lock);
 	}
-	return pm_region_error(im->region);
+	return ret;
 }
 
 /* ------------------------------------------------- reads that catch SIGBUS */

@@ -117,16 +117,21 @@ PM_API int pm_image_stats(const pm_image *im, struct pm_stats *st);
 /* After a decoding failure the image gives no more pixels: every later fill
  * fails too (libvips' tile cache keeps a tile that failed as black pixels,
  * and may hand them to a later request as a success; the error text it
- * posts is the only trace, and a fill that finds such text pending, from
- * this image or another, fails). */
+ * posts is the only trace). libvips keeps one error buffer per process, so
+ * a fill fails when error text was posted while it decoded, whichever
+ * image's decoding posted it: a decoding failure of one image can fail a
+ * fill of another image read at the same time, which then keeps the first
+ * one's words. So can an open that libvips refuses (its reason is error
+ * text too), and error text from a program's own calls into libvips; an
+ * open that succeeds posts none. */
 
 /* The first decoding error met while filling the region: its code (a
  * negative errno, -EIO for a decoder failure) or 0, and, when msg is not
- * NULL, one line, empty if none: "rows A-B: " and the decoder's words.
- * The rows are those of a fill whose own decoding failed, or, until such
- * a fill has kept them, of the first fill that failed (a fill that finds
- * the image failed, or libvips' error text pending, fails too); the words
- * are the first error text a fill of this image took from libvips. */
+ * NULL, one line, empty if none: "rows A-B: " and the decoder's words (or,
+ * when the text went elsewhere, words that say so). The rows are those of
+ * a fill whose own decoding failed, or, until such a fill has kept them,
+ * of the first fill that failed, which can be rows that decoded well; the
+ * words are the first error text a fill of this image took from libvips. */
 PM_API int pm_image_error(const pm_image *im, char *msg, size_t msglen);
 
 /* pm_matrix_read and pm_matrix_write for a matrix that reads a lazy image

@@ -16,12 +16,13 @@
  *   pm_image_matrix_read, reader i from i/K of the way in round to it
  *   (so that their fills meet a damaged part at once); prints, per round,
  *   the readers' results and pm_image_error's code and message:
- *   "round I: RESULT... : CODE MESSAGE".
+ *   "round I: RESULT... : CODE MESSAGE". With opener=FILE,FILE... a thread
+ *   opens and closes those files in turn meanwhile.
  *
  * Keys: page level bands=0,2 ibackend ibudget ichunk ithreads (the image's
  * region), mbackend mbudget mchunk mthreads (the matrix), window=HxW
  * step=HxW dtype=same|float32|float64 order=window|channel out=FILE, and for
- * race rounds=N readers=K.
+ * race rounds=N readers=K opener=FILE,FILE....
  * A failed fill read in the main thread (a SIGBUS inside the image's region)
  * is caught: the driver prints "decode error: <pm_image_error's message>"
  * on stderr and exits 3. Other errors: a message and exit 2. */
@@ -30,6 +31,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,41 +129,70 @@ struct reader {
 	pthread_t t;
 	pthread_barrier_t *go;
 	const pm_matrix *m;
-	size_t start;
+	size_t first;               /* the block it starts at */
 	int ret;
 };
 
-/* One reader of the race mode: the whole matrix, 4 KiB at a time from
- * `start` round to it, until the first error. */
+#define RACE_BLOCK 4096
+
+/* One reader of the race mode: the whole matrix, a block at a time from
+ * block `first` round to it, until the first error. */
 static void *read_all(void *arg)
 {
 	struct reader *r = arg;
-	size_t n = pm_matrix_bytes(r->m), block = 4096;
-	char buf[4096];
+	size_t n = pm_matrix_bytes(r->m), blocks = (n + RACE_BLOCK - 1) / RACE_BLOCK;
+	char buf[RACE_BLOCK];
 
 	pthread_barrier_wait(r->go);
-	for (size_t i = 0; i < n && !r->ret; i += block) {
-		size_t off = (r->start + i) % n;
+	for (size_t i = 0; i < blocks && !r->ret; i++) {
+		size_t off = (r->first + i) % blocks * RACE_BLOCK;
 
-		r->ret = pm_image_matrix_read(r->m, off, buf, n - off < block ? n - off : block);
+		r->ret = pm_image_matrix_read(r->m, off, buf,
+					      n - off < RACE_BLOCK ? n - off : RACE_BLOCK);
 	}
 	return NULL;
 }
 
-/* MODE race: many fills fail at once, and the message must still be the
- * decoder's. */
+static atomic_bool race_done;
+
+/* Opens and closes the comma-separated files of `arg` in turn until the
+ * rounds end: opens that succeed, and opens that libvips refuses. */
+static void *open_in_turn(void *arg)
+{
+	char *list = arg, *names[8];
+	int n = 0;
+
+	for (char *save, *p = strtok_r(list, ",", &save); p && n < 8; p = strtok_r(NULL, ",", &save))
+		names[n++] = p;
+	for (int k = 0; n && !atomic_load(&race_done); k = (k + 1) % n) {
+		struct pm_image_opts io = { .size = sizeof io };
+		pm_image *im;
+
+		if (!pm_image_open(names[k], &io, &im, NULL, 0))
+			pm_image_close(im);
+	}
+	return NULL;
+}
+
+/* MODE race: many fills at once, perhaps while other files are opened:
+ * the message must be the decoder's when a fill fails, and none may fail
+ * on a whole file. */
 static int race(const char *path, const struct pm_image_opts *io, struct pm_matrix_opts *mo,
-		int rounds, int readers)
+		int rounds, int readers, char *opener)
 {
 	struct reader r[16];
 	pthread_barrier_t go;
+	pthread_t opener_t;
 	char msg[512];
 
 	if (readers < 1 || readers > 16)
 		die("readers", -EINVAL, "1 to 16");
+	if (opener && pthread_create(&opener_t, NULL, open_in_turn, opener))
+		die("thread", -EAGAIN, NULL);
 	for (int round = 0; round < rounds; round++) {
 		pm_image *im;
 		pm_matrix *m;
+		size_t blocks;
 		int ret = pm_image_open(path, io, &im, msg, sizeof msg);
 
 		if (ret)
@@ -171,10 +202,12 @@ static int race(const char *path, const struct pm_image_opts *io, struct pm_matr
 		ret = pm_matrix_open(mo, &m);
 		if (ret)
 			die("matrix", ret, NULL);
-		pthread_barrier_init(&go, NULL, (unsigned)readers);
+		blocks = (pm_matrix_bytes(m) + RACE_BLOCK - 1) / RACE_BLOCK;
+		if (pthread_barrier_init(&go, NULL, (unsigned)readers))
+			die("barrier", -EAGAIN, NULL);
 		for (int i = 0; i < readers; i++) {
 			r[i] = (struct reader){ .go = &go, .m = m,
-						.start = pm_matrix_bytes(m) / (size_t)readers * (size_t)i };
+						.first = blocks * (size_t)i / (size_t)readers };
 			if (pthread_create(&r[i].t, NULL, read_all, &r[i]))
 				die("thread", -EAGAIN, NULL);
 		}
@@ -189,6 +222,9 @@ static int race(const char *path, const struct pm_image_opts *io, struct pm_matr
 		pm_matrix_close(m);
 		pm_image_close(im);
 	}
+	atomic_store(&race_done, true);
+	if (opener)
+		pthread_join(opener_t, NULL);
 	return 0;
 }
 
@@ -199,6 +235,7 @@ int main(int argc, char **argv)
 	struct pm_image_info info;
 	struct pm_stats ist = { 0 }, mst = { 0 };
 	int bands[16], nbands = 0, ret, rounds = 1, readers = 2;
+	char *opener = NULL;
 	size_t win[2] = { 1, 1 }, step[2] = { 1, 1 };
 	const char *mode, *path;
 	static const char *out;
@@ -265,6 +302,8 @@ int main(int argc, char **argv)
 			rounds = atoi(v);
 		else if (!strcmp(k, "readers"))
 			readers = atoi(v);
+		else if (!strcmp(k, "opener"))
+			opener = v;
 		else {
 			fprintf(stderr, "%s: unknown key\n", k);
 			return 2;
@@ -275,7 +314,7 @@ int main(int argc, char **argv)
 		for (int a = 0; a < 2; a++)
 			mo.window[a] = (struct pm_window){ .size = win[a], .step = step[a],
 							   .dilation = 1 };
-		return race(path, &io, &mo, rounds, readers);
+		return race(path, &io, &mo, rounds, readers, opener);
 	}
 	rss0 = status_kib("VmRSS");
 	t_open = now();

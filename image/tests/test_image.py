@@ -360,11 +360,32 @@ def test_fills_failing_at_once_keep_the_decoders_words(images, tmp_path, ib, del
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 10, r.stdout
+    in_tile = 0
     for line in lines:
         m = re.fullmatch(r"round \d+: -5 -5 -5 -5 : -5 rows (\d+)-(\d+): (.*)", line)
         assert m, line
         assert "Decoding error" in m[3], line
-        assert int(m[1]) <= 191 and int(m[2]) >= 128, line     # the tile's rows: 128-191
+        in_tile += int(m[1]) <= 191 and int(m[2]) >= 128     # the tile's rows: 128-191
+    # The rows are a fill's whose own decoding failed, once one has; when
+    # libvips hands even the decoding request the black tile, no fill's
+    # has, and the rows are of the first fill that failed: rare, not never.
+    assert in_tile >= 8, r.stdout
+
+
+@pytest.mark.parametrize("ib", IMAGE_BACKENDS[:2])
+def test_opens_meanwhile_do_not_fail_a_scan(images, tmp_path, ib):
+    # libvips keeps one error buffer per process, and a fill fails on text
+    # it finds there. While four readers scan a good image, another thread
+    # opens a PNG, a JPEG and a TIFF in turn: the PNG and JPEG loaders lack
+    # arguments the open asks about, and asking must post no text.
+    good = images["tiled_u8_rgb"][0]
+    r = subprocess.run([DUMP, "race", str(good), "window=3x3", "rounds=20", "readers=4",
+                        "ibackend=" + ib, "ichunk=8K", "ibudget=64K", "ithreads=2",
+                        "opener=%s,%s,%s" % (images["png_u8_rgb"][0], images["jpeg_rgb"][0],
+                                             images["striped_u8"][0])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["round %d: 0 0 0 0 : 0 " % i for i in range(20)], r.stdout
 
 
 def test_tile_failing_mid_scan_through_pm_matrix_read(images, tmp_path):
