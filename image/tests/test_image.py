@@ -353,7 +353,10 @@ def test_fills_failing_at_once_keep_the_decoders_words(images, tmp_path, ib, del
     # the message must still be the decoder's, about rows of that tile.
     assert DELAY, "PM_VIPS_ERROR_DELAY not set"
     bad = damaged_tile(images, tmp_path)
-    env = dict(os.environ, LD_PRELOAD=DELAY) if delay else None
+    env = None
+    if delay:
+        env = dict(os.environ, LD_PRELOAD=":".join(filter(None, [DELAY, os.environ.get(
+            "LD_PRELOAD")])))
     r = subprocess.run([DUMP, "race", str(bad), "window=3x3", "rounds=10", "readers=4",
                         "ibackend=" + ib, "ichunk=8K", "ibudget=64K", "ithreads=2"],
                        capture_output=True, text=True, timeout=120, env=env)
