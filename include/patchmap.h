@@ -173,7 +173,10 @@ struct pm_lazy_opts {
 	                     chunks. The resident bound (the budget, or the
 	                     whole buffer for eager or an unlimited budget) must
 	                     fit in pm_memory_available() at open, or the open
-	                     is -PM_EMEMORY. */
+	                     is -PM_EMEMORY. Threads reading different chunks
+	                     at once each need theirs resident (two where an
+	                     access straddles): with a budget of fewer chunks
+	                     they evict each other's, correct but very slow. */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
 	                     page size; default PM_DEFAULT_CHUNK */
 	int threads;      /* filler threads; default pm_default_threads() */
