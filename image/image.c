@@ -34,15 +34,19 @@ struct pm_image {
 	size_t err_y0, err_y1;      /* the rows of a failed fill */
 	char err_text[400];         /* the decoder's words, one line, or empty */
 	atomic_bool poisoned;       /* a fill failed: every later fill fails */
+	/* guarded by vips_error_lock: */
+	pm_image *next, *prev;      /* every open image */
+	int decoding;               /* its fills in libvips now */
 };
 
 /* libvips keeps one error buffer per process: every read-and-clear of it
  * goes through this lock, so that our messages are not mixed up with each
  * other (a program that also calls libvips directly may still interleave).
- * It also guards the count of texts taken, which tells a fill that text
- * was posted, and taken, while it decoded. */
+ * It also guards the list of open images: text taken from the buffer may
+ * be the only trace of a decoding failure in any image whose fills were in
+ * libvips at that moment, and every one of them is failed. */
 static pthread_mutex_t vips_error_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t vips_texts_taken;
+static pm_image *open_images;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
 
@@ -81,7 +85,9 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 	text = vips_error_buffer_copy();
 	found = text && *text;
 	if (found)
-		vips_texts_taken++;
+		for (pm_image *im = open_images; im; im = im->next)
+			if (im->decoding)
+				atomic_store(&im->poisoned, true);
 	pthread_mutex_unlock(&vips_error_lock);
 	if (msg && msglen) {
 		const char *t = text && *text ? text : what;
@@ -105,25 +111,24 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 	return found;
 }
 
-static uint64_t texts_taken(void)
+/* Puts im on the list of open images, or takes it off. */
+static void list_image(pm_image *im, bool on)
 {
-	uint64_t n;
-
 	pthread_mutex_lock(&vips_error_lock);
-	n = vips_texts_taken;
+	if (on) {
+		im->next = open_images;
+		if (open_images)
+			open_images->prev = im;
+		open_images = im;
+	} else {
+		if (im->prev)
+			im->prev->next = im->next;
+		else
+			open_images = im->next;
+		if (im->next)
+			im->next->prev = im->prev;
+	}
 	pthread_mutex_unlock(&vips_error_lock);
-	return n;
-}
-
-/* Whether error text is pending, or was taken since the count was `seen`. */
-static bool texts_since(uint64_t seen)
-{
-	bool any;
-
-	pthread_mutex_lock(&vips_error_lock);
-	any = vips_error_buffer()[0] || vips_texts_taken != seen;
-	pthread_mutex_unlock(&vips_error_lock);
-	return any;
 }
 
 static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
@@ -302,31 +307,36 @@ static int fill(void *ctx, size_t offset, void *dst, size_t len)
 	VipsRect r = { 0, (int)y0, im->vi->Xsize, (int)(y1 - y0 + 1) };
 	VipsRegion *reg;
 	unsigned char *out = dst;
-	uint64_t seen;
-	int failed;
+	bool failed, bad;
 
-	seen = texts_taken();
+	pthread_mutex_lock(&vips_error_lock);
+	im->decoding++;
+	pthread_mutex_unlock(&vips_error_lock);
 	reg = vips_region_new(im->vi);
 	failed = !reg || vips_region_prepare(reg, &r);
 
 	/* libvips' tile cache paints a tile that failed to decode black and
 	 * keeps it: the request that decoded it may get the error, but any
 	 * other (or even that one) may get the black tile and success. The
-	 * only trace is the error text libvips posted, and another fill may
-	 * take it first. So a fill also fails when error text is pending or
-	 * was taken while it decoded (from this image or another: which is
-	 * not known), and once a fill of this image failed, every later one
-	 * fails too: never a black tile as pixels. */
-	if (failed || texts_since(seen) || atomic_load(&im->poisoned)) {
+	 * only trace is the error text libvips posted. So a fill also fails
+	 * when error text is pending, and an image whose fill was in libvips
+	 * when text was taken is failed (from this image or another: which is
+	 * not known); once a fill of an image failed, every later one fails
+	 * too: never a black tile as pixels. Decided and kept under the lock
+	 * that takes text: a fill that starts later finds the image failed. */
+	pthread_mutex_lock(&vips_error_lock);
+	im->decoding--;
+	if (failed || vips_error_buffer()[0])
+		atomic_store(&im->poisoned, true);
+	bad = atomic_load(&im->poisoned);
+	pthread_mutex_unlock(&vips_error_lock);
+	if (bad) {
 		char line[sizeof im->err_text];
 
-		/* poisoned before the text is taken: a fill that finds no text
-		 * finds the flag (both seq_cst). The text is taken and kept
-		 * under one lock, so a fill of this image that finds it gone
-		 * finds it kept. The rows kept are those of a fill whose own
-		 * decoding failed, once one has: a fill may fail on the text
-		 * of another. */
-		atomic_store(&im->poisoned, true);
+		/* The text is taken and kept under one lock, so a fill of this
+		 * image that finds it gone finds it kept. The rows kept are
+		 * those of a fill whose own decoding failed, once one has: a
+		 * fill may fail on the text of another. */
 		pthread_mutex_lock(&im->lock);
 		if (take_vips_error(line, sizeof line, "") && !im->err_text[0])
 			memcpy(im->err_text, line, sizeof line);
@@ -613,10 +623,11 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 			.size = sizeof ro, .length = length, .fill = fill, .ctx = im, .lazy = o->lazy,
 		};
 
+		list_image(im, true);  /* before the first fill */
 		ret = pm_region_open(&ro, &im->region);
 		if (ret == -PM_EMEMORY) {
 			memory_msg(msg, msglen, length, &o->lazy);
-			goto fail;
+			goto fail_listed;
 		}
 		if (ret) {
 			/* named as every front end names the image's lazy.budget
@@ -624,12 +635,14 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 			set_msg(msg, msglen, "%s%s",
 				ret == -PM_EBUDGET ? "image_budget: " :
 				ret == -PM_ECHUNK ? "image_chunk: " : "", pm_strerror(ret));
-			goto fail;
+			goto fail_listed;
 		}
 	}
 	im->src.data = pm_region_data(im->region);
 	*out = im;
 	return 0;
+fail_listed:
+	list_image(im, false);
 fail:
 	if (im->vi)
 		g_object_unref(im->vi);
@@ -645,6 +658,7 @@ int pm_image_close(pm_image *im)
 	if (!im)
 		return 0;
 	ret = pm_region_close(im->region);
+	list_image(im, false);
 	g_object_unref(im->vi);
 	pthread_mutex_destroy(&im->lock);
 	free(im);

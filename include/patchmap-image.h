@@ -118,12 +118,13 @@ PM_API int pm_image_stats(const pm_image *im, struct pm_stats *st);
  * fails too (libvips' tile cache keeps a tile that failed as black pixels,
  * and may hand them to a later request as a success; the error text it
  * posts is the only trace). libvips keeps one error buffer per process, so
- * a fill fails when error text was posted while it decoded, whichever
- * image's decoding posted it: a decoding failure of one image can fail a
- * fill of another image read at the same time, which then keeps the first
- * one's words. So can an open that libvips refuses (its reason is error
- * text too), and error text from a program's own calls into libvips; an
- * open that succeeds posts none. */
+ * a fill fails when it finds error text there, and an image fails when
+ * error text is taken while one of its fills is in libvips, whichever
+ * image's decoding posted it: a decoding failure of one image can fail
+ * another image read at the same time, which then keeps the first one's
+ * words. So can an open that libvips refuses (its reason is error text
+ * too), or one of a TIFF whose later pages do not load, and error text
+ * from a program's own calls into libvips. */
 
 /* The first decoding error met while filling the region: its code (a
  * negative errno, -EIO for a decoder failure) or 0, and, when msg is not

@@ -18,11 +18,15 @@
  *   the readers' results and pm_image_error's code and message:
  *   "round I: RESULT... : CODE MESSAGE". With opener=FILE,FILE... a thread
  *   opens and closes those files in turn meanwhile.
+ * MODE late: reads row A of the image in a thread of its own, opens the
+ *   first file of opener= 100 ms later, then reads row B (rows=A,B), each
+ *   row with pm_image_matrix_read of a 1 x 1 window matrix; prints
+ *   "row A: RESULT" and "row B: RESULT", B first when it ends first.
  *
  * Keys: page level bands=0,2 ibackend ibudget ichunk ithreads (the image's
  * region), mbackend mbudget mchunk mthreads (the matrix), window=HxW
  * step=HxW dtype=same|float32|float64 order=window|channel out=FILE, and for
- * race rounds=N readers=K opener=FILE,FILE....
+ * race rounds=N readers=K opener=FILE,FILE..., for late rows=A,B opener=FILE.
  * A failed fill read in the main thread (a SIGBUS inside the image's region)
  * is caught: the driver prints "decode error: <pm_image_error's message>"
  * on stderr and exits 3. Other errors: a message and exit 2. */
@@ -162,7 +166,9 @@ static void *open_in_turn(void *arg)
 	char *list = arg, *names[8];
 	int n = 0;
 
-	for (char *save, *p = strtok_r(list, ",", &save); p && n < 8; p = strtok_r(NULL, ",", &save))
+	char *save, *p = strtok_r(list, ",", &save);
+
+	for (; p && n < 8; p = strtok_r(NULL, ",", &save))
 		names[n++] = p;
 	for (int k = 0; n && !atomic_load(&race_done); k = (k + 1) % n) {
 		struct pm_image_opts io = { .size = sizeof io };
@@ -228,6 +234,64 @@ static int race(const char *path, const struct pm_image_opts *io, struct pm_matr
 	return 0;
 }
 
+struct row_read {
+	pthread_t t;
+	const pm_matrix *m;
+	size_t row, row_bytes;
+	int ret;
+};
+
+static void *read_row(void *arg)
+{
+	struct row_read *r = arg;
+	unsigned char *buf = malloc(r->row_bytes);
+
+	r->ret = buf ? pm_image_matrix_read(r->m, r->row * r->row_bytes, buf, r->row_bytes)
+		     : -ENOMEM;
+	printf("row %zu: %d\n", r->row, r->ret);
+	fflush(stdout);
+	free(buf);
+	return NULL;
+}
+
+/* MODE late: a fill that starts after another image's open took the text
+ * of this image's failure must still fail. */
+static int late(pm_image *im, struct pm_matrix_opts *mo, const char *rows, const char *other)
+{
+	struct pm_image_info info;
+	struct pm_image_opts io = { .size = sizeof io };
+	struct row_read a, b;
+	pm_matrix *m;
+	pm_image *o;
+	char *end;
+	int ret;
+
+	pm_image_info(im, &info);
+	mo->source = *pm_image_source(im);
+	mo->lazy.backend = PM_BACKEND_NONE;
+	for (int i = 0; i < 2; i++)
+		mo->window[i] = (struct pm_window){ .size = 1, .step = 1, .dilation = 1 };
+	ret = pm_matrix_open(mo, &m);
+	if (ret)
+		die("matrix", ret, NULL);
+	a = (struct row_read){ .m = m, .row_bytes = pm_matrix_bytes(m) / (size_t)info.height };
+	b = a;
+	a.row = strtoul(rows, &end, 10);
+	b.row = *end == ',' ? strtoul(end + 1, NULL, 10) : 0;
+	if (pthread_create(&a.t, NULL, read_row, &a))
+		die("thread", -EAGAIN, NULL);
+	nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+	if (!pm_image_open(other, &io, &o, NULL, 0))
+		pm_image_close(o);
+	if (pthread_create(&b.t, NULL, read_row, &b))
+		die("thread", -EAGAIN, NULL);
+	pthread_join(b.t, NULL);
+	pthread_join(a.t, NULL);
+	pm_matrix_close(m);
+	pm_image_close(im);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct pm_image_opts io = { .size = sizeof io };
@@ -235,7 +299,7 @@ int main(int argc, char **argv)
 	struct pm_image_info info;
 	struct pm_stats ist = { 0 }, mst = { 0 };
 	int bands[16], nbands = 0, ret, rounds = 1, readers = 2;
-	char *opener = NULL;
+	char *opener = NULL, *rows = NULL;
 	size_t win[2] = { 1, 1 }, step[2] = { 1, 1 };
 	const char *mode, *path;
 	static const char *out;
@@ -249,7 +313,8 @@ int main(int argc, char **argv)
 	double t_open;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: pm-image-dump info|source|matrix|scan|race PATH [key=value ...]\n");
+		fprintf(stderr, "usage: pm-image-dump info|source|matrix|scan|race|late PATH "
+			"[key=value ...]\n");
 		return 2;
 	}
 	mode = argv[1];
@@ -304,6 +369,8 @@ int main(int argc, char **argv)
 			readers = atoi(v);
 		else if (!strcmp(k, "opener"))
 			opener = v;
+		else if (!strcmp(k, "rows"))
+			rows = v;
 		else {
 			fprintf(stderr, "%s: unknown key\n", k);
 			return 2;
@@ -323,6 +390,8 @@ int main(int argc, char **argv)
 	if (ret)
 		die("open", ret, msg);
 	pm_image_info(im, &info);
+	if (!strcmp(mode, "late"))
+		return late(im, &mo, rows ? rows : "0,0", opener ? opener : "");
 	if (!strcmp(mode, "info")) {
 		printf("loader=%s\nwidth=%d\nheight=%d\nbands=%d\nfile_bands=%d\ndtype=%s\n"
 		       "pages=%d\nlevels=%d\npage=%d\nlevel=%d\nrandom_access=%d\n",

@@ -376,6 +376,25 @@ def test_fills_failing_at_once_keep_the_decoders_words(images, tmp_path, ib, del
 
 
 @pytest.mark.parametrize("ib", IMAGE_BACKENDS[:2])
+def test_a_fill_after_the_text_went_elsewhere_fails(images, tmp_path, ib):
+    # Row 130's fill decodes the damaged tile and, held 300 ms in libvips by
+    # the module, is still there when an open that libvips refuses takes the
+    # error text. Row 170's fill starts after that: libvips may hand it the
+    # tile it painted black as a success, and it must fail all the same.
+    assert DELAY, "PM_VIPS_ERROR_DELAY not set"
+    bad = damaged_tile(images, tmp_path)
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"II*\0" + bytes(range(256)) * 8)      # refused: no directory
+    env = dict(os.environ, PM_DELAY_FAILED_PREPARE="1",
+               LD_PRELOAD=":".join(filter(None, [DELAY, os.environ.get("LD_PRELOAD")])))
+    r = subprocess.run([DUMP, "late", str(bad), "rows=130,170", "opener=%s" % junk,
+                        "ibackend=" + ib, "ichunk=8K", "ibudget=64K", "ithreads=2"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.splitlines()) == ["row 130: -5", "row 170: -5"], r.stdout
+
+
+@pytest.mark.parametrize("ib", IMAGE_BACKENDS[:2])
 def test_opens_meanwhile_do_not_fail_a_scan(images, tmp_path, ib):
     # libvips keeps one error buffer per process, and a fill fails on text
     # it finds there. While four readers scan a good image, another thread
