@@ -297,6 +297,42 @@ static int tiff_levels(const char *path, VipsImage *first, bool *by_subifd)
 	return levels;
 }
 
+/* libvips' tile cache paints a tile that failed to decode black and keeps
+ * it: the request that decoded it may get the error, but any other (or
+ * even that one) may get the black tile and success. The only trace is the
+ * error text libvips posted. So a decoding also fails when error text is
+ * pending, and an image whose decoding was in libvips when text was taken
+ * is failed (from this image or another: which is not known); once an
+ * image failed, it decodes no more: never a black tile as pixels.
+ *
+ * Decodes rect r of im into a new *reg so: counted as in libvips while it
+ * is, and decided under the lock that takes text, so that a decoding that
+ * starts later finds the image failed. Returns whether the image has
+ * failed; *own says whether this decoding did. */
+static bool decode(pm_image *im, VipsRegion **reg, const VipsRect *r, bool *own)
+{
+	bool bad;
+
+	*reg = NULL;
+	*own = false;
+	pthread_mutex_lock(&vips_error_lock);
+	bad = atomic_load(&im->poisoned);
+	if (!bad)
+		im->decoding++;
+	pthread_mutex_unlock(&vips_error_lock);
+	if (bad)
+		return true;
+	*reg = vips_region_new(im->vi);
+	*own = !*reg || vips_region_prepare(*reg, r);
+	pthread_mutex_lock(&vips_error_lock);
+	im->decoding--;
+	if (*own || vips_error_buffer()[0])
+		atomic_store(&im->poisoned, true);
+	bad = atomic_load(&im->poisoned);
+	pthread_mutex_unlock(&vips_error_lock);
+	return bad;
+}
+
 /* The fill: decodes the rows [offset, offset + len) touches, whole, and
  * copies the bytes asked for. */
 static int fill(void *ctx, size_t offset, void *dst, size_t len)
@@ -307,29 +343,8 @@ static int fill(void *ctx, size_t offset, void *dst, size_t len)
 	VipsRect r = { 0, (int)y0, im->vi->Xsize, (int)(y1 - y0 + 1) };
 	VipsRegion *reg;
 	unsigned char *out = dst;
-	bool failed, bad;
+	bool failed, bad = decode(im, &reg, &r, &failed);
 
-	pthread_mutex_lock(&vips_error_lock);
-	im->decoding++;
-	pthread_mutex_unlock(&vips_error_lock);
-	reg = vips_region_new(im->vi);
-	failed = !reg || vips_region_prepare(reg, &r);
-
-	/* libvips' tile cache paints a tile that failed to decode black and
-	 * keeps it: the request that decoded it may get the error, but any
-	 * other (or even that one) may get the black tile and success. The
-	 * only trace is the error text libvips posted. So a fill also fails
-	 * when error text is pending, and an image whose fill was in libvips
-	 * when text was taken is failed (from this image or another: which is
-	 * not known); once a fill of an image failed, every later one fails
-	 * too: never a black tile as pixels. Decided and kept under the lock
-	 * that takes text: a fill that starts later finds the image failed. */
-	pthread_mutex_lock(&vips_error_lock);
-	im->decoding--;
-	if (failed || vips_error_buffer()[0])
-		atomic_store(&im->poisoned, true);
-	bad = atomic_load(&im->poisoned);
-	pthread_mutex_unlock(&vips_error_lock);
 	if (bad) {
 		char line[sizeof im->err_text];
 
@@ -603,17 +618,20 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 
 	/* A decoder that reads front to back decodes the whole image at the
 	 * first pixel asked for: ask for one now, so that a damaged file is
-	 * refused here rather than in the middle of a scan. */
+	 * refused here rather than in the middle of a scan. Listed first: it
+	 * is a decoding like a fill's. */
+	list_image(im, true);
 	{
-		VipsRegion *reg = vips_region_new(im->vi);
+		VipsRegion *reg;
 		VipsRect r = { 0, 0, 1, 1 };
+		bool own;
 
-		if (!reg || vips_region_prepare(reg, &r)) {
+		if (decode(im, &reg, &r, &own)) {
 			take_vips_error(msg, msglen, "the decoder failed on the first pixel");
 			if (reg)
 				g_object_unref(reg);
 			ret = -PM_IMAGE_EDECODE;
-			goto fail;
+			goto fail_listed;
 		}
 		g_object_unref(reg);
 	}
@@ -623,7 +641,6 @@ int pm_image_open(const char *path, const struct pm_image_opts *o, pm_image **ou
 			.size = sizeof ro, .length = length, .fill = fill, .ctx = im, .lazy = o->lazy,
 		};
 
-		list_image(im, true);  /* before the first fill */
 		ret = pm_region_open(&ro, &im->region);
 		if (ret == -PM_EMEMORY) {
 			memory_msg(msg, msglen, length, &o->lazy);

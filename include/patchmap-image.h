@@ -118,13 +118,15 @@ PM_API int pm_image_stats(const pm_image *im, struct pm_stats *st);
  * fails too (libvips' tile cache keeps a tile that failed as black pixels,
  * and may hand them to a later request as a success; the error text it
  * posts is the only trace). libvips keeps one error buffer per process, so
- * a fill fails when it finds error text there, and an image fails when
+ * an image fails when one of its fills finds error text there, or when
  * error text is taken while one of its fills is in libvips, whichever
  * image's decoding posted it: a decoding failure of one image can fail
- * another image read at the same time, which then keeps the first one's
- * words. So can an open that libvips refuses (its reason is error text
- * too), or one of a TIFF whose later pages do not load, and error text
- * from a program's own calls into libvips. */
+ * another image read at the same time, whose message then holds the first
+ * one's words or says they went elsewhere. So can an open that libvips
+ * refuses (its reason is error text too), or one of a TIFF whose later
+ * pages do not load, and error text from a program's own calls into
+ * libvips; text cleared by such calls, or within libvips, escapes this
+ * check. */
 
 /* The first decoding error met while filling the region: its code (a
  * negative errno, -EIO for a decoder failure) or 0, and, when msg is not
