@@ -33,10 +33,10 @@ struct pm_image {
 	bool err_own;               /* err_y0-err_y1 are rows whose decoding failed */
 	size_t err_y0, err_y1;      /* the rows of a failed fill */
 	char err_text[400];         /* the decoder's words, one line, or empty */
-	atomic_bool poisoned;       /* a fill failed: every later fill fails */
+	atomic_bool poisoned;       /* failed: decodes no more, every fill fails */
 	/* guarded by vips_error_lock: */
 	pm_image *next, *prev;      /* every open image */
-	int decoding;               /* its fills in libvips now */
+	int decoding;               /* its decodings in libvips now (decode) */
 };
 
 /* libvips keeps one error buffer per process: every read-and-clear of it
@@ -305,10 +305,10 @@ static int tiff_levels(const char *path, VipsImage *first, bool *by_subifd)
  * is failed (from this image or another: which is not known); once an
  * image failed, it decodes no more: never a black tile as pixels.
  *
- * Decodes rect r of im into a new *reg so: counted as in libvips while it
- * is, and decided under the lock that takes text, so that a decoding that
- * starts later finds the image failed. Returns whether the image has
- * failed; *own says whether this decoding did. */
+ * Decodes rect r of im into a new *reg (NULL if none was made), counted as
+ * in libvips while it is there, and decides under the lock that takes
+ * text, so that a decoding that starts later finds the image failed.
+ * Returns whether the image has failed; *own: whether this decoding did. */
 static bool decode(pm_image *im, VipsRegion **reg, const VipsRect *r, bool *own)
 {
 	bool bad;
