@@ -159,14 +159,26 @@ static void *read_all(void *arg)
 
 static atomic_bool race_done;
 
+/* The matrix mo describes over im's pixels, read with pm_matrix_read. */
+static pm_matrix *matrix_over(pm_image *im, struct pm_matrix_opts *mo)
+{
+	pm_matrix *m;
+	int ret;
+
+	mo->source = *pm_image_source(im);
+	mo->lazy.backend = PM_BACKEND_NONE;
+	ret = pm_matrix_open(mo, &m);
+	if (ret)
+		die("matrix", ret, NULL);
+	return m;
+}
+
 /* Opens and closes the comma-separated files of `arg` in turn until the
  * rounds end: opens that succeed, and opens that libvips refuses. */
 static void *open_in_turn(void *arg)
 {
-	char *list = arg, *names[8];
+	char *names[8], *save, *p = strtok_r(arg, ",", &save);
 	int n = 0;
-
-	char *save, *p = strtok_r(list, ",", &save);
 
 	for (; p && n < 8; p = strtok_r(NULL, ",", &save))
 		names[n++] = p;
@@ -203,11 +215,7 @@ static int race(const char *path, const struct pm_image_opts *io, struct pm_matr
 
 		if (ret)
 			die("open", ret, msg);
-		mo->source = *pm_image_source(im);
-		mo->lazy.backend = PM_BACKEND_NONE;
-		ret = pm_matrix_open(mo, &m);
-		if (ret)
-			die("matrix", ret, NULL);
+		m = matrix_over(im, mo);
 		blocks = (pm_matrix_bytes(m) + RACE_BLOCK - 1) / RACE_BLOCK;
 		if (pthread_barrier_init(&go, NULL, (unsigned)readers))
 			die("barrier", -EAGAIN, NULL);
@@ -264,16 +272,11 @@ static int late(pm_image *im, struct pm_matrix_opts *mo, const char *rows, const
 	pm_matrix *m;
 	pm_image *o;
 	char *end;
-	int ret;
 
 	pm_image_info(im, &info);
-	mo->source = *pm_image_source(im);
-	mo->lazy.backend = PM_BACKEND_NONE;
 	for (int i = 0; i < 2; i++)
 		mo->window[i] = (struct pm_window){ .size = 1, .step = 1, .dilation = 1 };
-	ret = pm_matrix_open(mo, &m);
-	if (ret)
-		die("matrix", ret, NULL);
+	m = matrix_over(im, mo);
 	a = (struct row_read){ .m = m, .row_bytes = pm_matrix_bytes(m) / (size_t)info.height };
 	b = a;
 	a.row = strtoul(rows, &end, 10);
