@@ -10,8 +10,9 @@ Usage: python3 bench/bench-apply.py PATCHMAP [SIDE [REPS]]
 PATCHMAP is the tool (build/tools/patchmap).
 
 Without a mapping (the tool's default) its threads are its workers, each
-reading its rows with pm_matrix_read and multiplying them with one BLAS
-thread. Through a mapping they are its BLAS threads plus the library's
+reading its rows with pm_matrix_read and multiplying them with the tool's
+filter-bank kernel (the fastest this CPU has), or with one BLAS thread
+(PATCHMAP_APPLY_KERNEL=blas, the variants so named). Through a mapping they are its BLAS threads plus the library's
 filler threads (the uffd backend's poller fills demand chunks too, but
 sleeps while a filler thread reads ahead). torch gets
 torch.set_num_threads(the same total). The tool's time includes writing
@@ -64,14 +65,19 @@ def run_torch(img, filt, threads, out=""):
     return j
 
 
-def run_tool(tool, img, filt, out, extra):
+def run_tool(tool, img, filt, out, extra, kernel=None):
     cmd = [tool, "apply", img, "--window", "%dx%d" % (K, K), "--filters", filt, "--out", out,
            "--json"] + extra
+    env = dict(os.environ)
+    env.pop("PATCHMAP_APPLY_KERNEL", None)
+    if kernel:
+        env["PATCHMAP_APPLY_KERNEL"] = kernel
     c0 = cpu_children()
-    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     j = json.loads(r.stdout)
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"s": j["seconds"], "rss": j["peak_rss_bytes"], "blas": j["blas_threads"],
+            "kernel": j["kernel"],
             "threads": j.get("threads", "-"),
             "backend": j["lazy"]["backend"], "maxrss_children": ru.ru_maxrss,
             "cpu": cpu_children() - c0}
@@ -106,6 +112,8 @@ def main():
         variants = [
             ("tool, defaults (no mapping)", ["tool", []]),
             ("tool, no mapping, 1 thread", ["tool", ["--threads", "1"]]),
+            ("tool, no mapping, BLAS", ["blas", []]),
+            ("tool, no mapping, BLAS, 1 thread", ["blas", ["--threads", "1"]]),
             ("tool, uffd, 1 filler + 1 BLAS thread", ["tool", ["--backend", "uffd", "--threads",
                                                                 "1", "--blas-threads", "1"]]),
             ("tool, uffd, 2 fillers + 1 BLAS thread", ["tool", ["--backend", "uffd", "--threads",
@@ -117,8 +125,9 @@ def main():
         for _ in range(reps):
             for name, (kind, arg) in variants:
                 try:
-                    if kind == "tool":
-                        r = run_tool(tool, img_p, filt_p, out_p, arg)
+                    if kind in ("tool", "blas"):
+                        r = run_tool(tool, img_p, filt_p, out_p, arg,
+                                     "blas" if kind == "blas" else None)
                     else:
                         r = run_torch(img_p, filt_p, arg)
                 except subprocess.CalledProcessError as e:
@@ -138,8 +147,8 @@ def main():
         rss = max(r["rss"] for r in rs) / 2**20
         extra = ""
         if "blas" in rs[0]:
-            extra = "  (%s, threads %s, BLAS threads %s)" % (rs[0]["backend"], rs[0]["threads"],
-                                                             rs[0]["blas"])
+            extra = "  (%s, threads %s, kernel %s, BLAS threads %s)" % (
+                rs[0]["backend"], rs[0]["threads"], rs[0]["kernel"], rs[0]["blas"])
         if "err" in rs[0]:
             extra = "  error: " + rs[0]["err"]
         cpu = statistics.median(r["cpu"] for r in rs)

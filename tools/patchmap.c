@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bank.h"
 #include "cli.h"
 
 /* ---------------------------------------------------------------- info */
@@ -340,14 +341,16 @@ static int run_workers(struct worker *w, int n, void *x, struct progress *bar,
 
 /* Apply without a mapping: each worker computes its blocks of rows with
  * pm_matrix_read into a buffer small enough to stay in its core's cache,
- * multiplies them there with one BLAS thread, and writes its slices of the
- * output at their final offsets. The workers share nothing but the block
- * counter, the progress and the first error. */
+ * multiplies them there (float32: the filter-bank kernel of bank.h;
+ * float64: one BLAS thread), and writes its slices of the output at their
+ * final offsets. The workers share nothing but the block counter, the
+ * progress and the first error. */
 struct applier {
 	pm_matrix *m;
 	const struct img *im;      /* the source, whose decoding may fail */
 	struct outfile *out;
 	const void *F;             /* N x cols filters, compute dtype */
+	const struct bank *bank;   /* float32: F's kernel */
 	int dtype;
 	size_t N, rows, cols, ld, es, bytes, hlen;
 	size_t block;              /* rows per output block: one write per filter */
@@ -380,9 +383,7 @@ static int apply_block(struct applier *x, void *X, void *C, size_t r0, size_t n)
 			return 1;
 		}
 		if (x->dtype == PM_DTYPE_F32)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->N, (int)k,
-				    (int)x->cols, 1.0f, x->F, (int)x->cols, X, (int)x->ld, 0.0f,
-				    (float *)C + s, (int)n);
+			bank_apply(x->bank, X, x->ld, k, (float *)C + s, n);
 		else
 			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)x->N, (int)k,
 				    (int)x->cols, 1.0, x->F, (int)x->cols, X, (int)x->ld, 0.0,
@@ -470,9 +471,11 @@ static int cmd_apply(const struct args *a)
 	int nshape;
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
-	int dtype, ret = 1, e, bt, nthreads = 1;
+	int dtype, ret = 1, e, bt, nthreads = 1, kernel;
 	bool opened = false, streamed;
 	struct applier x;
+	struct bank bank = { 0 };
+	const char *kname = getenv("PATCHMAP_APPLY_KERNEL");
 	struct worker w[64];
 
 	if (open_image(a, &im, err))
@@ -497,17 +500,32 @@ static int cmd_apply(const struct args *a)
 			"--threads; give --backend auto, uffd, sigsegv or eager for a mapping");
 		goto out;
 	}
+	if ((kernel = bank_kernel_parse(kname && kname[0] ? kname : NULL)) < 0) {
+		cli_err("PATCHMAP_APPLY_KERNEL=%s: give blas, avx2 or avx512, or leave it unset for "
+			"the fastest this CPU has", kname);
+		goto out;
+	}
 	if (load_filters(a, &o, &info, dtype, &F, &N))
 		goto out;
 	es = info.elem_size;
 	if (N > INT_MAX || info.cols > INT_MAX || info.ld > INT_MAX)
 		goto too_big;
+	if (streamed && dtype == PM_DTYPE_F32 &&
+	    (e = bank_init(&bank, F, N, info.cols, kernel))) {
+		if (e == -ENOTSUP)
+			cli_err("PATCHMAP_APPLY_KERNEL=%s: this CPU cannot run it; give blas, or "
+				"leave it unset for the fastest this CPU has", kname);
+		else
+			cli_err("out of memory for %zu filters of %zu columns", N, info.cols);
+		goto out;
+	}
 	/* Every output refused now, before the first is written. */
 	if (cli_out_check(a->out, a) || (a->save_filters && cli_out_check(a->save_filters, a)))
 		goto out;
 	rb = block_rows(info.rows, info.ld * es, N, es, args_budget(&o));
 	memset(&x, 0, sizeof(x));
 	x.F = F;
+	x.bank = &bank;
 	x.dtype = dtype;
 	x.N = N;
 	x.rows = info.rows;
@@ -631,6 +649,7 @@ static int cmd_apply(const struct args *a)
 		json_u64(&j, "filters", N);
 		json_u64(&j, "block_rows", rb);
 		json_u64(&j, "blas_threads", (uint64_t)bt);
+		json_str(&j, "kernel", bank.panels ? bank_kernel_name(bank.kernel) : "blas");
 		if (streamed)
 			json_u64(&j, "threads", (uint64_t)nthreads);
 		json_num(&j, "seconds", t);
@@ -647,7 +666,12 @@ static int cmd_apply(const struct args *a)
 		       pm_dtype_name(dtype), pm__fmt_bytes(b2, sizeof(b2), (double)(hlen + out_bytes)));
 		fprintf(rep, "  matrix      %zu x %zu %s (%s), blocks of %zu rows\n", info.rows, info.cols,
 		       pm_dtype_name(info.dtype), pm__fmt_bytes(b3, sizeof(b3), (double)info.bytes), rb);
-		if (streamed)
+		if (streamed && bank.panels)
+			fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through the %s "
+				"filter-bank kernel (%d thread%s)\n",
+				t, (double)info.bytes / t / 1e9, bank_kernel_name(bank.kernel),
+				nthreads, nthreads == 1 ? "" : "s");
+		else if (streamed)
 			fprintf(rep, "  time        %.3f s: %.2f GB/s of matrix through cblas_%cgemm "
 				"(%d thread%s, one BLAS thread each)\n",
 				t, (double)info.bytes / t / 1e9, dtype == PM_DTYPE_F32 ? 's' : 'd',
@@ -670,6 +694,7 @@ out:
 		out_abort(&of);
 	pm_matrix_close(m);
 	cli_image_unguard();
+	bank_free(&bank);
 	free(F);
 	free(C);
 	fe_rows_free(&sel);

@@ -3,6 +3,7 @@ patch matrix): random filters within float tolerance, integer filters on
 integer images exactly."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -258,6 +259,50 @@ def test_streamed_random(exe, tmp_path, case):
     close(got, mapped, img, f, rtol=rtol)
 
 
+def kernel_env(name):
+    env = dict(os.environ)
+    env["PATCHMAP_APPLY_KERNEL"] = name
+    return env
+
+
+def test_kernels(exe, tmp_path):
+    """float32 without a mapping, on each kernel this CPU has (blas on any):
+    integer taps exactly, random taps within rounding of the reference, and
+    avx2 and avx512 the same bytes (one chain of fused multiply-adds per
+    response). 21 filters of 7 x 9: a full panel of 16 and a partial one;
+    blocks of rows that end in a partial block."""
+    img = RNG.integers(0, 256, (77, 131)).astype(np.uint8)
+    path = write_npy(tmp_path / "img.npy", img)
+    fi = int_filters(21, (7, 9))
+    fr = RNG.uniform(-1, 1, (21, 7, 9)).astype(np.float32)
+    pi, pr = write_npy(tmp_path / "fi.npy", fi), write_npy(tmp_path / "fr.npy", fr)
+    want_i, want_r = correlate(img, fi, (7, 9)), correlate(img, fr, (7, 9))
+    got = {}
+    for k in ("blas", "avx2", "avx512"):
+        out = tmp_path / (k + ".npy")
+        small = ["--threads", "2", "--budget", "256K", "--chunk", "16K"]
+        p = run(exe, "apply", path, "--window", "7x9", "--filters", pi, "--out", out, *small,
+                "--json", env=kernel_env(k), check=False)
+        if p.returncode:
+            assert k != "blas" and p.stderr == "patchmap: PATCHMAP_APPLY_KERNEL=%s: this CPU " \
+                "cannot run it; give blas, or leave it unset for the fastest this CPU has\n" % k
+            assert not out.exists()
+            continue
+        assert json.loads(p.stdout)["kernel"] == k
+        assert np.array_equal(np.load(out), want_i), k
+        run(exe, "apply", path, "--window", "7x9", "--filters", pr, "--out", out, "--quiet",
+            *small, env=kernel_env(k))
+        got[k] = out.read_bytes()
+        close(np.load(out), want_r, img, fr)
+    assert "blas" in got
+    if "avx2" in got and "avx512" in got:
+        assert got["avx2"] == got["avx512"]
+    if len(got) > 1:  # the default is the fastest kernel here
+        run(exe, "apply", path, "--window", "7x9", "--filters", pr, "--out", tmp_path / "d.npy",
+            "--quiet", env={k: v for k, v in os.environ.items() if k != "PATCHMAP_APPLY_KERNEL"})
+        assert (tmp_path / "d.npy").read_bytes() == got["avx512" if "avx512" in got else "avx2"]
+
+
 def test_streamed_report(exe, tmp_path):
     img = RNG.integers(0, 256, (90, 70)).astype(np.uint8)
     path = write_npy(tmp_path / "img.npy", img)
@@ -266,9 +311,15 @@ def test_streamed_report(exe, tmp_path):
                          "--json").stdout)
     assert rep["lazy"]["backend"] == "none" and rep["lazy"]["mechanism"] == "pm_matrix_read"
     assert rep["threads"] == 2 and rep["blas_threads"] == 1 and rep["block_rows"] < 83 * 63
+    assert rep["kernel"] in ("avx512", "avx2", "blas")
     text = run(exe, *args, "--threads", "1").stdout
     assert "backend     none: computed with pm_matrix_read, no mapping\n" in text
-    assert "(1 thread, one BLAS thread each)" in text
+    if rep["kernel"] == "blas":
+        assert "through cblas_sgemm (1 thread, one BLAS thread each)" in text
+    else:
+        assert "through the %s filter-bank kernel (1 thread)\n" % rep["kernel"] in text
+    text = run(exe, *args, "--threads", "1", env=kernel_env("blas")).stdout
+    assert "through cblas_sgemm (1 thread, one BLAS thread each)" in text
     rep = json.loads(run(exe, *args, "--backend", "uffd", "--json").stdout)
     assert rep["lazy"]["backend"] == "uffd" and "threads" not in rep
     rep = json.loads(run(exe, *args, "--backend", "auto", "--json").stdout)

@@ -221,6 +221,9 @@ def test_apply_needs_float_rows(exe, work):
     fails(exe, work, base + ["--backend", "none", "--blas-threads", "2"],
           r"^patchmap: blas-threads: apply without a mapping runs one BLAS thread in each of its "
           r"--threads; give --backend auto, uffd, sigsegv or eager for a mapping$")
+    fails(exe, work, base, r"^patchmap: PATCHMAP_APPLY_KERNEL=sse: give blas, avx2 or avx512, "
+          r"or leave it unset for the fastest this CPU has$",
+          prefix=("env", "PATCHMAP_APPLY_KERNEL=sse"))
 
 
 def test_budget_too_small(exe, work):
