@@ -159,7 +159,7 @@ AVX512_FN void apply512(const struct bank *b, const float *X, size_t ldx, size_t
 AVX2_FN inline void block256(const float *x, size_t ldx, size_t K, const float *P, float *C,
 			     size_t ldc, size_t nf)
 {
-	__m256 a[8], t[8], u[8];
+	__m256 a[8], t[8], u[8], o[8];
 
 	for (int i = 0; i < 8; i++)
 		a[i] = _mm256_setzero_ps();
@@ -180,9 +180,12 @@ AVX2_FN inline void block256(const float *x, size_t ldx, size_t K, const float *
 		u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
 		u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
 	}
+	for (int c = 0; c < 4; c++) {
+		o[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+		o[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+	}
 	for (size_t f = 0; f < nf; f++)
-		_mm256_storeu_ps(C + f * ldc,
-				 _mm256_permute2f128_ps(u[f & 3], u[4 + (f & 3)], f < 4 ? 0x20 : 0x31));
+		_mm256_storeu_ps(C + f * ldc, o[f]);
 }
 
 AVX2_FN void apply256(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
