@@ -1,7 +1,6 @@
 /* bank.c: the float32 filter-bank kernels of bank.h. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,22 +77,6 @@ void bank_free(struct bank *b)
 	b->panels = NULL;
 }
 
-/* Rows fewer than a vector block: one chain per response, in the kernels'
- * order (fmaf is the same single rounding as their FMA). */
-static void rows_scalar(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
-			size_t ldc)
-{
-	for (size_t f = 0; f < b->N; f++)
-		for (size_t r = 0; r < n; r++) {
-			const float *x = X + r * ldx, *w = b->F + f * b->K;
-			float s = 0.0f;
-
-			for (size_t k = 0; k < b->K; k++)
-				s = fmaf(x[k], w[k], s);
-			C[f * ldc + r] = s;
-		}
-}
-
 #ifdef BANK_X86
 /* 16 rows x the nf <= 16 filters of panel P: a[i] holds row i's responses
  * to the panel's 16 filters; transposed in registers (within 128-bit
@@ -140,12 +123,30 @@ AVX512_FN inline void block512(const float *x, size_t ldx, size_t K, const float
 		_mm512_storeu_ps(C + f * ldc, o[f]);
 }
 
+/* One row x the nf <= 16 filters of panel P, in the same order: for
+ * fewer rows than a block. */
+AVX512_FN void row512(const float *x, size_t K, const float *P, float *C, size_t ldc, size_t nf)
+{
+	__m512 a = _mm512_setzero_ps();
+	float o[16];
+
+	for (size_t k = 0; k < K; k++)
+		a = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_load_ps(P + 16 * k), a);
+	_mm512_storeu_ps(o, a);
+	for (size_t f = 0; f < nf; f++)
+		C[f * ldc] = o[f];
+}
+
 /* Blocks of 16 rows; the last block ends at row n, overlapping the one
  * before it, whose responses it writes again with the same values. */
 AVX512_FN void apply512(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
 			size_t ldc)
 {
-	for (size_t r = 0; r < n; r += 16) {
+	for (size_t r = 0; n < 16 && r < n; r++)
+		for (size_t p = 0; p < b->N; p += 16)
+			row512(X + r * ldx, b->K, b->panels + p * b->K, C + p * ldc + r, ldc,
+			       b->N - p < 16 ? b->N - p : 16);
+	for (size_t r = 0; n >= 16 && r < n; r += 16) {
 		size_t r0 = r + 16 <= n ? r : n - 16;
 
 		for (size_t p = 0; p < b->N; p += 16)
@@ -188,10 +189,26 @@ AVX2_FN inline void block256(const float *x, size_t ldx, size_t K, const float *
 		_mm256_storeu_ps(C + f * ldc, o[f]);
 }
 
+AVX2_FN void row256(const float *x, size_t K, const float *P, float *C, size_t ldc, size_t nf)
+{
+	__m256 a = _mm256_setzero_ps();
+	float o[8];
+
+	for (size_t k = 0; k < K; k++)
+		a = _mm256_fmadd_ps(_mm256_set1_ps(x[k]), _mm256_load_ps(P + 16 * k), a);
+	_mm256_storeu_ps(o, a);
+	for (size_t f = 0; f < nf; f++)
+		C[f * ldc] = o[f];
+}
+
 AVX2_FN void apply256(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
 		      size_t ldc)
 {
-	for (size_t r = 0; r < n; r += 8) {
+	for (size_t r = 0; n < 8 && r < n; r++)
+		for (size_t p = 0; p < b->N; p += 8)
+			row256(X + r * ldx, b->K, b->panels + (p & ~(size_t)15) * b->K + (p & 8),
+			       C + p * ldc + r, ldc, b->N - p < 8 ? b->N - p : 8);
+	for (size_t r = 0; n >= 8 && r < n; r += 8) {
 		size_t r0 = r + 8 <= n ? r : n - 8;
 
 		for (size_t p = 0; p < b->N; p += 8)
@@ -212,11 +229,9 @@ void bank_apply(const struct bank *b, const float *X, size_t ldx, size_t n, floa
 		return;
 	}
 #ifdef BANK_X86
-	if (b->kernel == BANK_AVX512 && n >= 16)
+	if (b->kernel == BANK_AVX512)
 		apply512(b, X, ldx, n, C, ldc);
-	else if (b->kernel == BANK_AVX2 && n >= 8)
-		apply256(b, X, ldx, n, C, ldc);
 	else
+		apply256(b, X, ldx, n, C, ldc);
 #endif
-		rows_scalar(b, X, ldx, n, C, ldc);
 }
