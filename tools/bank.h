@@ -8,8 +8,9 @@
  *
  * Every response the kernels write is one fused multiply-add chain from
  * zero in column order: fmaf(X[r][K-1], F[f][K-1], ... fmaf(X[r][0],
- * F[f][0], 0)). So the AVX2 and AVX-512 kernels give the same bytes,
- * whatever the rows' blocking, thread count or CPU; BLAS (the fallback, and
+ * F[f][0], 0)), a NaN written as the quiet NaN 0x7fc00000. So the AVX2
+ * and AVX-512 kernels give the same bytes, whatever the rows' blocking,
+ * thread count, CPU or compiler; BLAS (the fallback, and
  * PATCHMAP_APPLY_KERNEL=blas) sums in its own order, within rounding. */
 #ifndef PATCHMAP_BANK_H
 #define PATCHMAP_BANK_H
@@ -26,7 +27,8 @@ struct bank {
 };
 
 /* Prepare F (N x K, kept by the caller until bank_free) for `kernel`;
- * BANK_AUTO takes the fastest the CPU has. 0, -ENOTSUP (the CPU lacks the
+ * BANK_AUTO takes AVX-512 for more than 8 filters, else AVX2, where the
+ * CPU has them, else BLAS. 0, -ENOTSUP (the CPU lacks the
  * kernel asked for), -EINVAL (N or K zero or above INT_MAX) or -ENOMEM. */
 int bank_init(struct bank *b, const float *F, size_t N, size_t K, int kernel);
 

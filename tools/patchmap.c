@@ -519,6 +519,17 @@ static int cmd_apply(const struct args *a)
 			cli_err("out of memory for %zu filters of %zu columns", N, info.cols);
 		goto out;
 	}
+	/* Rows a multiple of 4 KiB apart put a block's rows in one set of
+	 * the L1 cache (32 x 32 float32 windows, one thread: 0.74 s, against
+	 * 0.57 s with rows 4160 bytes apart); unless a pitch is given, the
+	 * kernel's rows are 64 bytes longer. */
+	if (bank.panels && !o.row_pitch && info.ld * es % 4096 == 0) {
+		o.row_pitch = info.ld * es + 64;
+		if ((e = pm_matrix_describe_rows(&o, &sel.rows, &info))) {
+			cli_err("cannot describe the patch matrix: %s", pm_strerror(e));
+			goto out;
+		}
+	}
 	/* Every output refused now, before the first is written. */
 	if (cli_out_check(a->out, a) || (a->save_filters && cli_out_check(a->save_filters, a)))
 		goto out;
@@ -648,7 +659,7 @@ static int cmd_apply(const struct args *a)
 		json_close(&j, '}');
 		json_u64(&j, "filters", N);
 		json_u64(&j, "block_rows", rb);
-		json_u64(&j, "blas_threads", (uint64_t)bt);
+		json_u64(&j, "blas_threads", bank.panels ? 0 : (uint64_t)bt);
 		json_str(&j, "kernel", bank.panels ? bank_kernel_name(bank.kernel) : "blas");
 		if (streamed)
 			json_u64(&j, "threads", (uint64_t)nthreads);

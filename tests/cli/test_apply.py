@@ -265,42 +265,77 @@ def kernel_env(name):
     return env
 
 
-def test_kernels(exe, tmp_path):
+@pytest.mark.parametrize("shape,window,nf", [((77, 131), (7, 9), 21), ((45, 52), (32, 32), 7)])
+def test_kernels(exe, tmp_path, shape, window, nf):
     """float32 without a mapping, on each kernel this CPU has (blas on any):
     integer taps exactly, random taps within rounding of the reference, and
     avx2 and avx512 the same bytes (one chain of fused multiply-adds per
     response). 21 filters of 7 x 9: a full panel of 16 and a partial one;
-    blocks of rows that end in a partial block."""
-    img = RNG.integers(0, 256, (77, 131)).astype(np.uint8)
+    blocks of rows that end in a partial block. 7 filters of 32 x 32: rows
+    of 4 KiB, which the kernels read 4160 bytes apart."""
+    img = RNG.integers(0, 256, shape).astype(np.uint8)
     path = write_npy(tmp_path / "img.npy", img)
-    fi = int_filters(21, (7, 9))
-    fr = RNG.uniform(-1, 1, (21, 7, 9)).astype(np.float32)
+    fi = int_filters(nf, window)
+    fr = RNG.uniform(-1, 1, (nf,) + window).astype(np.float32)
     pi, pr = write_npy(tmp_path / "fi.npy", fi), write_npy(tmp_path / "fr.npy", fr)
-    want_i, want_r = correlate(img, fi, (7, 9)), correlate(img, fr, (7, 9))
+    want_i, want_r = correlate(img, fi, window), correlate(img, fr, window)
+    wopt = "%dx%d" % window
     got = {}
     for k in ("blas", "avx2", "avx512"):
         out = tmp_path / (k + ".npy")
         small = ["--threads", "2", "--budget", "256K", "--chunk", "16K"]
-        p = run(exe, "apply", path, "--window", "7x9", "--filters", pi, "--out", out, *small,
+        p = run(exe, "apply", path, "--window", wopt, "--filters", pi, "--out", out, *small,
                 "--json", env=kernel_env(k), check=False)
         if p.returncode:
             assert k != "blas" and p.stderr == "patchmap: PATCHMAP_APPLY_KERNEL=%s: this CPU " \
                 "cannot run it; give blas, or leave it unset for the fastest this CPU has\n" % k
             assert not out.exists()
             continue
-        assert json.loads(p.stdout)["kernel"] == k
+        rep = json.loads(p.stdout)
+        assert rep["kernel"] == k
+        assert rep["matrix"]["ld"] == (1040 if window == (32, 32) and k != "blas" else
+                                       window[0] * window[1])
         assert np.array_equal(np.load(out), want_i), k
-        run(exe, "apply", path, "--window", "7x9", "--filters", pr, "--out", out, "--quiet",
+        run(exe, "apply", path, "--window", wopt, "--filters", pr, "--out", out, "--quiet",
             *small, env=kernel_env(k))
         got[k] = out.read_bytes()
         close(np.load(out), want_r, img, fr)
     assert "blas" in got
     if "avx2" in got and "avx512" in got:
         assert got["avx2"] == got["avx512"]
-    if len(got) > 1:  # the default is the fastest kernel here
-        run(exe, "apply", path, "--window", "7x9", "--filters", pr, "--out", tmp_path / "d.npy",
+    if len(got) > 1:  # the default is one of the vector kernels
+        run(exe, "apply", path, "--window", wopt, "--filters", pr, "--out", tmp_path / "d.npy",
             "--quiet", env={k: v for k, v in os.environ.items() if k != "PATCHMAP_APPLY_KERNEL"})
         assert (tmp_path / "d.npy").read_bytes() == got["avx512" if "avx512" in got else "avx2"]
+
+
+def test_kernels_nan(exe, tmp_path):
+    """A NaN response is the quiet NaN 0x7fc00000 on both vector kernels,
+    in blocks of rows and one row at a time (a small budget), whichever
+    NaN the image and the filters hold."""
+    img = RNG.integers(0, 9, (40, 37)).astype(np.float32)
+    img[3, 5] = np.nan
+    img.view(np.uint32)[20, 30] = 0xffc00000  # -NaN
+    f = int_filters(3, (4, 4))
+    f.view(np.uint32)[1, 0, 0] = 0xffc12345
+    path, fpath = write_npy(tmp_path / "img.npy", img), write_npy(tmp_path / "f.npy", f)
+    outs = []
+    for k in ("avx2", "avx512"):
+        for budget in ([], ["--budget", "16K", "--chunk", "4K"]):
+            out = tmp_path / ("%s%d.npy" % (k, len(outs)))
+            p = run(exe, "apply", path, "--window", "4x4", "--filters", fpath, "--out", out,
+                    "--quiet", *budget, env=kernel_env(k), check=False)
+            if p.returncode:
+                assert "this CPU cannot run it" in p.stderr
+                continue
+            outs.append(out.read_bytes())
+            got = np.load(out)
+            nan = np.isnan(got)
+            assert nan[1].all() and nan.sum() > got.shape[1] * got.shape[2]
+            assert (got.view(np.uint32)[nan] == 0x7fc00000).all()
+            want = correlate(np.nan_to_num(img), f, (4, 4))
+            assert np.array_equal(got[~nan], want[~nan])
+    assert all(o == outs[0] for o in outs[1:])
 
 
 def test_streamed_report(exe, tmp_path):
@@ -310,8 +345,9 @@ def test_streamed_report(exe, tmp_path):
     rep = json.loads(run(exe, *args, "--threads", "2", "--budget", "64K", "--chunk", "16K",
                          "--json").stdout)
     assert rep["lazy"]["backend"] == "none" and rep["lazy"]["mechanism"] == "pm_matrix_read"
-    assert rep["threads"] == 2 and rep["blas_threads"] == 1 and rep["block_rows"] < 83 * 63
+    assert rep["threads"] == 2 and rep["block_rows"] < 83 * 63
     assert rep["kernel"] in ("avx512", "avx2", "blas")
+    assert rep["blas_threads"] == (1 if rep["kernel"] == "blas" else 0)
     text = run(exe, *args, "--threads", "1").stdout
     assert "backend     none: computed with pm_matrix_read, no mapping\n" in text
     if rep["kernel"] == "blas":
