@@ -1326,6 +1326,10 @@ static inline void copy_small(char *restrict d, const char *restrict s, size_t n
 #define RUN_SLACK 64      /* past the scratch: the last 16-byte moves read into it */
 #define RUN_MIN 4         /* windows below which a run is not worth it */
 
+/* 32 bytes of any alignment, which gcc moves in one instruction where
+ * memcpy's 32 are two of 16. */
+typedef char pm__v32 __attribute__((vector_size(32), aligned(1), may_alias));
+
 /* One line of a row: NV moves of 16 bytes, as pairs of 32 where W is 32
  * (the same bytes read and written, half the stores). The last one runs up
  * to 15 bytes past the line's end, into bytes that a later move of the
@@ -1336,7 +1340,7 @@ static inline void copy_small(char *restrict d, const char *restrict s, size_t n
 	do {                                                                       \
 		size_t v_ = 0;                                                     \
 		for (; W == 32 && v_ + 2 <= (size_t)(NV); v_ += 2)                 \
-			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 32);        \
+			*(pm__v32 *)((d) + 16 * v_) = *(const pm__v32 *)((s) + 16 * v_); \
 		for (; v_ < (size_t)(NV); v_++)                                    \
 			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 16);        \
 	} while (0)
@@ -1437,10 +1441,8 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 
 #ifdef HAVE_AVX2_KERNELS
 /* Where the CPU has AVX2 and a line takes an even number of 16-byte
- * moves. Measured (bench-fill, 2 MiB chunks): f32 -> f32 16 x 16 windows
- * (lines of 64 bytes) from 27 to 45 GB/s, f32 x3 (c, y, x) 5 x 5 (20
- * bytes) from 25 to 28; lines of three moves (f32 x3 (y, x, c) 3 x 3, 36
- * bytes) ran 4 % slower as 32 + 16, so they keep three. */
+ * moves; lines of three (f32 x3 (y, x, c) 3 x 3, 36 bytes) ran 4 % slower
+ * as 32 + 16, so they keep three. Measured in bench/README.md, section 1. */
 AVX2_FN void copy_rows32(const struct pm__fill *f, char *d, const unsigned char *scratch,
 			 int64_t nw, int64_t count)
 {
