@@ -5,6 +5,7 @@
 
 #include <CUnit/Basic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,19 @@
 #ifndef T_SANITIZED
 #define T_SANITIZED 0
 #endif
+
+/* The tests' reproducible random numbers: xorshift64* on the state *s,
+ * which must not be 0. */
+static inline uint64_t t_rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
 
 /* A named CUnit test. */
 struct t_test {

@@ -17,14 +17,6 @@
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dull;
-}
-
 static float bits(uint32_t u)
 {
 	float f;
@@ -38,7 +30,7 @@ static float bits(uint32_t u)
  * the kernels write one NaN). */
 static float value(bool special)
 {
-	uint64_t r = rnd();
+	uint64_t r = t_rnd(&rng);
 
 	if (special && r % 16 == 0) {
 		static const uint32_t u[] = { 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000,

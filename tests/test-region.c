@@ -332,17 +332,6 @@ static bool backend_usable(int backend)
 
 /* ------------------------------------------------------ access orders */
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
 /* The n block indices in one of the orders; every block exactly once. */
 static size_t *make_order(size_t n, int order, size_t stride, uint64_t seed)
 {
@@ -373,7 +362,7 @@ static size_t *make_order(size_t n, int order, size_t stride, uint64_t seed)
 		for (size_t i = 0; i < n; i++)
 			p[k++] = i;
 		for (size_t i = n; i > 1; i--) {
-			size_t j = (size_t)(rng_next(&s) % i), t = p[i - 1];
+			size_t j = (size_t)(t_rnd(&s) % i), t = p[i - 1];
 
 			p[i - 1] = p[j];
 			p[j] = t;
@@ -409,12 +398,12 @@ static size_t straddle_reads(const unsigned char *base, uint64_t seed, size_t le
 	uint64_t s = rseed | 1;
 
 	for (size_t i = 0; i < count; i++) {
-		size_t off, len = 1 + (size_t)(rng_next(&s) % 32);
+		size_t off, len = 1 + (size_t)(t_rnd(&s) % 32);
 
 		if (i % 2 && nchunks > 1) /* across the end of a chunk */
-			off = (1 + (size_t)(rng_next(&s) % (nchunks - 1))) * chunk - 1 - (size_t)(rng_next(&s) % 8);
+			off = (1 + (size_t)(t_rnd(&s) % (nchunks - 1))) * chunk - 1 - (size_t)(t_rnd(&s) % 8);
 		else
-			off = (size_t)(rng_next(&s) % length);
+			off = (size_t)(t_rnd(&s) % length);
 		if (len > length - off)
 			len = length - off;
 		bad += pat_check(base, seed, off, len);
@@ -1887,7 +1876,7 @@ static void *many_reader(void *arg)
 	t_consumer = true;
 	while (!atomic_load(&m->stop) || m->a_scans < 2) {
 		m->a_bad += scan(m->a_base, m->a_seed, m->a_len, 4 * KiB, (int)(m->a_scans % ORDER_COUNT), 3,
-				 rng_next(&s));
+				 t_rnd(&s));
 		m->a_scans++;
 	}
 	return NULL;
@@ -2981,7 +2970,7 @@ static void test_copying(void)
 				size_t c = perm[k], present;
 
 				if (order == ORDER_RANDOM) /* a byte deep inside first, then the whole chunk */
-					bad += pat_check(base, f.seed, c * chunk + (size_t)(rng_next(&rng) % chunk), 1);
+					bad += pat_check(base, f.seed, c * chunk + (size_t)(t_rnd(&rng) % chunk), 1);
 				bad += pat_check(base, f.seed, c * chunk, chunk);
 				present = pages_present(base, length);
 				most = present > most ? present : most;
