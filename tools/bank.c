@@ -97,10 +97,18 @@ AVX2_FN inline __m256 nan256(__m256 v)
 				_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
 }
 
+/* A kernel's block: R rows of x (ldx apart) by the nf <= W filters of
+ * panel P (a row of 16 floats per column), responses to C (ldc apart);
+ * and one row by the same filters, in the same order, for fewer rows. */
+typedef void block_fn(const float *x, size_t ldx, size_t K, const float *P, float *C,
+		      size_t ldc, size_t nf);
+typedef void row_fn(const float *x, size_t K, const float *P, float *C, size_t ldc,
+		    size_t nf);
+
 /* 16 rows x the nf <= 16 filters of panel P: a[i] holds row i's responses
  * to the panel's 16 filters; transposed in registers (within 128-bit
  * lanes, then across them) into one vector of 16 rows per filter. */
-AVX512_FN inline void block512(const float *x, size_t ldx, size_t K, const float *P, float *C,
+AVX512_FN void block512(const float *x, size_t ldx, size_t K, const float *P, float *C,
 			       size_t ldc, size_t nf)
 {
 	__m512 a[16], t[16], u[16], o[16];
@@ -142,8 +150,6 @@ AVX512_FN inline void block512(const float *x, size_t ldx, size_t K, const float
 		_mm512_storeu_ps(C + f * ldc, nan512(o[f]));
 }
 
-/* One row x the nf <= 16 filters of panel P, in the same order: for
- * fewer rows than a block. */
 AVX512_FN void row512(const float *x, size_t K, const float *P, float *C, size_t ldc, size_t nf)
 {
 	__m512 a = _mm512_setzero_ps();
@@ -156,27 +162,9 @@ AVX512_FN void row512(const float *x, size_t K, const float *P, float *C, size_t
 		C[f * ldc] = o[f];
 }
 
-/* Blocks of 16 rows; the last block ends at row n, overlapping the one
- * before it, whose responses it writes again with the same values. */
-AVX512_FN void apply512(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
-			size_t ldc)
-{
-	for (size_t r = 0; n < 16 && r < n; r++)
-		for (size_t p = 0; p < b->N; p += 16)
-			row512(X + r * ldx, b->K, b->panels + p * b->K, C + p * ldc + r, ldc,
-			       b->N - p < 16 ? b->N - p : 16);
-	for (size_t r = 0; n >= 16 && r < n; r += 16) {
-		size_t r0 = r + 16 <= n ? r : n - 16;
-
-		for (size_t p = 0; p < b->N; p += 16)
-			block512(X + r0 * ldx, ldx, b->K, b->panels + p * b->K, C + p * ldc + r0, ldc,
-				 b->N - p < 16 ? b->N - p : 16);
-	}
-}
-
 /* 8 rows x the nf <= 8 filters of half a panel (a stride of 16): an 8 x 8
  * transpose as for AVX-512, the last step across the two 128-bit lanes. */
-AVX2_FN inline void block256(const float *x, size_t ldx, size_t K, const float *P, float *C,
+AVX2_FN void block256(const float *x, size_t ldx, size_t K, const float *P, float *C,
 			     size_t ldc, size_t nf)
 {
 	__m256 a[8], t[8], u[8], o[8];
@@ -220,19 +208,26 @@ AVX2_FN void row256(const float *x, size_t K, const float *P, float *C, size_t l
 		C[f * ldc] = o[f];
 }
 
-AVX2_FN void apply256(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
-		      size_t ldc)
+/* Blocks of R rows by W filters (16 or 8: a panel or half of one), each
+ * block of rows against every filter while it is in the L1 cache; the last
+ * block of rows ends at row n, overlapping the one before it, whose
+ * responses it writes again with the same values. Fewer than R rows go one
+ * at a time. */
+static void apply_blocks(const struct bank *b, const float *X, size_t ldx, size_t n, float *C,
+			 size_t ldc, size_t R, size_t W, block_fn *block, row_fn *row)
 {
-	for (size_t r = 0; n < 8 && r < n; r++)
-		for (size_t p = 0; p < b->N; p += 8)
-			row256(X + r * ldx, b->K, b->panels + (p & ~(size_t)15) * b->K + (p & 8),
-			       C + p * ldc + r, ldc, b->N - p < 8 ? b->N - p : 8);
-	for (size_t r = 0; n >= 8 && r < n; r += 8) {
-		size_t r0 = r + 8 <= n ? r : n - 8;
+	for (size_t r = 0; r < n; r += n < R ? 1 : R) {
+		size_t r0 = n < R || r + R <= n ? r : n - R;
 
-		for (size_t p = 0; p < b->N; p += 8)
-			block256(X + r0 * ldx, ldx, b->K, b->panels + (p & ~(size_t)15) * b->K + (p & 8),
-				 C + p * ldc + r0, ldc, b->N - p < 8 ? b->N - p : 8);
+		for (size_t p = 0; p < b->N; p += W) {
+			const float *P = b->panels + (p & ~(size_t)15) * b->K + (p & 15);
+			size_t nf = b->N - p < W ? b->N - p : W;
+
+			if (n < R)
+				row(X + r0 * ldx, b->K, P, C + p * ldc + r0, ldc, nf);
+			else
+				block(X + r0 * ldx, ldx, b->K, P, C + p * ldc + r0, ldc, nf);
+		}
 	}
 }
 #endif
@@ -249,8 +244,8 @@ void bank_apply(const struct bank *b, const float *X, size_t ldx, size_t n, floa
 	}
 #ifdef BANK_X86
 	if (b->kernel == BANK_AVX512)
-		apply512(b, X, ldx, n, C, ldc);
+		apply_blocks(b, X, ldx, n, C, ldc, 16, 16, block512, row512);
 	else
-		apply256(b, X, ldx, n, C, ldc);
+		apply_blocks(b, X, ldx, n, C, ldc, 8, 8, block256, row256);
 #endif
 }
