@@ -11,10 +11,11 @@ PATCHMAP is the tool (build/tools/patchmap).
 
 Without a mapping (the tool's default) its threads are its workers, each
 reading its rows with pm_matrix_read and multiplying them with the tool's
-filter-bank kernel (the fastest this CPU has), or with one BLAS thread
-(PATCHMAP_APPLY_KERNEL=blas, the variants so named). Through a mapping they are its BLAS threads plus the library's
-filler threads (the uffd backend's poller fills demand chunks too, but
-sleeps while a filler thread reads ahead). torch gets
+filter-bank kernel (AVX-512 or AVX2), or with one BLAS thread
+(PATCHMAP_APPLY_KERNEL=blas, the variants so named). Through a mapping
+they are its BLAS threads plus the library's filler threads (the uffd
+backend's poller fills demand chunks too, but sleeps while a filler
+thread reads ahead). torch gets
 torch.set_num_threads(the same total). The tool's time includes writing
 its output file; torch's includes the uint8 -> float32 conversion of the
 image but no output file. Each run's output file is deleted when it ends,
