@@ -31,6 +31,12 @@
  * 8 chunks costs a third of 8 single calls (bench-chunk). */
 #define MAX_RUN 8
 
+/* How far into the FIFO a fault looks for a chunk a reader has passed
+ * before it grows the pool (passed_first): past the chunks that threads
+ * reading one stream together have in hand, short enough to cost nothing
+ * beside a fill when no chunk is passed (random reads). */
+#define PASSED_SCAN 64
+
 /* Copying: staging buffers beyond one per filler and one for the front-end,
  * for read-ahead chunks left READY (filled, not yet copied in). */
 #define READY_BUFS 4
@@ -289,6 +295,41 @@ static bool passed(const struct pm_region *r, size_t c)
 	return false;
 }
 
+/* Before the pool grows: brings the oldest chunk that a sequential reader
+ * has passed, among the PASSED_SCAN oldest, to the FIFO's head and returns
+ * true, or returns false if there is none and leaves the FIFO as it is
+ * (lock held). The chunks before it go to the back, in their order. Threads
+ * reading one stream together fill its chunks out of order: the oldest may
+ * be one another thread is still reading, with passed chunks behind it;
+ * recycled only from the head, each such fault would grow the pool by a
+ * chunk. Only a chunk mapped GRACE_NS ago or more, and read since (not
+ * AHEAD), is taken, the caller's own too: "passed" is a guess, and a reader
+ * going back over a chunk it just had (a window spanning two) must not lose
+ * it to its next fault, again and again. */
+static bool passed_first(struct pm_region *r)
+{
+	size_t n = r->fifo_count < PASSED_SCAN ? r->fifo_count : PASSED_SCAN, k = 0;
+	uint64_t now = pm__now_ns();
+
+	for (; k < n; k++) {
+		size_t slot = r->fifo[(r->fifo_head + k) % r->nslots], c = r->slot_chunk[slot];
+
+		if (atomic_load_explicit(&r->state[c], memory_order_acquire) == PM__RESIDENT &&
+		    now - atomic_load_explicit(&r->slot_time[slot], memory_order_relaxed) >= GRACE_NS &&
+		    passed(r, c))
+			break;
+	}
+	if (k == n)
+		return false;
+	while (k-- > 0) {
+		size_t slot = r->fifo[r->fifo_head];
+
+		fifo_pop(r);
+		fifo_push(r, slot);
+	}
+	return true;
+}
+
 /* Chunk c in `slot`, RESIDENT, is to be evicted: claims the chunks that
  * follow it in the FIFO while they are its neighbours in both the range and
  * the pool, resident, and passed by a reader, so that one move takes them
@@ -532,6 +573,9 @@ static size_t slot_get(struct pm_region *r, size_t c, bool demand, pid_t tid, in
 		/* Fresh pages are the slowest thing there is: rather than grow
 		 * the pool, recycle a chunk a sequential reader has passed. */
 		if (r->fifo_count && passed(r, r->slot_chunk[r->fifo[r->fifo_head]]) &&
+		    (slot = evict_one(r, tid, &wait_ns, &evict_err, true)) != PM__NONE)
+			break;
+		if (r->slots_ready < r->nslots && passed_first(r) &&
 		    (slot = evict_one(r, tid, &wait_ns, &evict_err, true)) != PM__NONE)
 			break;
 		if (r->slots_ready < r->nslots) {
