@@ -1691,6 +1691,53 @@ static void test_stream_parts(void)
 	}
 }
 
+/* A chunk read far ahead first (a program that looks at the last rows,
+ * then scans from the top) sits at the FIFO's head until the scan reaches
+ * it, and is not passed. The chunks the scan leaves behind must still be
+ * recycled, not the pool grown to the whole budget. The reader takes
+ * longer than the grace period over each chunk, as BLAS does on 4 MiB. */
+static void test_far_chunk_first(void)
+{
+	const size_t chunk = 256 * KiB, nchunks = 96, budget = 48 * chunk, length = nchunks * chunk;
+
+	for (int bi = 0; bi < T_NBACKENDS; bi++) {
+		int backend = t_backends[bi];
+
+		if (backend == PM_BACKEND_EAGER || !backend_usable(backend))
+			continue;
+		/* the default window, and a short one (without read-ahead no
+		 * stream is followed, and the pool fills up to the budget) */
+		for (int readahead = 0; readahead <= 2; readahead += 2) {
+			struct pm_stats st = { .size = sizeof(st) };
+			const unsigned char *base;
+			struct fctx f;
+			pm_region *r = NULL;
+			size_t bad;
+
+			snprintf(label, sizeof(label), "chunk %zu read first, then a scan, %s, read-ahead %d",
+				 nchunks - 4, pm_backend_name(backend), readahead);
+			ncases++;
+			fctx_init(&f, 0xfa4 + (uint64_t)readahead, length, chunk, backend);
+			CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, backend, length, chunk, budget, readahead, 0, 0), 0);
+			base = pm_region_data(r);
+			bad = pat_check(base, f.seed, (nchunks - 4) * chunk, chunk);
+			for (size_t c = 0; c < nchunks - 8; c++) {
+				bad += pat_check(base, f.seed, c * chunk, chunk);
+				usleep(3000);
+			}
+			CHECK(bad == 0, "%zu bytes differ", bad);
+			CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+			CHECK(st.peak_resident_bytes <= budget / 2,
+			      "peak residency %" PRIu64 " of a budget of %zu chunks", st.peak_resident_bytes / chunk,
+			      budget / chunk);
+			fctx_verify(&f);
+			CHECK(pm_region_error(r) == 0, "error %d", pm_region_error(r));
+			CU_ASSERT_EQUAL(pm_region_close(r), 0);
+			fctx_free(&f);
+		}
+	}
+}
+
 /* ------------------------------------------- the matrix, threaded */
 
 struct mreader {
@@ -3130,6 +3177,7 @@ static const struct t_test unit_tests[] = {
 static const struct t_test thread_tests[] = {
 	{ "1, 2 and 8 readers", test_readers },
 	{ "threads reading parts of one stream", test_stream_parts },
+	{ "a far chunk read first, then a scan", test_far_chunk_first },
 	{ "patch matrices, threaded, against the reference", test_matrix_threads },
 	{ "many regions opened and closed by threads", test_many_regions },
 	{ "alternate signal stack", test_altstack },
