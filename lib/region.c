@@ -302,10 +302,11 @@ static bool passed(const struct pm_region *r, size_t c)
  * reading one stream together fill its chunks out of order: the oldest may
  * be one another thread is still reading, with passed chunks behind it;
  * recycled only from the head, each such fault would grow the pool by a
- * chunk. Only a chunk mapped GRACE_NS ago or more, and read since (not
- * AHEAD), is taken, the caller's own too: "passed" is a guess, and a reader
- * going back over a chunk it just had (a window spanning two) must not lose
- * it to its next fault, again and again. */
+ * chunk. Only a chunk mapped GRACE_NS ago or more, and not a read-ahead
+ * chunk its stream has yet to reach (AHEAD), is taken, the caller's own
+ * too: "passed" is a guess, and a reader going back over a chunk it just
+ * had (a window spanning two) must not lose it to its next fault, again
+ * and again. */
 static bool passed_first(struct pm_region *r)
 {
 	size_t n = r->fifo_count < PASSED_SCAN ? r->fifo_count : PASSED_SCAN, k = 0;
