@@ -295,30 +295,41 @@ static bool passed(const struct pm_region *r, size_t c)
 	return false;
 }
 
-/* Before the pool grows: brings the oldest chunk that a sequential reader
- * has passed, among the PASSED_SCAN oldest, to the FIFO's head and returns
- * true, or returns false if there is none and leaves the FIFO as it is
- * (lock held). The chunks before it go to the back, in their order. Threads
- * reading one stream together fill its chunks out of order: the oldest may
- * be one another thread is still reading, with passed chunks behind it;
- * recycled only from the head, each such fault would grow the pool by a
- * chunk. Only a chunk mapped GRACE_NS ago or more, and not a read-ahead
- * chunk its stream has yet to reach (AHEAD), is taken, the caller's own
- * too: "passed" is a guess, and a reader going back over a chunk it just
- * had (a window spanning two) must not lose it to its next fault, again
- * and again. */
+/* May chunk c in `slot` be recycled as passed, ahead of its turn (lock
+ * held)? Only if a reader has passed it, it is resident and not a
+ * read-ahead chunk its stream has yet to reach (AHEAD), and it was mapped
+ * GRACE_NS ago or more, whoever wanted it: "passed" is a guess, and a
+ * reader going back over a chunk it just had (a window spanning two) must
+ * not lose it to its next fault, again and again. The time is read after
+ * the state: a chunk mapped meanwhile is then seen as young, not as
+ * mapped in the future. */
+static bool recyclable(const struct pm_region *r, size_t slot, size_t c)
+{
+	uint64_t t;
+
+	if (atomic_load_explicit(&r->state[c], memory_order_acquire) != PM__RESIDENT || !passed(r, c))
+		return false;
+	t = atomic_load_explicit(&r->slot_time[slot], memory_order_relaxed);
+	return pm__now_ns() - t >= GRACE_NS;
+}
+
+/* Before the pool grows: brings the oldest recyclable chunk among the
+ * PASSED_SCAN oldest to the FIFO's head and returns true, or returns false
+ * if there is none and leaves the FIFO as it is (lock held). The chunks
+ * before it go to the back, in their order. Threads reading one stream
+ * together fill its chunks out of order: the oldest may be one another
+ * thread is still reading, with passed chunks behind it; recycled only
+ * from the head, each such fault would grow the pool by a chunk. */
 static bool passed_first(struct pm_region *r)
 {
 	size_t n = r->fifo_count < PASSED_SCAN ? r->fifo_count : PASSED_SCAN, k = 0;
-	uint64_t now = pm__now_ns();
 
-	for (; k < n; k++) {
-		size_t slot = r->fifo[(r->fifo_head + k) % r->nslots], c = r->slot_chunk[slot];
+	while (k < n) {
+		size_t slot = r->fifo[(r->fifo_head + k) % r->nslots];
 
-		if (atomic_load_explicit(&r->state[c], memory_order_acquire) == PM__RESIDENT &&
-		    now - atomic_load_explicit(&r->slot_time[slot], memory_order_relaxed) >= GRACE_NS &&
-		    passed(r, c))
+		if (recyclable(r, slot, r->slot_chunk[slot]))
 			break;
+		k++;
 	}
 	if (k == n)
 		return false;
@@ -361,9 +372,12 @@ static size_t evict_extend(struct pm_region *r, size_t c, size_t slot, pid_t tid
 
 /* Copying: chunk c, the FIFO's head, is to be evicted: claims the resident
  * chunks that follow it in the FIFO, the oldest, so that one call drops
- * them all (lock held). An eighth of the slots at most leave at once.
+ * them all (lock held). An eighth of the slots at most leave at once. When
+ * c is recycled as passed (`as_passed`), so is each chunk that joins it
+ * (recyclable): the chunks after it may be read-ahead or still in hand.
  * Returns the number of chunks in chunks[], c first; all are EVICTING. */
-static size_t evict_batch(struct pm_region *r, size_t c, pid_t tid, size_t chunks[PM__MAX_DROP])
+static size_t evict_batch(struct pm_region *r, size_t c, pid_t tid, bool as_passed,
+			  size_t chunks[PM__MAX_DROP])
 {
 	size_t n = 1, most = r->nslots / 8;
 
@@ -378,6 +392,8 @@ static size_t evict_batch(struct pm_region *r, size_t c, pid_t tid, size_t chunk
 
 		if (owner && owner != tid &&
 		    pm__now_ns() - atomic_load_explicit(&r->slot_time[s], memory_order_relaxed) < GRACE_NS)
+			break;
+		if (as_passed && !recyclable(r, s, k))
 			break;
 		if ((st & PM__STATE_MASK) != PM__RESIDENT || r->chunk_slot[k] != s ||
 		    !atomic_compare_exchange_strong(w, &st, PM__EVICTING | (st & PM__WAITERS)))
@@ -474,7 +490,7 @@ static size_t evict_one(struct pm_region *r, pid_t tid, uint64_t *wait_ns, int *
 				size_t len, batch[PM__MAX_DROP];
 				int err;
 
-				if (r->copy && r->ops->drop && (len = evict_batch(r, c, tid, batch)) > 1) {
+				if (r->copy && r->ops->drop && (len = evict_batch(r, c, tid, run, batch)) > 1) {
 					size_t got = evict_dropped(r, batch, len, r->ops->drop(r, batch, len) == 0,
 								   err_out);
 

@@ -170,6 +170,7 @@ struct fctx {
 	_Atomic uint64_t bad_args, overlaps, on_consumer, unblocked;
 	_Atomic unsigned char *busy; /* per chunk: a fill is running */
 	_Atomic unsigned *count;     /* per chunk: fills started */
+	unsigned fill_us;            /* each fill sleeps this long first */
 };
 
 static int fill_pattern(void *vctx, size_t off, void *dst, size_t len)
@@ -201,6 +202,8 @@ static int fill_pattern(void *vctx, size_t off, void *dst, size_t len)
 		if (atomic_exchange(&f->busy[c], 1))
 			atomic_fetch_add(&f->overlaps, 1);
 	}
+	if (f->fill_us)
+		usleep(f->fill_us);
 	if (c == f->fail_chunk &&
 	    (atomic_fetch_add(&f->failed, 1) < f->fail_times || f->fail_times < 0)) {
 		ret = f->fail_err;
@@ -1738,6 +1741,50 @@ static void test_far_chunk_first(void)
 	}
 }
 
+/* A reader whose reads span its last three chunks (a window of rows that
+ * crosses chunk ends), slow fills, a budget far above what it holds: a
+ * chunk it has passed may be recycled before the pool grows, but only that
+ * chunk, not the chunks the same call would take with it (the read-ahead
+ * after it, or the chunks still under the reader), which would then be
+ * filled again and again. Run on every backend: the copying one drops
+ * chunks in batches, the others move runs out. */
+static void test_wide_reader(void)
+{
+	const size_t chunk = 256 * KiB, nchunks = 96, budget = 48 * chunk, length = nchunks * chunk;
+
+	for (int bi = 0; bi < T_NBACKENDS; bi++) {
+		int backend = t_backends[bi];
+		struct pm_stats st = { .size = sizeof(st) };
+		const unsigned char *base;
+		struct fctx f;
+		pm_region *r = NULL;
+		size_t bad = 0;
+
+		if (backend == PM_BACKEND_EAGER || !backend_usable(backend))
+			continue;
+		snprintf(label, sizeof(label), "reads over three chunks, slow fills, %s", pm_backend_name(backend));
+		ncases++;
+		fctx_init(&f, 0x3c4, length, chunk, backend);
+		f.fill_us = 3000;
+		CU_ASSERT_EQUAL_FATAL(open_region(&r, &f, backend, length, chunk, budget, 0, 0, 0), 0);
+		base = pm_region_data(r);
+		for (size_t c = 0; c < nchunks; c++) {
+			for (size_t k = c < 2 ? 0 : c - 2; k <= c; k++)
+				bad += pat_check(base, f.seed, k * chunk, chunk);
+			usleep(4000);
+		}
+		CHECK(bad == 0, "%zu bytes differ", bad);
+		CU_ASSERT_EQUAL(pm_region_stats(r, &st), 0);
+		/* Read-ahead past the end and a few refills at most. */
+		CHECK(st.chunks_filled <= nchunks + nchunks / 4,
+		      "%" PRIu64 " chunks filled for %zu", st.chunks_filled, nchunks);
+		fctx_verify(&f);
+		CHECK(pm_region_error(r) == 0, "error %d", pm_region_error(r));
+		CU_ASSERT_EQUAL(pm_region_close(r), 0);
+		fctx_free(&f);
+	}
+}
+
 /* ------------------------------------------- the matrix, threaded */
 
 struct mreader {
@@ -3178,6 +3225,7 @@ static const struct t_test thread_tests[] = {
 	{ "1, 2 and 8 readers", test_readers },
 	{ "threads reading parts of one stream", test_stream_parts },
 	{ "a far chunk read first, then a scan", test_far_chunk_first },
+	{ "reads over three chunks, slow fills", test_wide_reader },
 	{ "patch matrices, threaded, against the reference", test_matrix_threads },
 	{ "many regions opened and closed by threads", test_many_regions },
 	{ "alternate signal stack", test_altstack },
