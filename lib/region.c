@@ -373,8 +373,9 @@ static size_t evict_extend(struct pm_region *r, size_t c, size_t slot, pid_t tid
 /* Copying: chunk c, the FIFO's head, is to be evicted: claims the resident
  * chunks that follow it in the FIFO, the oldest, so that one call drops
  * them all (lock held). An eighth of the slots at most leave at once. When
- * c is recycled as passed (`as_passed`), so is each chunk that joins it
- * (recyclable): the chunks after it may be read-ahead or still in hand.
+ * c goes because a reader passed it (`as_passed`), each chunk that joins
+ * it must be recyclable: the chunks after it may be read-ahead or still in
+ * hand.
  * Returns the number of chunks in chunks[], c first; all are EVICTING. */
 static size_t evict_batch(struct pm_region *r, size_t c, pid_t tid, bool as_passed,
 			  size_t chunks[PM__MAX_DROP])
