@@ -907,32 +907,34 @@ static void test_runs(void)
 				}
 }
 
-/* Lines of 16 dilated one-byte samples to float32, a whole 64-byte vector
+/* Lines of 8 or 16 one-byte samples to float32, one 32- or 64-byte move
  * each: the fill copies them from its scratch rather than packing them
- * from the source. Dilations 2-4, steps 1-2, plain and affine, padded and
+ * from the source. Dilations 1-4, steps 1-2, plain and affine, padded and
  * not, every one-byte source type and source layout. */
-static void test_wide_dilated(void)
+static void test_wide_lines(void)
 {
 	static const int bytes[] = { PM_DTYPE_U8, PM_DTYPE_I8, PM_DTYPE_BOOL };
 	static const int mems[] = { MEM_CONTIG, MEM_NEGATIVE, MEM_UNALIGNED, MEM_MIXED, MEM_STRIDED };
 	unsigned n = 0;
 
-	for (size_t dil = 2; dil <= 4; dil++)
-		for (size_t step = 1; step <= 2; step++)
-			for (unsigned v = 0; v < 5; v++, n++) {
-				struct pm_matrix_opts o = { .size = sizeof(o) };
-				struct buffer b;
-				size_t shape[2] = { 16 + 15 * (dil - 1) + n % 3, 200 + n % 7 };
+	for (size_t k = 8; k <= 16; k += 8)
+		for (size_t dil = 1; dil <= 4; dil++)
+			for (size_t step = 1; step <= 2; step++)
+				for (unsigned v = 0; v < 5; v++, n++) {
+					struct pm_matrix_opts o = { .size = sizeof(o) };
+					struct buffer b;
+					size_t shape[2] = { k + (k - 1) * (dil - 1) + n % 3, 200 + n % 7 };
 
-				make_source(&o.source, &b, bytes[n % 3], 2, shape, mems[v]);
-				set_window(&o.window[0], 16, 1 + n % 2, dil, 0, 0);
-				set_window(&o.window[1], 16, step, dil, (int64_t)(v % 2), (int64_t)(v % 3));
-				set_padding(&o, (int)(n % PM_PAD_COUNT));
-				o.dtype = PM_DTYPE_F32;
-				set_affine(&o, v == 3, n);
-				CU_ASSERT(run_case(&o, mem_names[mems[v]]));
-				free_source(&b);
-			}
+					make_source(&o.source, &b, bytes[n % 3], 2, shape, mems[v]);
+					set_window(&o.window[0], k, 1 + n % 2, dil, 0, 0);
+					set_window(&o.window[1], k, step, dil, (int64_t)(v % 2),
+						   (int64_t)(v % 3));
+					set_padding(&o, (int)(n % PM_PAD_COUNT));
+					o.dtype = PM_DTYPE_F32;
+					set_affine(&o, v == 3, n);
+					CU_ASSERT(run_case(&o, mem_names[mems[v]]));
+					free_source(&b);
+				}
 }
 
 /* The hand-written conversion kernels (u8 -> f32 plain and affine, bit
@@ -2003,7 +2005,7 @@ int main(void)
 		{ "channel axis placement", test_channels },
 		{ "pitched rows", test_pitch },
 		{ "runs of windows", test_runs },
-		{ "16 dilated samples to float32", test_wide_dilated },
+		{ "lines of 8 or 16 samples to float32", test_wide_lines },
 		{ "conversion kernels and run copies", test_kernels },
 		{ "strided lines of runs", test_strided_lines },
 		{ "rows packed from the source at its limits", test_packed_source_limits },
