@@ -909,8 +909,9 @@ static void test_runs(void)
 
 /* Lines of 8 or 16 one-byte samples to float32, one 32- or 64-byte move
  * each: the fill copies them from its scratch rather than packing them
- * from the source. Dilations 1-4, steps 1-2, plain and affine, padded and
- * not, every one-byte source type and source layout. */
+ * from the source, where the step is at most a quarter of the line (steps
+ * 1-2 of 8, 1-4 of 16; 3-5 and 5 packed). Dilations 1-4, plain and
+ * affine, padded and not, every one-byte source type and source layout. */
 static void test_wide_lines(void)
 {
 	static const int bytes[] = { PM_DTYPE_U8, PM_DTYPE_I8, PM_DTYPE_BOOL };
@@ -919,7 +920,7 @@ static void test_wide_lines(void)
 
 	for (size_t k = 8; k <= 16; k += 8)
 		for (size_t dil = 1; dil <= 4; dil++)
-			for (size_t step = 1; step <= 2; step++)
+			for (size_t step = 1; step <= 5; step++)
 				for (unsigned v = 0; v < 5; v++, n++) {
 					struct pm_matrix_opts o = { .size = sizeof(o) };
 					struct buffer b;
