@@ -818,8 +818,10 @@ static void spack_init(struct pm__fill *f)
 	if (V > PM__PACK_VECS)
 		return;
 	/* The group size with the least work per vector: 2 per load (load,
-	 * insert), 3 per vector (permutation, its index, store). */
-	for (int M = 1; M <= 4; M++) {
+	 * insert), 3 per vector (permutation, its index, store). Groups of up
+	 * to 8 (as many as the loads allow): measured, u8 7 x 7 takes 7
+	 * (1.2x as fast as 4) and f32 x3 (c, y, x) 3 x 3 takes 5. */
+	for (int M = 1; M <= 8; M++) {
 		int K = spack_plan(f, V, rs, M, 0, false);
 
 		if (K && (!best || (2 * K + 3 * M) * best < (2 * bestK + 3 * best) * M)) {
