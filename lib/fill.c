@@ -811,7 +811,7 @@ static void spack_init(struct pm__fill *f)
 	 * steps convert samples no window reads, and lines of two pixels of
 	 * four channels are few per row: packed, up to 1.9x as fast. */
 	if (to_f32 && (f->line_elems == 8 || f->line_elems == 16) &&
-	    4 * f->run_per <= (int64_t)f->line_elems)
+	    f->run_per <= (int64_t)f->line_elems / 4)
 		return;
 	G = E / gcd64(cols, E);
 	V = G * cols / E;

@@ -910,8 +910,9 @@ static void test_runs(void)
 /* Lines of 8 or 16 one-byte samples to float32, one 32- or 64-byte move
  * each: the fill copies them from its scratch rather than packing them
  * from the source, where the step is at most a quarter of the line (steps
- * 1-2 of 8, 1-4 of 16; 3-5 and 5 packed). Dilations 1-4, plain and
- * affine, padded and not, every one-byte source type and source layout. */
+ * 1-2 of 8, 1-4 of 16; longer ones are packed where the loads allow, at
+ * dilations 1-2). Dilations 1-4, plain and affine, padded and not, every
+ * one-byte source type and source layout. */
 static void test_wide_lines(void)
 {
 	static const int bytes[] = { PM_DTYPE_U8, PM_DTYPE_I8, PM_DTYPE_BOOL };
@@ -936,6 +937,38 @@ static void test_wide_lines(void)
 					CU_ASSERT(run_case(&o, mem_names[mems[v]]));
 					free_source(&b);
 				}
+}
+
+/* Window steps near the integer limit along a line of 8 samples (4
+ * pixels of 2 channels) over a broadcast source of 2^61 - 1 pixels: the
+ * plan's test of the step against the line must not overflow (the
+ * sanitizer build halts on it), and the 4 windows read the one byte. */
+static void test_limit_step_line(void)
+{
+	static const unsigned char px = 77;
+	const size_t n = ((size_t)1 << 61) - 1;
+
+	for (int order = 0; order < 2; order++) {
+		struct pm_matrix_opts o = { .size = sizeof(o) };
+		pm_matrix *m = NULL;
+		float got[4 * 8];
+
+		o.source = (struct pm_source){ .data = &px, .dtype = PM_DTYPE_U8, .ndim = 3,
+					       .shape = { 2, n, 2 }, .has_channels = true,
+					       .channel_axis = 2 };
+		set_window(&o.window[0], 1, 1, 1, 0, 0);
+		set_window(&o.window[1], 4, (size_t)1 << 60, 1, 0, 0);
+		o.dtype = PM_DTYPE_F32;
+		o.order = order ? PM_ORDER_CHANNEL : PM_ORDER_WINDOW;
+		o.lazy.backend = PM_BACKEND_NONE;
+		CU_ASSERT_EQUAL_FATAL(pm_matrix_open(&o, &m), 0);
+		CU_ASSERT_EQUAL(pm_matrix_rows(m), 4);
+		CU_ASSERT_EQUAL(pm_matrix_cols(m), 8);
+		CU_ASSERT_EQUAL(pm_matrix_read(m, 0, got, sizeof(got)), 0);
+		for (size_t i = 0; i < 4 * 8; i++)
+			CU_ASSERT_EQUAL(got[i], 77.0f);
+		pm_matrix_close(m);
+	}
 }
 
 /* The hand-written conversion kernels (u8 -> f32 plain and affine, bit
@@ -2007,6 +2040,7 @@ int main(void)
 		{ "pitched rows", test_pitch },
 		{ "runs of windows", test_runs },
 		{ "lines of 8 or 16 samples to float32", test_wide_lines },
+		{ "a step near the integer limit along a line", test_limit_step_line },
 		{ "conversion kernels and run copies", test_kernels },
 		{ "strided lines of runs", test_strided_lines },
 		{ "rows packed from the source at its limits", test_packed_source_limits },
