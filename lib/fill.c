@@ -789,6 +789,7 @@ static void spack_init(struct pm__fill *f)
 	const struct pm__geom *g = &f->g;
 	int64_t cols = (int64_t)g->cols, rs = f->idx_stride[g->nidx - 1], E = 64 / (int64_t)g->in_size, G, V;
 	int best = 0, bestK = 0;
+	int64_t best_loads = 0;
 	bool to_f32 = g->dtype == PM_DTYPE_F32 &&
 		      (g->src_dtype == PM_DTYPE_U8 || g->src_dtype == PM_DTYPE_I8 || g->src_dtype == PM_DTYPE_BOOL);
 	/* 4-byte samples: float32 to float32 (scaled, if affine), or a bit
@@ -817,16 +818,20 @@ static void spack_init(struct pm__fill *f)
 	V = G * cols / E;
 	if (V > PM__PACK_VECS)
 		return;
-	/* The group size with the least work per vector: 2 per load (load,
-	 * insert), 3 per vector (permutation, its index, store). Groups of up
-	 * to 8 (as many as the loads allow): measured, u8 7 x 7 takes 7
-	 * (1.2x as fast as 4) and f32 x3 (c, y, x) 3 x 3 takes 5. */
+	/* The group size with the least work for the period: 2 per load
+	 * (load, insert) of each of its ceil(V / M) groups, every group padded
+	 * to the K loads of the most, and 3 per vector (permutation, its
+	 * index, store) whatever M. Groups of up to 8 (as many as the loads
+	 * allow): measured, u8 7 x 7 takes 7 (1.2x as fast as 4) and f32 x3
+	 * (c, y, x) 3 x 3 takes 5. */
 	for (int M = 1; M <= 8; M++) {
 		int K = spack_plan(f, V, rs, M, 0, false);
+		int64_t loads = K * ((V + M - 1) / M);
 
-		if (K && (!best || (2 * K + 3 * M) * best < (2 * bestK + 3 * best) * M)) {
+		if (K && (!best || loads < best_loads)) {
 			best = M;
 			bestK = K;
+			best_loads = loads;
 		}
 	}
 	if (!best)
