@@ -806,11 +806,12 @@ static void spack_init(struct pm__fill *f)
 	/* Nor packing of 8 or 16 samples to float32 where windows step at
 	 * most a quarter of the line (run_per: the samples a run converts per
 	 * window and line): the scratch gives each such line as one move of
-	 * 32 or 64 bytes. Measured (u8, windows of 7 .. 16): 1.3-3x as fast
-	 * at 8 and 16, dilated or not, steps 1-2 (8) and 1-4 (16); at 7 and
-	 * 11 packing is the faster, at 9, 13 and 15 neither by much. Longer
-	 * steps convert samples no window reads, and lines of two pixels of
-	 * four channels are few per row: packed, up to 1.9x as fast. */
+	 * 32 or 64 bytes. Measured (u8): 1.3-3x as fast at 8 and 16, dilated
+	 * or not, steps 1-2 (8) and 1-4 (16); at 7, packing is the faster
+	 * (63 against 36 GB/s). Longer steps convert samples no window reads,
+	 * and lines of two pixels of four channels are few per row: packed,
+	 * up to 1.9x as fast. (Windows of 9-15 one-byte samples square have
+	 * periods of more than PM__PACK_VECS vectors: never packed.) */
 	if (to_f32 && (f->line_elems == 8 || f->line_elems == 16) &&
 	    f->run_per <= (int64_t)f->line_elems / 4)
 		return;
