@@ -810,8 +810,10 @@ static void spack_init(struct pm__fill *f)
 	 * or not, steps 1-2 (8) and 1-4 (16); at 7, packing is the faster
 	 * (63 against 36 GB/s). Longer steps convert samples no window reads,
 	 * and lines of two pixels of four channels are few per row: packed,
-	 * up to 1.9x as fast. (Windows of 9-15 one-byte samples square have
-	 * periods of more than PM__PACK_VECS vectors: never packed.) */
+	 * up to 1.9x as fast. (Square windows of 9, 11, 13 and 15 one-byte
+	 * samples have periods of more than PM__PACK_VECS vectors: never
+	 * packed. 10, 12 and 14 are packed, not measured against the
+	 * scratch.) */
 	if (to_f32 && (f->line_elems == 8 || f->line_elems == 16) &&
 	    f->run_per <= (int64_t)f->line_elems / 4)
 		return;
