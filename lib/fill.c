@@ -1359,11 +1359,11 @@ typedef char pm__v64 __attribute__((vector_size(64), aligned(1), may_alias));
 /* One line of a row: NV moves of 16 bytes, as pairs of 32 where W is 32
  * (the same bytes read and written, half the stores), or one of 64 where
  * W is 64 and NV at most 4. The last one runs past the line's end, by up
- * to 15 bytes (W 16 or 32) or 64 less the line's 33 or more, into bytes that a later move of
- * the same run writes (the next line, the row gap, the next row): rows and
- * lines are written in ascending order, so each byte's last writer is its
- * own line. Moves read as far past the scratch's last element, into
- * RUN_SLACK. */
+ * to 15 bytes (W 16 or 32) or by 64 less the line's 33 or more, into
+ * bytes that a later move of the same run writes (the next line, the row
+ * gap, the next row): rows and lines are written in ascending order, so
+ * each byte's last writer is its own line. Moves read as far past the
+ * scratch's last element, into RUN_SLACK. */
 #define MOVES(d, s, NV)                                                            \
 	do {                                                                       \
 		size_t v_ = 0;                                                     \
@@ -1377,6 +1377,19 @@ typedef char pm__v64 __attribute__((vector_size(64), aligned(1), may_alias));
 			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 16);        \
 	} while (0)
 
+/* From window j's scratch position (phase *ph, element *q) to window
+ * j + 1's: per samples on, pq elements and pr phases (pr < P). */
+static inline __attribute__((always_inline)) void next_window(int64_t *ph, int64_t *q, int64_t pq,
+							       int64_t pr, int64_t P)
+{
+	*q += pq;
+	*ph += pr;
+	if (*ph >= P) {
+		*ph -= P;
+		++*q;
+	}
+}
+
 /* Rows [j0, j1) of a run, lines LINES (a constant in the instances for the
  * k x k windows of one channel and 3 x 3 of three, so the line loop unrolls) and NV moves per line. */
 #define ROWS_LOOP(LINES, NV)                                                           \
@@ -1387,12 +1400,7 @@ typedef char pm__v64 __attribute__((vector_size(64), aligned(1), may_alias));
 			MOVES(row + t * lb, src + t * ls, NV);                         \
 		if (pitch > rb)                                                        \
 			memset(row + rb, 0, pitch - rb);                               \
-		q += pq;                                                               \
-		ph += pr;                                                              \
-		if (ph >= P) {                                                         \
-			ph -= P;                                                       \
-			q++;                                                           \
-		}                                                                      \
+		next_window(&ph, &q, pq, pr, P);                                       \
 	}
 
 /* The rows of a run from its converted lines in sc: line t of window j is
@@ -1407,8 +1415,7 @@ copy_rows_w(const struct pm__fill *f, char *d, const unsigned char *scratch, int
 	const char *sc = (const char *)scratch;
 	size_t es = g->out_size, lb = f->line_bytes, pitch = g->pitch, rb = g->row_bytes;
 	size_t lines = (size_t)f->run_lines, nv = (lb + 15) / 16;
-	/* window j + 1 starts per samples after window j: pq elements on,
-	 * pr phases on (a whole step of one phase when P is 1) */
+	/* next_window's step, per samples as elements and phases */
 	int64_t per = f->run_per, P = f->run_phases, pq = per / P, pr = per % P, ph, q;
 	size_t ls = (size_t)P * (size_t)count * es; /* scratch bytes per line */
 	/* rows whose last move could pass the run's end: those within W - 1 bytes */
@@ -1458,12 +1465,7 @@ copy_rows_w(const struct pm__fill *f, char *d, const unsigned char *scratch, int
 			copy_small(row + t * lb, src + t * ls, lb);
 		if (pitch > rb)
 			memset(row + rb, 0, pitch - rb);
-		q += pq;
-		ph += pr;
-		if (ph >= P) {
-			ph -= P;
-			q++;
-		}
+		next_window(&ph, &q, pq, pr, P);
 	}
 }
 #undef ROWS_LOOP

@@ -55,7 +55,7 @@ struct pm__fill {
 	 * lines, converted once into a scratch and copied from there. */
 	bool runs;
 	pm__line_fn run_line;       /* the line kernel for the run's strided lines */
-	int run_moves;              /* rows copied in moves of 32 (AVX2) or 64 bytes (AVX-512) */
+	int run_moves;              /* rows copied in moves of 32 (AVX2) or 64 bytes (AVX-512); 0: of 16 */
 	int run_lines;              /* lines per row */
 	int run_phases;             /* scratch arrays per line: the dilation */
 	int64_t run_per;            /* scratch elements between windows of a phase */
