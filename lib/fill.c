@@ -1368,7 +1368,10 @@ typedef char pm__v64 __attribute__((vector_size(64), aligned(1), may_alias));
 	do {                                                                       \
 		size_t v_ = 0;                                                     \
 		if (W == 64 && (NV) <= 4) {                                        \
-			*(pm__v64 *)(d) = *(const pm__v64 *)(s);                   \
+			if (NT)                                                    \
+				stream64(d, s);                                    \
+			else                                                       \
+				*(pm__v64 *)(d) = *(const pm__v64 *)(s);           \
 			break;                                                     \
 		}                                                                  \
 		for (; W == 32 && v_ + 2 <= (size_t)(NV); v_ += 2)                 \
@@ -1376,6 +1379,21 @@ typedef char pm__v64 __attribute__((vector_size(64), aligned(1), may_alias));
 		for (; v_ < (size_t)(NV); v_++)                                    \
 			__builtin_memcpy((d) + 16 * v_, (s) + 16 * v_, 16);        \
 	} while (0)
+
+/* 64 bytes from s to the aligned d past the caches. In assembly, since the
+ * row loops that call it are also built for CPUs without AVX-512, where they
+ * never take this path and the intrinsics would not compile. */
+static inline __attribute__((always_inline)) void stream64(char *d, const char *s)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("vmovdqu64 %1, %%zmm31\n\tvmovntdq %%zmm31, %0"
+			 : "=m"(*(struct { char b[64]; } *)d)
+			 : "m"(*(const struct { char b[64]; } *)s)
+			 : "xmm31");
+#else
+	__builtin_memcpy(d, s, 64);
+#endif
+}
 
 /* From window j's scratch position (phase *ph, element *q) to window
  * j + 1's: per samples on, pq elements and pr phases (pr < P). */
@@ -1409,7 +1427,7 @@ static inline __attribute__((always_inline)) void next_window(int64_t *ph, int64
  * moves would run past the run's end, exactly. */
 static inline __attribute__((always_inline)) void
 copy_rows_w(const struct pm__fill *f, char *d, const unsigned char *scratch, int64_t nw,
-	    int64_t count, const size_t W)
+	    int64_t count, const size_t W, const bool NT)
 {
 	const struct pm__geom *g = &f->g;
 	const char *sc = (const char *)scratch;
@@ -1474,7 +1492,7 @@ copy_rows_w(const struct pm__fill *f, char *d, const unsigned char *scratch, int
 static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *scratch,
 		      int64_t nw, int64_t count)
 {
-	copy_rows_w(f, d, scratch, nw, count, 16);
+	copy_rows_w(f, d, scratch, nw, count, 16, false);
 }
 
 #ifdef HAVE_AVX2_KERNELS
@@ -1484,16 +1502,21 @@ static void copy_rows(const struct pm__fill *f, char *d, const unsigned char *sc
 AVX2_FN void copy_rows32(const struct pm__fill *f, char *d, const unsigned char *scratch,
 			 int64_t nw, int64_t count)
 {
-	copy_rows_w(f, d, scratch, nw, count, 32);
+	copy_rows_w(f, d, scratch, nw, count, 32, false);
 }
 
 /* Where the CPU has AVX-512 and a line is 33-64 bytes: one move of 64
  * (f32 x3 (y, x, c) 3 x 3: 1.17x as fast as three of 16; f32 16 x 16:
- * 1.3x as fast as two of 32). */
+ * 1.3x as fast as two of 32). A read-ahead fill (pm__fill_stream) of
+ * aligned lines of exactly 64 bytes, none overlapping, stores them past the
+ * caches, as the packed rows do (bench/README.md, section 2). */
 AVX512_FN void copy_rows64(const struct pm__fill *f, char *d, const unsigned char *scratch,
 			   int64_t nw, int64_t count)
 {
-	copy_rows_w(f, d, scratch, nw, count, 64);
+	if (pm__fill_stream && f->line_bytes == 64 && !((uintptr_t)d & 63) && !(f->g.pitch & 63))
+		copy_rows_w(f, d, scratch, nw, count, 64, true);
+	else
+		copy_rows_w(f, d, scratch, nw, count, 64, false);
 }
 #endif
 
