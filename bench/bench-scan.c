@@ -4,12 +4,14 @@
  * materialization, and against a second scan of the materialized matrix.
  * --big: a matrix a few times the machine's RAM, lazy backends only.
  * --pattern: a generic region with a trivial fill, to tell the paging
- * machinery's cost from the im2col fill's. */
+ * machinery's cost from the im2col fill's.
+ * --bound: also a region of the same length whose fill writes nothing: the
+ * paging machinery alone, the most a scan with any fill could reach. */
 #include "bench.h"
 
 static size_t side = 2048, window = 16, pattern_mib;
 static int reps = 3;
-static bool big, no_eager;
+static bool big, no_eager, bound;
 static double ram_x = 3, eager_wait = 5;
 
 static void usage(const char *prog)
@@ -24,6 +26,8 @@ static void usage(const char *prog)
 	       "                   lazy backends only, materializing is impossible\n"
 	       "  --ram-x X        with --big: matrix size over RAM (default 3)\n"
 	       "  --pattern MIB    scan a generic region of MIB with a trivial fill instead\n"
+	       "  --bound          also scan each backend's region with a fill that writes\n"
+	       "                   nothing: the paging alone, a bound on any fill's scan\n"
 	       "  --configs LIST   lazy configurations: plain (no read-ahead) and/or\n"
 	       "                   ahead (the options as given); default plain,ahead\n" B_LAZY_USAGE,
 	       prog);
@@ -33,6 +37,8 @@ static void usage(const char *prog)
 
 struct result {
 	double gbs, open_s, peak_mib;
+	double cpu;      /* CPU seconds of every thread of the process */
+	double thr, sys; /* the scanning thread's CPU seconds, and its system part */
 	uint64_t sum;
 	struct pm_stats st;
 };
@@ -42,6 +48,21 @@ static uint64_t scan(const void *p, size_t n)
 	return b_sum(p, n);
 }
 
+/* CPU clocks: the process's, the scanning thread's and its system part. */
+static void clock_start(double t[3])
+{
+	t[0] = b_clock(CLOCK_PROCESS_CPUTIME_ID);
+	t[1] = b_clock(CLOCK_THREAD_CPUTIME_ID);
+	t[2] = b_thread_sys();
+}
+
+static void clock_stop(const double t[3], struct result *res)
+{
+	res->cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - t[0];
+	res->thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - t[1];
+	res->sys = b_thread_sys() - t[2];
+}
+
 /* eager: open (materialize) + scan, then optionally a second scan of the
  * pre-built matrix. */
 static void run_eager(const struct pm_matrix_opts *base, struct result *mat, struct result *pre)
@@ -49,16 +70,18 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 	struct pm_matrix_opts o = *base;
 	pm_matrix *m;
 	size_t n;
-	double t0, t1, t2;
+	double t0, t1, t2, c[3];
 
 	o.lazy.backend = PM_BACKEND_EAGER;
 	b_hwm_reset();
+	clock_start(c);
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), "eager open");
 	t1 = b_now();
 	n = pm_matrix_bytes(m);
 	mat->sum = scan(pm_matrix_data(m), n);
 	t2 = b_now();
+	clock_stop(c, mat);
 	mat->gbs = (double)n / (t2 - t0) / 1e9;
 	mat->open_s = t1 - t0;
 	mat->peak_mib = b_hwm_mib();
@@ -67,9 +90,11 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 
 	if (pre) {
 		b_hwm_reset();
+		clock_start(c);
 		t0 = b_now();
 		pre->sum = scan(pm_matrix_data(m), n);
 		t1 = b_now();
+		clock_stop(c, pre);
 		pre->gbs = (double)n / (t1 - t0) / 1e9;
 		pre->open_s = 0;
 		pre->peak_mib = b_hwm_mib();
@@ -82,15 +107,17 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 {
 	pm_matrix *m;
 	size_t n;
-	double t0, t1, t2;
+	double t0, t1, t2, c[3];
 
 	b_hwm_reset();
+	clock_start(c);
 	t0 = b_now();
 	b_check(pm_matrix_open(o, &m), "lazy open");
 	t1 = b_now();
 	n = pm_matrix_bytes(m);
 	res->sum = scan(pm_matrix_data(m), n);
 	t2 = b_now();
+	clock_stop(c, res);
 	res->gbs = (double)n / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();
@@ -110,19 +137,29 @@ static int pattern_fill(void *ctx, size_t off, void *dst, size_t len)
 	return 0;
 }
 
-static void run_pattern(const struct pm_lazy_opts *lz, size_t len, struct result *res)
+/* No fill at all: a chunk shows what its pool slot last held. */
+static int empty_fill(void *ctx, size_t off, void *dst, size_t len)
 {
-	struct pm_region_opts o = { .size = sizeof(o), .length = len, .fill = pattern_fill };
+	(void)ctx, (void)off, (void)dst, (void)len;
+	return 0;
+}
+
+static void run_pattern(const struct pm_lazy_opts *lz, size_t len, pm_fill_fn fill,
+			struct result *res)
+{
+	struct pm_region_opts o = { .size = sizeof(o), .length = len, .fill = fill };
 	pm_region *r;
-	double t0, t1, t2;
+	double t0, t1, t2, c[3];
 
 	o.lazy = *lz;
 	b_hwm_reset();
+	clock_start(c);
 	t0 = b_now();
 	b_check(pm_region_open(&o, &r), "region open");
 	t1 = b_now();
 	res->sum = scan(pm_region_data(r), len);
 	t2 = b_now();
+	clock_stop(c, res);
 	res->gbs = (double)len / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();
@@ -135,17 +172,23 @@ static void run_pattern(const struct pm_lazy_opts *lz, size_t len, struct result
 
 static void median_of(struct result *runs, int n, struct result *out)
 {
-	double g[64], p[64], os[64];
+	double g[64], p[64], os[64], cp[64], th[64], sy[64];
 
 	for (int i = 0; i < n; i++) {
 		g[i] = runs[i].gbs;
 		p[i] = runs[i].peak_mib;
 		os[i] = runs[i].open_s;
+		cp[i] = runs[i].cpu;
+		th[i] = runs[i].thr;
+		sy[i] = runs[i].sys;
 	}
 	*out = runs[n - 1];
 	out->gbs = b_median(g, n);
 	out->peak_mib = b_median(p, n);
 	out->open_s = b_median(os, n);
+	out->cpu = b_median(cp, n);
+	out->thr = b_median(th, n);
+	out->sys = b_median(sy, n);
 }
 
 static void print_ratio(double x, const struct result *ref)
@@ -163,7 +206,7 @@ static void print_row(const char *name, const struct result *r, const struct res
 	print_ratio(r->gbs, cold);
 	print_ratio(r->gbs, warm);
 	print_ratio(r->gbs, pre);
-	printf(" %9.0f\n", r->peak_mib);
+	printf(" %9.0f %7.3f %7.3f %7.3f\n", r->peak_mib, r->cpu, r->thr, r->sys);
 }
 
 static void verdict(const char *what, double ratio, double target)
@@ -198,6 +241,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--no-eager")) {
 			no_eager = true;
+			continue;
+		}
+		if (!strcmp(a, "--bound")) {
+			bound = true;
 			continue;
 		}
 		if (!v)
@@ -255,9 +302,11 @@ int main(int argc, char **argv)
 		       (double)bytes / 1e9, (double)bytes / (double)b_mem_total(), reps);
 	}
 	printf("\nratios: x cold / x warm = over eager materialize+scan, cold / warm memory;\n"
-	       "x pre = over a scan of the pre-built matrix. open s: the open call alone.\n");
-	printf("\n%-30s %7s %7s %8s %8s %8s %9s\n", "case", "GB/s", "open s", "x cold", "x warm",
-	       "x pre", "peak MiB");
+	       "x pre = over a scan of the pre-built matrix. open s: the open call alone.\n"
+	       "CPU s: CPU seconds of the whole process; main s, sys s: of the scanning\n"
+	       "thread, and of them in the kernel.\n");
+	printf("\n%-30s %7s %7s %8s %8s %8s %9s %7s %7s %7s\n", "case", "GB/s", "open s",
+	       "x cold", "x warm", "x pre", "peak MiB", "CPU s", "main s", "sys s");
 
 	if (!no_eager) {
 		struct result pres[64], warms[64];
@@ -299,7 +348,7 @@ int main(int argc, char **argv)
 				l.readahead = -1;
 			for (int r = 0; r < reps; r++) {
 				if (pattern_mib)
-					run_pattern(&l, bytes, &runs[r]);
+					run_pattern(&l, bytes, pattern_fill, &runs[r]);
 				else {
 					struct pm_matrix_opts o = base;
 
@@ -322,6 +371,24 @@ int main(int argc, char **argv)
 				plain_gbs[l.backend] = res.gbs;
 			else
 				ahead_gbs[l.backend] = res.gbs;
+		}
+		if (bound) {
+			struct pm_lazy_opts l = lz.lazy;
+			struct result res;
+			char name[64];
+			double own = want_ahead ? ahead_gbs[lz.backends[bi]] : 0;
+
+			l.backend = lz.backends[bi];
+			for (int r = 0; r < reps; r++)
+				run_pattern(&l, bytes, empty_fill, &runs[r]);
+			median_of(runs, reps, &res);
+			snprintf(name, sizeof(name), "%s, no fill (bound)", pm_backend_name(l.backend));
+			print_row(name, &res, no_eager ? NULL : &mat, no_eager ? NULL : &warm,
+				  no_eager ? NULL : &pre);
+			b_print_stats(&res.st);
+			if (own > 0)
+				printf("      [%s (read-ahead) is at %.2f of this bound]\n",
+				       pm_backend_name(l.backend), own / res.gbs);
 		}
 	}
 	if (!no_eager) {
