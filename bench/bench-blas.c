@@ -9,6 +9,7 @@
 
 static size_t side = 1448, window = 16, block = 8192;
 static int reps = 3, eager_reps = 1;
+static bool bound;
 static double eager_wait = 5;
 
 struct kernel {
@@ -31,7 +32,9 @@ static void usage(const char *prog)
 	       "  --kernels L       sgemv,sgemm16,sgemm64 (default all)\n"
 	       "  --reps N          repetitions of the BLAS-alone and lazy cases, median (3)\n"
 	       "  --eager-reps N    repetitions of materialize + BLAS (default 1: slow)\n"
-	       "  --eager-wait S    idle seconds before a cold materialization (default 5)\n" B_LAZY_USAGE,
+	       "  --eager-wait S    idle seconds before a cold materialization (default 5)\n"
+	       "  --bound           also BLAS on the pre-built matrix while another thread\n"
+	       "                    moves a huge page once per MiB read (the moves alone)\n" B_LAZY_USAGE,
 	       prog);
 }
 
@@ -42,9 +45,10 @@ struct result {
 	uint64_t resident_max; /* the region's peak residency, the most of any run */
 };
 
-/* C = A W over blocks of rows; returns a checksum of a few outputs. */
+/* C = A W over blocks of rows; returns a checksum of a few outputs. Tells
+ * the mover, if any, how far it has read. */
 static double apply(const float *A, size_t rows, size_t ld, int k, int ncol, const float *W,
-		    float *C)
+		    float *C, struct b_mover *mv)
 {
 	size_t blk = block ? block : rows;
 	double sum = 0;
@@ -60,6 +64,8 @@ static double apply(const float *A, size_t rows, size_t ld, int k, int ncol, con
 				    A + r0 * ld, (int)ld, W, ncol, 0.0f, C, ncol);
 		sum += (double)C[0] + (double)C[(m - 1) * (size_t)ncol + (size_t)ncol - 1] +
 		       (double)C[m / 2 * (size_t)ncol];
+		if (mv)
+			b_mover_progress(mv, (r0 + m) * ld * sizeof(float));
 	}
 	return sum;
 }
@@ -81,7 +87,7 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), pm_backend_name(backend));
 	res->check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
-			   (int)pm_matrix_cols(m), ncol, W, C);
+			   (int)pm_matrix_cols(m), ncol, W, C, NULL);
 	res->s = b_now() - t0;
 	res->cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	res->thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
@@ -150,6 +156,10 @@ int main(int argc, char **argv)
 			usage(argv[0]);
 			return 0;
 		}
+		if (!strcmp(a, "--bound")) {
+			bound = true;
+			continue;
+		}
 		if (!v)
 			b_die(2, "unknown option or missing value: %s (see --help)", a);
 		i++;
@@ -213,7 +223,8 @@ int main(int argc, char **argv)
 			b_die(2, "--blas-threads: %d", nt);
 		openblas_set_num_threads(nt);
 		for (int k = 0; k < NKERNELS; k++) {
-			struct result runs[64], warms[64], alone, mat, warm;
+			struct result runs[128], warms[64], alone, mat, warm, beside;
+			size_t moves = 0;
 			struct pm_matrix_opts o = base;
 			pm_matrix *m;
 			int ncol = kernels[k].ncol;
@@ -237,29 +248,44 @@ int main(int argc, char **argv)
 			/* BLAS alone on a matrix that already exists */
 			o.lazy.backend = PM_BACKEND_EAGER;
 			b_check(pm_matrix_open(&o, &m), "eager");
-			for (int r = 0; r < reps; r++) {
+			for (int r = 0; r < (bound ? 2 : 1) * reps; r++) {
 				double t0, c0, h0, y0;
+				struct b_mover mv;
 
+				if (r >= reps && !b_mover_start(&mv) && r == reps)
+					printf("  (the moved page is not one huge page here: each move is "
+					       "512 page-table entries)\n");
 				b_hwm_reset();
 				c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
 				h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
 				y0 = b_thread_sys();
 				t0 = b_now();
 				runs[r].check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
-						      (int)pm_matrix_cols(m), ncol, W, C);
+						      (int)pm_matrix_cols(m), ncol, W, C, r >= reps ? &mv : NULL);
 				runs[r].s = b_now() - t0;
 				runs[r].cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
 				runs[r].thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
 				runs[r].sys = b_thread_sys() - y0;
 				runs[r].peak_mib = b_hwm_mib();
+				if (r >= reps)
+					moves = b_mover_stop(&mv);
 			}
 			pm_matrix_close(m);
 			median_of(runs, reps, &alone);
+			if (bound)
+				median_of(runs + reps, reps, &beside);
 			if (alone.check != mat.check || alone.check != warm.check)
 				b_die(1, "BLAS gave different results on the same matrix");
 			print_row("BLAS alone on pre-built", &alone, info.bytes, &alone, &mat, &warm);
 			print_row("eager cold: materialize+BLAS", &mat, info.bytes, &alone, &mat, &warm);
 			print_row("eager warm: materialize+BLAS", &warm, info.bytes, &alone, &mat, &warm);
+			if (bound) {
+				if (beside.check != alone.check)
+					b_die(1, "BLAS gave different results on the same matrix");
+				print_row("pre-built, moves beside", &beside, info.bytes, &alone, &mat, &warm);
+				printf("  (another thread moved a 2 MiB huge page %zu times, one per MiB "
+				       "read: the lazy matrix's page moves, without the paging)\n", moves);
+			}
 			for (int bi = 0; bi < lz.nbackends; bi++) {
 				int b = lz.backends[bi];
 				struct result lr;

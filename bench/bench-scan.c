@@ -10,10 +10,8 @@
  * the pre-built matrix scanned while another thread of the process moves a
  * huge page to and fro as often as the lazy scan moves its pages, which is
  * what those moves cost a reader on this kernel and hypervisor. */
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/mman.h>
 
 #include "bench.h"
 
@@ -145,98 +143,128 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 
 /* ------------------------------------------- moves beside a scan */
 
-/* A reader publishes how far it has scanned; the mover moves one 2 MiB huge
- * page between two places (mremap, which clears and sets one PMD and
- * flushes it from every CPU, as the lazy backends' moves do) until it has
- * made one move per MiB scanned: the lazy scan moves each 2 MiB of the
- * matrix in and out once. */
-struct mover {
-	_Atomic size_t scanned; /* bytes */
-	atomic_bool done;
-	char *at[2];
-	size_t moves;
-	int err;
-};
-
-static void *mover_main(void *arg)
-{
-	struct mover *m = arg;
-	size_t len = 2 * B_MIB;
-
-	while (!atomic_load(&m->done)) {
-		if (m->moves >= atomic_load(&m->scanned) / B_MIB)
-			continue; /* the reader's CPU is the other one */
-		char *from = m->at[m->moves & 1], *to = m->at[!(m->moves & 1)];
-
-		if (mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) ==
-		    MAP_FAILED) {
-			m->err = errno;
-			break;
-		}
-		m->moves++;
-	}
-	return NULL;
-}
-
-/* The process's anonymous memory in huge pages, KiB (-1: unknown). */
-static long anon_huge_kib(void)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/self/smaps_rollup", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "AnonHugePages:", 14))
-			v = strtol(line + 14, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /* The scan of p while a mover works beside it; GB/s in res, the moves
  * made in *moves. */
 static void scan_beside_moves(const void *p, size_t n, struct result *res, size_t *moves)
 {
-	size_t len = 2 * B_MIB, block = B_MIB;
-	struct mover m = { .err = 0 };
-	char *base;
-	pthread_t t;
+	struct b_mover m;
 	double t0, c[3];
 	uint64_t sum = 0;
-	long huge;
 
-	base = mmap(NULL, 3 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
-		b_die(1, "mmap: %s", strerror(errno));
-	m.at[0] = (char *)(((uintptr_t)base + len - 1) & ~(uintptr_t)(len - 1));
-	m.at[1] = m.at[0] + len;
-	madvise(m.at[0], len, MADV_HUGEPAGE);
-	huge = anon_huge_kib();
-	memset(m.at[0], 1, len);
-	if (huge < 0 || anon_huge_kib() - huge < 2048)
+	if (!b_mover_start(&m))
 		printf("      [the moved page is not one huge page here: each move is 512 "
 		       "page-table entries]\n");
-	if (pthread_create(&t, NULL, mover_main, &m))
-		b_die(1, "pthread_create failed");
 	b_hwm_reset();
 	clock_start(c);
 	t0 = b_now();
-	for (size_t off = 0; off < n; off += block) {
-		sum += b_sum((const char *)p + off, n - off < block ? n - off : block);
-		atomic_store_explicit(&m.scanned, off + block, memory_order_relaxed);
+	for (size_t off = 0; off < n; off += B_MIB) {
+		sum += b_sum((const char *)p + off, n - off < B_MIB ? n - off : B_MIB);
+		b_mover_progress(&m, off + B_MIB);
 	}
 	res->gbs = (double)n / (b_now() - t0) / 1e9;
 	clock_stop(c, res);
-	atomic_store(&m.done, true);
-	pthread_join(t, NULL);
-	if (m.err)
-		b_die(1, "mremap: %s", strerror(m.err));
+	*moves = b_mover_stop(&m);
 	res->sum = sum;
 	res->open_s = 0;
 	res->peak_mib = b_hwm_mib();
-	*moves = m.moves;
-	munmap(base, 3 * len);
+}
+
+/* ------------------------------------------------ the store rate */
+
+/* One thread writes 4 MiB buffers in turn over a 64 MiB arena, another
+ * reads each once it is written (at most 15 behind): the rate at which a
+ * core can write a matrix that another core reads, the least a fill of
+ * the matrix can cost (the writer's time in its stores, not its waits for
+ * the reader). Stores past the caches where the CPU has them, as read-ahead
+ * fills do. */
+#define RING_BUF (4 * B_MIB)
+#define RING_N 16
+
+struct ring {
+	char *arena;
+	size_t total, buf; /* buffers, and the bytes of one */
+	double write_s;    /* the writer's time in its stores */
+	_Atomic size_t written, read;
+};
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Buffer k: 64-byte stores past the caches where the CPU has AVX-512,
+ * else 16-byte ones. */
+__attribute__((target("avx512f"))) static void ring_write64(char *d, size_t k)
+{
+	__m512i v = _mm512_set1_epi64((long long)k), one = _mm512_set1_epi64(1);
+
+	for (size_t i = 0; i < RING_BUF; i += 64) {
+		_mm512_stream_si512((void *)(d + i), v);
+		v = _mm512_add_epi64(v, one);
+	}
+	_mm_sfence();
+}
+
+static void ring_write16(char *d, size_t k)
+{
+	__m128i v = _mm_set1_epi64x((long long)k), one = _mm_set1_epi64x(1);
+
+	for (size_t i = 0; i < RING_BUF; i += 16) {
+		_mm_stream_si128((__m128i *)(d + i), v);
+		v = _mm_add_epi64(v, one);
+	}
+	_mm_sfence();
+}
+#endif
+
+static void *ring_writer(void *arg)
+{
+	struct ring *g = arg;
+#if defined(__x86_64__)
+	bool wide = __builtin_cpu_supports("avx512f");
+#endif
+
+	for (size_t k = 0; k < g->total; k++) {
+		char *d = g->arena + (k % RING_N) * RING_BUF;
+
+		while (k - atomic_load(&g->read) >= RING_N)
+			;
+		double t0 = b_now();
+#if defined(__x86_64__)
+		if (wide)
+			ring_write64(d, k);
+		else
+			ring_write16(d, k);
+#else
+		for (size_t i = 0; i < RING_BUF / 8; i++)
+			((uint64_t *)d)[i] = k + i;
+#endif
+		g->write_s += b_now() - t0;
+		atomic_store(&g->written, k + 1);
+	}
+	return NULL;
+}
+
+/* GB/s of the ring's writer over `bytes` (rounded up to whole buffers),
+ * in the time it spends storing. */
+static double store_rate(size_t bytes)
+{
+	struct ring g = { .total = (bytes + RING_BUF - 1) / RING_BUF, .buf = RING_BUF };
+	pthread_t t;
+	uint64_t sum = 0;
+
+	g.arena = b_alloc_resident(RING_N * RING_BUF);
+	if (pthread_create(&t, NULL, ring_writer, &g))
+		b_die(1, "pthread_create failed");
+	for (size_t k = 0; k < g.total; k++) {
+		while (atomic_load(&g.written) <= k)
+			;
+		sum += b_sum(g.arena + (k % RING_N) * g.buf, g.buf);
+		atomic_store(&g.read, k + 1);
+	}
+	pthread_join(t, NULL);
+	free(g.arena);
+	if (sum == 1) /* keeps the reads */
+		printf(" ");
+	return (double)(g.total * RING_BUF) / g.write_s / 1e9;
 }
 
 /* The trivial fill of the mechanism probes: one multiply per word. */
@@ -513,6 +541,26 @@ int main(int argc, char **argv)
 			if (own > 0)
 				printf("      [%s (read-ahead) is at %.2f of this bound]\n",
 				       pm_backend_name(l.backend), own / res.gbs);
+			if (!pattern_mib) {
+				/* The fill, at least the store rate's CPU time,
+				 * comes on top of the paging's, from the same
+				 * CPUs: the scan takes at least that sum spread over
+				 * them, and at least the no-fill scan's time. */
+				long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+				double rate = store_rate(bytes), t_min = (double)bytes / res.gbs / 1e9;
+				double t_cpu = (res.cpu + (double)bytes / rate / 1e9) / (double)(ncpu > 0 ? ncpu : 1);
+				double g = (double)bytes / (t_cpu > t_min ? t_cpu : t_min) / 1e9;
+
+				printf("      [with a fill at the store rate (%.1f GB/s, one core writing "
+				       "past the caches as another reads): at most %.2f GB/s",
+				       rate, g);
+				if (!no_eager)
+					printf(", %.2fx the pre-built scan", g / pre.gbs);
+				if (own > 0)
+					printf("; %s (read-ahead) is at %.2f of it", pm_backend_name(l.backend),
+					       own / g);
+				printf("]\n");
+			}
 		}
 	}
 	if (!no_eager) {

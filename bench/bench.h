@@ -4,12 +4,17 @@
 #ifndef PM_BENCH_H
 #define PM_BENCH_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -127,6 +132,98 @@ static inline void *b_alloc_resident(size_t n)
 		b_die(1, "out of memory (%zu bytes)", n);
 	memset(p, 0, n);
 	return p;
+}
+
+/* ------------------------------------------------------- a mover */
+
+/* Page moves beside a reader: a thread of the process moves one 2 MiB
+ * huge page between two places (mremap, which clears and sets one PMD and
+ * flushes it from every CPU, as the lazy backends' moves do), one move per
+ * MiB the reader says it has read (the lazy matrix moves each 2 MiB in and
+ * out once), and sleeps while it is ahead. The moved page is never one the
+ * reader reads: what the moves cost it is what they cost any reader. */
+struct b_mover {
+	_Atomic size_t read; /* bytes the reader has read */
+	atomic_bool stop;
+	char *base, *at[2];
+	size_t moves;
+	int err;
+	pthread_t t;
+};
+
+static inline void *b_mover_main(void *arg)
+{
+	struct b_mover *m = arg;
+	const struct timespec nap = { 0, 20000 };
+
+	while (!atomic_load(&m->stop)) {
+		char *from = m->at[m->moves & 1], *to = m->at[!(m->moves & 1)];
+
+		if (m->moves >= atomic_load_explicit(&m->read, memory_order_relaxed) / B_MIB) {
+			nanosleep(&nap, NULL);
+			continue;
+		}
+		if (mremap(from, 2 * B_MIB, 2 * B_MIB, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+			   to) == MAP_FAILED) {
+			m->err = errno;
+			break;
+		}
+		m->moves++;
+	}
+	return NULL;
+}
+
+/* The process's anonymous memory in huge pages, KiB (-1: unknown). */
+static inline long b_anon_huge_kib(void)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "AnonHugePages:", 14))
+			v = strtol(line + 14, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/* Starts the mover; false if its page is not one huge page here. */
+static inline bool b_mover_start(struct b_mover *m)
+{
+	size_t len = 2 * B_MIB;
+	long huge;
+
+	memset(m, 0, sizeof(*m));
+	m->base = mmap(NULL, 3 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m->base == MAP_FAILED)
+		b_die(1, "mmap: %s", strerror(errno));
+	m->at[0] = (char *)(((uintptr_t)m->base + len - 1) & ~(uintptr_t)(len - 1));
+	m->at[1] = m->at[0] + len;
+	madvise(m->at[0], len, MADV_HUGEPAGE);
+	huge = b_anon_huge_kib();
+	memset(m->at[0], 1, len);
+	huge = huge < 0 ? -1 : b_anon_huge_kib() - huge;
+	if (pthread_create(&m->t, NULL, b_mover_main, m))
+		b_die(1, "pthread_create failed");
+	return huge >= 2048;
+}
+
+static inline void b_mover_progress(struct b_mover *m, size_t bytes)
+{
+	atomic_store_explicit(&m->read, bytes, memory_order_relaxed);
+}
+
+/* Stops the mover; the moves it made. */
+static inline size_t b_mover_stop(struct b_mover *m)
+{
+	atomic_store(&m->stop, true);
+	pthread_join(m->t, NULL);
+	munmap(m->base, 6 * B_MIB);
+	if (m->err)
+		b_die(1, "mremap: %s", strerror(m->err));
+	return m->moves;
 }
 
 /* ------------------------------------------------------------ SIGBUS */
