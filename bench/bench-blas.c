@@ -34,7 +34,8 @@ static void usage(const char *prog)
 	       "  --eager-reps N    repetitions of materialize + BLAS (default 1: slow)\n"
 	       "  --eager-wait S    idle seconds before a cold materialization (default 5)\n"
 	       "  --bound           also BLAS on the pre-built matrix while another thread\n"
-	       "                    moves a huge page once per MiB read (the moves alone)\n" B_LAZY_USAGE,
+	       "                    moves a huge page once per MiB read (the moves alone;\n"
+	       "                    told after each call, so they come a block at a time)\n" B_LAZY_USAGE,
 	       prog);
 }
 
@@ -189,6 +190,9 @@ int main(int argc, char **argv)
 	}
 	if (reps < 1 || reps > 64 || eager_reps < 1 || eager_reps > 64 || window < 1)
 		b_die(2, "bad arguments (see --help)");
+	if (bound && !block)
+		b_die(2, "--bound needs --block > 0: the mover hears how far BLAS has read "
+			 "between its calls");
 
 	b_print_header(argc, argv);
 	b_opts_2d(&base, NULL, PM_DTYPE_U8, side, window);
@@ -224,7 +228,8 @@ int main(int argc, char **argv)
 		openblas_set_num_threads(nt);
 		for (int k = 0; k < NKERNELS; k++) {
 			struct result runs[128], warms[64], alone, mat, warm, beside;
-			size_t moves = 0;
+			size_t fewest = SIZE_MAX, most = 0;
+			int mover_err = 0, huge = 0;
 			struct pm_matrix_opts o = base;
 			pm_matrix *m;
 			int ncol = kernels[k].ncol;
@@ -252,9 +257,9 @@ int main(int argc, char **argv)
 				double t0, c0, h0, y0;
 				struct b_mover mv;
 
-				if (r >= reps && !b_mover_start(&mv) && r == reps)
-					printf("  (the moved page is not one huge page here: each move is "
-					       "512 page-table entries)\n");
+				memset(&runs[r], 0, sizeof(runs[r]));
+				if (r >= reps)
+					huge = b_mover_start(&mv);
 				b_hwm_reset();
 				c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
 				h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
@@ -267,8 +272,13 @@ int main(int argc, char **argv)
 				runs[r].thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
 				runs[r].sys = b_thread_sys() - y0;
 				runs[r].peak_mib = b_hwm_mib();
-				if (r >= reps)
-					moves = b_mover_stop(&mv);
+				if (r >= reps) {
+					size_t n = b_mover_stop(&mv);
+
+					fewest = n < fewest ? n : fewest;
+					most = n > most ? n : most;
+					mover_err = mover_err ? mover_err : mv.err;
+				}
 			}
 			pm_matrix_close(m);
 			median_of(runs, reps, &alone);
@@ -282,9 +292,10 @@ int main(int argc, char **argv)
 			if (bound) {
 				if (beside.check != alone.check)
 					b_die(1, "BLAS gave different results on the same matrix");
-				print_row("pre-built, moves beside", &beside, info.bytes, &alone, &mat, &warm);
-				printf("  (another thread moved a 2 MiB huge page %zu times, one per MiB "
-				       "read: the lazy matrix's page moves, without the paging)\n", moves);
+				if (!mover_err)
+					print_row("pre-built, moves beside", &beside, info.bytes, &alone, &mat,
+						  &warm);
+				b_mover_report("  ", fewest, most, info.bytes / B_MIB, mover_err, huge);
 			}
 			for (int bi = 0; bi < lz.nbackends; bi++) {
 				int b = lz.backends[bi];

@@ -6,10 +6,12 @@
  * --pattern: a generic region with a trivial fill, to tell the paging
  * machinery's cost from the im2col fill's.
  * --bound: also a region of the same length whose fill writes nothing: the
- * paging machinery alone, the most a scan with any fill could reach; and
- * the pre-built matrix scanned while another thread of the process moves a
- * huge page to and fro as often as the lazy scan moves its pages, which is
- * what those moves cost a reader on this kernel and hypervisor. */
+ * paging machinery alone, the most a scan with any fill could reach; that
+ * bound with a fill at the store rate (one core streaming a matrix that
+ * another reads); and, with the eager reference, the pre-built matrix
+ * scanned while another thread of the process moves a huge page to and fro
+ * as often as the lazy scan moves its pages, which is what those moves cost
+ * a reader on this kernel and hypervisor. */
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -34,8 +36,10 @@ static void usage(const char *prog)
 	       "  --pattern MIB    scan a generic region of MIB with a trivial fill instead\n"
 	       "  --bound          also scan each backend's region with a fill that writes\n"
 	       "                   nothing (the paging alone, a bound on any fill's scan),\n"
-	       "                   and the pre-built matrix while another thread moves a\n"
-	       "                   huge page once per MiB scanned (the moves alone)\n"
+	       "                   that bound with a fill at the store rate (a core\n"
+	       "                   streaming buffers that another reads), and, with the\n"
+	       "                   eager reference, the pre-built matrix while another\n"
+	       "                   thread moves a huge page once per MiB scanned\n"
 	       "  --configs LIST   lazy configurations: plain (no read-ahead) and/or\n"
 	       "                   ahead (the options as given); default plain,ahead\n" B_LAZY_USAGE,
 	       prog);
@@ -46,6 +50,8 @@ static void usage(const char *prog)
 struct result {
 	double gbs, open_s, peak_mib;
 	double cpu;      /* CPU seconds of every thread of the process */
+	size_t moves;    /* beside a scan: the mover's moves */
+	int mover_err, huge;
 	double thr, sys; /* the scanning thread's CPU seconds, and its system part */
 	uint64_t sum;
 	struct pm_stats st;
@@ -71,12 +77,12 @@ static void clock_stop(const double t[3], struct result *res)
 	res->sys = b_thread_sys() - t[2];
 }
 
-static void scan_beside_moves(const void *p, size_t n, struct result *res, size_t *moves);
+static void scan_beside_moves(const void *p, size_t n, struct result *res);
 
 /* eager: open (materialize) + scan, then optionally a second scan of the
  * pre-built matrix, and a third with huge-page moves beside it. */
 static void run_eager(const struct pm_matrix_opts *base, struct result *mat, struct result *pre,
-		      struct result *beside, size_t *moves)
+		      struct result *beside)
 {
 	struct pm_matrix_opts o = *base;
 	pm_matrix *m;
@@ -112,7 +118,7 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 		pre->st = mat->st;
 	}
 	if (beside) {
-		scan_beside_moves(pm_matrix_data(m), n, beside, moves);
+		scan_beside_moves(pm_matrix_data(m), n, beside);
 		beside->st = mat->st;
 	}
 	pm_matrix_close(m);
@@ -143,17 +149,14 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 
 /* ------------------------------------------- moves beside a scan */
 
-/* The scan of p while a mover works beside it; GB/s in res, the moves
- * made in *moves. */
-static void scan_beside_moves(const void *p, size_t n, struct result *res, size_t *moves)
+/* The scan of p while a mover works beside it. */
+static void scan_beside_moves(const void *p, size_t n, struct result *res)
 {
 	struct b_mover m;
 	double t0, c[3];
 	uint64_t sum = 0;
 
-	if (!b_mover_start(&m))
-		printf("      [the moved page is not one huge page here: each move is 512 "
-		       "page-table entries]\n");
+	res->huge = b_mover_start(&m);
 	b_hwm_reset();
 	clock_start(c);
 	t0 = b_now();
@@ -163,7 +166,8 @@ static void scan_beside_moves(const void *p, size_t n, struct result *res, size_
 	}
 	res->gbs = (double)n / (b_now() - t0) / 1e9;
 	clock_stop(c, res);
-	*moves = b_mover_stop(&m);
+	res->moves = b_mover_stop(&m);
+	res->mover_err = m.err;
 	res->sum = sum;
 	res->open_s = 0;
 	res->peak_mib = b_hwm_mib();
@@ -174,9 +178,9 @@ static void scan_beside_moves(const void *p, size_t n, struct result *res, size_
 /* One thread writes 4 MiB buffers in turn over a 64 MiB arena, another
  * reads each once it is written (at most 15 behind): the rate at which a
  * core can write a matrix that another core reads, the least a fill of
- * the matrix can cost (the writer's time in its stores, not its waits for
- * the reader). Stores past the caches where the CPU has them, as read-ahead
- * fills do. */
+ * the matrix streamed past the caches can cost (the writer's time in its
+ * stores, not its waits for the reader), as read-ahead fills store it.
+ * (Demand fills use ordinary stores into slots partly in the caches.) */
 #define RING_BUF (4 * B_MIB)
 #define RING_N 16
 
@@ -226,7 +230,7 @@ static void *ring_writer(void *arg)
 		char *d = g->arena + (k % RING_N) * RING_BUF;
 
 		while (k - atomic_load(&g->read) >= RING_N)
-			;
+			b_pause();
 		double t0 = b_now();
 #if defined(__x86_64__)
 		if (wide)
@@ -243,11 +247,17 @@ static void *ring_writer(void *arg)
 	return NULL;
 }
 
-/* GB/s of the ring's writer over `bytes` (rounded up to whole buffers),
- * in the time it spends storing. */
+/* GB/s of the ring's writer over `bytes` (rounded up to whole buffers, at
+ * most 4 GiB), in the time it spends storing. Measured once per run. */
 static double store_rate(size_t bytes)
 {
-	struct ring g = { .total = (bytes + RING_BUF - 1) / RING_BUF, .buf = RING_BUF };
+	static double rate;
+	size_t cap = (size_t)4 << 30;
+	struct ring g = { .total = ((bytes < cap ? bytes : cap) + RING_BUF - 1) / RING_BUF,
+			  .buf = RING_BUF };
+
+	if (rate > 0)
+		return rate;
 	pthread_t t;
 	uint64_t sum = 0;
 
@@ -256,7 +266,7 @@ static double store_rate(size_t bytes)
 		b_die(1, "pthread_create failed");
 	for (size_t k = 0; k < g.total; k++) {
 		while (atomic_load(&g.written) <= k)
-			;
+			b_pause();
 		sum += b_sum(g.arena + (k % RING_N) * g.buf, g.buf);
 		atomic_store(&g.read, k + 1);
 	}
@@ -264,7 +274,8 @@ static double store_rate(size_t bytes)
 	free(g.arena);
 	if (sum == 1) /* keeps the reads */
 		printf(" ");
-	return (double)(g.total * RING_BUF) / g.write_s / 1e9;
+	rate = (double)(g.total * RING_BUF) / g.write_s / 1e9;
+	return rate;
 }
 
 /* The trivial fill of the mechanism probes: one multiply per word. */
@@ -451,7 +462,6 @@ int main(int argc, char **argv)
 
 	if (!no_eager) {
 		struct result pres[64], warms[64], besides[64];
-		size_t moves = 0;
 
 		/* Cold: memory the process has not used lately, as a fresh
 		 * materialization gets it (on a VM that hands freed memory back
@@ -460,8 +470,8 @@ int main(int argc, char **argv)
 		for (int r = 0; r < reps; r++) {
 			if (eager_wait > 0)
 				usleep((useconds_t)(eager_wait * 1e6));
-			run_eager(&base, &runs[r], NULL, NULL, NULL);
-			run_eager(&base, &warms[r], &pres[r], bound ? &besides[r] : NULL, &moves);
+			run_eager(&base, &runs[r], NULL, NULL);
+			run_eager(&base, &warms[r], &pres[r], bound ? &besides[r] : NULL);
 		}
 		median_of(runs, reps, &mat);
 		median_of(warms, reps, &warm);
@@ -471,11 +481,18 @@ int main(int argc, char **argv)
 		print_row("eager: pre-built scan", &pre, &mat, &warm, &pre);
 		if (bound) {
 			struct result bes;
+			size_t fewest = SIZE_MAX, most = 0;
+			int err = 0;
 
+			for (int r = 0; r < reps; r++) {
+				fewest = besides[r].moves < fewest ? besides[r].moves : fewest;
+				most = besides[r].moves > most ? besides[r].moves : most;
+				err = err ? err : besides[r].mover_err;
+			}
 			median_of(besides, reps, &bes);
-			print_row("pre-built, moves beside", &bes, &mat, &warm, &pre);
-			printf("      [another thread moved a 2 MiB huge page %zu times (one per MiB "
-			       "scanned): the lazy scan's page moves, without the paging]\n", moves);
+			if (!err)
+				print_row("pre-built, moves beside", &bes, &mat, &warm, &pre);
+			b_mover_report("      ", fewest, most, bytes / B_MIB, err, besides[0].huge);
 			if (bes.sum != pre.sum)
 				b_die(1, "the scans of the eager matrix differ");
 		}

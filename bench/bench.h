@@ -24,6 +24,18 @@
 
 #define B_MIB ((size_t)1 << 20)
 
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7; older C libraries lack the name */
+#endif
+
+/* In a loop that waits for another thread. */
+static inline void b_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
 /* Seconds on clock `id`: wall time (MONOTONIC), CPU time of the process
  * (every thread, user + system) or of the calling thread. */
 static inline double b_clock(clockid_t id)
@@ -189,8 +201,9 @@ static inline long b_anon_huge_kib(void)
 	return v;
 }
 
-/* Starts the mover; false if its page is not one huge page here. */
-static inline bool b_mover_start(struct b_mover *m)
+/* Starts the mover; 1 if its page is one huge page, 0 if not, -1 if that
+ * cannot be told. */
+static inline int b_mover_start(struct b_mover *m)
 {
 	size_t len = 2 * B_MIB;
 	long huge;
@@ -204,10 +217,11 @@ static inline bool b_mover_start(struct b_mover *m)
 	madvise(m->at[0], len, MADV_HUGEPAGE);
 	huge = b_anon_huge_kib();
 	memset(m->at[0], 1, len);
-	huge = huge < 0 ? -1 : b_anon_huge_kib() - huge;
+	if (huge >= 0)
+		huge = b_anon_huge_kib() - huge;
 	if (pthread_create(&m->t, NULL, b_mover_main, m))
 		b_die(1, "pthread_create failed");
-	return huge >= 2048;
+	return huge < 0 ? -1 : huge >= 2048;
 }
 
 static inline void b_mover_progress(struct b_mover *m, size_t bytes)
@@ -215,15 +229,36 @@ static inline void b_mover_progress(struct b_mover *m, size_t bytes)
 	atomic_store_explicit(&m->read, bytes, memory_order_relaxed);
 }
 
-/* Stops the mover; the moves it made. */
+/* Stops the mover; the moves it made (m->err: why it stopped early, or 0). */
 static inline size_t b_mover_stop(struct b_mover *m)
 {
 	atomic_store(&m->stop, true);
 	pthread_join(m->t, NULL);
 	munmap(m->base, 6 * B_MIB);
-	if (m->err)
-		b_die(1, "mremap: %s", strerror(m->err));
 	return m->moves;
+}
+
+/* What the movers of a row's repetitions did: the fewest and most moves,
+ * against one per MiB of the `mib` read; err: a failed move (the row is
+ * then not measured), huge: b_mover_start's answer. */
+static inline void b_mover_report(const char *indent, size_t fewest, size_t most, size_t mib,
+				  int err, int huge)
+{
+	if (err) {
+		printf("%s[moves beside: not measured: mremap: %s]\n", indent, strerror(err));
+		return;
+	}
+	printf("%s[another thread moved a 2 MiB huge page %zu-%zu times in a repetition, for "
+	       "%zu MiB read: the lazy matrix's page moves, without the paging]\n",
+	       indent, fewest, most, mib);
+	if ((double)fewest < 0.9 * (double)mib)
+		printf("%s[the mover fell behind one move per MiB: the row shows less than the "
+		       "moves cost]\n", indent);
+	if (huge == 0)
+		printf("%s[the moved page is not one huge page here: each move is 512 page-table "
+		       "entries]\n", indent);
+	else if (huge < 0)
+		printf("%s[whether the moved page is one huge page is unknown here]\n", indent);
 }
 
 /* ------------------------------------------------------------ SIGBUS */
