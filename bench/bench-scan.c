@@ -8,7 +8,8 @@
  * --bound: also a region of the same length whose fill writes nothing: the
  * paging machinery alone, the most a scan with any fill could reach; that
  * bound with a fill at the store rate (one core streaming a matrix that
- * another reads); and, with the eager reference, the pre-built matrix
+ * another reads, into pages just moved as a lazy fill's pool slots are);
+ * and, with the eager reference, the pre-built matrix
  * scanned while another thread of the process moves a huge page to and fro
  * as often as the lazy scan moves its pages, which is what those moves cost
  * a reader on this kernel and hypervisor. */
@@ -37,9 +38,10 @@ static void usage(const char *prog)
 	       "  --bound          also scan each backend's region with a fill that writes\n"
 	       "                   nothing (the paging alone, a bound on any fill's scan),\n"
 	       "                   that bound with a fill at the store rate (a core\n"
-	       "                   streaming buffers that another reads), and, with the\n"
-	       "                   eager reference, the pre-built matrix while another\n"
-	       "                   thread moves a huge page once per MiB scanned\n"
+	       "                   streaming buffers that another reads, into pages just\n"
+	       "                   moved), and, with the eager reference, the pre-built\n"
+	       "                   matrix while another thread moves a huge page once\n"
+	       "                   per MiB scanned\n"
 	       "  --configs LIST   lazy configurations: plain (no read-ahead) and/or\n"
 	       "                   ahead (the options as given); default plain,ahead\n" B_LAZY_USAGE,
 	       prog);
@@ -185,11 +187,28 @@ static void scan_beside_moves(const void *p, size_t n, struct result *res)
 #define RING_N 16
 
 struct ring {
-	char *arena;
-	size_t total, buf; /* buffers, and the bytes of one */
-	double write_s;    /* the writer's time in its stores */
+	char *arena, *away; /* away: where a buffer moves to and back from */
+	size_t total, buf;  /* buffers, and the bytes of one */
+	bool moved;         /* each buffer moved away and back before it is written */
+	int err;
+	double write_s;     /* the writer's time in its stores */
 	_Atomic size_t written, read;
 };
+
+/* A 2 MiB-aligned mapping of n bytes in huge pages where there are any,
+ * touched; NULL if it cannot be had. (*base, *len: what to unmap.) */
+static char *huge_map(size_t n, char **base, size_t *len)
+{
+	*len = n + 2 * B_MIB;
+	*base = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*base == MAP_FAILED)
+		return NULL;
+	char *p = (char *)(((uintptr_t)*base + 2 * B_MIB - 1) & ~(uintptr_t)(2 * B_MIB - 1));
+
+	madvise(p, n, MADV_HUGEPAGE);
+	memset(p, 1, n);
+	return p;
+}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -231,6 +250,15 @@ static void *ring_writer(void *arg)
 
 		while (k - atomic_load(&g->read) >= RING_N)
 			b_pause();
+		if (g->moved &&
+		    (mremap(d, RING_BUF, RING_BUF, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+			    g->away) == MAP_FAILED ||
+		     mremap(g->away, RING_BUF, RING_BUF,
+			    MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, d) == MAP_FAILED)) {
+			g->err = errno;
+			g->moved = false; /* the buffer is where it was, or lost: */
+			memset(d, 0, RING_BUF); /* (the reader waits on it all the same) */
+		}
 		double t0 = b_now();
 #if defined(__x86_64__)
 		if (wide)
@@ -248,20 +276,26 @@ static void *ring_writer(void *arg)
 }
 
 /* GB/s of the ring's writer over `bytes` (rounded up to whole buffers, at
- * most 4 GiB), in the time it spends storing. Measured once per run. */
-static double store_rate(size_t bytes)
+ * most 4 GiB), in the time it spends storing; with `moved`, into buffers
+ * moved away and back just before (as a lazy fill writes a pool slot whose
+ * pages just came out of the region). 0 if it cannot be measured here.
+ * Measured once per run. */
+static double store_rate(size_t bytes, bool moved)
 {
-	static double rate;
-	size_t cap = (size_t)4 << 30;
+	static double rates[2];
+	size_t cap = (size_t)4 << 30, alen, wlen;
 	struct ring g = { .total = ((bytes < cap ? bytes : cap) + RING_BUF - 1) / RING_BUF,
-			  .buf = RING_BUF };
-
-	if (rate > 0)
-		return rate;
+			  .buf = RING_BUF, .moved = moved };
+	char *abase, *wbase;
 	pthread_t t;
 	uint64_t sum = 0;
 
-	g.arena = b_alloc_resident(RING_N * RING_BUF);
+	if (rates[moved] > 0)
+		return rates[moved];
+	g.arena = huge_map(RING_N * RING_BUF, &abase, &alen);
+	g.away = huge_map(RING_BUF, &wbase, &wlen);
+	if (!g.arena || !g.away)
+		b_die(1, "mmap: %s", strerror(errno));
 	if (pthread_create(&t, NULL, ring_writer, &g))
 		b_die(1, "pthread_create failed");
 	for (size_t k = 0; k < g.total; k++) {
@@ -271,11 +305,14 @@ static double store_rate(size_t bytes)
 		atomic_store(&g.read, k + 1);
 	}
 	pthread_join(t, NULL);
-	free(g.arena);
+	munmap(abase, alen);
+	munmap(wbase, wlen);
 	if (sum == 1) /* keeps the reads */
 		printf(" ");
-	rate = (double)(g.total * RING_BUF) / g.write_s / 1e9;
-	return rate;
+	if (g.err)
+		return 0;
+	rates[moved] = (double)(g.total * RING_BUF) / g.write_s / 1e9;
+	return rates[moved];
 }
 
 /* The trivial fill of the mechanism probes: one multiply per word. */
@@ -564,13 +601,19 @@ int main(int argc, char **argv)
 				 * CPUs: the scan takes at least that sum spread over
 				 * them, and at least the no-fill scan's time. */
 				long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-				double rate = store_rate(bytes), t_min = (double)bytes / res.gbs / 1e9;
+				double plain = store_rate(bytes, false), moved = store_rate(bytes, true);
+				double rate = moved > 0 ? moved : plain, t_min = (double)bytes / res.gbs / 1e9;
 				double t_cpu = (res.cpu + (double)bytes / rate / 1e9) / (double)(ncpu > 0 ? ncpu : 1);
 				double g = (double)bytes / (t_cpu > t_min ? t_cpu : t_min) / 1e9;
 
-				printf("      [with a fill at the store rate (%.1f GB/s, one core writing "
-				       "past the caches as another reads): at most %.2f GB/s",
-				       rate, g);
+				printf("      [store rate, one core writing past the caches as another "
+				       "reads: %.1f GB/s, into pages just moved: ", plain);
+				if (moved > 0)
+					printf("%.1f GB/s]\n", moved);
+				else
+					printf("not measured (mremap failed)]\n");
+				printf("      [with a fill at the %s rate: at most %.2f GB/s",
+				       moved > 0 ? "second" : "first", g);
 				if (!no_eager)
 					printf(", %.2fx the pre-built scan", g / pre.gbs);
 				if (own > 0)
