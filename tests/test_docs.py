@@ -143,8 +143,11 @@ def env(home=None):
 def execute(block, argv, cwd, home=None):
     """Runs argv in its own session: on a timeout the whole process group is
     killed, so no child of a block outlives the test. stdout and stderr
-    merged."""
-    p = subprocess.Popen(argv, cwd=cwd, env=env(home), stdout=subprocess.PIPE,
+    merged. TMPDIR is the block's directory: what a block makes with
+    mktemp goes when the directory goes."""
+    e = env(home)
+    e["TMPDIR"] = cwd
+    p = subprocess.Popen(argv, cwd=cwd, env=e, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = p.communicate(timeout=TIMEOUT)

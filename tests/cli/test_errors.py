@@ -331,17 +331,19 @@ def test_report_to_full_stdout(exe, work):
 
 def in_namespace_with_tmpfs(options, script, *args):
     """Runs script with $1 a fresh tmpfs (mount options), in a private mount
-    namespace so that nothing outlives the test; None if that is not
+    namespace so that nothing outlives the test (the mount point, made in
+    the shared file system, is removed on the way out); None if that is not
     possible here."""
     unshare = shutil.which("unshare")
     if not unshare:
         return None
+    cleanup = 'd=$(mktemp -d) || exit 99; trap \'cd /; umount "$d" 2>/dev/null; rmdir "$d" 2>/dev/null\' EXIT; '
     probe = subprocess.run([unshare, "-m", "sh", "-c",
-                            'd=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs "$d"'],
+                            cleanup + 'mount -t tmpfs -o size=64k tmpfs "$d"'],
                            capture_output=True, timeout=30)
     if probe.returncode:
         return None
-    wrapper = ('d=$(mktemp -d) && mount -t tmpfs -o "$1" tmpfs "$d" || exit 99; shift; '
+    wrapper = (cleanup + 'mount -t tmpfs -o "$1" tmpfs "$d" || exit 99; shift; '
                'cd "$d"; ' + script)
     return subprocess.run([unshare, "-m", "sh", "-c", wrapper, "sh", options, *map(str, args)],
                           capture_output=True, text=True, timeout=120)
