@@ -77,22 +77,22 @@ static void run(const struct pm_matrix_opts *base, int backend, const struct pm_
 {
 	struct pm_matrix_opts o = *base;
 	pm_matrix *m;
-	double t0, c0, h0, y0;
+	struct b_cpu c0, c;
+	double t0;
 
 	o.lazy = *lz;
 	o.lazy.backend = backend;
 	b_hwm_reset();
-	c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
-	h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
-	y0 = b_thread_sys();
+	c0 = b_cpu_now();
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), pm_backend_name(backend));
 	res->check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
 			   (int)pm_matrix_cols(m), ncol, W, C, NULL);
 	res->s = b_now() - t0;
-	res->cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
-	res->thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
-	res->sys = b_thread_sys() - y0;
+	c = b_cpu_since(c0);
+	res->cpu = c.proc;
+	res->thr = c.thr;
+	res->sys = c.sys;
 	res->peak_mib = b_hwm_mib();
 	res->st.size = sizeof(res->st);
 	pm_matrix_stats(m, &res->st);
@@ -254,23 +254,23 @@ int main(int argc, char **argv)
 			o.lazy.backend = PM_BACKEND_EAGER;
 			b_check(pm_matrix_open(&o, &m), "eager");
 			for (int r = 0; r < (bound ? 2 : 1) * reps; r++) {
-				double t0, c0, h0, y0;
+				struct b_cpu c0, c;
 				struct b_mover mv;
+				double t0;
 
 				memset(&runs[r], 0, sizeof(runs[r]));
 				if (r >= reps)
 					huge = b_mover_start(&mv);
 				b_hwm_reset();
-				c0 = b_clock(CLOCK_PROCESS_CPUTIME_ID);
-				h0 = b_clock(CLOCK_THREAD_CPUTIME_ID);
-				y0 = b_thread_sys();
+				c0 = b_cpu_now();
 				t0 = b_now();
 				runs[r].check = apply(pm_matrix_data(m), pm_matrix_rows(m), pm_matrix_ld(m),
 						      (int)pm_matrix_cols(m), ncol, W, C, r >= reps ? &mv : NULL);
 				runs[r].s = b_now() - t0;
-				runs[r].cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
-				runs[r].thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - h0;
-				runs[r].sys = b_thread_sys() - y0;
+				c = b_cpu_since(c0);
+				runs[r].cpu = c.proc;
+				runs[r].thr = c.thr;
+				runs[r].sys = c.sys;
 				runs[r].peak_mib = b_hwm_mib();
 				if (r >= reps) {
 					size_t n = b_mover_stop(&mv);

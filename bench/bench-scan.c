@@ -64,19 +64,14 @@ static uint64_t scan(const void *p, size_t n)
 	return b_sum(p, n);
 }
 
-/* CPU clocks: the process's, the scanning thread's and its system part. */
-static void clock_start(double t[3])
+/* res's CPU seconds since c (b_cpu_now() on the scanning thread). */
+static void cpu_since(struct result *res, struct b_cpu c)
 {
-	t[0] = b_clock(CLOCK_PROCESS_CPUTIME_ID);
-	t[1] = b_clock(CLOCK_THREAD_CPUTIME_ID);
-	t[2] = b_thread_sys();
-}
+	struct b_cpu d = b_cpu_since(c);
 
-static void clock_stop(const double t[3], struct result *res)
-{
-	res->cpu = b_clock(CLOCK_PROCESS_CPUTIME_ID) - t[0];
-	res->thr = b_clock(CLOCK_THREAD_CPUTIME_ID) - t[1];
-	res->sys = b_thread_sys() - t[2];
+	res->cpu = d.proc;
+	res->thr = d.thr;
+	res->sys = d.sys;
 }
 
 static void scan_beside_moves(const void *p, size_t n, struct result *res);
@@ -89,18 +84,19 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 	struct pm_matrix_opts o = *base;
 	pm_matrix *m;
 	size_t n;
-	double t0, t1, t2, c[3];
+	double t0, t1, t2;
+	struct b_cpu c;
 
 	o.lazy.backend = PM_BACKEND_EAGER;
 	b_hwm_reset();
-	clock_start(c);
+	c = b_cpu_now();
 	t0 = b_now();
 	b_check(pm_matrix_open(&o, &m), "eager open");
 	t1 = b_now();
 	n = pm_matrix_bytes(m);
 	mat->sum = scan(pm_matrix_data(m), n);
 	t2 = b_now();
-	clock_stop(c, mat);
+	cpu_since(mat, c);
 	mat->gbs = (double)n / (t2 - t0) / 1e9;
 	mat->open_s = t1 - t0;
 	mat->peak_mib = b_hwm_mib();
@@ -109,11 +105,11 @@ static void run_eager(const struct pm_matrix_opts *base, struct result *mat, str
 
 	if (pre) {
 		b_hwm_reset();
-		clock_start(c);
+		c = b_cpu_now();
 		t0 = b_now();
 		pre->sum = scan(pm_matrix_data(m), n);
 		t1 = b_now();
-		clock_stop(c, pre);
+		cpu_since(pre, c);
 		pre->gbs = (double)n / (t1 - t0) / 1e9;
 		pre->open_s = 0;
 		pre->peak_mib = b_hwm_mib();
@@ -130,17 +126,18 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 {
 	pm_matrix *m;
 	size_t n;
-	double t0, t1, t2, c[3];
+	double t0, t1, t2;
+	struct b_cpu c;
 
 	b_hwm_reset();
-	clock_start(c);
+	c = b_cpu_now();
 	t0 = b_now();
 	b_check(pm_matrix_open(o, &m), "lazy open");
 	t1 = b_now();
 	n = pm_matrix_bytes(m);
 	res->sum = scan(pm_matrix_data(m), n);
 	t2 = b_now();
-	clock_stop(c, res);
+	cpu_since(res, c);
 	res->gbs = (double)n / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();
@@ -155,19 +152,20 @@ static void run_lazy(const struct pm_matrix_opts *o, struct result *res)
 static void scan_beside_moves(const void *p, size_t n, struct result *res)
 {
 	struct b_mover m;
-	double t0, c[3];
+	double t0;
+	struct b_cpu c;
 	uint64_t sum = 0;
 
 	res->huge = b_mover_start(&m);
 	b_hwm_reset();
-	clock_start(c);
+	c = b_cpu_now();
 	t0 = b_now();
 	for (size_t off = 0; off < n; off += B_MIB) {
 		sum += b_sum((const char *)p + off, n - off < B_MIB ? n - off : B_MIB);
 		b_mover_progress(&m, off + B_MIB);
 	}
 	res->gbs = (double)n / (b_now() - t0) / 1e9;
-	clock_stop(c, res);
+	cpu_since(res, c);
 	res->moves = b_mover_stop(&m);
 	res->mover_err = m.err;
 	res->sum = sum;
@@ -338,17 +336,18 @@ static void run_pattern(const struct pm_lazy_opts *lz, size_t len, pm_fill_fn fi
 {
 	struct pm_region_opts o = { .size = sizeof(o), .length = len, .fill = fill };
 	pm_region *r;
-	double t0, t1, t2, c[3];
+	double t0, t1, t2;
+	struct b_cpu c;
 
 	o.lazy = *lz;
 	b_hwm_reset();
-	clock_start(c);
+	c = b_cpu_now();
 	t0 = b_now();
 	b_check(pm_region_open(&o, &r), "region open");
 	t1 = b_now();
 	res->sum = scan(pm_region_data(r), len);
 	t2 = b_now();
-	clock_stop(c, res);
+	cpu_since(res, c);
 	res->gbs = (double)len / (t2 - t0) / 1e9;
 	res->open_s = t1 - t0;
 	res->peak_mib = b_hwm_mib();

@@ -60,6 +60,31 @@ static inline double b_thread_sys(void)
 	return (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec * 1e-6;
 }
 
+/* CPU seconds: of the process (every thread), of the calling thread, and
+ * of the calling thread in the kernel. */
+struct b_cpu {
+	double proc, thr, sys;
+};
+
+static inline struct b_cpu b_cpu_now(void)
+{
+	struct b_cpu c = { b_clock(CLOCK_PROCESS_CPUTIME_ID), b_clock(CLOCK_THREAD_CPUTIME_ID),
+			   b_thread_sys() };
+
+	return c;
+}
+
+/* The CPU seconds since `from`, a b_cpu_now() of the same thread. */
+static inline struct b_cpu b_cpu_since(struct b_cpu from)
+{
+	struct b_cpu c = b_cpu_now();
+
+	c.proc -= from.proc;
+	c.thr -= from.thr;
+	c.sys -= from.sys;
+	return c;
+}
+
 /* One clear line on stderr, exit 2 (bad usage) or 1 (failure). */
 static inline void b_die(int code, const char *fmt, ...)
 {
@@ -81,13 +106,13 @@ static inline void b_check(int err, const char *what)
 
 /* ------------------------------------------------------------ memory */
 
-/* A /proc/self/status field (VmHWM, VmRSS) in KiB, or -1. */
-static inline long b_status_kib(const char *field)
+/* A field of a /proc file of "Name: value kB" lines, in KiB, or -1. */
+static inline long b_proc_kib(const char *file, const char *field)
 {
 	char line[256];
 	size_t n = strlen(field);
 	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
+	FILE *f = fopen(file, "r");
 
 	if (!f)
 		return -1;
@@ -96,6 +121,12 @@ static inline long b_status_kib(const char *field)
 			v = strtol(line + n + 1, NULL, 10);
 	fclose(f);
 	return v;
+}
+
+/* A /proc/self/status field (VmHWM, VmRSS) in KiB, or -1. */
+static inline long b_status_kib(const char *field)
+{
+	return b_proc_kib("/proc/self/status", field);
 }
 
 /* Resets VmHWM to the current RSS, so that the next reading is the peak of
@@ -185,22 +216,6 @@ static inline void *b_mover_main(void *arg)
 	return NULL;
 }
 
-/* The process's anonymous memory in huge pages, KiB (-1: unknown). */
-static inline long b_anon_huge_kib(void)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/self/smaps_rollup", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "AnonHugePages:", 14))
-			v = strtol(line + 14, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /* Starts the mover; 1 if its page is one huge page, 0 if not, -1 if that
  * cannot be told. */
 static inline int b_mover_start(struct b_mover *m)
@@ -215,10 +230,10 @@ static inline int b_mover_start(struct b_mover *m)
 	m->at[0] = (char *)(((uintptr_t)m->base + len - 1) & ~(uintptr_t)(len - 1));
 	m->at[1] = m->at[0] + len;
 	madvise(m->at[0], len, MADV_HUGEPAGE);
-	huge = b_anon_huge_kib();
+	huge = b_proc_kib("/proc/self/smaps_rollup", "AnonHugePages");
 	memset(m->at[0], 1, len);
 	if (huge >= 0)
-		huge = b_anon_huge_kib() - huge;
+		huge = b_proc_kib("/proc/self/smaps_rollup", "AnonHugePages") - huge;
 	if (pthread_create(&m->t, NULL, b_mover_main, m))
 		b_die(1, "pthread_create failed");
 	return huge < 0 ? -1 : huge >= 2048;
