@@ -7,7 +7,9 @@
  * UFFDIO_MOVE, mremap or mprotect for all N), to show what a call costs
  * per chunk when it covers several. A bystander thread reads its own memory
  * on the other CPU meanwhile, as a consumer does, so every page-table change
- * pays the TLB shootdown it pays in real use (--no-bystander: without).
+ * pays the TLB shootdown it pays in real use (--no-bystander: without;
+ * --bystander-process: the reader is another process, which no shootdown
+ * of this one has to reach: what is left is the cost of a busy other CPU).
  * The copy life (fill a staging buffer, UFFDIO_COPY, read, drop) is the
  * library's for chunks smaller than a huge page. */
 #include <fcntl.h>
@@ -19,7 +21,9 @@
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "bench.h"
 
@@ -37,7 +41,8 @@ struct uffdio_move {
 #endif
 
 static size_t chunk = 4 * B_MIB, rounds = 64;
-static bool bystander = true;
+static enum { BY_NONE, BY_THREAD, BY_PROCESS } bystander = BY_THREAD;
+static const char *const by_names[] = { "off", "a thread of this process", "another process" };
 static const char *batches = "1,2,4,8";
 
 static void usage(const char *prog)
@@ -46,7 +51,9 @@ static void usage(const char *prog)
 	       "  --chunk KIB      chunk size (default 4096, the library's default)\n"
 	       "  --batch LIST     chunks per call (default 1,2,4,8)\n"
 	       "  --rounds N       chunks timed per case (default 64)\n"
-	       "  --no-bystander   no thread reading on the other CPU\n",
+	       "  --no-bystander   no thread reading on the other CPU\n"
+	       "  --bystander-process\n"
+	       "                   the reader on the other CPU is another process\n",
 	       prog);
 }
 
@@ -567,9 +574,28 @@ static void each_batch(void (*life)(size_t batch))
 	}
 }
 
+/* The bystander as another process: it shares no page tables with this
+ * one, and dies with it. */
+static pid_t bystander_fork(void)
+{
+	pid_t parent = getpid(), pid = fork();
+
+	if (pid < 0)
+		b_die(1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) /* the parent is gone already */
+			_exit(0);
+		bystander_main(NULL);
+		_exit(0);
+	}
+	return pid;
+}
+
 int main(int argc, char **argv)
 {
 	pthread_t by;
+	pid_t by_pid = -1;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -578,8 +604,8 @@ int main(int argc, char **argv)
 			usage(argv[0]);
 			return 0;
 		}
-		if (!strcmp(a, "--no-bystander")) {
-			bystander = false;
+		if (!strcmp(a, "--no-bystander") || !strcmp(a, "--bystander-process")) {
+			bystander = a[2] == 'n' ? BY_NONE : BY_PROCESS;
 			continue;
 		}
 		if (i + 1 >= argc)
@@ -596,10 +622,12 @@ int main(int argc, char **argv)
 	if (chunk < 4096 || (chunk & (chunk - 1)) || !rounds || rounds > MAX_SAMPLES)
 		b_die(2, "--chunk: a power of two of 4 KiB or more; --rounds: 1..%d", MAX_SAMPLES);
 	b_print_header(argc, argv);
-	if (bystander)
+	if (bystander == BY_THREAD)
 		pthread_create(&by, NULL, bystander_main, NULL);
-	printf("chunk %zu KiB, %zu chunks per case, bystander reader %s; microseconds per chunk, median\n",
-	       chunk >> 10, rounds, bystander ? "on" : "off");
+	else if (bystander == BY_PROCESS)
+		by_pid = bystander_fork();
+	printf("chunk %zu KiB, %zu chunks per case, bystander reader: %s; microseconds per chunk, median\n",
+	       chunk >> 10, rounds, by_names[bystander]);
 
 	if (uffd_setup()) {
 		printf("%-8s %5s %9s %9s %9s %9s %9s %9s %9s %7s\n", "mech", "batch", "fill", "move in",
@@ -615,9 +643,12 @@ int main(int argc, char **argv)
 	each_batch(mremap_life);
 	mremap_roundtrip();
 	handoff();
-	if (bystander) {
+	if (bystander == BY_THREAD) {
 		atomic_store(&by_stop, true);
 		pthread_join(by, NULL);
+	} else if (bystander == BY_PROCESS) {
+		kill(by_pid, SIGKILL);
+		waitpid(by_pid, NULL, 0);
 	}
 	b_print_footer();
 	return 0;
