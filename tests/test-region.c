@@ -2269,7 +2269,8 @@ static void test_fork(void)
  * small chunks, a ragged tail (the last run cut by the end), two passes of
  * a sequential scan over twice the budget, and a chunk whose fill always
  * fails inside a run: its pages, and only its, raise SIGBUS, its neighbours
- * read right; the budget holds; a child after fork gets SIGSEGV, never data.
+ * read right; every chunk of a run refuses writes; the budget holds; a
+ * child after fork gets SIGSEGV, never data.
  * (Whether a run moved in one call the stats cannot say; bench-chunk and
  * bench-scan show its cost.) */
 static void test_runs(void)
@@ -2310,6 +2311,18 @@ static void test_runs(void)
 						if (c != bad_chunk)
 							bad += pat_check(base, f.seed, c * chunk,
 									 c + 1 < nchunks ? chunk : length - c * chunk);
+						/* A chunk moved in as part of a run refuses
+						 * writes like one moved in alone: the run's
+						 * protection covers the whole run. */
+						if (pass == 1 && c != bad_chunk) {
+							sig = try_write(base + c * chunk + 5, 0);
+							CHECK(sig == SIGSEGV, "a write into chunk %zu gave %s", c,
+							      sig ? strsignal(sig) : "no signal");
+							sig = try_read(base + c * chunk + 5, &v);
+							CHECK(sig == 0 && v == pat_byte(f.seed, c * chunk + 5),
+							      "chunk %zu after a refused write: %s", c,
+							      sig ? strsignal(sig) : "wrong value");
+						}
 						/* The third chunk starts the stream. A chunk the
 						 * reader waits for counts as its fill, not as
 						 * read-ahead, and a loaded machine can keep the
