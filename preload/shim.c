@@ -1500,18 +1500,18 @@ static bool overlaps(const char *a, size_t alen, const char *b, size_t blen)
 	return a < b + blen && b < a + alen;
 }
 
-/* Releases [a, a + len) of the program's views: one exact view, or the
- * parts of every view it overlaps. Pieces outside every region that has
+/* Releases [a, a + len) of the program's views: one exact view, or one
+ * layer of the views it overlaps. Pieces outside every region that has
  * views are real memory of the program's and go to the kernel. */
 static int v_munmap(char *a, size_t len)
 {
 	struct vfile *drop[32];
 	struct {
 		char *lo, *hi;
-	} regions[16];
+	} regions[16], todo[32];
 	size_t page = page_size(), n, i;
-	int ndrop = 0, nreg = 0;
-	bool mine = false, whole = true;
+	int ndrop = 0, nreg = 0, ntodo = 1;
+	bool mine = false, whole = true, failed = false;
 
 	if (((uintptr_t)a & (page - 1)) || !len) {
 		errno = EINVAL;
@@ -1546,47 +1546,62 @@ static int v_munmap(char *a, size_t len)
 		pthread_mutex_unlock(&lock);
 		return REAL(munmap)(a, len);
 	}
-	/* trim or split every overlapping view */
-	for (i = 0; i < atomic_load_explicit(&nviews, memory_order_relaxed);) {
-		struct view *v = &views[i];
-		char *lo = v->addr, *hi = v->addr + v->len;
+	/* One layer of views goes: where two views cover a page (two mappings
+	 * of one range share its address), only one of them loses it, as the
+	 * program unmaps one mapping and keeps the other. Pieces of the range
+	 * wait in `todo` for the next view that covers them. */
+	todo[0].lo = a;
+	todo[0].hi = a + len;
+	while (ntodo > 0 && ndrop < 32) {
+		char *lo = todo[ntodo - 1].lo, *hi = todo[ntodo - 1].hi, *vlo, *vhi, *xlo, *xhi;
+		struct view *v = NULL;
 
-		if (!overlaps(a, len, lo, v->len)) {
-			i++;
-			continue;
-		}
-		if (a <= lo && a + len >= hi) {
-			if (ndrop == 32)
-				break; /* the rest next time: never wrong, only late */
+		ntodo--;
+		n = atomic_load_explicit(&nviews, memory_order_relaxed);
+		for (i = 0; i < n && !v; i++)
+			if (overlaps(lo, (size_t)(hi - lo), views[i].addr, views[i].len))
+				v = &views[i];
+		if (!v)
+			continue; /* no view left there */
+		i--;
+		vlo = v->addr;
+		vhi = v->addr + v->len;
+		xlo = lo > vlo ? lo : vlo;
+		xhi = hi < vhi ? hi : vhi;
+		if ((lo < xlo) + (xhi < hi) > (int)(sizeof(todo) / sizeof(todo[0])) - ntodo)
+			break; /* the rest next time: never wrong, only late */
+		if (lo < xlo)
+			todo[ntodo++] = (__typeof__(todo[0])){ lo, xlo };
+		if (xhi < hi)
+			todo[ntodo++] = (__typeof__(todo[0])){ xhi, hi };
+		if (xlo == vlo && xhi == vhi) {
 			drop[ndrop++] = v->vf;
 			view_remove_locked(i);
-			continue;
-		}
-		if (a > lo && a + len < hi) {
-			size_t m = atomic_load_explicit(&nviews, memory_order_relaxed);
-
-			if (m == MAX_VIEWS) {
-				pthread_mutex_unlock(&lock);
-				errno = ENOMEM; /* as the kernel when a split exceeds its map count */
-				return -1;
+		} else if (xlo > vlo && xhi < vhi) {
+			if (n == MAX_VIEWS) {
+				failed = true; /* as the kernel when a split exceeds its map count */
+				break;
 			}
 			vf_get(v->vf);
-			views[m] = *v;
-			views[m].addr = a + len;
-			views[m].len = (size_t)(hi - (a + len));
-			atomic_store_explicit(&nviews, m + 1, memory_order_release);
-			v->len = (size_t)(a - lo);
-		} else if (a <= lo) {
-			v->len = (size_t)(hi - (a + len));
-			v->addr = a + len;
+			views[n] = *v;
+			views[n].addr = xhi;
+			views[n].len = (size_t)(vhi - xhi);
+			atomic_store_explicit(&nviews, n + 1, memory_order_release);
+			v->len = (size_t)(xlo - vlo);
+		} else if (xlo == vlo) {
+			v->addr = xhi;
+			v->len = (size_t)(vhi - xhi);
 		} else {
-			v->len = (size_t)(a - lo);
+			v->len = (size_t)(xlo - vlo);
 		}
-		i++;
 	}
 	pthread_mutex_unlock(&lock);
 	for (int d = 0; d < ndrop; d++)
 		put_keep_errno(drop[d]);
+	if (failed) {
+		errno = ENOMEM;
+		return -1;
+	}
 	/* the program's own pages around them */
 	if (whole) {
 		char *cur = a, *end = a + len;

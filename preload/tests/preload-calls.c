@@ -441,6 +441,29 @@ static void test_mmap(void)
 	check_map(a + 6 * page, want_raw + 6 * page, raw_len - 6 * page);
 	CU_ASSERT_EQUAL(munmap(a + 6 * page, raw_len - 6 * page), 0);
 
+	/* Two mappings of one range share an address. Unmapping one, in a
+	 * piece and then whole, leaves the other whole, whether the fd stays
+	 * open or not; and a mapping made afterwards reads right. */
+	for (int keep_fd = 0; keep_fd < 2; keep_fd++) {
+		fd = open(desc("raw.patchmap"), O_RDONLY);
+		a = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+		b = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+		check_map(a, want_raw, raw_len);
+		CU_ASSERT_PTR_EQUAL(b, a);
+		if (!keep_fd)
+			close(fd);
+		CU_ASSERT_EQUAL(munmap(a + page, page), 0);
+		CU_ASSERT_EQUAL(munmap(a, raw_len), 0);
+		check_map(b, want_raw, raw_len);
+		CU_ASSERT_EQUAL(munmap(b, raw_len), 0);
+		if (keep_fd) {
+			c = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+			check_map(c, want_raw, raw_len);
+			CU_ASSERT_EQUAL(munmap(c, raw_len), 0);
+			close(fd);
+		}
+	}
+
 	/* mremap: grows and shrinks in place, within the file */
 	fd = open(desc("raw.patchmap"), O_RDONLY);
 	a = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, (off_t)page);
