@@ -134,7 +134,7 @@ def save(file, X):
     (mode 0444: refused for root too, as the patchmap tool refuses it), a directory
     (IsADirectoryError), and the file the matrix's source image is mapped
     from (numpy.load with mmap_mode, numpy.memmap: ValueError), which the
-    output would destroy. A failed write (disk full, Ctrl-C) leaves no
+    output would destroy, named by its path or open as the file object. A failed write (disk full, Ctrl-C) leaves no
     partial file; errors name `file`, not the temporary.
     """
     if isinstance(X, _core.PatchMatrix):
@@ -226,6 +226,15 @@ def _save_to_file_object(f, owner, header, first, count, stride, name=None):
         fd = f.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         fd = None
+    if fd is not None:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) in _source_files(owner):
+            raise ValueError("patchmap.save: %r is open on the file the matrix's source "
+                             "image is mapped from; writing it would destroy the image: "
+                             "choose another file" % (name,))
     if fd is None:  # io.BytesIO and the like: rows through memory, in blocks
         f.write(header)
         info = owner.info

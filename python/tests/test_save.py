@@ -118,6 +118,11 @@ def test_refusals(tmp_path):
     for path in [src, tmp_path / "hard.npy", str(src)[:-4]]:
         with pytest.raises(ValueError, match="source image"):
             patchmap.save(path, Y)
+    # ... and open as the file object to write to: refused before any write.
+    with open(src, "r+b") as f:
+        with pytest.raises(ValueError, match="source image"):
+            patchmap.save(f, Y)
+        assert f.tell() == 0
     assert np.array_equal(np.load(src), img)
     assert sorted(os.listdir(tmp_path)) == ["d.npy", "hard.npy", "img.npy", "ro.npy"]
 
