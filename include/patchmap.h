@@ -338,7 +338,10 @@ struct pm_matrix_opts {
 	                                          source's axis order, the
 	                                          channel axis skipped */
 	int pad_mode;                          /* enum pm_pad_mode */
-	double pad_value;                      /* PM_PAD_CONSTANT: in source units */
+	double pad_value;                      /* PM_PAD_CONSTANT: in source units;
+						* PM_EPADVALUE if the source's dtype
+						* cannot hold it (nor round it to a
+						* nonzero value where it is nonzero) */
 	int dtype;                             /* output: SAME (default), F32, F64,
 	                                          or the source's dtype; converted
 	                                          as numpy's astype does (integers

@@ -43,7 +43,8 @@ static int half_bits(double v, uint16_t *out)
 }
 
 /* Stores v as a sample of `dtype` in out, or fails if that sample would
- * not be v (floats: if v overflows the type; it is rounded otherwise). */
+ * not be v (floats: if v overflows the type, or a nonzero v rounds to 0;
+ * it is rounded otherwise). */
 static int pad_sample(int dtype, double v, unsigned char *out)
 {
 	switch (dtype) {
@@ -53,16 +54,16 @@ static int pad_sample(int dtype, double v, unsigned char *out)
 	case PM_DTYPE_F32: {
 		float f = (float)v;
 
-		if (isfinite(v) && fabs(v) > FLT_MAX)
-			return -PM_EPADVALUE;
+		if (isfinite(v) && (fabs(v) > FLT_MAX || (f == 0 && v != 0)))
+			return -PM_EPADVALUE; /* overflows, or rounds to 0 */
 		memcpy(out, &f, sizeof f);
 		return 0;
 	}
 	case PM_DTYPE_F16: {
 		uint16_t h;
 
-		if (half_bits(v, &h))
-			return -PM_EPADVALUE;
+		if (half_bits(v, &h) || (!(h & 0x7fff) && v != 0))
+			return -PM_EPADVALUE; /* overflows, or rounds to 0 */
 		memcpy(out, &h, sizeof h);
 		return 0;
 	}

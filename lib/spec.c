@@ -4,6 +4,7 @@
  * failure leaves one line "<key>: ..." that names the value and what is
  * accepted. */
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <locale.h>
@@ -77,6 +78,7 @@ struct pm_spec {
 	int64_t pad_before[PM_MAX_DIMS], pad_after[PM_MAX_DIMS];
 	int pad_mode;
 	double pad_value;
+	bool pad_inexact;              /* a whole number pad_value does not hold */
 	int channel_axis;              /* CH_AUTO, CH_NONE, or an axis (negative: from the end) */
 	int dtype;
 	double scale, offset;
@@ -343,6 +345,28 @@ int pm_dtype_parse(const char *str, bool *big_endian)
 	if (big_endian)
 		*big_endian = big;
 	return found;
+}
+
+/* Whether the text is a whole number, such as 9007199254740993, that the
+ * double v parsed from it does not hold exactly: beyond 2^53 not every
+ * whole number is a double, and an integer source would be padded with
+ * its neighbour. Texts of more digits than 2^127 has are left to the
+ * range check: no 64-bit integer holds them either. */
+static bool inexact_whole(const char *t, double v)
+{
+	unsigned __int128 n = 0, max = ~(unsigned __int128)0 >> 1;
+	bool neg = *t == '-';
+	int digits = 0;
+
+	t += *t == '-' || *t == '+';
+	for (; *t >= '0' && *t <= '9'; t++, digits++) {
+		if (digits == 38)
+			return false;
+		n = n * 10 + (unsigned)(*t - '0');
+	}
+	if (*t || !digits || n > max || !(fabs(v) < 0x1p127))
+		return false;
+	return (__int128)v != (neg ? -(__int128)n : (__int128)n);
 }
 
 /* What parse_double made of a text. */
@@ -619,6 +643,7 @@ static int set_value(pm_spec *t, int k, const char *v)
 		if ((r = parse_double(v, &x)) != NUM_OK)
 			return bad_number(t, k, v, r, "a number (such as 0, -1.5 or nan)");
 		t->pad_value = x;
+		t->pad_inexact = inexact_whole(v, x);
 		return 0;
 	case K_CHANNEL_AXIS:
 		if (word(v, "auto"))
@@ -907,6 +932,9 @@ static const char *dtype_range(char *buf, size_t n, int dtype)
 		snprintf(buf, n, "whole numbers from %" PRId64 " to %" PRId64,
 			 bits == 64 ? INT64_MIN : -((int64_t)1 << (bits - 1)),
 			 bits == 64 ? INT64_MAX : ((int64_t)1 << (bits - 1)) - 1);
+	else if (dtype == PM_DTYPE_F16 || dtype == PM_DTYPE_F32)
+		snprintf(buf, n, "numbers of magnitude at most %g, none so near 0 that it rounds "
+				 "to 0", dtype == PM_DTYPE_F16 ? 65504.0 : (double)FLT_MAX);
 	else
 		snprintf(buf, n, "numbers up to its largest finite magnitude");
 	return buf;
@@ -1161,6 +1189,14 @@ int pm_spec_matrix(pm_spec *s, const struct pm_source *src, struct pm_matrix_opt
 		return fail(s, -PM_ESPEC, "pad_value: %s goes with pad_mode constant, not %s",
 			    s->text[K_PAD_VALUE], pm_pad_mode_name(o->pad_mode));
 	o->pad_value = o->pad_mode == PM_PAD_CONSTANT ? s->pad_value : 0;
+	if (o->pad_mode == PM_PAD_CONSTANT && s->set[K_PAD_VALUE] &&
+	    (dtype_kind(src->dtype) == 'i' || dtype_kind(src->dtype) == 'u') &&
+	    s->pad_inexact)
+		return fail(s, -PM_EPADVALUE, "pad_value: %s is a whole number that the pad value, "
+					      "a double, cannot hold exactly (it would be %.0f): "
+					      "beyond 2^53 = 9007199254740992 in magnitude, doubles "
+					      "hold only some whole numbers",
+			    s->text[K_PAD_VALUE], s->pad_value);
 	o->dtype = s->dtype;
 	o->affine = s->set[K_SCALE] || s->set[K_OFFSET];
 	o->scale = s->scale;

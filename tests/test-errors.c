@@ -392,7 +392,11 @@ static void test_pad_value(void)
 		{ PM_DTYPE_F16, 65505, false },
 		{ PM_DTYPE_F16, 1e5, false },
 		{ PM_DTYPE_F16, 0.1, true },  /* rounded, as numpy's float16(0.1) */
-		{ PM_DTYPE_F16, 1e-30, true }, /* rounds to 0 */
+		{ PM_DTYPE_F16, 1e-30, false }, /* rounds to 0: refused, as overflows are */
+		{ PM_DTYPE_F16, -1e-8, false },
+		{ PM_DTYPE_F16, 6e-8, true },   /* rounds to the smallest subnormal */
+		{ PM_DTYPE_F32, 1e-50, false },
+		{ PM_DTYPE_F32, 1e-45, true },
 		{ PM_DTYPE_F16, INFINITY, true },
 		{ PM_DTYPE_F16, NAN, true },
 	};

@@ -990,6 +990,49 @@ static void test_describe_errors(void)
 		SET(s, "pad_value", "1e19");
 		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "'1e19'", "int64",
 			   "-9223372036854775808 to 9223372036854775807");
+		/* Whole numbers beyond 2^53 that a double does not hold are
+		 * refused, not padded with their neighbour; ones it holds pass. */
+		SET(s, "pad_value", "9223372036854775807");
+		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "'9223372036854775807'",
+			   "cannot hold exactly", "9223372036854775808", "2^53");
+		SET(s, "pad_value", "-9007199254740993");
+		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "-9007199254740992");
+		SET(s, "pad_value", "4611686018427387904");
+		MATRIX(s, &isrc, &o, NULL);
+		CU_ASSERT_EQUAL(o.pad_value, 0x1p62);
+		SET(s, "pad_value", "-9223372036854775808");
+		MATRIX(s, &isrc, &o, NULL);
+		CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&isrc, samples, PM_DTYPE_U64, 3, shape), 0);
+		SET(s, "pad_value", "18446744073709551615");
+		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "18446744073709551616");
+		/* A float source rounds a whole number as it rounds any other. */
+		{
+			static float fsamples[6 * 7 * 3];
+			struct pm_source fsrc;
+
+			CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&fsrc, fsamples, PM_DTYPE_F32, 3, shape), 0);
+			SET(s, "pad_value", "9007199254740993");
+			MATRIX(s, &fsrc, &o, NULL);
+			/* ... but a nonzero value that would be 0 in it is refused. */
+			SET(s, "pad_value", "1e-50");
+			MATRIX_BAD(s, &fsrc, -PM_EPADVALUE, "pad_value", "'1e-50'", "float32", "rounds to 0");
+			SET(s, "pad_value", "-1e-46");
+			MATRIX_BAD(s, &fsrc, -PM_EPADVALUE, "pad_value", "float32");
+			SET(s, "pad_value", "1e-45");
+			MATRIX(s, &fsrc, &o, NULL);
+			SET(s, "pad_value", "-0");
+			MATRIX(s, &fsrc, &o, NULL);
+		}
+		{
+			static uint16_t hsamples[6 * 7 * 3];
+			struct pm_source hsrc;
+
+			CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&hsrc, hsamples, PM_DTYPE_F16, 3, shape), 0);
+			SET(s, "pad_value", "1e-8");
+			MATRIX_BAD(s, &hsrc, -PM_EPADVALUE, "pad_value", "'1e-8'", "float16", "65504");
+			SET(s, "pad_value", "6e-8");
+			MATRIX(s, &hsrc, &o, NULL);
+		}
 		CU_ASSERT_EQUAL_FATAL(pm_source_contiguous(&isrc, samples, PM_DTYPE_BOOL, 3, shape), 0);
 		SET(s, "pad_value", "2");
 		MATRIX_BAD(s, &isrc, -PM_EPADVALUE, "pad_value", "'2'", "bool", "0 or 1");
