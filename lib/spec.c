@@ -171,9 +171,13 @@ static bool word(const char *v, const char *w)
 int pm_size_parse(const char *str, bool allow_unlimited, size_t *out)
 {
 	const char *p, *end;
-	uint64_t mant = 0;
+	/* 128 bits: a fraction such as 1.99999999999999999999K takes more
+	 * digits than 64 bits hold, and is refused for not being whole bytes,
+	 * not for its size. Zeros after the point count only once a digit
+	 * follows them (1.50000000000000000000000K is 1536). */
+	unsigned __int128 mant = 0;
 	unsigned shift = 0;
-	int frac = 0;
+	int frac = 0, zeros = 0;
 	bool dot = false, digits = false;
 
 	if (!str || !out)
@@ -188,11 +192,18 @@ int pm_size_parse(const char *str, bool allow_unlimited, size_t *out)
 	}
 	for (; p < end; p++) {
 		if (digit(*p)) {
-			if (__builtin_mul_overflow(mant, 10, &mant) ||
-			    __builtin_add_overflow(mant, (uint64_t)(*p - '0'), &mant))
-				return -PM_ETOOBIG;
-			frac += dot;
 			digits = true;
+			if (dot && *p == '0') {
+				zeros++;
+				continue;
+			}
+			for (; zeros >= 0; zeros--) {
+				if (__builtin_mul_overflow(mant, 10, &mant) ||
+				    __builtin_add_overflow(mant, (unsigned)(zeros ? 0 : *p - '0'), &mant))
+					return dot ? -PM_ESPEC : -PM_ETOOBIG;
+				frac += dot;
+			}
+			zeros = 0;
 		} else if (*p == '.' && !dot) {
 			dot = true;
 		} else {
@@ -234,7 +245,7 @@ int pm_size_parse(const char *str, bool allow_unlimited, size_t *out)
 		else
 			mant /= 2;
 	}
-	if (shift && mant > (UINT64_MAX >> shift))
+	if (mant >= (uint64_t)SIZE_MAX || (shift && mant > ((uint64_t)SIZE_MAX >> shift)))
 		return -PM_ETOOBIG;
 	mant <<= shift;
 	if (mant >= (uint64_t)SIZE_MAX)

@@ -224,6 +224,13 @@ static void test_size_grammar(void)
 		{ "1.5", false, -PM_ESPEC, 0 },          /* not whole bytes */
 		{ "0.3K", false, -PM_ESPEC, 0 },         /* 307.2 bytes */
 		{ "1.0000000001K", false, -PM_ESPEC, 0 },
+		/* fractions longer than 64 bits hold: still not whole bytes */
+		{ "1.9999999999999999999999K", false, -PM_ESPEC, 0 },
+		{ "15.99999999999999999999P", false, -PM_ESPEC, 0 },
+		{ "1.0000000000000000000000000000000000000000000000001K", false, -PM_ESPEC, 0 },
+		/* ... or whole after all */
+		{ "1.50000000000000000000000K", false, 0, 1536 },
+		{ "0.00000000000000088817841970012523233890533447265625P", false, 0, 1 },
 		{ "", false, -PM_ESPEC, 0 },
 		{ "   ", false, -PM_ESPEC, 0 },
 		{ "K", false, -PM_ESPEC, 0 },
