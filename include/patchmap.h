@@ -91,8 +91,9 @@ enum pm_error {
  * "success"). Static storage, never NULL. */
 PM_API const char *pm_strerror(int code);
 
-/* The errno that best describes `code` (EINVAL for input errors, the errno
- * itself for system errors), positive. For callers that must set errno. */
+/* The errno that best describes `code` (EINVAL for input errors and for
+ * codes beyond them, the errno itself for system errors), positive. For
+ * callers that must set errno. */
 PM_API int pm_error_errno(int code);
 
 /* ---------------------------------------------------------------- dtypes */

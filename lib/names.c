@@ -112,7 +112,10 @@ int pm_error_errno(int code)
 		return EOVERFLOW;
 	if (code == PM_EMEMORY)
 		return ENOMEM;
-	if (code >= PM_EFIRST && code < PM_ELAST)
+	/* The library's input errors, and codes neither it nor the kernel
+	 * returns (errno values stay below 4096): EINVAL, never a number
+	 * that no errno is. */
+	if (code >= PM_EFIRST)
 		return EINVAL;
 	return code;
 }

@@ -1103,6 +1103,11 @@ static void test_error_errno(void)
 	CU_ASSERT_EQUAL(pm_error_errno(-EPERM), EPERM);
 	CU_ASSERT_EQUAL(pm_error_errno(-EFAULT), EFAULT);
 	CU_ASSERT_EQUAL(pm_error_errno(-ENOSYS), ENOSYS);
+	/* codes nobody returns: EINVAL, not a number that is no errno */
+	CU_ASSERT_EQUAL(pm_error_errno(-PM_ELAST), EINVAL);
+	CU_ASSERT_EQUAL(pm_error_errno(-99999), EINVAL);
+	CU_ASSERT_EQUAL(pm_error_errno(INT_MAX), EINVAL);
+	CU_ASSERT_EQUAL(pm_error_errno(INT_MIN), EINVAL);
 }
 
 static void test_dtypes(void)
