@@ -473,6 +473,11 @@ class PatchMatrix:
             writable=writable)
         self._setup(src, o, sel[:2] if sel else None)
 
+    def __reduce__(self):
+        raise TypeError("a patchmap.PatchMatrix cannot be pickled or copied: it holds a "
+                        "mapping of this process; pickle its array (which materializes "
+                        "the matrix), or open it again from the same arguments")
+
     @classmethod
     def _from_opts(cls, src, o, rows=None):
         m = cls.__new__(cls)

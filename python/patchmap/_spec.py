@@ -24,27 +24,26 @@ def _is_int(v):
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _int_text(v, name):
+def _int_text(v, name, what="an integer"):
     if isinstance(v, (bool, np.bool_)):
         raise TypeError("%s must be an integer, not a bool" % name)
     try:
         return str(operator.index(v))
     except TypeError:
-        raise TypeError("%s must be an integer or a sequence of integers, not %r"
-                        % (name, v)) from None
+        raise TypeError("%s must be %s, not %r" % (name, what, v)) from None
 
 
 def dims_text(v, name):
     """An int, or a sequence of ints (one per spatial axis): "16", "16x8"."""
     if isinstance(v, str):
         return v
+    what = "an integer or a flat sequence of integers"
     if np.ndim(v) == 0:
-        return _int_text(v, name)
+        return _int_text(v, name, what)
     items = list(v)
     if not items or any(np.ndim(x) != 0 for x in items):
-        raise TypeError("%s must be an integer or a flat sequence of integers, not %r"
-                        % (name, v))
-    return "x".join(_int_text(x, name) for x in items)
+        raise TypeError("%s must be %s, not %r" % (name, what, v))
+    return "x".join(_int_text(x, name, what) for x in items)
 
 
 def _count_text(v, name):
@@ -75,7 +74,8 @@ def _size_text(v, name):
         return v
     if isinstance(v, float) and v == float("inf"):
         return "unlimited"
-    return _int_text(v, name)
+    return _int_text(v, name, "a whole number of bytes or a size such as '1.5G'"
+                     + (" (float('inf'): no limit)" if name == "budget" else ""))
 
 
 def _name_text(v, name):

@@ -139,11 +139,11 @@ def resolve(who, o, info, rows=None, mask=None, sample=None, random_state=None,
                          "cols" % (who, given[0]))
     if rows is not None:
         idx = np.asarray(rows)
+        if not idx.size:  # [] is float64 to numpy: its dtype is no fault
+            raise ValueError("%s: rows: selects no window (it is empty)" % who)
         if idx.dtype.kind not in "iu":
             raise TypeError("%s: rows: window numbers must be integers, not %s" % (who, idx.dtype))
         idx = idx.reshape(-1)
-        if not idx.size:
-            raise ValueError("%s: rows: selects no window (it is empty)" % who)
         bad = np.flatnonzero((idx < 0) | (idx >= W)) if idx.dtype.kind == "i" else \
             np.flatnonzero(idx >= W)
         if bad.size:

@@ -64,6 +64,9 @@ def test_output_dtype_unsupported():
     (dict(affine=(1, 2, 3)), "pair"),
     (dict(affine=(1, 2), scale=2), "not both"),
     (dict(writable="maybe", backend=None), None),
+    (dict(budget=1.5e9), r"budget must be a whole number of bytes or a size such as '1\.5G'"),
+    (dict(chunk=[4096]), "chunk must be a whole number of bytes"),
+    (dict(rows=[]), "selects no window"),
 ])
 def test_argument_type_errors(kwargs, match):
     """Python's own argument shapes: TypeError (or ValueError for a
@@ -211,3 +214,12 @@ def test_library_not_found_is_oserror():
     assert r.returncode != 0
     assert "OSError: patchmap: cannot load libpatchmap" in r.stderr
     assert "PATCHMAP_LIBRARY" in r.stderr
+
+
+def test_handle_not_picklable():
+    import copy
+    import pickle
+    with patchmap.open(np.zeros((8, 8), np.uint8), 2) as P:
+        for f in (pickle.dumps, copy.deepcopy):
+            with pytest.raises(TypeError, match="PatchMatrix cannot be pickled or copied"):
+                f(P)
