@@ -65,8 +65,8 @@ enum pm_error {
 	PM_EAFFINE,             /* scale/offset asked with an output other than F32/F64 */
 	PM_ETOOBIG,             /* a size overflows, or exceeds what can be reserved */
 	PM_EBACKEND,            /* unknown backend, or PATCHMAP_BACKEND names none */
-	PM_ECHUNK,              /* chunk size not a power of two multiple of the page size */
-	PM_ETHREADS,            /* a negative thread count */
+	PM_ECHUNK,              /* chunk size not a power of two from the page size to 64 TiB */
+	PM_ETHREADS,            /* a thread count below 0 or above 1024 */
 	PM_ELENGTH,             /* region length 0 */
 	PM_ERANGE,              /* a read past the end of the matrix */
 	PM_ESPEC,               /* an option's value cannot be used: pm_spec_error() says why */
@@ -180,7 +180,7 @@ struct pm_lazy_opts {
 	                     they evict each other's, correct but very slow. */
 	size_t chunk;     /* bytes filled per fault: a power of two, at least the
 	                     page size; default PM_DEFAULT_CHUNK */
-	int threads;      /* filler threads; default pm_default_threads() */
+	int threads;      /* filler threads, at most 1024; default pm_default_threads() */
 	int readahead;    /* chunks filled ahead of a sequential reader; default
 	                     8 (bounded by half the budget); negative: none */
 	unsigned flags;   /* PM_LAZY_* */

@@ -44,8 +44,8 @@ static const char *const messages[PM_ELAST - PM_EFIRST] = {
 				   "that can be reserved",
 	[PM_EBACKEND - PM_EFIRST] = "unknown backend (use auto, uffd, sigsegv or eager; \"none\" "
 				    "only for a matrix without a mapping)",
-	[PM_ECHUNK - PM_EFIRST] = "the chunk size must be a power of two, at least the page size",
-	[PM_ETHREADS - PM_EFIRST] = "the thread count must not be negative",
+	[PM_ECHUNK - PM_EFIRST] = "the chunk size must be a power of two from the page size to 64 TiB",
+	[PM_ETHREADS - PM_EFIRST] = "the thread count must be from 0 (the default) to 1024",
 	[PM_ELENGTH - PM_EFIRST] = "the region length is 0",
 	[PM_ERANGE - PM_EFIRST] = "the byte range runs past the end of the matrix",
 	[PM_ESPEC - PM_EFIRST] = "an option's value cannot be used (pm_spec_error says which "

@@ -113,7 +113,7 @@ int pm__lazy_check(const struct pm_lazy_opts *lz)
 	if (lz->chunk && (lz->chunk < page || (lz->chunk & (lz->chunk - 1)) ||
 			  lz->chunk > PM__MAX_BYTES))
 		return -PM_ECHUNK;
-	if (lz->threads < 0)
+	if (lz->threads < 0 || lz->threads > PM__MAX_THREADS)
 		return -PM_ETHREADS;
 	/* A lazy backend named here keeps chunks: see budget_check. ("auto"
 	 * is checked at open, where it becomes one: a front end may describe

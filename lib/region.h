@@ -36,6 +36,8 @@ enum {
 
 /* Largest buffer we agree to reserve: half of x86-64's 47-bit user space. */
 #define PM__MAX_BYTES ((size_t)1 << 46)
+/* Filler threads one region may start (pm_lazy_opts.threads). */
+#define PM__MAX_THREADS 1024
 /* A PMD-mapped transparent huge page (x86-64). */
 #define PM__THP_SIZE ((size_t)2 << 20)
 

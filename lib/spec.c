@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include "memory.h"
+#include "region.h"
 #include "patchmap.h"
 #include "text.h"
 
-#define MAX_THREADS 1024
 #define MAX_READAHEAD (1 << 20)
 #define ERRLEN 512
 #define VALUE_MAX 255   /* longest value read, in bytes */
@@ -748,9 +748,9 @@ static int set_value(pm_spec *t, int k, const char *v)
 			return fail(t, -PM_ESPEC, "chunk: %s is not a size such as 1M or 4M (powers "
 						  "of 1024)",
 				    quote(q, v));
-		if (z < pg || (z & (z - 1)))
-			return fail(t, -PM_ESPEC, "chunk: %s is not a power of two of at least the "
-						  "page size (%zu bytes), such as 1M or 4M",
+		if (z < pg || (z & (z - 1)) || z > PM__MAX_BYTES)
+			return fail(t, -PM_ESPEC, "chunk: %s is not a power of two from the page "
+						  "size (%zu bytes) to 64 TiB, such as 1M or 4M",
 				    quote(q, v), pg);
 		t->lazy.chunk = z;
 		return 0;
@@ -758,10 +758,10 @@ static int set_value(pm_spec *t, int k, const char *v)
 	case K_THREADS:
 		if (word(v, "auto"))
 			i = 0;
-		else if (!parse_int(v, MAX_THREADS, &i) || i < 0)
+		else if (!parse_int(v, PM__MAX_THREADS, &i) || i < 0)
 			return fail(t, -PM_ESPEC, "threads: %s is not a count from 1 to %d, or auto "
 						  "(or 0: the library's default)",
-				    quote(q, v), MAX_THREADS);
+				    quote(q, v), PM__MAX_THREADS);
 		t->lazy.threads = (int)i;
 		return 0;
 	case K_READAHEAD:

@@ -694,6 +694,11 @@ static void test_lazy_opts(void)
 	FAILS(&o, -PM_ETHREADS);
 	o.lazy.threads = INT_MIN;
 	FAILS(&o, -PM_ETHREADS);
+	/* more than the grammar's 1024: refused, not tried until EAGAIN */
+	o.lazy.threads = 1025;
+	FAILS(&o, -PM_ETHREADS);
+	o.lazy.threads = 100000;
+	FAILS(&o, -PM_ETHREADS);
 	/* The smallest valid chunk. */
 	valid(&o);
 	o.lazy.backend = PM_BACKEND_SIGSEGV;

@@ -614,6 +614,9 @@ static void test_key_errors(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "int64"));
 	BAD(s, "budget", "lots", -PM_ESPEC);
 	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "unlimited"));
+	/* a power of two past what can be reserved: the limit is named */
+	BAD(s, "chunk", "256T", -PM_ESPEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(pm_spec_error(s), "64 TiB"));
 	/* empty and blank values */
 	BAD(s, "window", "", -PM_ESPEC);
 	BAD(s, "order", "   ", -PM_ESPEC);
