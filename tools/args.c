@@ -402,7 +402,9 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 			/* the library's message, as every front end gives it */
 			if (fe_options_set(&a->opt, key, v, err))
 				return spec_err(a, err);
-			if (c >= O_SPEC)
+			/* a row selection is a matrix option too, though read
+			 * by the front end rather than the library */
+			if (c >= O_SPEC || c - O_RAW >= FE_ROWS)
 				a->spec_given = true;
 			if (!strcmp(key, "window"))
 				a->window_given = true;
