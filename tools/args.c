@@ -410,6 +410,8 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 				a->window_given = true;
 			if (!strcmp(key, "backend"))
 				a->backend_given = true;
+			if (!strcmp(key, "dtype"))
+				a->dtype_text = v;
 			if (cmd == CMD_DEMO && !strcmp(key, "window")) {
 				a->nwindow = pm_dims_parse(v, a->window, PM_MAX_DIMS);
 				if (a->nwindow < 0)

@@ -88,6 +88,7 @@ struct args {
 	struct fe_options opt;
 	bool spec_given, window_given;
 	bool backend_given;           /* --backend, even auto (apply) */
+	const char *dtype_text;       /* --dtype as given, or NULL (fold) */
 	/* run */
 	bool quiet, json;
 	int blas_threads;             /* 0: the command's default */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
@@ -38,16 +39,29 @@ int cmd_fold(const struct args *a)
 			pm__fmt_dims(b1, sizeof(b1), a->image_shape, a->image_ndim));
 		goto out;
 	}
+	/* The output's dtype is judged here: the library would judge it against
+	 * the uint8 stand-in above, a source the user never gave. Names that
+	 * are no dtype at all get the grammar's message from args_matrix. */
+	if (a->dtype_text) {
+		int d = strcasecmp(a->dtype_text, "same") ? pm_dtype_parse(a->dtype_text, NULL)
+							   : PM_DTYPE_SAME;
+
+		if (d == PM_DTYPE_SAME) {
+			cli_err("dtype: fold writes float32 or float64, not same (fold has no source "
+				"image whose dtype it could keep)");
+			goto out;
+		}
+		if (d > 0 && d != PM_DTYPE_F32 && d != PM_DTYPE_F64) {
+			cli_err("dtype: fold writes float32 or float64, not %s", pm_dtype_name(d));
+			goto out;
+		}
+	}
 	if (args_matrix(a, &(struct img){ .src = geom }, &o, &sel, &info))
 		goto out;
 	for (int i = 0; i < a->image_ndim; i++)
 		if (__builtin_mul_overflow(n, a->image_shape[i], &n))
 			goto too_big;
-	f.out_dtype = pm_spec_isset(a->opt.spec, "dtype") ? o.dtype : PM_DTYPE_F64;
-	if (f.out_dtype != PM_DTYPE_F32 && f.out_dtype != PM_DTYPE_F64) {
-		cli_err("dtype: fold writes float32 or float64, not %s", pm_dtype_name(f.out_dtype));
-		goto out;
-	}
+	f.out_dtype = a->dtype_text ? o.dtype : PM_DTYPE_F64;
 	if (__builtin_mul_overflow(n, pm_dtype_size(f.out_dtype), &bytes))
 		goto too_big;
 

@@ -183,7 +183,11 @@ def test_fold_float32_and_report(exe, tmp_path):
     (["--window", "3", "--rows", "IDX"], "the geometry has 2 selected windows"),
     (["--window", "3", "--mask", "BADMASK"], "must have the windows' out_shape 7x9"),
     (["--window", "3", "--sample", "64"], "sample: 64 is more than the 63 windows"),
-    (["--window", "3", "--dtype", "uint8"], "fold writes float32 or float64"),
+    (["--window", "3", "--dtype", "uint8"], "fold writes float32 or float64, not uint8\n"),
+    (["--window", "3", "--dtype", "int64"], "fold writes float32 or float64, not int64\n"),
+    (["--window", "3", "--dtype", "same"], "fold writes float32 or float64, not same (fold has "
+                                           "no source image whose dtype it could keep)"),
+    (["--window", "3", "--dtype", "complex64"], "dtype: 'complex64' is not a dtype"),
     (["--window", "3", "--mode", "median"], "--mode: 'median' is not sum, mean or count"),
     (["--window", "3", "--budget", "1M"], "unknown option --budget"),
     (["--window", "12"], "window"),
