@@ -295,12 +295,12 @@ static void usage_cmd(int cmd, FILE *f)
 		      "Writes the patch matrix as a .npy file of shape (windows, window\n"
 		      "elements), streamed: it is computed piece by piece with pm_matrix_read\n"
 		      "into buffers that together stay within the budget, by --threads threads\n"
-		      "(default: every CPU), without a mapping. With an explicit --backend, one\n"
-		      "thread copies the pieces from the lazily filled mapping instead (its\n"
-		      "buffers an eighth of the budget; --threads then fill the mapping), never\n"
-		      "handing the mapping itself to write(2). Written to a temporary\n"
-		      "name and renamed when complete; \"-\", a device or a pipe is written\n"
-		      "directly.\n"
+		      "(default: every CPU), without a mapping. With an explicit --backend\n"
+		      "(auto, uffd, sigsegv or eager), one thread copies the pieces from the\n"
+		      "lazily filled mapping instead (its buffers an eighth of the budget;\n"
+		      "--threads then fill the mapping), never handing the mapping itself to\n"
+		      "write(2). Written to a temporary name and renamed when complete; \"-\",\n"
+		      "a device or a pipe is written directly.\n"
 		      "\n"
 		      "  --out FILE.npy         the output\n",
 		      f);

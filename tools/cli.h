@@ -87,7 +87,7 @@ struct args {
 	/* the image and matrix options, as the grammar reads them */
 	struct fe_options opt;
 	bool spec_given, window_given;
-	bool backend_given;           /* --backend, even auto (apply) */
+	bool backend_given;           /* --backend, even auto */
 	const char *dtype_text;       /* --dtype as given, or NULL (fold) */
 	/* run */
 	bool quiet, json;

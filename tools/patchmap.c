@@ -786,8 +786,9 @@ static int cmd_export(const struct args *a)
 	if (cli_image_guard(&im, a->image) || args_matrix(a, &im, &o, &sel, &info))
 		goto out;
 	budget = args_budget(&o);
-	/* an explicit lazy backend: copied from the mapping */
-	lazy = o.lazy.backend != PM_BACKEND_AUTO && o.lazy.backend != PM_BACKEND_NONE;
+	/* an explicit --backend, auto included, copies from the mapping, as
+	 * for apply; none, or no --backend, reads without one */
+	lazy = a->backend_given && o.lazy.backend != PM_BACKEND_NONE;
 	if (info.ld != info.cols) {
 		cli_err("the matrix has padded rows; export writes packed ones");
 		goto out;
