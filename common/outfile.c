@@ -122,8 +122,15 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
 				    !strcmp(path, "-") ? "standard output" : path, inputs[i].what,
 				    inputs[i].path);
 		}
-	if (!strcmp(path, "-") || stat(path, &st))
+	if (!strcmp(path, "-"))
 		return 0;
+	/* Only a name that does not exist yet, or a symlink to one, is created.
+	 * Any other failure (a symlink loop, a component that is no directory)
+	 * would send the file where the name does not lead: a loop's first
+	 * link would be replaced by a regular file. */
+	if (stat(path, &st))
+		return errno == ENOENT ? 0
+				       : fail(err, "cannot open '%s' for writing: %s", path, strerror(errno));
 	if (S_ISDIR(st.st_mode))
 		return fail(err, "cannot open '%s' for writing: %s", path, strerror(EISDIR));
 	if (!S_ISREG(st.st_mode))

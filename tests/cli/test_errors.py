@@ -417,6 +417,22 @@ def test_output_is_the_input_through_links(exe, work):
                      work / "img.npy")
 
 
+def test_output_symlink_loop(exe, work):
+    """An output named by a symlink loop: one line, ELOOP's words, and both
+    links left as they were (not the first replaced by a regular file)."""
+    write_npy(work / "img.npy", IMG)
+    np.save(work / "m.npy", np.ones((80, 9)))
+    os.symlink("loop2", work / "loop1")
+    os.symlink("loop1", work / "loop2")
+    base = ["apply", "img.npy", "--window", "3", "--random", "1"]
+    for args in (export_args("img.npy", "loop1"), base + ["--out", "loop1"],
+                 base + ["--out", "o.npy", "--save-filters", "loop1"],
+                 ["fold", "m.npy", "--image-shape", "10x12", "--window", "3", "--out", "loop1"]):
+        fails(exe, work, args, r"^patchmap: cannot open 'loop1' for writing: Too many levels of "
+                               r"symbolic links$")
+        assert os.readlink(work / "loop1") == "loop2" and os.readlink(work / "loop2") == "loop1"
+
+
 def test_stdout_is_the_input(exe, work):
     """--out - with standard output appending to the image."""
     path = write_npy(work / "img.npy", IMG)
