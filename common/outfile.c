@@ -230,6 +230,9 @@ static int create_tmp(struct outfile *o)
 
 /* ---------------------------------------------------------------- files */
 
+/* The bytes a temporary's name adds to its file's: ".NAME.XXXXXX". */
+#define TMP_EXTRA 8
+
 /* "-", a device, a pipe: written in place. */
 static int open_direct(struct outfile *o, const char *path, uint64_t size,
 		       const struct out_input *inputs, int n, char *err)
@@ -270,7 +273,7 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 {
 	struct stat st;
 	const char *slash;
-	size_t dirlen;
+	size_t dirlen, base_len;
 	mode_t mode;
 	bool exists;
 
@@ -299,7 +302,13 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 		out_abort(o);
 		return fail(err, "cannot open '%s' for writing: not a file name", path);
 	}
-	if (asprintf(&o->tmp, "%.*s.%s.XXXXXX", (int)dirlen, o->dest, o->dest + dirlen) < 0) {
+	/* ".NAME.XXXXXX" must fit in a file name too: of a long NAME only the
+	 * start is kept, the random part still telling temporaries apart. */
+	base_len = strlen(o->dest + dirlen);
+	if (base_len > NAME_MAX - TMP_EXTRA)
+		base_len = NAME_MAX - TMP_EXTRA;
+	if (asprintf(&o->tmp, "%.*s.%.*s.XXXXXX", (int)dirlen, o->dest, (int)base_len,
+		     o->dest + dirlen) < 0) {
 		o->tmp = NULL;
 		out_abort(o);
 		return fail(err, "out of memory");

@@ -373,6 +373,32 @@ def test_disk_full(exe, tmp_path):
     check_ns_failure(p, r"cannot reserve .* for 'out\.npy': No space left on device")
 
 
+def test_long_output_names(exe, work, tmp_path):
+    """Names of 248 to 255 bytes are valid, and so must be their temporary's
+    (shortened); a failure with such a name leaves no temporary either."""
+    write_npy(work / "img.npy", IMG)
+    run(exe, *export_args(work / "img.npy", work / "ref.npy"), "--quiet")
+    for n in (247, 248, 251, 255):
+        name = "a" * (n - 4) + ".npy"
+        p = subprocess.run([exe, *export_args("img.npy", name), "--quiet"], cwd=work,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and p.stderr == "", (n, p.stderr)
+        assert (work / name).read_bytes() == (work / "ref.npy").read_bytes()
+        p = subprocess.run([exe, "apply", "img.npy", "--window", "3", "--random", "1", "--out",
+                            "o" + name[1:], "--save-filters", name, "--quiet"], cwd=work,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and p.stderr == "", (n, p.stderr)
+        assert np.load(work / name).shape == (1, 9)
+        assert sorted(os.listdir(work)) == sorted(["img.npy", "ref.npy", name, "o" + name[1:]])
+        os.unlink(work / name)
+        os.unlink(work / ("o" + name[1:]))
+    name = "b" * 251 + ".npy"
+    path = write_npy(tmp_path / "big.npy", np.zeros((64, 64), np.uint8))
+    p = in_namespace_with_tmpfs("size=256k", '"$1" export "$2" --window 8x8 --out "$3"; ' + LIST,
+                                exe, path, name)
+    check_ns_failure(p, r"cannot reserve 812 KiB for '%s': No space left on device" % name)
+
+
 def test_read_only_file_system(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", IMG)
     p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
