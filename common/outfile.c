@@ -85,10 +85,98 @@ static char *resolve(const char *path)
 	return p;
 }
 
-/* stat, with "-" meaning standard output. */
+/* True when dir, a resolved path, is this process's table of descriptors:
+ * /proc/PID/fd, or /proc/PID/task/TID/fd (/proc/thread-self/fd). PID as
+ * /proc names it, which in another PID namespace is not getpid(). */
+static bool is_own_fd_dir(const char *dir)
+{
+	char self[32], pre[48];
+	ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+	size_t k;
+
+	if (n <= 0)
+		return false;
+	self[n] = 0;
+	k = (size_t)snprintf(pre, sizeof(pre), "/proc/%s/", self);
+	if (strncmp(dir, pre, k))
+		return false;
+	dir += k;
+	if (!strncmp(dir, "task/", 5)) {
+		dir += 5;
+		if (*dir < '0' || *dir > '9')
+			return false;
+		while (*dir >= '0' && *dir <= '9')
+			dir++;
+		if (*dir++ != '/')
+			return false;
+	}
+	return !strcmp(dir, "fd");
+}
+
+/* A descriptor number: digits only, at most INT_MAX. */
+static int parse_fd(const char *s)
+{
+	long v = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > INT_MAX)
+			return -1;
+	}
+	return (int)v;
+}
+
+int out_fd(const char *path)
+{
+	char *cur;
+	int fd = -1;
+
+	if (!strcmp(path, "-"))
+		return STDOUT_FILENO;
+	/* Each name on the way, before its link is followed: /dev/stdout leads
+	 * to /proc/self/fd/1, whose link is the descriptor's file itself. */
+	cur = strdup(path);
+	for (int hops = 0; cur && hops < 40; hops++) {
+		const char *base = strrchr(cur, '/') ? strrchr(cur, '/') + 1 : cur;
+		char *dir = dir_of(cur), *rdir = dir ? realpath(dir, NULL) : NULL, link[PATH_MAX], *next;
+		bool in_table = rdir && is_own_fd_dir(rdir);
+		struct stat st;
+		ssize_t n;
+
+		free(rdir);
+		if (in_table) {
+			fd = parse_fd(base);
+			free(dir);
+			break;
+		}
+		if (!dir || lstat(cur, &st) || !S_ISLNK(st.st_mode) ||
+		    (n = readlink(cur, link, sizeof(link) - 1)) < 0) {
+			free(dir);
+			break;
+		}
+		link[n] = 0;
+		if (link[0] == '/')
+			next = strdup(link);
+		else if (asprintf(&next, "%s/%s", dir, link) < 0)
+			next = NULL;
+		free(dir);
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	return fd;
+}
+
+/* stat, through the descriptor for a name of one ("-": standard output). */
 static int stat_path(const char *path, struct stat *st)
 {
-	return strcmp(path, "-") ? stat(path, st) : fstat(STDOUT_FILENO, st);
+	int fd = out_fd(path);
+
+	return fd < 0 ? stat(path, st) : fstat(fd, st);
 }
 
 bool out_same_file(const char *a, const char *b)
@@ -99,7 +187,7 @@ bool out_same_file(const char *a, const char *b)
 
 	if (ea && eb)
 		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-	if (ea || eb || !strcmp(a, "-") || !strcmp(b, "-"))
+	if (ea || eb || out_fd(a) >= 0 || out_fd(b) >= 0)
 		return false;
 	ra = resolve(a);
 	rb = resolve(b);
@@ -122,8 +210,8 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
 				    !strcmp(path, "-") ? "standard output" : path, inputs[i].what,
 				    inputs[i].path);
 		}
-	if (!strcmp(path, "-"))
-		return 0;
+	if (out_fd(path) >= 0)
+		return 0; /* written in place: out_open says if the descriptor is not open */
 	/* Only a name that does not exist yet, or a symlink to one, is created.
 	 * Any other failure (a symlink loop, a component that is no directory)
 	 * would send the file where the name does not lead: a loop's first
@@ -233,13 +321,21 @@ static int create_tmp(struct outfile *o)
 /* The bytes a temporary's name adds to its file's: ".NAME.XXXXXX". */
 #define TMP_EXTRA 8
 
-/* "-", a device, a pipe: written in place. */
-static int open_direct(struct outfile *o, const char *path, uint64_t size,
+/* A descriptor's name, a device, a pipe: written in place. A descriptor
+ * is written through a copy of it, sharing its offset, as the shell's
+ * redirection set it: opening /dev/stdout anew would follow its link to
+ * the file behind it, and start that file over. */
+static int open_direct(struct outfile *o, const char *path, int own_fd, uint64_t size,
 		       const struct out_input *inputs, int n, char *err)
 {
 	struct stat st;
 
-	o->fd = strcmp(path, "-") ? open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC) : dup(STDOUT_FILENO);
+	if (own_fd < 0)
+		o->fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	else if ((fcntl(own_fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
+		o->fd = -1, errno = EBADF; /* also when it is not open: F_GETFL is then -1 */
+	else
+		o->fd = fcntl(own_fd, F_DUPFD_CLOEXEC, 0);
 	if (o->fd < 0)
 		return fail(err, "cannot open '%s' for writing: %s", path, strerror(errno));
 	/* What the descriptor is now: a path may have changed since the check. */
@@ -276,14 +372,16 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 	size_t dirlen, base_len;
 	mode_t mode;
 	bool exists;
+	int own_fd;
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
 	o->path = path;
 	if (out_check(path, inputs, n, err))
 		return -1;
-	if (!strcmp(path, "-") || (stat(path, &st) == 0 && !S_ISREG(st.st_mode)))
-		return open_direct(o, path, size, inputs, n, err);
+	own_fd = out_fd(path);
+	if (own_fd >= 0 || (stat(path, &st) == 0 && !S_ISREG(st.st_mode)))
+		return open_direct(o, path, own_fd, size, inputs, n, err);
 	exists = stat(path, &st) == 0;
 	if (exists) {
 		mode = st.st_mode & 0777;

@@ -22,7 +22,7 @@ struct out_input {
 
 struct outfile {
 	int fd;
-	bool direct;       /* no temporary: a device, a pipe, stdout */
+	bool direct;       /* no temporary: a device, a pipe, a descriptor */
 	bool seekable;     /* written with pwrite at base + offset */
 	uint64_t base;     /* a seekable direct output's offset at the start */
 	uint64_t size;     /* bytes the caller will write */
@@ -32,9 +32,15 @@ struct outfile {
 	char *tmp;         /* the temporary's path, NULL when direct */
 };
 
+/* The descriptor of this process that path names, written in place as
+ * it stands: 1 for "-", N for a name that leads through /proc/PID/fd
+ * (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N). -1 for any
+ * other path. */
+int out_fd(const char *path);
+
 /* True when a and b name the same file: the same device and inode when both
  * exist (through any symlink or hard link), else the same resolved path
- * (two outputs not yet created). "-" is standard output. */
+ * (two outputs not yet created). A descriptor's name (out_fd) is its file. */
 bool out_same_file(const char *a, const char *b);
 
 /* The checks of out_open() alone, for a command that writes several files
@@ -49,9 +55,9 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
  * target is replaced), with the replaced file's permissions or 0666 less
  * the umask, its space reserved where the file system can (a full disk
  * fails at once). The temporary is removed by out_abort(), and on SIGINT,
- * SIGTERM and SIGHUP (one output at a time per process). "-", a device or a
- * pipe is written directly, from where its descriptor stands. 0, or -1
- * with the message in err. */
+ * SIGTERM and SIGHUP (one output at a time per process). A descriptor's
+ * name (out_fd), a device or a pipe is written directly, from where its
+ * descriptor stands. 0, or -1 with the message in err. */
 int out_open(struct outfile *o, const char *path, uint64_t size, const struct out_input *inputs,
 	     int n, char *err);
 /* Writes len bytes at offset off (in order, for an unseekable output).

@@ -389,7 +389,7 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 			else if (c == O_OUT)
 				out = optarg;
 		if (json)
-			cli_json_errors(out && !strcmp(out, "-") ? stderr : stdout);
+			cli_json_errors(cli_on_stdout(out) ? stderr : stdout);
 	}
 	optind = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {

@@ -251,6 +251,11 @@ int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struc
 	return 0;
 }
 
+bool cli_on_stdout(const char *path)
+{
+	return path && out_fd(path) == STDOUT_FILENO;
+}
+
 int cli_out_commit(struct outfile *o)
 {
 	char err[OUT_ERRLEN];

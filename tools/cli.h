@@ -147,6 +147,10 @@ void report_image_text(FILE *f, const char *path, const struct img *im);
 int cli_out_check(const char *path, const struct args *a);
 int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a);
 int cli_out_commit(struct outfile *o);
+/* True when path (NULL: no such output) is written to standard output:
+ * "-", /dev/stdout, /dev/fd/1, ... (out_fd). The report then goes to
+ * stderr, so as not to mix with it. */
+bool cli_on_stdout(const char *path);
 
 /* ---------------------------------------------------------------- images */
 

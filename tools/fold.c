@@ -124,7 +124,7 @@ int cmd_fold(const struct args *a)
 	if (cli_out_commit(&of))
 		goto out;
 
-	FILE *rep = a->out && !strcmp(a->out, "-") ? stderr : stdout;
+	FILE *rep = cli_on_stdout(a->out) ? stderr : stdout;
 	size_t in_bytes = rows * cols * pm_dtype_size(f.dtype);
 	uint64_t hwm = status_bytes("VmHWM");
 

@@ -268,7 +268,7 @@ int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st)
 /* The report goes to stdout, unless the output itself does. */
 static FILE *report_stream(const struct args *a)
 {
-	return strcmp(a->out, "-") ? stdout : stderr;
+	return cli_on_stdout(a->out) ? stderr : stdout;
 }
 
 static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of, bool *opened)

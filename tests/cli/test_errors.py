@@ -469,6 +469,48 @@ def test_stdout_is_the_input(exe, work):
                          path)
 
 
+@pytest.mark.parametrize("name", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_descriptor_names_are_written_in_place(exe, work, name):
+    """A name of standard output is written through the descriptor, as "-"
+    is: after a shell's >>, the file keeps what it held and the matrix
+    follows it, the report going to stderr. Opened anew, the name would
+    lead to the file itself, which would be started over."""
+    path = write_npy(work / "img.npy", IMG)
+    want = subprocess.run([exe, *export_args(path, "-"), "--quiet"], capture_output=True,
+                          timeout=60).stdout
+    out = work / "e.npy"
+    out.write_bytes(b"earlier")
+    with open(out, "ab") as f:
+        p = subprocess.run([exe, *export_args(path, name)], stdout=f, stderr=subprocess.PIPE,
+                           text=True, cwd=work, timeout=60)
+    assert p.returncode == 0 and p.stderr.startswith("export: "), p.stderr
+    assert out.read_bytes() == b"earlier" + want
+    with open(out, "ab") as f:
+        p = subprocess.run([exe, *export_args(path, name), "--json"], stdout=f,
+                           stderr=subprocess.PIPE, text=True, cwd=work, timeout=60)
+    assert p.returncode == 0 and json.loads(p.stderr)["command"] == "export", p.stderr
+    assert out.read_bytes() == b"earlier" + want + want
+    assert sorted(os.listdir(work)) == ["e.npy", "img.npy"]
+
+
+def test_descriptor_names_that_cannot_be_written(exe, work):
+    """A descriptor that is not open, or open only for reading; a name of
+    the descriptor that is the image."""
+    write_npy(work / "img.npy", IMG)
+    fails(exe, work, export_args("img.npy", "/dev/fd/9"),
+          r"^patchmap: cannot open '/dev/fd/9' for writing: Bad file descriptor$")
+    (work / "r").write_bytes(b"read only")
+    same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "/proc/self/fd/7"),
+                                   r"^patchmap: cannot open '/proc/self/fd/7' for writing: Bad "
+                                   r"file descriptor$", prefix=("sh", "-c", 'exec "$@" 7<r', "sh")),
+                     work / "r")
+    with open(work / "img.npy", "ab") as f:
+        same_bytes_after(lambda: fails(exe, work, export_args("img.npy", "/dev/stdout"),
+                                       r"^patchmap: refusing to write '/dev/stdout': it is the "
+                                       r"image 'img\.npy' \(the same file\)$", stdout=f),
+                         work / "img.npy")
+
+
 def test_apply_outputs_against_inputs(exe, work):
     """apply: --out or --save-filters onto the image or the filters file, and
     --out equal to --save-filters, refused before the first file is
