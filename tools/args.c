@@ -169,7 +169,7 @@ static const char help_lazy[] =
 	"Output:\n"
 	"  --quiet                print nothing but errors\n"
 	"  --json                 print the report, or the error, as one JSON object\n"
-	"                         (stdout; stderr with --out -)\n"
+	"                         (stdout; stderr when an output goes to stdout)\n"
 	"  --help                 this text\n";
 
 static void usage_cmd(int cmd, FILE *f)
@@ -372,13 +372,13 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 	longopts[n] = (struct option){ 0 };
 
 	/* --json first, so that a usage error is reported as JSON too; on
-	 * stderr when --out - sends the output itself to stdout. */
+	 * stderr when an output (--out -, --save-filters -) goes to stdout. */
 	opterr = 0;
 	optind = 0;
 	{
 		/* on a copy: getopt_long permutes what it scans */
 		char *copy[argc + 1];
-		const char *out = NULL;
+		const char *out = NULL, *filters_out = NULL;
 		bool json = false;
 
 		memcpy(copy, argv, sizeof(char *) * (size_t)argc);
@@ -388,8 +388,11 @@ int args_parse(struct args *a, int cmd, int argc, char **argv)
 				json = true;
 			else if (c == O_OUT)
 				out = optarg;
+			else if (c == O_SAVE_FILTERS)
+				filters_out = optarg;
 		if (json)
-			cli_json_errors(cli_on_stdout(out) ? stderr : stdout);
+			cli_json_errors(cli_on_stdout(out) || cli_on_stdout(filters_out) ? stderr
+											    : stdout);
 	}
 	optind = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {

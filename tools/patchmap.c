@@ -265,10 +265,11 @@ int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st)
  * into *st, the matrix closed (*m NULL), the output renamed into place.
  * 0, or -1 after cli_err. The output is left for out_abort() only when the
  * matrix failed (a failed commit removes it itself): *opened says so. */
-/* The report goes to stdout, unless the output itself does. */
+/* The report goes to stdout, unless an output (--out, or apply's
+ * --save-filters) does. */
 static FILE *report_stream(const struct args *a)
 {
-	return cli_on_stdout(a->out) ? stderr : stdout;
+	return cli_on_stdout(a->out) || cli_on_stdout(a->save_filters) ? stderr : stdout;
 }
 
 static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of, bool *opened)

@@ -511,6 +511,24 @@ def test_descriptor_names_that_cannot_be_written(exe, work):
                          work / "img.npy")
 
 
+def test_filters_to_stdout(exe, work):
+    """apply --save-filters -: stdout holds the filters' .npy alone, the
+    report (text or JSON) and a JSON error going to stderr."""
+    import io
+    write_npy(work / "img.npy", IMG)
+    base = [exe, "apply", "img.npy", "--window", "3", "--random", "2", "--out", "o.npy",
+            "--save-filters", "-"]
+    for extra in ([], ["--json"]):
+        p = subprocess.run(base + extra, capture_output=True, cwd=work, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert np.load(io.BytesIO(p.stdout)).shape == (2, 9)
+        rep = p.stderr.decode()
+        assert rep.startswith("apply: ") if not extra else json.loads(rep)["command"] == "apply"
+    p = subprocess.run(base + ["--json", "--step", "0"], capture_output=True, cwd=work,
+                       timeout=60)
+    assert p.returncode == 2 and p.stdout == b"" and '"error"' in p.stderr.decode()
+
+
 def test_apply_outputs_against_inputs(exe, work):
     """apply: --out or --save-filters onto the image or the filters file, and
     --out equal to --save-filters, refused before the first file is
