@@ -241,13 +241,16 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
 
 /* ---------------------------------------------------------------- signals */
 
-/* The temporary a signal must remove: a copy, so the handler only reads.
- * The signal may reach any thread (OpenBLAS starts its own at load), so
- * masking it in the creating thread is not enough: while the temporary is
- * being created, and its name not yet known here, the handler only notes
- * the signal, and out_open() acts on it once the name is known. */
-static char pending_tmp[PATH_MAX];
-static volatile sig_atomic_t pending_set, creating, deferred;
+/* The temporaries a signal must remove: copies, so the handler only reads.
+ * Two slots: a command that writes two files has both written before it
+ * renames either. The signal may reach any thread (OpenBLAS starts its own
+ * at load), so masking it in the creating thread is not enough: while a
+ * temporary is being created, and its name not yet known here, the
+ * handler only notes the signal, and out_open() acts on it once the name
+ * is known. */
+#define PENDING_SLOTS 2
+static char pending_tmp[PENDING_SLOTS][PATH_MAX];
+static volatile sig_atomic_t pending_set[PENDING_SLOTS], creating, deferred;
 static struct sigaction old_actions[3];
 static const int cleanup_signals[3] = { SIGINT, SIGTERM, SIGHUP };
 static bool guarded;
@@ -258,8 +261,9 @@ static void on_signal(int sig)
 		deferred = sig;
 		return;
 	}
-	if (pending_set)
-		unlink(pending_tmp);
+	for (int i = 0; i < PENDING_SLOTS; i++)
+		if (pending_set[i])
+			unlink(pending_tmp[i]);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -268,6 +272,8 @@ static void guard(void)
 {
 	struct sigaction sa;
 
+	if (guarded)
+		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -276,11 +282,17 @@ static void guard(void)
 	guarded = true;
 }
 
-static void unguard(void)
+/* Forgets o's temporary; the handlers go when no temporary is left. */
+static void unguard(struct outfile *o)
 {
+	if (o->slot >= 0)
+		pending_set[o->slot] = 0;
+	o->slot = -1;
+	for (int i = 0; i < PENDING_SLOTS; i++)
+		if (pending_set[i])
+			return;
 	if (!guarded)
 		return;
-	pending_set = 0;
 	for (int i = 0; i < 3; i++)
 		sigaction(cleanup_signals[i], &old_actions[i], NULL);
 	guarded = false;
@@ -288,30 +300,39 @@ static void unguard(void)
 
 void out_remove_pending(void)
 {
-	if (pending_set)
-		unlink(pending_tmp);
-	pending_set = 0;
+	for (int i = 0; i < PENDING_SLOTS; i++) {
+		if (pending_set[i])
+			unlink(pending_tmp[i]);
+		pending_set[i] = 0;
+	}
 }
 
 /* Creates the temporary (o->tmp, a mkostemp template) under the guard. */
 static int create_tmp(struct outfile *o)
 {
-	int e;
+	int e, slot = 0;
 
+	while (slot < PENDING_SLOTS && pending_set[slot])
+		slot++;
+	if (slot == PENDING_SLOTS) {
+		errno = EMFILE; /* more outputs at once than the tool writes */
+		return -1;
+	}
 	deferred = 0;
 	creating = 1;
 	guard();
 	o->fd = mkostemp(o->tmp, O_CLOEXEC);
 	e = errno;
 	if (o->fd >= 0) {
-		snprintf(pending_tmp, sizeof(pending_tmp), "%s", o->tmp);
-		pending_set = 1;
+		snprintf(pending_tmp[slot], sizeof(pending_tmp[slot]), "%s", o->tmp);
+		pending_set[slot] = 1;
+		o->slot = slot;
 	}
 	creating = 0;
 	if (deferred)
 		on_signal(deferred); /* removes the temporary and ends the process */
 	if (o->fd < 0)
-		unguard();
+		unguard(o);
 	errno = e;
 	return o->fd;
 }
@@ -376,6 +397,7 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
+	o->slot = -1;
 	o->path = path;
 	if (out_check(path, inputs, n, err))
 		return -1;
@@ -467,10 +489,12 @@ int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int out_commit(struct outfile *o, char *err)
+int out_close(struct outfile *o, char *err)
 {
 	int fd = o->fd;
 
+	if (fd < 0)
+		return 0;
 	o->fd = -1;
 	/* pwrite leaves the shared offset alone: move it past what was
 	 * written, so that what the shell writes next follows it. */
@@ -482,6 +506,13 @@ int out_commit(struct outfile *o, char *err)
 		out_abort(o);
 		return fail(err, "cannot write '%s': %s", o->path, strerror(e));
 	}
+	return 0;
+}
+
+int out_commit(struct outfile *o, char *err)
+{
+	if (out_close(o, err))
+		return -1;
 	if (o->direct)
 		return 0;
 	if (rename(o->tmp, o->dest)) {
@@ -490,7 +521,7 @@ int out_commit(struct outfile *o, char *err)
 		out_abort(o);
 		return fail(err, "cannot rename the finished file onto '%s': %s", o->path, strerror(e));
 	}
-	unguard();
+	unguard(o);
 	free(o->tmp);
 	o->tmp = NULL;
 	free(o->dest);
@@ -505,7 +536,7 @@ void out_abort(struct outfile *o)
 	o->fd = -1;
 	if (o->tmp) {
 		unlink(o->tmp);
-		unguard();
+		unguard(o);
 		free(o->tmp);
 		o->tmp = NULL;
 	}

@@ -30,6 +30,7 @@ struct outfile {
 	const char *path;  /* as given */
 	char *dest;        /* the file replaced: path with its symlinks resolved */
 	char *tmp;         /* the temporary's path, NULL when direct */
+	int slot;          /* which temporary a signal removes, or -1 */
 };
 
 /* The descriptor of this process that path names, written in place as
@@ -55,7 +56,7 @@ int out_check(const char *path, const struct out_input *inputs, int n, char *err
  * target is replaced), with the replaced file's permissions or 0666 less
  * the umask, its space reserved where the file system can (a full disk
  * fails at once). The temporary is removed by out_abort(), and on SIGINT,
- * SIGTERM and SIGHUP (one output at a time per process). A descriptor's
+ * SIGTERM and SIGHUP (two outputs at a time per process). A descriptor's
  * name (out_fd), a device or a pipe is written directly, from where its
  * descriptor stands. 0, or -1 with the message in err. */
 int out_open(struct outfile *o, const char *path, uint64_t size, const struct out_input *inputs,
@@ -63,8 +64,13 @@ int out_open(struct outfile *o, const char *path, uint64_t size, const struct ou
 /* Writes len bytes at offset off (in order, for an unseekable output).
  * Thread-safe for a seekable output. 0, or -errno. */
 int out_pwrite(struct outfile *o, const void *buf, size_t len, uint64_t off);
-/* Closes the file and renames it into place. 0, or -1 with the message in
- * err (the temporary is then removed). */
+/* Closes the file, the temporary staying for out_commit(): a command that
+ * writes two files closes both, so that a failure of either (a late
+ * ENOSPC or EIO from close) keeps both old files. 0, or -1 with the
+ * message in err (the temporary is then removed). */
+int out_close(struct outfile *o, char *err);
+/* Closes the file (if out_close() did not) and renames it into place. 0,
+ * or -1 with the message in err (the temporary is then removed). */
 int out_commit(struct outfile *o, char *err);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);

@@ -256,6 +256,15 @@ bool cli_on_stdout(const char *path)
 	return path && out_fd(path) == STDOUT_FILENO;
 }
 
+int cli_out_close(struct outfile *o)
+{
+	char err[OUT_ERRLEN];
+
+	if (out_close(o, err))
+		return cli_err("%s", err);
+	return 0;
+}
+
 int cli_out_commit(struct outfile *o)
 {
 	char err[OUT_ERRLEN];

@@ -141,11 +141,12 @@ void report_image_text(FILE *f, const char *path, const struct img *im);
 
 /* ---------------------------------------------------------------- output */
 
-/* out_check(), out_open() and out_commit() against the command's inputs
+/* out_check(), out_open(), out_close() and out_commit() against the command's inputs
  * (the image, the filters file, and the other of --out and
  * --save-filters), reporting with cli_err(): 0, or -1. */
 int cli_out_check(const char *path, const struct args *a);
 int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a);
+int cli_out_close(struct outfile *o);
 int cli_out_commit(struct outfile *o);
 /* True when path (NULL: no such output) is written to standard output:
  * "-", /dev/stdout, /dev/fd/1, ... (out_fd). The report then goes to

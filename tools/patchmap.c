@@ -220,23 +220,24 @@ static int load_filters(const struct args *a, const struct pm_matrix_opts *o,
 	return 0;
 }
 
-/* Writes a (N, K) array of dtype as a .npy file. */
-static int write_npy(const struct args *a, const char *path, const void *data, int dtype, size_t N,
-		     size_t K)
+/* Writes a (N, K) array of dtype as a .npy file into *of, closed but not
+ * yet renamed into place: the caller commits it, or aborts it. 0, or -1
+ * after cli_err (of then holds nothing to abort). */
+static int write_npy(const struct args *a, struct outfile *of, const char *path, const void *data,
+		     int dtype, size_t N, size_t K)
 {
 	char hdr[512];
 	size_t shape[2] = { N, K }, h = npy_write_header(hdr, sizeof(hdr), dtype, 2, shape, false);
 	size_t bytes = N * K * pm_dtype_size(dtype);
-	struct outfile of;
 	int e;
 
-	if (cli_out_open(&of, path, h + bytes, a))
+	if (cli_out_open(of, path, h + bytes, a))
 		return -1;
-	if ((e = out_pwrite(&of, hdr, h, 0)) || (e = out_pwrite(&of, data, bytes, h))) {
-		out_abort(&of);
+	if ((e = out_pwrite(of, hdr, h, 0)) || (e = out_pwrite(of, data, bytes, h))) {
+		out_abort(of);
 		return cli_err("cannot write '%s': %s", path, strerror(-e));
 	}
-	return cli_out_commit(&of);
+	return cli_out_close(of);
 }
 
 /* The library's filler threads: as asked, or the library's default. */
@@ -261,10 +262,6 @@ int lib_threads(const struct pm_matrix_opts *o, const struct pm_stats *st)
 	return st->threads;
 }
 
-/* The end of a command that wrote the matrix's product: the matrix's stats
- * into *st, the matrix closed (*m NULL), the output renamed into place.
- * 0, or -1 after cli_err. The output is left for out_abort() only when the
- * matrix failed (a failed commit removes it itself): *opened says so. */
 /* The report goes to stdout, unless an output (--out, or apply's
  * --save-filters) does. */
 static FILE *report_stream(const struct args *a)
@@ -272,7 +269,12 @@ static FILE *report_stream(const struct args *a)
 	return cli_on_stdout(a->out) || cli_on_stdout(a->save_filters) ? stderr : stdout;
 }
 
-static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of, bool *opened)
+/* The end of a command's computing: the matrix's stats into *st, the
+ * matrix closed (*m NULL), the output closed (not yet renamed into
+ * place). 0, or -1 after cli_err; the output is then the caller's to
+ * abort (a failed close has removed its temporary already, and
+ * out_abort() stays harmless). */
+static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of)
 {
 	int e;
 
@@ -281,8 +283,7 @@ static int finish_output(pm_matrix **m, struct pm_stats *st, struct outfile *of,
 	*m = NULL;
 	if (e)
 		return cli_err("filling the patch matrix failed: %s", pm_strerror(e));
-	*opened = false;
-	return cli_out_commit(of);
+	return cli_out_close(of);
 }
 
 size_t block_rows(size_t rows, size_t row_bytes, size_t nout, size_t es, size_t budget)
@@ -464,7 +465,7 @@ static int cmd_apply(const struct args *a)
 	struct fe_rows sel = { 0 };
 	struct pm_stats st = { 0 };
 	struct progress bar;
-	struct outfile of;
+	struct outfile of, ff;
 	char err[IMG_ERRLEN], hdr[512];
 	struct img im;
 	pm_matrix *m = NULL;
@@ -473,7 +474,7 @@ static int cmd_apply(const struct args *a)
 	size_t N = 0, hlen, es, rb, shape[PM_MAX_DIMS + 1];
 	double t0, t;
 	int dtype, ret = 1, e, bt, nthreads = 1, kernel;
-	bool opened = false, streamed;
+	bool opened = false, ff_opened = false, streamed;
 	struct applier x;
 	struct bank bank = { 0 };
 	const char *kname = getenv("PATCHMAP_APPLY_KERNEL");
@@ -635,11 +636,22 @@ static int cmd_apply(const struct args *a)
 	}
 	progress_end(&bar);
 	t = now_s() - t0;
-	if (finish_output(&m, &st, &of, &opened))
+	if (finish_output(&m, &st, &of))
 		goto out;
-	/* The filters go out with the responses, never without them: a run
-	 * that fails (a damaged image, Ctrl-C) leaves neither file. */
-	if (a->save_filters && write_npy(a, a->save_filters, F, dtype, N, info.cols))
+	/* The filters go out with the responses, never without them: both are
+	 * written in full, and closed, before either is renamed into place, so
+	 * that a run that fails (a damaged image, a full disk, Ctrl-C) leaves
+	 * neither file and keeps both old ones. */
+	if (a->save_filters) {
+		if (write_npy(a, &ff, a->save_filters, F, dtype, N, info.cols))
+			goto out;
+		ff_opened = true;
+	}
+	opened = false;
+	if (cli_out_commit(&of))
+		goto out;
+	ff_opened = false;
+	if (a->save_filters && cli_out_commit(&ff))
 		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
 	FILE *rep = report_stream(a);
@@ -704,6 +716,8 @@ too_big:
 out:
 	if (opened)
 		out_abort(&of);
+	if (ff_opened)
+		out_abort(&ff);
 	pm_matrix_close(m);
 	cli_image_unguard();
 	bank_free(&bank);
@@ -875,7 +889,10 @@ static int cmd_export(const struct args *a)
 			cli_err("computing the patch matrix failed: %s", pm_strerror(e));
 		goto out;
 	}
-	if (finish_output(&m, &st, &of, &opened))
+	if (finish_output(&m, &st, &of))
+		goto out;
+	opened = false;
+	if (cli_out_commit(&of))
 		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
 	FILE *rep = report_stream(a);

@@ -399,6 +399,23 @@ def test_long_output_names(exe, work, tmp_path):
     check_ns_failure(p, r"cannot reserve 812 KiB for '%s': No space left on device" % name)
 
 
+def test_disk_full_for_the_filters(exe, tmp_path):
+    """apply --save-filters on a disk with room for the responses but not
+    the filters: both old files kept, no temporary of either left (the
+    responses must not be renamed into place before the filters are
+    written)."""
+    path = write_npy(tmp_path / "img.npy", np.zeros((64, 64), np.uint8))
+    p = in_namespace_with_tmpfs(
+        "size=128k", 'printf old > o.npy; printf oldf > f.npy; "$1" apply "$2" --window 60 '
+        '--random 16 --out o.npy --save-filters f.npy; rc=$?; '
+        'echo "rc=$rc left=[$(ls -A | tr "\\n" " ")] $(cat o.npy) $(cat f.npy)"', exe, path)
+    if p is None:
+        pytest.skip("cannot mount a tmpfs in a private mount namespace (needs root)")
+    assert p.stderr.splitlines() == ["patchmap: cannot reserve 225 KiB for 'f.npy': No space "
+                                     "left on device"], p.stderr
+    assert p.stdout == "rc=1 left=[f.npy o.npy ] old oldf\n", p.stdout
+
+
 def test_read_only_file_system(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", IMG)
     p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
@@ -532,7 +549,7 @@ def test_filters_to_stdout(exe, work):
 def test_apply_outputs_against_inputs(exe, work):
     """apply: --out or --save-filters onto the image or the filters file, and
     --out equal to --save-filters, refused before the first file is
-    written (--save-filters is written after --out, once --out is in place)."""
+    written."""
     write_npy(work / "img.npy", IMG)
     write_npy(work / "f.npy", np.ones((2, 3, 3), np.float32))
     base = ["apply", "img.npy", "--window", "3x3"]
