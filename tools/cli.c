@@ -256,6 +256,13 @@ bool cli_on_stdout(const char *path)
 	return path && out_fd(path) == STDOUT_FILENO;
 }
 
+int cli_report_done(FILE *f)
+{
+	if (f == stdout && (fflush(f) || ferror(f)))
+		return cli_err("standard output: %s", strerror(errno ? errno : EIO));
+	return 0;
+}
+
 int cli_out_close(struct outfile *o)
 {
 	char err[OUT_ERRLEN];

@@ -152,6 +152,11 @@ int cli_out_commit(struct outfile *o);
  * "-", /dev/stdout, /dev/fd/1, ... (out_fd). The report then goes to
  * stderr, so as not to mix with it. */
 bool cli_on_stdout(const char *path);
+/* The end of a report on f, before the outputs are renamed into place: a
+ * report that cannot be written to stdout fails the command, which then
+ * keeps the old files, so that exit status and files agree. 0, or -1
+ * after cli_err. */
+int cli_report_done(FILE *f);
 
 /* ---------------------------------------------------------------- images */
 

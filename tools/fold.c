@@ -120,8 +120,7 @@ int cmd_fold(const struct args *a)
 		cli_err("cannot write '%s': %s", a->out, strerror(-e));
 		goto out;
 	}
-	opened = false;
-	if (cli_out_commit(&of))
+	if (cli_out_close(&of))
 		goto out;
 
 	FILE *rep = cli_on_stdout(a->out) ? stderr : stdout;
@@ -161,6 +160,12 @@ int cmd_fold(const struct args *a)
 			(double)in_bytes / t / 1e9);
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
+	/* the report first: if it fails, so does the command, old file kept */
+	if (cli_report_done(rep))
+		goto out;
+	opened = false;
+	if (cli_out_commit(&of))
+		goto out;
 	ret = 0;
 	goto out;
 too_big:

@@ -647,12 +647,6 @@ static int cmd_apply(const struct args *a)
 			goto out;
 		ff_opened = true;
 	}
-	opened = false;
-	if (cli_out_commit(&of))
-		goto out;
-	ff_opened = false;
-	if (a->save_filters && cli_out_commit(&ff))
-		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
 	FILE *rep = report_stream(a);
 
@@ -708,6 +702,15 @@ static int cmd_apply(const struct args *a)
 		report_stats_text(rep, &st, lib_threads(&o, &st));
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
+	/* the report first: if it fails, so does the command, old files kept */
+	if (cli_report_done(rep))
+		goto out;
+	opened = false;
+	if (cli_out_commit(&of))
+		goto out;
+	ff_opened = false;
+	if (a->save_filters && cli_out_commit(&ff))
+		goto out;
 	ret = 0;
 	goto out;
 too_big:
@@ -891,9 +894,6 @@ static int cmd_export(const struct args *a)
 	}
 	if (finish_output(&m, &st, &of))
 		goto out;
-	opened = false;
-	if (cli_out_commit(&of))
-		goto out;
 	uint64_t hwm = status_bytes("VmHWM");
 	FILE *rep = report_stream(a);
 
@@ -929,6 +929,12 @@ static int cmd_export(const struct args *a)
 		report_stats_text(rep, &st, lib_threads(&o, &st));
 		fprintf(rep, "  peak RSS    %s (VmHWM)\n", pm__fmt_bytes(b1, sizeof(b1), (double)hwm));
 	}
+	/* the report first: if it fails, so does the command, old file kept */
+	if (cli_report_done(rep))
+		goto out;
+	opened = false;
+	if (cli_out_commit(&of))
+		goto out;
 	ret = 0;
 out:
 	if (opened)

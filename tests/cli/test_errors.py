@@ -319,14 +319,26 @@ def test_report_to_full_stdout(exe, work):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
     path = write_npy(work / "img.npy", IMG)
+    np.save(work / "m.npy", np.ones((80, 9)))
+    out, filters = work / "o.npy", work / "f.npy"
+    out.write_bytes(b"old")
+    filters.write_bytes(b"old filters")
+    before = sorted(os.listdir(work))
+    apply = ["apply", path, "--window", "3x3", "--random", "2", "--out", out]
     for cmd in (["info", path, "--window", "3x3", "--json"],
                 ["info", path, "--window", "3x3"],
-                ["export", path, "--window", "3x3", "--out", work / "o.npy"]):
+                ["export", path, "--window", "3x3", "--out", out],
+                ["export", path, "--window", "3x3", "--out", out, "--json"],
+                apply, apply + ["--save-filters", filters],
+                ["fold", work / "m.npy", "--image-shape", "10x12", "--window", "3", "--out", out]):
         with open("/dev/full", "w") as full:
             p = subprocess.run([exe, *map(str, cmd)], stdout=full, stderr=subprocess.PIPE,
                                text=True, timeout=60)
         assert p.returncode == 1, cmd
         assert p.stderr == "patchmap: standard output: No space left on device\n", p.stderr
+        # failed, so nothing replaced: the old files kept, no temporary left
+        assert out.read_bytes() == b"old" and filters.read_bytes() == b"old filters", cmd
+        assert sorted(os.listdir(work)) == before, cmd
 
 
 def in_namespace_with_tmpfs(options, script, *args):
