@@ -241,7 +241,7 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 	 * opened (a stat does not): a budget or an eager matrix larger than
 	 * what this process may take (its cgroup's limit) is refused, on the
 	 * line of the key at fault. */
-	if (open_matrix && pm_spec_check_memory(d->opt.spec, &vf->info)) {
+	if (open_matrix && (ret = pm_spec_check_memory(d->opt.spec, &vf->info))) {
 		const char *what = pm_spec_error(d->opt.spec);
 		char key[16];
 		size_t n = strcspn(what, ":");
@@ -254,7 +254,9 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		}
 		load_fail(msg, name, k >= 0 && d->line[k] ? d->line[k] : d->line[desc_key("window")],
 			  what);
-		errno = ENOMEM;
+		/* a budget below two chunks is a mistake in the descriptor
+		 * (EINVAL); only a bound the system cannot grant is ENOMEM */
+		errno = pm_error_errno(ret);
 		goto fail;
 	}
 	if (open_matrix) {

@@ -748,6 +748,7 @@ static void test_load_errors(void)
 		{ "window=3\nsource = /dev/zero\n", "2: source \"/dev/zero\": not a regular file" },
 		{ "source = img8.npy\nwindow=30\n", "2: window: '30' spans 30x30 samples, more than the source's 23x17" },
 		{ "source = img8.npy\nwindow=3\nbogus=1\n", "3: unknown key \"bogus\"" },
+		{ "source = img8.npy\nwindow=3\nbudget=1\n", "3: budget: 1 bytes is too small" },
 		{ "", " no \"source = PATH\" line" },
 	};
 	char msg[VF_ERRLEN], want[VF_ERRLEN];

@@ -335,6 +335,8 @@ ERRORS = [
     ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: '3000' is not a power of two of at least "
      "the page size (4096 bytes), such as 1M or 4M"),
     ("source = u8.npy\nwindow = 3\nformat = hdf5\n", 3, 'format: expected raw or npy, got "hdf5"'),
+    ("source = u8.npy\nwindow = 3\nbudget = 1\n", 3, "budget: 1 bytes is too small: it must hold at "
+     "least two chunks of 4 MiB (8 MiB); raise budget or lower chunk"),
     ("source = u8.npy\nwindow = 3x3x3\n", 2, "window: '3x3x3' gives 3 sizes for the 2-D source (shape "
      "61x53): give 2 (no channel axis) or 1 (channels last), or set channel_axis"),
 ]
