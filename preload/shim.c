@@ -363,14 +363,34 @@ static inline const char *launder(const char *p)
 	return p;
 }
 
+/* Set while this thread loads a descriptor. What the loader opens and
+ * stats (source, rows, mask, and what libvips reads) is then a plain file,
+ * even named like a descriptor or reached through /dev/stdin while stdin
+ * is one: a descriptor that leads back to itself is refused by vf_load,
+ * and must never be loaded from within its own loading, without end. Per
+ * thread: another thread opening a descriptor meanwhile gets its virtual
+ * file. */
+static _Thread_local unsigned loading;
+
 static inline bool interesting(const char *path)
 {
 	path = launder(path);
 	if (!path)
 		return false;
 	if (desc_name(path))
-		return true;
-	return path[0] == '/' && (path[1] == 'd' || path[1] == 'p') && proc_fd(path) >= 0;
+		return !loading;
+	return path[0] == '/' && (path[1] == 'd' || path[1] == 'p') && proc_fd(path) >= 0 && !loading;
+}
+
+/* vf_load with this thread marked as loading (see `loading`). */
+static struct vfile *load(int fd, const char *name, bool open_matrix, char *msg)
+{
+	struct vfile *vf;
+
+	loading++;
+	vf = vf_load(fd, name, open_matrix, msg);
+	loading--;
+	return vf;
 }
 
 /* The name to give in messages: as the program wrote it, or resolved when
@@ -434,7 +454,7 @@ static int open_virtual(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (REAL(fstat)(fd, &st) || !S_ISREG(st.st_mode))
 		return fd;
-	vf = vf_load(fd, msg_name(dirfd, path, namebuf, sizeof(namebuf)), true, msg);
+	vf = load(fd, msg_name(dirfd, path, namebuf, sizeof(namebuf)), true, msg);
 	if (!vf) {
 		e = errno;
 		if (msg[0])
@@ -945,7 +965,7 @@ static struct vfile *load_path(int dirfd, const char *path, bool nofollow)
 	fd = REAL(openat)(dirfd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
 	if (fd < 0)
 		return NULL;
-	vf = vf_load(fd, msg_name(dirfd, path, namebuf, sizeof(namebuf)), false, msg);
+	vf = load(fd, msg_name(dirfd, path, namebuf, sizeof(namebuf)), false, msg);
 	e = errno;
 	REAL(close)(fd);
 	if (!vf && msg[0])
@@ -1729,7 +1749,7 @@ static void adopt_inherited(void)
 		if (fl < 0 || (fl & O_ACCMODE) != O_RDONLY || (fl & O_PATH) ||
 		    REAL(fstat)(fd, &st) || !S_ISREG(st.st_mode))
 			continue;
-		vf = vf_load(fd, target, true, msg);
+		vf = load(fd, target, true, msg);
 		if (!vf) {
 			if (msg[0])
 				report(msg);

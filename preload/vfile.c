@@ -122,6 +122,45 @@ static int load_fail(char *msg, const char *name, int line, const char *what)
 	return -1;
 }
 
+/* Whether path leads to a descriptor: named like one, or through a link
+ * (/dev/stdin, /dev/fd/N, a symlink) to a file that is. A descriptor read
+ * as an array is only text; under the shim, opening it would load another
+ * descriptor from within this one's loading, without end if it leads back
+ * here. A path that does not resolve is left to the open to report. */
+static bool leads_to_descriptor(const char *path)
+{
+	char *real;
+	bool yes;
+
+	if (ends_with(path, ".patchmap"))
+		return true;
+	real = realpath(path, NULL);
+	yes = real && ends_with(real, ".patchmap");
+	free(real);
+	return yes;
+}
+
+/* The index or mask file `given` of the descriptor in dir names a
+ * descriptor: the message for it in msg, and -1; else 0. */
+static int selection_descriptor(const char *key, const char *given, const char *dir, const char *name,
+				int line, char *msg)
+{
+	char what[DESC_PATH_MAX + 128], *path = NULL;
+	bool yes;
+
+	if (!given)
+		return 0;
+	if (given[0] == '/' || asprintf(&path, "%s/%s", dir, given) < 0)
+		path = NULL;
+	yes = leads_to_descriptor(path ? path : given);
+	free(path);
+	if (!yes)
+		return 0;
+	snprintf(what, sizeof(what), "%s: '%s' names a descriptor, not %s", key, given,
+		 !strcmp(key, "rows") ? "a .npy of integer window numbers" : "a bool .npy or a PGM");
+	return load_fail(msg, name, line, what);
+}
+
 static void vf_free(struct vfile *vf)
 {
 	struct vf_region *reg = atomic_load(&vf->region);
@@ -186,6 +225,14 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 		load_fail(msg, name, line, "source: a descriptor cannot be the source of another");
 		goto fail;
 	}
+	if (leads_to_descriptor(path)) {
+		char what[DESC_PATH_MAX + 96];
+
+		snprintf(what, sizeof(what), "source \"%s\" names a descriptor, and a descriptor cannot "
+					     "be the source of another", d->source);
+		load_fail(msg, name, line, what);
+		goto fail;
+	}
 	/* Only a regular file: a stat of the descriptor must not wait on a
 	 * FIFO's writer or read a device without end. */
 	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
@@ -213,6 +260,9 @@ struct vfile *vf_load(int fd, const char *name, bool open_matrix, char *msg)
 	if (stat(path, &st) == 0)
 		vf->source_mtime = st.st_mtim;
 
+	if (selection_descriptor("rows", d->opt.rows_path, dir, name, d->line[desc_key("rows")], msg) ||
+	    selection_descriptor("mask", d->opt.mask_path, dir, name, d->line[desc_key("mask")], msg))
+		goto fail;
 	if (desc_matrix(d, &vf->im.src, &o, &vf->info, err, &line) ||
 	    desc_rows(d, dir, &o, &sel, &vf->info, err, &line)) {
 		load_fail(msg, name, line, err);

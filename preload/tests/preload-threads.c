@@ -17,7 +17,7 @@ static unsigned char img[H * W];
 static unsigned char *want;  /* the .npy image of desc2d */
 static size_t want_len, want_hdr;
 static size_t page;
-static char img_path[512], d2_path[512], d2s_path[512], ramp_path[512];
+static char img_path[512], d2_path[512], d2s_path[512], ramp_path[512], self_path[512];
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -47,7 +47,8 @@ static void make_files(void)
 					      "dtype = float32\nformat = npy\nchunk = 64K\nbudget = 256K\n") ||
 	    write_text(t_path("d2s.patchmap"), "source = img.npy\nwindow = 6x5\nstep = 1x2\npad = 1\n"
 					       "dtype = float32\nformat = npy\nbackend = sigsegv\n"
-					       "chunk = 64K\nbudget = 128K\n"))
+					       "chunk = 64K\nbudget = 128K\n") ||
+	    write_text(t_path("self.patchmap"), "source = img.npy\nwindow = 3\nrows = self.patchmap\n"))
 		abort();
 	free(ramp);
 	/* t_path's buffers are not for threads */
@@ -55,6 +56,7 @@ static void make_files(void)
 	snprintf(d2_path, sizeof(d2_path), "%s", t_path("d2.patchmap"));
 	snprintf(d2s_path, sizeof(d2s_path), "%s", t_path("d2s.patchmap"));
 	snprintf(ramp_path, sizeof(ramp_path), "%s", t_path("ramp.patchmap"));
+	snprintf(self_path, sizeof(self_path), "%s", t_path("self.patchmap"));
 	o.source = (struct pm_source){ .data = img, .dtype = PM_DTYPE_U8, .ndim = 2, .shape = { H, W },
 				       .strides = { W, 1 } };
 	o.window[0] = (struct pm_window){ 6, 1, 1, 1, 1 };
@@ -82,6 +84,7 @@ static void make_files(void)
 struct job {
 	int fd;              /* shared, or -1: open your own */
 	const char *path;
+	bool bad;            /* open a descriptor that must be refused */
 	uint64_t seed;
 	int errors;
 	/* shared read(): the claims this thread got */
@@ -213,6 +216,28 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+/* Even threads open a descriptor whose rows file is itself, which must
+ * fail with EINVAL; odd ones meanwhile open d2 and read it whole. While a
+ * thread loads a descriptor its own opens are plain files: another
+ * thread's must not be. */
+static void *self_or_good(void *arg)
+{
+	struct job *j = arg;
+
+	for (int k = 0; k < 40; k++) {
+		if (j->bad) {
+			int fd = open(self_path, O_RDONLY);
+
+			j->errors += fd >= 0 || errno != EINVAL;
+			if (fd >= 0)
+				close(fd);
+		} else {
+			own_fd(j);
+		}
+	}
+	return NULL;
+}
+
 static int run(void *(*fn)(void *), struct job *jobs)
 {
 	pthread_t t[NTHREADS];
@@ -318,6 +343,16 @@ static void test_shared_mmap(void)
 	}
 }
 
+static void test_self_beside_good(void)
+{
+	struct job jobs[NTHREADS];
+
+	jobs_init(jobs, -1, d2_path);
+	for (int i = 0; i < NTHREADS; i++)
+		jobs[i].bad = i % 2 == 0;
+	CU_ASSERT_EQUAL(run(self_or_good, jobs), 0);
+}
+
 static void test_churn(void)
 {
 	struct job jobs[NTHREADS];
@@ -334,6 +369,7 @@ int main(void)
 		{ "read on a shared fd tiles the file", test_shared_read },
 		{ "mmap and munmap on a shared fd", test_shared_mmap },
 		{ "open, dup, close while reading", test_churn },
+		{ "a descriptor that reads itself, beside good ones", test_self_beside_good },
 	};
 
 	page = (size_t)sysconf(_SC_PAGESIZE);

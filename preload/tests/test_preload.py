@@ -377,6 +377,43 @@ def test_stat_then_open_reports_once(data):
     assert sum(line.startswith("libpatchmap-preload:") for line in lines) == 1
 
 
+NESTED = [
+    # (descriptor text, stdin: the descriptor itself or a good one, line, message)
+    ("source = u8.npy\nwindow = 3\nrows = self.patchmap\n", None, 3,
+     "rows: 'self.patchmap' names a descriptor, not a .npy of integer window numbers"),
+    ("source = u8.npy\nwindow = 3\nmask = self.patchmap\n", None, 3,
+     "mask: 'self.patchmap' names a descriptor, not a bool .npy or a PGM"),
+    ("source = /dev/stdin\nwindow = 2\n", "self", 1,
+     'source "/dev/stdin" names a descriptor, and a descriptor cannot be the source of another'),
+    ("source = /dev/fd/0\nwindow = 2\n", "self", 1,
+     'source "/dev/fd/0" names a descriptor, and a descriptor cannot be the source of another'),
+    ("source = /proc/self/fd/0\nwindow = 2\n", "good", 1,
+     'source "/proc/self/fd/0" names a descriptor, and a descriptor cannot be the source of another'),
+    ("source = u8.npy\nwindow = 3\nrows = /dev/stdin\n", "good", 3,
+     "rows: '/dev/stdin' names a descriptor, not a .npy of integer window numbers"),
+]
+
+
+@pytest.mark.parametrize("text,stdin,line,msg", NESTED, ids=[f"nested{i}" for i in range(len(NESTED))])
+def test_nested_descriptor(data, text, stdin, line, msg):
+    """A descriptor whose source, rows or mask leads to a descriptor (itself,
+    or the one on stdin) is refused like any mistake: EINVAL and its line,
+    never a load within a load (which recursed until the stack ran out)."""
+    d, _ = data
+    path = d / "self.patchmap"
+    path.write_text(text)
+    good = d / "good.patchmap"
+    good.write_text("source = u8.npy\nwindow = 3\n")
+    with open({None: os.devnull, "self": path, "good": good}[stdin], "rb") as f:
+        p = run(["wc", "-c", str(path)], check=False, stdin=f, timeout=60)
+    lines = p.stderr.decode().splitlines()
+    assert p.returncode == 1 and p.stdout == b"", lines
+    assert lines[-1] == f"wc: {path}: Invalid argument"
+    # one line, though with itself on stdin it is refused twice: when the
+    # program starts (stdin) and when it opens it, by the same name
+    assert lines[:-1] == [f"libpatchmap-preload: {path}:{line}: {msg}"]
+
+
 # ------------------------------------------------------------ BLAS
 
 
