@@ -284,12 +284,16 @@ int cli_out_commit(struct outfile *o)
 /* ---------------------------------------------------------------- images */
 
 /* The handler may run in any thread, the library's included, and must stay
- * async-signal-safe: it only checks that the image has a decoding failure
- * (an atomic load), wakes the watcher through a pipe and parks the thread
+ * async-signal-safe: it only checks that the fault is the image's (an
+ * address in the file's mapping, or a decoding failure: an atomic load),
+ * wakes the watcher through a pipe with the cause and parks the thread
  * that faulted, whose read can never complete. The watcher, an ordinary
  * thread, does the rest. */
+enum { GUARD_DECODE = 1, GUARD_SHRANK = 2 };
+
 static const struct img *guard_img;
 static const char *guard_path;
+static const char *guard_lo, *guard_hi; /* the file's mapping, whole pages */
 static int guard_pipe[2] = { -1, -1 };
 static struct sigaction guard_old;
 static pthread_t guard_thread;
@@ -297,11 +301,17 @@ static bool guarded;
 
 static void on_image_bus(int sig, siginfo_t *si, void *uc)
 {
-	char c = 1;
+	const char *addr = si->si_addr;
+	char c = 0;
 
-	(void)si;
 	(void)uc;
-	if (!guard_img || !img_vips_failed(guard_img)) {
+	/* BUS_ADRERR: a page of a mapping past the end of its file, which
+	 * only a file that shrank after it was mapped can give */
+	if (guard_img && si->si_code == BUS_ADRERR && addr >= guard_lo && addr < guard_hi)
+		c = GUARD_SHRANK;
+	else if (guard_img && img_vips_failed(guard_img))
+		c = GUARD_DECODE;
+	if (!c) {
 		/* not the image's: what SIGBUS did before */
 		sigaction(SIGBUS, &guard_old, NULL);
 		raise(sig);
@@ -320,6 +330,7 @@ static void on_image_bus(int sig, siginfo_t *si, void *uc)
 static void *guard_watch(void *arg)
 {
 	char c, msg[512];
+	struct stat st;
 	ssize_t n;
 
 	(void)arg;
@@ -327,9 +338,22 @@ static void *guard_watch(void *arg)
 		;
 	if (n <= 0) /* unguarded: the command ended */
 		return NULL;
-	img_vips_error(guard_img, msg, sizeof(msg));
 	out_remove_pending();
-	cli_err("%s: %s", guard_path, msg[0] ? msg : "a part of the image failed to decode");
+	if (c == GUARD_SHRANK) {
+		/* the size now, by name: the file the tool mapped, unless
+		 * it was replaced too */
+		if (!stat(guard_path, &st) && (uint64_t)st.st_size < guard_img->map_len)
+			snprintf(msg, sizeof(msg), "from %zu to %lld bytes", guard_img->map_len,
+				 (long long)st.st_size);
+		else
+			snprintf(msg, sizeof(msg), "it had %zu bytes", guard_img->map_len);
+		cli_err("%s: the file shrank while being read (%s): it must not change until "
+			"the command ends",
+			guard_path, msg);
+	} else {
+		img_vips_error(guard_img, msg, sizeof(msg));
+		cli_err("%s: %s", guard_path, msg[0] ? msg : "a part of the image failed to decode");
+	}
 	cli_exit(1);
 	fflush(stdout);
 	fflush(stderr);
@@ -338,16 +362,20 @@ static void *guard_watch(void *arg)
 
 int cli_image_guard(const struct img *im, const char *path)
 {
+	bool mapped = im->map && !im->map_is_heap;
 	struct sigaction sa;
 	sigset_t all, old;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	int e;
 
-	if (!im->vips_open || guarded)
+	if ((!im->vips_open && !mapped) || guarded)
 		return 0;
 	if (pipe2(guard_pipe, O_CLOEXEC))
-		return cli_err("cannot watch the image's decoding: %s", strerror(errno));
+		return cli_err("cannot watch the image's file: %s", strerror(errno));
 	guard_img = im;
 	guard_path = path;
+	guard_lo = mapped ? im->map : NULL;
+	guard_hi = mapped ? (const char *)im->map + (im->map_len + page - 1) / page * page : NULL;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_image_bus;
 	sa.sa_flags = SA_SIGINFO;
@@ -360,9 +388,15 @@ int cli_image_guard(const struct img *im, const char *path)
 	if (e) {
 		close(guard_pipe[0]);
 		close(guard_pipe[1]);
-		return cli_err("cannot watch the image's decoding: %s", strerror(e));
+		return cli_err("cannot watch the image's file: %s", strerror(e));
 	}
-	sigaction(SIGBUS, &sa, &guard_old);
+	if (sigaction(SIGBUS, &sa, &guard_old)) {
+		e = errno;
+		close(guard_pipe[1]);
+		pthread_join(guard_thread, NULL);
+		close(guard_pipe[0]);
+		return cli_err("cannot watch the image's file: %s", strerror(e));
+	}
 	guarded = true;
 	return 0;
 }
@@ -376,5 +410,6 @@ void cli_image_unguard(void)
 	pthread_join(guard_thread, NULL);
 	close(guard_pipe[0]);
 	guard_img = NULL;
+	guard_lo = guard_hi = NULL;
 	guarded = false;
 }

@@ -160,13 +160,15 @@ int cli_report_done(FILE *f);
 
 /* ---------------------------------------------------------------- images */
 
-/* A libvips image (im->vips_open) whose decoding fails in the middle of a
- * command reaches the thread that read it as SIGBUS (the region contract):
- * a thread of the tool, or a filler thread of the matrix. While guarded,
- * the tool turns that into its one-line error naming the file and the
- * decoder's message, removes the output's temporary (out_remove_pending)
- * and exits with status 1. Nothing for the other formats. 0, or -1 after
- * cli_err. cli_image_unguard() ends it (a no-op when not guarded). */
+/* An image whose pixels fail in the middle of a command reaches the thread
+ * that read them as SIGBUS: a thread of the tool, or a filler thread of the
+ * matrix. For a libvips image (im->vips_open), a part that fails to decode
+ * (the region contract); for a file img_open mapped (.npy, PGM, PPM, raw),
+ * a file that shrank after it was mapped. While guarded, the tool turns
+ * that into its one-line error naming the file and the cause, removes the
+ * output's temporary (out_remove_pending) and exits with status 1. Nothing
+ * for an image read into memory (a pipe). One image at a time. 0, or -1
+ * after cli_err. cli_image_unguard() ends it (a no-op when not guarded). */
 int cli_image_guard(const struct img *im, const char *path);
 void cli_image_unguard(void);
 

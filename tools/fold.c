@@ -28,6 +28,10 @@ int cmd_fold(const struct args *a)
 
 	if (img_open(a->image, NULL, &in, err))
 		return cli_err("%s: %s", a->image, err), 1;
+	/* pm_fold reads the input through its mapping: a file that shrinks
+	 * meanwhile is an error, not a crash */
+	if (cli_image_guard(&in, a->image))
+		goto out;
 	if (strcmp(in.format, "npy") || in.src.ndim > 2) {
 		cli_err("%s: fold reads a .npy of shape (windows, values) or (windows,), not %s %s",
 			a->image, pm__fmt_dims(b1, sizeof(b1), in.src.shape, in.src.ndim), in.format);
@@ -174,6 +178,7 @@ too_big:
 out:
 	if (opened)
 		out_abort(&of);
+	cli_image_unguard();
 	free(image);
 	fe_rows_free(&sel);
 	img_close(&in);

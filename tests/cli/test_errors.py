@@ -721,6 +721,72 @@ def test_interrupted_export_leaves_nothing(exe, work):
     assert sorted(os.listdir(work)) == before
 
 
+def rss_file(pid):
+    """The bytes of files the process has resident (RssFile), or 0."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssFile:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def shrinks_while_read(p, path, ready):
+    """Truncates the input path once ready() says p reads it, and checks
+    that p then fails with one line saying so: no SIGBUS."""
+    size = os.path.getsize(path)
+    deadline = time.time() + 30
+    while not ready():
+        assert p.poll() is None and time.time() < deadline, "the command never got going"
+        time.sleep(0.005)
+    os.truncate(path, 1000)
+    out, err = p.communicate(timeout=60)
+    lines = err.decode().splitlines()
+    assert p.returncode == 1, (p.returncode, lines)
+    assert lines == [f"patchmap: {path}: the file shrank while being read (from {size} to "
+                     "1000 bytes): it must not change until the command ends"], lines
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "--window", "16", "--threads", "1"],
+    ["apply", "--window", "16", "--random", "16", "--threads", "2"],
+])
+@pytest.mark.parametrize("fmt", ["npy", "raw"])
+def test_input_shrinks_while_read(exe, work, command, fmt):
+    """The mapped input truncated while the command writes its output: one
+    line and status 1, the temporary removed, the old output kept."""
+    img = np.zeros((1024, 1024), np.uint8)
+    if fmt == "npy":
+        path, shape = write_npy(work / "img.npy", img), []
+    else:
+        path, shape = write_raw(work / "img.raw", img), ["--shape", "1024x1024"]
+    (work / "out.npy").write_bytes(b"the old output")
+    before = sorted(os.listdir(work))
+    p = subprocess.Popen([exe, command[0], str(path), *shape, *command[1:], "--out", "out.npy",
+                          "--quiet"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    shrinks_while_read(p, path, lambda: any(n.startswith(".out.npy.") for n in os.listdir(work)))
+    assert sorted(os.listdir(work)) == before
+    assert (work / "out.npy").read_bytes() == b"the old output"
+
+
+def test_fold_input_shrinks_while_read(exe, work):
+    """fold's input matrix truncated while pm_fold reads it (1 GiB of
+    float32, zeros: a sparse file)."""
+    path = work / "m.npy"
+    m = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(1 << 20, 256))
+    del m
+    before = sorted(os.listdir(work))
+    p = subprocess.Popen([exe, "fold", str(path), "--image-shape", "1039x1039", "--window", "16",
+                          "--out", "out.npy", "--quiet"],
+                         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # fold writes nothing before pm_fold is done: it is reading once
+    # part of the input is resident
+    shrinks_while_read(p, path, lambda: rss_file(p.pid) >= 64 << 20)
+    assert sorted(os.listdir(work)) == before
+
+
 # ------------------------------------------------------------------ usage
 
 USAGE = [
