@@ -332,8 +332,8 @@ ERRORS = [
      "channel_axis: '5': the 3-D source (shape 30x41x3) has axes 0 to 2 (or -3 to -1)"),
     ("source = u8.npy\nwindow = 3\ndtype = same\nscale = 2\n", 4, "scale: scale and offset need a float32 or float64 output, "
      "and dtype is uint8"),
-    ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: '3000' is not a power of two of at least "
-     "the page size (4096 bytes), such as 1M or 4M"),
+    ("source = u8.npy\nwindow = 3\nchunk = 3000\n", 3, "chunk: '3000' is not a power of two from the "
+     "page size (4096 bytes) to 64 TiB, such as 1M or 4M"),
     ("source = u8.npy\nwindow = 3\nformat = hdf5\n", 3, 'format: expected raw or npy, got "hdf5"'),
     ("source = u8.npy\nwindow = 3\nbudget = 1\n", 3, "budget: 1 bytes is too small: it must hold at "
      "least two chunks of 4 MiB (8 MiB); raise budget or lower chunk"),
