@@ -1562,6 +1562,26 @@ static int v_munmap(char *a, size_t len)
 		else if (!known)
 			whole = false;
 	}
+	/* Regions that no view covers here are still the virtual files'
+	 * (open descriptors map them again later): never the kernel's to
+	 * unmap, even when a program unmaps a range twice, or a piece of one
+	 * mapping after the other mapping of the same range took its views. */
+	if (vf_live_any()) {
+		const char *lo[16], *hi[16];
+		int k = vf_live_spans(a, len, lo, hi, 16);
+
+		for (int j = 0; j < k; j++) {
+			bool known = false;
+
+			mine = true;
+			for (int r = 0; r < nreg; r++)
+				known |= regions[r].lo == lo[j];
+			if (!known && nreg < 16)
+				regions[nreg++] = (__typeof__(regions[0])){ (char *)lo[j], (char *)hi[j] };
+			else if (!known)
+				whole = false;
+		}
+	}
 	if (!mine) {
 		pthread_mutex_unlock(&lock);
 		return REAL(munmap)(a, len);
@@ -1648,7 +1668,7 @@ static int v_munmap(char *a, size_t len)
 
 EXPORT int munmap(void *addr, size_t len)
 {
-	if (UNLIKELY(atomic_load_explicit(&nviews, memory_order_acquire) != 0))
+	if (UNLIKELY(atomic_load_explicit(&nviews, memory_order_acquire) != 0 || vf_live_any()))
 		return v_munmap(addr, len);
 	MISSING(munmap, -1);
 	return real.munmap(addr, len);

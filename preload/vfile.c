@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,12 +162,70 @@ static int selection_descriptor(const char *key, const char *given, const char *
 	return load_fail(msg, name, line, what);
 }
 
+/* The regions of this process that are open, for the shim's munmap:
+ * their addresses are never the program's own memory, whether a view
+ * covers them or not. A fixed table (munmap must not allocate); a region
+ * that finds it full goes unlisted, as every region did before. */
+#define LIVE_MAX 256
+static struct {
+	const char *base;
+	size_t span;
+} live[LIVE_MAX];
+static atomic_int nlive;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void live_add(const char *base, size_t span)
+{
+	pthread_mutex_lock(&live_lock);
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (!live[i].base) {
+			live[i].base = base;
+			live[i].span = span;
+			atomic_fetch_add(&nlive, 1);
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(const char *base)
+{
+	pthread_mutex_lock(&live_lock);
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i].base == base) {
+			live[i].base = NULL;
+			atomic_fetch_sub(&nlive, 1);
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+}
+
+bool vf_live_any(void)
+{
+	return atomic_load_explicit(&nlive, memory_order_acquire) != 0;
+}
+
+int vf_live_spans(const char *a, size_t len, const char **lo, const char **hi, int max)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&live_lock);
+	for (int i = 0; i < LIVE_MAX && n < max; i++)
+		if (live[i].base && a < live[i].base + live[i].span && live[i].base < a + len) {
+			lo[n] = live[i].base;
+			hi[n++] = live[i].base + live[i].span;
+		}
+	pthread_mutex_unlock(&live_lock);
+	return n;
+}
+
 static void vf_free(struct vfile *vf)
 {
 	struct vf_region *reg = atomic_load(&vf->region);
 
-	if (reg && reg->pid == getpid())
+	if (reg && reg->pid == getpid()) {
+		live_remove(pm_region_data(reg->r));
 		pm_region_close(reg->r);
+	}
 	/* In a child of fork() the parent's region is not mapped and its
 	 * threads are gone: its bookkeeping is left behind, not closed. */
 	if (reg && reg->pid == getpid())
@@ -413,6 +472,7 @@ const char *vf_region(struct vfile *vf, size_t *span)
 		mine->span = (size_t)((vf->size + st.chunk_bytes - 1) / st.chunk_bytes * st.chunk_bytes);
 		if (atomic_compare_exchange_strong(&vf->region, &cur, mine)) {
 			/* a region inherited over fork() stays behind, unused */
+			live_add(pm_region_data(mine->r), mine->span);
 			cur = mine;
 			continue;
 		}

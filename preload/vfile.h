@@ -62,6 +62,12 @@ int vf_read(struct vfile *vf, uint64_t off, void *dst, size_t len);
  * with errno set (ENODEV for backend = none). */
 const char *vf_region(struct vfile *vf, size_t *span);
 
+/* Whether this process has a region open, and the spans of those that
+ * overlap [a, a + len) (at most max, as [lo[i], hi[i])). Never allocate:
+ * for munmap. */
+bool vf_live_any(void);
+int vf_live_spans(const char *a, size_t len, const char **lo, const char **hi, int max);
+
 /* Rewrites what stat reports for the descriptor file into what it reports
  * for the virtual file: size, blocks, read-only regular file, a large
  * preferred block size, the later modification time of descriptor and

@@ -464,6 +464,25 @@ static void test_mmap(void)
 		}
 	}
 
+	/* The piece of the second mapping that the first's munmap already
+	 * took is unmapped again: no view covers it, yet it is the region's,
+	 * not the kernel's to unmap; the descriptor's next mapping reads it.
+	 * (Unmapping the same page twice, legal for a plain file, too.) */
+	fd = open(desc("raw.patchmap"), O_RDONLY);
+	a = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+	b = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+	check_map(a, want_raw, raw_len);
+	CU_ASSERT_EQUAL(munmap(a + 3 * page, page), 0);
+	CU_ASSERT_EQUAL(munmap(a, raw_len), 0);
+	CU_ASSERT_EQUAL(munmap(b + 3 * page, page), 0);
+	CU_ASSERT_EQUAL(munmap(b + 3 * page, page), 0);
+	c = mmap(NULL, raw_len, PROT_READ, MAP_SHARED, fd, 0);
+	check_map(c, want_raw, raw_len);
+	CU_ASSERT_EQUAL(munmap(c, raw_len), 0);
+	check_map(b, want_raw, 3 * page);
+	CU_ASSERT_EQUAL(munmap(b, 3 * page), 0);
+	close(fd);
+
 	/* mremap: grows and shrinks in place, within the file */
 	fd = open(desc("raw.patchmap"), O_RDONLY);
 	a = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, (off_t)page);
