@@ -1723,16 +1723,19 @@ EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
 static void before_fork(void)
 {
 	pthread_mutex_lock(&lock);
+	vf_live_hold(true);
 }
 
 static void after_fork_parent(void)
 {
+	vf_live_hold(false);
 	pthread_mutex_unlock(&lock);
 }
 
 static void after_fork_child(void)
 {
 	atomic_store(&self_pid, getpid());
+	vf_live_hold(false);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -199,6 +199,14 @@ static void live_remove(const char *base)
 	pthread_mutex_unlock(&live_lock);
 }
 
+void vf_live_hold(bool hold)
+{
+	if (hold)
+		pthread_mutex_lock(&live_lock);
+	else
+		pthread_mutex_unlock(&live_lock);
+}
+
 bool vf_live_any(void)
 {
 	return atomic_load_explicit(&nlive, memory_order_acquire) != 0;

@@ -66,6 +66,9 @@ const char *vf_region(struct vfile *vf, size_t *span);
  * overlap [a, a + len) (at most max, as [lo[i], hi[i])). Never allocate:
  * for munmap. */
 bool vf_live_any(void);
+/* Takes (true) or releases the list's lock, around fork(): a child must
+ * not inherit it taken. */
+void vf_live_hold(bool hold);
 int vf_live_spans(const char *a, size_t len, const char **lo, const char **hi, int max);
 
 /* Rewrites what stat reports for the descriptor file into what it reports
