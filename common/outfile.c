@@ -40,6 +40,30 @@ static char *dir_of(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
+/* Follows one symlink: replaces *cur, a malloc'd path, with the path its
+ * link names (from *cur's directory when relative). False when *cur is no
+ * symlink or cannot be read (*cur as it was), or when out of memory (*cur
+ * NULL). */
+static bool follow_link(char **cur)
+{
+	char link[PATH_MAX], *dir, *next;
+	struct stat st;
+	ssize_t n;
+
+	if (lstat(*cur, &st) || !S_ISLNK(st.st_mode) || (n = readlink(*cur, link, sizeof(link) - 1)) < 0)
+		return false;
+	link[n] = 0;
+	dir = dir_of(*cur);
+	if (link[0] == '/' || !dir)
+		next = strdup(link);
+	else if (asprintf(&next, "%s/%s", dir, link) < 0)
+		next = NULL;
+	free(dir);
+	free(*cur);
+	*cur = next;
+	return next != NULL;
+}
+
 /* The file that writing path replaces or creates, malloc'd: path with its
  * symlinks resolved, also when the last one dangles (a symlink to a file
  * not yet written is written through, as an existing one). NULL when out of
@@ -48,27 +72,12 @@ static char *resolve(const char *path)
 {
 	char *p = realpath(path, NULL), *cur, *dir, *rdir;
 	const char *base;
-	struct stat st;
 
 	if (p)
 		return p;
 	cur = strdup(path);
-	for (int hops = 0; cur && hops < 40 && lstat(cur, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
-		char link[PATH_MAX], *next;
-		ssize_t n = readlink(cur, link, sizeof(link) - 1);
-
-		if (n < 0)
-			break;
-		link[n] = 0;
-		dir = dir_of(cur);
-		if (link[0] == '/' || !dir)
-			next = strdup(link);
-		else if (asprintf(&next, "%s/%s", dir, link) < 0)
-			next = NULL;
-		free(dir);
-		free(cur);
-		cur = next;
-	}
+	for (int hops = 0; cur && hops < 40 && follow_link(&cur); hops++)
+		;
 	if (!cur)
 		return NULL;
 	/* the directory resolved, the name kept */
@@ -142,30 +151,17 @@ int out_fd(const char *path)
 	cur = strdup(path);
 	for (int hops = 0; cur && hops < 40; hops++) {
 		const char *base = strrchr(cur, '/') ? strrchr(cur, '/') + 1 : cur;
-		char *dir = dir_of(cur), *rdir = dir ? realpath(dir, NULL) : NULL, link[PATH_MAX], *next;
+		char *dir = dir_of(cur), *rdir = dir ? realpath(dir, NULL) : NULL;
 		bool in_table = rdir && is_own_fd_dir(rdir);
-		struct stat st;
-		ssize_t n;
 
 		free(rdir);
+		free(dir);
 		if (in_table) {
 			fd = parse_fd(base);
-			free(dir);
 			break;
 		}
-		if (!dir || lstat(cur, &st) || !S_ISLNK(st.st_mode) ||
-		    (n = readlink(cur, link, sizeof(link) - 1)) < 0) {
-			free(dir);
+		if (!follow_link(&cur))
 			break;
-		}
-		link[n] = 0;
-		if (link[0] == '/')
-			next = strdup(link);
-		else if (asprintf(&next, "%s/%s", dir, link) < 0)
-			next = NULL;
-		free(dir);
-		free(cur);
-		cur = next;
 	}
 	free(cur);
 	return fd;

@@ -1520,15 +1520,30 @@ static bool overlaps(const char *a, size_t alen, const char *b, size_t blen)
 	return a < b + blen && b < a + alen;
 }
 
+struct span {
+	char *lo, *hi;
+};
+
+/* Adds region [lo, hi) to the nreg of `regions` (room for 16) unless it is
+ * there; *whole turns false when there is no room left. */
+static void region_note(struct span *regions, int *nreg, bool *whole, char *lo, char *hi)
+{
+	for (int r = 0; r < *nreg; r++)
+		if (regions[r].lo == lo)
+			return;
+	if (*nreg < 16)
+		regions[(*nreg)++] = (struct span){ lo, hi };
+	else
+		*whole = false;
+}
+
 /* Releases [a, a + len) of the program's views: one exact view, or one
  * layer of the views it overlaps. Pieces outside every region that has
  * views are real memory of the program's and go to the kernel. */
 static int v_munmap(char *a, size_t len)
 {
 	struct vfile *drop[32];
-	struct {
-		char *lo, *hi;
-	} regions[16], todo[32];
+	struct span regions[16], todo[32];
 	size_t page = page_size(), n, i;
 	int ndrop = 0, nreg = 0, ntodo = 1;
 	bool mine = false, whole = true, failed = false;
@@ -1550,17 +1565,11 @@ static int v_munmap(char *a, size_t len)
 		}
 	for (i = 0; i < n; i++) {
 		struct view *v = &views[i];
-		bool known = false;
 
 		if (!overlaps(a, len, v->addr, v->len))
 			continue;
 		mine = true;
-		for (int r = 0; r < nreg; r++)
-			known |= regions[r].lo == v->base;
-		if (!known && nreg < 16)
-			regions[nreg++] = (__typeof__(regions[0])){ v->base, v->base + v->limit };
-		else if (!known)
-			whole = false;
+		region_note(regions, &nreg, &whole, v->base, v->base + v->limit);
 	}
 	/* Regions that no view covers here are still the virtual files'
 	 * (open descriptors map them again later): never the kernel's to
@@ -1571,15 +1580,8 @@ static int v_munmap(char *a, size_t len)
 		int k = vf_live_spans(a, len, lo, hi, 16);
 
 		for (int j = 0; j < k; j++) {
-			bool known = false;
-
 			mine = true;
-			for (int r = 0; r < nreg; r++)
-				known |= regions[r].lo == lo[j];
-			if (!known && nreg < 16)
-				regions[nreg++] = (__typeof__(regions[0])){ (char *)lo[j], (char *)hi[j] };
-			else if (!known)
-				whole = false;
+			region_note(regions, &nreg, &whole, (char *)lo[j], (char *)hi[j]);
 		}
 	}
 	if (!mine) {
@@ -1611,9 +1613,9 @@ static int v_munmap(char *a, size_t len)
 		if ((lo < xlo) + (xhi < hi) > (int)(sizeof(todo) / sizeof(todo[0])) - ntodo)
 			break; /* the rest next time: never wrong, only late */
 		if (lo < xlo)
-			todo[ntodo++] = (__typeof__(todo[0])){ lo, xlo };
+			todo[ntodo++] = (struct span){ lo, xlo };
 		if (xhi < hi)
-			todo[ntodo++] = (__typeof__(todo[0])){ xhi, hi };
+			todo[ntodo++] = (struct span){ xhi, hi };
 		if (xlo == vlo && xhi == vhi) {
 			drop[ndrop++] = v->vf;
 			view_remove_locked(i);
