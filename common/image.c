@@ -126,11 +126,27 @@ static bool parse_uint(struct cur *c, size_t *v)
 	return any;
 }
 
+/* At most 32 bytes of header text s[0..n), for a message: control and
+ * non-ASCII bytes (a NUL among them) shown as '?', "..." after a cut. */
+static const char *shown(char buf[40], const char *s, size_t n)
+{
+	size_t k = 0;
+
+	for (; k < n && k < 32; k++)
+		buf[k] = (unsigned char)s[k] < ' ' || (unsigned char)s[k] >= 0x7f ? '?' : s[k];
+	if (k < n) {
+		memcpy(buf + k, "...", 3);
+		k += 3;
+	}
+	buf[k] = 0;
+	return buf;
+}
+
 /* numpy's descr: a byte order, a kind letter and a byte count ("<f4"),
  * read by the library's dtype parser, the one every front end uses. */
 static int parse_descr(const char *s, size_t n, struct npy_header *h, char *err)
 {
-	char code[16];
+	char code[16], q[40];
 	size_t i = 0;
 	bool big;
 
@@ -139,18 +155,18 @@ static int parse_descr(const char *s, size_t n, struct npy_header *h, char *err)
 	if (i >= n)
 		return fail(err, "bad .npy header: empty dtype");
 	if (i + 1 >= n)
-		return fail(err, "bad .npy header: dtype '%.*s' has no size", (int)n, s);
+		return fail(err, "bad .npy header: dtype '%s' has no size", shown(q, s, n));
 	for (size_t k = i + 1; k < n; k++)
 		if (s[k] < '0' || s[k] > '9' || n >= sizeof(code))
-			return fail(err, "unsupported .npy dtype '%.*s'", (int)(n > 32 ? 32 : n), s);
+			return fail(err, "unsupported .npy dtype '%s'", shown(q, s, n));
 	memcpy(code, s, n);
 	code[n] = 0;
 	h->dtype = pm_dtype_parse(code, &big);
 	if (h->dtype <= 0 || strchr("biuf", s[i]) == NULL)
 		return fail(err,
-			    "unsupported .npy dtype '%.*s' (readable: bool, uint8, int8, uint16, "
+			    "unsupported .npy dtype '%s' (readable: bool, uint8, int8, uint16, "
 			    "int16, uint32, int32, uint64, int64, float16, float32, float64)",
-			    (int)(n > 32 ? 32 : n), s);
+			    shown(q, s, n));
 	h->big_endian = big;
 	return 0;
 }
@@ -160,6 +176,7 @@ int npy_parse_header(const void *buf, size_t len, struct npy_header *h, char *er
 	const unsigned char *b = buf;
 	size_t start, hlen, n, es;
 	bool seen_descr = false, seen_order = false, seen_shape = false;
+	char q[40];
 	struct cur c;
 	const char *s;
 
@@ -228,8 +245,8 @@ int npy_parse_header(const void *buf, size_t len, struct npy_header *h, char *er
 				}
 			}
 		} else {
-			return fail(err, "bad .npy header: unexpected or repeated key '%.*s'",
-				    (int)(n > 32 ? 32 : n), s);
+			return fail(err, "bad .npy header: unexpected or repeated key '%s'",
+				    shown(q, s, n));
 		}
 		if (!eat(&c, ',')) {
 			if (!eat(&c, '}'))

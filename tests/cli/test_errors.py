@@ -143,6 +143,12 @@ BAD_HEADERS = {
                    r"0-dimensional"),
     "npy-bool-order": (npy_with_header("{'descr': '|u1', 'fortran_order': 0, 'shape': (8,), }"),
                        r"fortran_order is not True or False"),
+    "npy-descr-nul": (npy_with_header("{'descr': '<f\x004', 'fortran_order': False, 'shape': "
+                                      "(8,), }"), r"unsupported \.npy dtype '<f\?4'$"),
+    "npy-key-control": (npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (8,"
+                                        "), 'a\x01b': 1}"), r"unexpected or repeated key 'a\?b'$"),
+    "npy-key-long": (npy_with_header("{'" + "k" * 40 + "': 1}"),
+                     r"unexpected or repeated key '" + "k" * 32 + r"\.\.\.'$"),
     "pgm-maxval": (b"P5\n12 10\n70000\n" + bytes(240), r"maximum value 70000 is not in 1\.\.65535"),
     "pgm-maxval0": (b"P5\n12 10\n0\n" + bytes(120), r"maximum value 0 is not in 1\.\.65535"),
     "pgm-empty": (b"P5\n0 10\n255\n", r"the PGM/PPM image is empty \(0 x 10\)"),
