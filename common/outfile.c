@@ -505,6 +505,16 @@ int out_close(struct outfile *o, char *err)
 	return 0;
 }
 
+/* Forgets a committed output's names. */
+static void committed(struct outfile *o)
+{
+	unguard(o);
+	free(o->tmp);
+	o->tmp = NULL;
+	free(o->dest);
+	o->dest = NULL;
+}
+
 int out_commit(struct outfile *o, char *err)
 {
 	if (out_close(o, err))
@@ -517,12 +527,70 @@ int out_commit(struct outfile *o, char *err)
 		out_abort(o);
 		return fail(err, "cannot rename the finished file onto '%s': %s", o->path, strerror(e));
 	}
-	unguard(o);
-	free(o->tmp);
-	o->tmp = NULL;
-	free(o->dest);
-	o->dest = NULL;
+	committed(o);
 	return 0;
+}
+
+int out_commit_pair(struct outfile *a, struct outfile *b, char *err)
+{
+	enum { REPLACED, CREATED, PLAIN } how;
+	int e;
+
+	if (out_close(a, err)) {
+		out_abort(b);
+		return -1;
+	}
+	if (out_close(b, err)) {
+		out_abort(a);
+		return -1;
+	}
+	/* a direct output is written already: only the other can fail */
+	if (a->direct || b->direct) {
+		if (out_commit(a->direct ? b : a, err))
+			return -1;
+		return out_commit(a->direct ? a : b, err);
+	}
+	/* Signals wait (as while a temporary is created) until both files are
+	 * in place or neither is. The old a is swapped with its temporary, so
+	 * it can come back until b has been renamed. */
+	deferred = 0;
+	creating = 1;
+	if (renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->dest, RENAME_EXCHANGE) == 0)
+		how = REPLACED;
+	else if (errno == ENOENT && renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->dest, RENAME_NOREPLACE) == 0)
+		how = CREATED;
+	else if ((errno == EINVAL || errno == ENOSYS) && rename(a->tmp, a->dest) == 0)
+		how = PLAIN; /* a file system without the exchange: as out_commit() */
+	else
+		goto fail_a;
+	if (rename(b->tmp, b->dest)) {
+		e = errno;
+		if (how == REPLACED)
+			renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->dest, RENAME_EXCHANGE);
+		else if (how == CREATED)
+			unlink(a->dest);
+		out_abort(a);
+		out_abort(b);
+		fail(err, "cannot rename the finished file onto '%s': %s%s", b->path, strerror(e),
+		     how == PLAIN ? "" : " (both old files kept)");
+		goto out;
+	}
+	if (how == REPLACED)
+		unlink(a->tmp); /* the old a */
+	committed(a);
+	committed(b);
+	e = 0;
+	goto out;
+fail_a:
+	e = errno;
+	out_abort(a);
+	out_abort(b);
+	fail(err, "cannot rename the finished file onto '%s': %s", a->path, strerror(e));
+out:
+	creating = 0;
+	if (deferred)
+		on_signal(deferred);
+	return e ? -1 : 0;
 }
 
 void out_abort(struct outfile *o)

@@ -72,6 +72,13 @@ int out_close(struct outfile *o, char *err);
 /* Closes the file (if out_close() did not) and renames it into place. 0,
  * or -1 with the message in err (the temporary is then removed). */
 int out_commit(struct outfile *o, char *err);
+/* out_commit() of two files, both or neither: if b cannot be renamed into
+ * place, the old a comes back (or the new a goes, where there was none).
+ * Signals wait until both are in place or neither. On a file system that
+ * cannot exchange two names a is renamed as out_commit() does, and a
+ * failure of b leaves the new a. 0, or -1 with the message in err (both
+ * temporaries then removed). */
+int out_commit_pair(struct outfile *a, struct outfile *b, char *err);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);
 /* Removes the temporary of the output being written, if any, from a thread

@@ -281,6 +281,15 @@ int cli_out_commit(struct outfile *o)
 	return 0;
 }
 
+int cli_out_commit_pair(struct outfile *a, struct outfile *b)
+{
+	char err[OUT_ERRLEN];
+
+	if (out_commit_pair(a, b, err))
+		return cli_err("%s", err);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- images */
 
 /* The handler may run in any thread, the library's included, and must stay

@@ -148,6 +148,7 @@ int cli_out_check(const char *path, const struct args *a);
 int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struct args *a);
 int cli_out_close(struct outfile *o);
 int cli_out_commit(struct outfile *o);
+int cli_out_commit_pair(struct outfile *a, struct outfile *b);
 /* True when path (NULL: no such output) is written to standard output:
  * "-", /dev/stdout, /dev/fd/1, ... (out_fd). The report then goes to
  * stderr, so as not to mix with it. */

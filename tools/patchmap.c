@@ -705,11 +705,8 @@ static int cmd_apply(const struct args *a)
 	/* the report first: if it fails, so does the command, old files kept */
 	if (cli_report_done(rep))
 		goto out;
-	opened = false;
-	if (cli_out_commit(&of))
-		goto out;
-	ff_opened = false;
-	if (a->save_filters && cli_out_commit(&ff))
+	opened = ff_opened = false;
+	if (a->save_filters ? cli_out_commit_pair(&of, &ff) : cli_out_commit(&of))
 		goto out;
 	ret = 0;
 	goto out;

@@ -434,6 +434,34 @@ def test_disk_full_for_the_filters(exe, tmp_path):
     assert p.stdout == "rc=1 left=[f.npy o.npy ] old oldf\n", p.stdout
 
 
+@pytest.mark.parametrize("refused", ["f.npy", "o.npy"])
+@pytest.mark.parametrize("old", [True, False])
+def test_apply_renames_both_outputs_or_neither(exe, work, refused, old):
+    """apply --out o.npy --save-filters f.npy when one finished file cannot
+    be renamed into place (rename fails with EIO, through a preloaded
+    helper): both old files are kept, or where there were none, neither new
+    file is left, nor a temporary."""
+    write_npy(work / "img.npy", IMG)
+    if old:
+        (work / "o.npy").write_bytes(b"old responses")
+        (work / "f.npy").write_bytes(b"old filters")
+    prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"], "PM_FAIL_RENAME=" + refused)
+    args = ["apply", "img.npy", "--window", "3", "--random", "2", "--out", "o.npy",
+            "--save-filters", "f.npy", "--quiet"]
+    kept = r" \(both old files kept\)" if refused == "f.npy" else ""
+    fails(exe, work, args, r"^patchmap: cannot rename the finished file onto '%s': Input/output "
+          r"error%s$" % (re.escape(refused), kept), prefix=prefix)
+    if old:
+        assert (work / "o.npy").read_bytes() == b"old responses"
+        assert (work / "f.npy").read_bytes() == b"old filters"
+    p = subprocess.run([exe, *args], cwd=work, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert np.load(work / "f.npy").shape == (2, 9)
+    assert np.load(work / "o.npy").shape[0] == 2
+    assert sorted(os.listdir(work)) == ["f.npy", "img.npy", "o.npy"]
+
+
 def test_read_only_file_system(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", IMG)
     p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
