@@ -37,7 +37,7 @@ def client():
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           memory_limit=WORKER_LIMIT, dashboard_address=None)
+                           memory_limit=WORKER_LIMIT, dashboard_address=":0")
     c = Client(cluster)
     yield c
     c.close()
