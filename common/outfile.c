@@ -565,9 +565,17 @@ int out_commit_pair(struct outfile *a, struct outfile *b, char *err)
 		goto fail_a;
 	if (rename(b->tmp, b->dest)) {
 		e = errno;
-		if (how == REPLACED)
-			renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->dest, RENAME_EXCHANGE);
-		else if (how == CREATED)
+		if (how == REPLACED &&
+		    renameat2(AT_FDCWD, a->tmp, AT_FDCWD, a->dest, RENAME_EXCHANGE)) {
+			/* the old a cannot come back: it is kept, under the
+			 * temporary's name, which the message gives */
+			fail(err, "cannot rename the finished file onto '%s': %s; '%s' is new, its "
+				  "old file is now '%s'", b->path, strerror(e), a->path, a->tmp);
+			committed(a);
+			out_abort(b);
+			goto out;
+		}
+		if (how == CREATED)
 			unlink(a->dest);
 		out_abort(a);
 		out_abort(b);

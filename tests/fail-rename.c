@@ -1,8 +1,11 @@
-/* fail-rename.c: a test helper for LD_PRELOAD. rename() and renameat2()
- * onto a file named $PM_FAIL_RENAME (the last component) fail with EIO,
- * so that a test reaches the paths where a finished output cannot be
- * renamed into place. */
+/* fail-rename.c: a test helper for LD_PRELOAD. $PM_FAIL_RENAME lists
+ * names, "NAME" or "NAME:N", separated by blanks: rename() and renameat2()
+ * onto a file of that name (the last component) fail with EIO, after the
+ * first N calls onto it (0 if not given) have gone through. A test so
+ * reaches the paths where a finished output cannot be renamed into place. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,12 +14,24 @@
 
 static int refused(const char *to)
 {
-	const char *name = getenv("PM_FAIL_RENAME"), *base = strrchr(to, '/');
+	static unsigned calls[8];
+	const char *list = getenv("PM_FAIL_RENAME"), *base = strrchr(to, '/');
+	size_t len;
 
-	if (!name || strcmp(base ? base + 1 : to, name))
-		return 0;
-	errno = EIO;
-	return 1;
+	base = base ? base + 1 : to;
+	len = strlen(base);
+	for (int i = 0; list && *list && i < 8; i++) {
+		size_t n = strcspn(list, ": ");
+		unsigned after = list[n] == ':' ? (unsigned)strtoul(list + n + 1, NULL, 10) : 0;
+
+		if (n == len && !memcmp(list, base, n) && calls[i]++ >= after) {
+			errno = EIO;
+			return 1;
+		}
+		list += n + strcspn(list + n, " ");
+		list += strspn(list, " ");
+	}
+	return 0;
 }
 
 int rename(const char *from, const char *to)

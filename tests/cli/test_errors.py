@@ -462,6 +462,29 @@ def test_apply_renames_both_outputs_or_neither(exe, work, refused, old):
     assert sorted(os.listdir(work)) == ["f.npy", "img.npy", "o.npy"]
 
 
+def test_apply_old_output_that_cannot_come_back(exe, work):
+    """The filters cannot be renamed into place, and the old responses,
+    exchanged with their temporary a moment before, cannot be exchanged
+    back: the old responses are kept under the temporary's name, which the
+    message gives, and the command fails."""
+    write_npy(work / "img.npy", IMG)
+    (work / "o.npy").write_bytes(b"old responses")
+    (work / "f.npy").write_bytes(b"old filters")
+    prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"],
+              "PM_FAIL_RENAME=f.npy o.npy:1")
+    p = subprocess.run([*prefix, exe, "apply", "img.npy", "--window", "3", "--random", "2",
+                        "--out", "o.npy", "--save-filters", "f.npy", "--quiet"], cwd=work,
+                       capture_output=True, text=True, timeout=60)
+    m = re.fullmatch(r"patchmap: cannot rename the finished file onto 'f\.npy': Input/output "
+                     r"error; 'o\.npy' is new, its old file is now '(.*/)?(\.o\.npy\.\w{6})'\n",
+                     p.stderr)
+    assert p.returncode == 1 and m, p.stderr
+    assert (work / m.group(2)).read_bytes() == b"old responses"
+    assert (work / "f.npy").read_bytes() == b"old filters"
+    assert np.load(work / "o.npy").shape[0] == 2
+    assert sorted(os.listdir(work)) == sorted([m.group(2), "f.npy", "img.npy", "o.npy"])
+
+
 def test_read_only_file_system(exe, tmp_path):
     path = write_npy(tmp_path / "img.npy", IMG)
     p = in_namespace_with_tmpfs("size=64k,ro", '"$1" export "$2" --window 3x3 --out out.npy; '
