@@ -336,3 +336,40 @@ def test_worker_budget_fits_its_limit(client, image):
                             room=small) == {"backend": "eager"}
     # outside a worker: the options as given
     assert pmd._fit_options({}, (16, 16), img.shape, img.dtype, 0, 100) == {}
+
+
+@pytest.mark.parametrize("backend", ["sigsegv", "uffd"])
+def test_blocks_move_between_workers_on_every_backend(client, image, backend):
+    """distributed sends a block through the kernel (socket.send), which
+    cannot fault in the lazy pages of the SIGSEGV backend (nor of
+    userfaultfd in user mode, an unprivileged user's): there a block is
+    read into memory on its worker. Gathering every block to this process,
+    and moving them between the workers for the concatenation, must finish
+    (it retried for ever before) with the exact matrix."""
+    path, img = image
+    X = pmd.windows(str(path), (16, 16), budget=BUDGET, block_bytes="16M", backend=backend)
+    got = client.compute(X[:300000]).result(timeout=120)
+    assert type(got) is np.ndarray
+    assert np.array_equal(got, single(img, (16, 16))[:300000])
+    kernel_reads = client.submit(
+        lambda: "uffd_full" in patchmap.stats(patchmap.windows(
+            np.zeros((20, 20), np.uint8), 4, backend=backend)).mechanisms, pure=False).result()
+    # on a worker whose kernel reads lazy pages a block stays lazy
+    def kind():
+        b = pmd._range_matrix(img, (16, 16), 0, 1000, {"backend": backend, "budget": BUDGET})
+        try:
+            return patchmap.stats(b).backend
+        except TypeError:
+            return "read into memory"
+    assert client.submit(kind, pure=False).result(timeout=60) == \
+        (backend if kernel_reads else "read into memory")
+    # a block read into memory must fit the worker's share of its limit
+    if not kernel_reads:
+        big = pmd.windows(str(path), (16, 16), budget=BUDGET, block_rows=1_000_000,
+                          backend=backend)
+        with pytest.raises(patchmap.OutOfMemory,
+                           match=r"the kernel cannot read the lazy pages here \(backend %s.*"
+                                 r"the block of 976\.6 MiB is more than the .* per task that "
+                                 r"the memory limit of the Dask worker .* \(768\.0 MiB, 1 "
+                                 r"task at once\) allows" % backend):
+            big.blocks[0].compute()

@@ -9,7 +9,10 @@ the source on the worker that runs it and builds a lazy row-range matrix
 (libpatchmap's PM_ROWS_RANGE) of its rows: nothing but the source's
 description travels to a worker, and a worker touches only the source rows
 its windows read. The matrix itself is never sent anywhere; a block is sent
-only if dask moves it between workers, and then as the block's bytes.
+only if dask moves it between workers, and then as the block's bytes. Where
+the kernel cannot read lazy pages (the SIGSEGV backend, userfaultfd in user
+mode: an unprivileged user on Debian), a block is read into an ordinary
+array on its worker, as the kernel must read what distributed sends.
 
 Sources:
   - a path: a .npy file (memory-mapped on the worker), or any image
@@ -253,10 +256,37 @@ def _fit_options(options, window_shape, shape, dtype, r0, r1, room=None):
 
 
 def _range_matrix(img, window_shape, r0, r1, options):
-    """Rows [r0, r1) of the patch matrix of img, as a lazy array."""
+    """Rows [r0, r1) of the patch matrix of img: a lazy array, or on a Dask
+    worker whose kernel cannot read lazy pages, an ordinary one.
+
+    distributed sends a block between processes by handing its buffer to
+    the kernel (socket.send). The kernel faults lazy pages in only with
+    userfaultfd in full (root, or vm.unprivileged_userfaultfd=1); with the
+    SIGSEGV backend or userfaultfd in user mode (an unprivileged user on
+    Debian) it gets EFAULT, and distributed retries the transfer for ever.
+    There the block is read into memory (pm_matrix_read) before dask sees
+    it, and must fit this task's share of the worker's memory limit."""
     from . import select
-    options = _fit_options(options, window_shape, img.shape, img.dtype, r0, r1)
-    return select(img, window_shape, row_range=(r0, r1), **options)
+    room = _worker_room()
+    options = _fit_options(options, window_shape, img.shape, img.dtype, r0, r1, room)
+    X = select(img, window_shape, row_range=(r0, r1), **options)
+    if room is None:
+        st = None  # not on a distributed worker: nothing sends the block
+    else:
+        st = _core.stats(X)
+    if st is None or st.backend in ("eager", "none") or "uffd_full" in st.mechanisms:
+        return X
+    share, address, limit, nthreads = room
+    if X.nbytes > share:
+        raise _core.L.OutOfMemory(
+            "patchmap.dask: the kernel cannot read the lazy pages here (backend %s%s), so a "
+            "block is read into memory before it is sent, and the block of %s is more than "
+            "the %s per task that the memory limit of the Dask worker %s (%s, %d task%s at "
+            "once) allows; give smaller blocks (block_rows= or block_bytes=)"
+            % (st.backend, ", user mode only" if "uffd_user_only" in st.mechanisms else "",
+               _fmt(X.nbytes), _fmt(share), address, _fmt(limit), nthreads,
+               "s" if nthreads > 1 else ""))
+    return _core.take(X, np.arange(X.shape[0]))
 
 
 def _block(src, r0, r1, window_shape, options):
