@@ -171,6 +171,13 @@ def test_bad_inputs(client, tmp_path):
         pmd.windows(np.zeros((8, 8), np.uint8), 2, layout="cols")
     with pytest.raises(ValueError, match="block_rows"):
         pmd.windows(np.zeros((8, 8), np.uint8), 2, block_rows=0)
+    # Row selections are refused when the graph is built, not when it runs.
+    for kw, name in [({"rows": [3, 5]}, "rows"), ({"mask": np.ones((7, 7), bool)}, "mask"),
+                     ({"row_range": (1, 4)}, "row_range"), ({"sample": 5}, "sample"),
+                     ({"sample": 5, "random_state": 1}, "sample=, random_state")]:
+        with pytest.raises(ValueError, match=r"^patchmap\.dask\.windows: %s= not taken .* "
+                                             r"index the result instead, X\[rows\]" % name):
+            pmd.windows(np.zeros((8, 8), np.uint8), 2, **kw)
     # A source the workers cannot open: a clear error from the task.
     path = tmp_path / "gone.npy"
     np.save(path, np.zeros((20, 20), np.uint8))

@@ -332,12 +332,20 @@ def windows(source, window_shape, *, block_rows=None, block_bytes="64M", **optio
     block_bytes: the block size in bytes when block_rows is None ("64M").
 
     The result equals patchmap.windows(source, window_shape, **options)
-    element for element; layout="cols" is refused (blocks are row ranges).
+    element for element; layout="cols" is refused (blocks are row ranges),
+    and so are the row selections rows=, mask=, row_range=, sample= and
+    random_state=: index the result instead (X[rows], X[a:b]).
     """
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
+    picked = [k for k in ("rows", "mask", "row_range", "sample", "random_state")
+              if options.get(k) is not None]
+    if picked:
+        raise ValueError("patchmap.dask.windows: %s= not taken (blocks are ranges of all the "
+                         "windows); index the result instead, X[rows] or X[a:b], which dask "
+                         "computes block by block" % "=, ".join(picked))
     src, here = _as_source(source)
     d = _core.describe(_stand_in(tuple(here.shape), here.dtype), window_shape, **options)
     opts, mat = d["options"], d["matrix"]
