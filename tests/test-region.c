@@ -2185,6 +2185,22 @@ static int child_read_all(void *arg)
 	return pat_check(c->p, c->seed, c->off, c->len) == 0 ? 0 : 1;
 }
 
+/* Maps memory of its own asking for the region's address, then reads the
+ * region: a child whose copy of the range were a hole would get the new
+ * mapping there, and read its bytes (7) as the matrix's. */
+static int child_map_then_read(void *arg)
+{
+	struct child_read *c = arg;
+	size_t len = c->off + c->len;
+	void *q = mmap((void *)(uintptr_t)c->p, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (q == MAP_FAILED)
+		return 6;
+	memset(q, 7, len);
+	return child_read_byte(arg);
+}
+
 /* A child can open regions of its own, on every backend. */
 static int child_own_regions(void *arg)
 {
@@ -2252,6 +2268,10 @@ static void test_fork(void)
 			c.off = 3 * chunk + 10;
 			status = in_child(child_read_byte, &c);
 			expect_signal(status, SIGSEGV, "child reading an absent chunk");
+			c.off = 10;
+			status = in_child(child_map_then_read, &c);
+			expect_signal(status, SIGSEGV, "child mapping memory at the region's address, "
+						       "then reading the region");
 		}
 		expect_exit0(in_child(child_own_regions, NULL), "child opening its own regions");
 		expect_exit0(in_child(child_close, r), "child closing the parent's region");
