@@ -7,19 +7,25 @@ writes the header and renames the finished file into place.
     mpirun -np 2 python3 examples/mpi_apply.py IMG.npy FILTERS.npy OUT.npy 16 \\
         [--step SY SX] [--block-rows R] [--budget B]
 
-With the block rows `patchmap apply --json` reports and one BLAS thread per
-rank, OUT.npy equals apply's output byte for byte.
+With the block rows `patchmap apply --json` reports, OUT.npy equals apply's
+output (with --blas-threads 1) byte for byte. Each rank runs one BLAS thread
+unless OPENBLAS_NUM_THREADS says otherwise: ranks share the cores, and the
+results of a BLAS call depend on its threads.
 """
 
 import argparse
 import io
 import os
 import sys
+import tempfile
 
-import numpy as np
-from mpi4py import MPI
+# before numpy loads OpenBLAS
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import patchmap
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+import patchmap  # noqa: E402
 
 
 def main():
@@ -50,6 +56,8 @@ def main():
         for src in (a.image, a.filters):
             if os.path.exists(a.out) and os.path.samefile(a.out, src):
                 raise ValueError("%s is an input: refusing to write over it" % a.out)
+        if os.path.isdir(a.out):
+            raise ValueError("cannot write %s: it is a directory" % a.out)
         opts = dict(step=tuple(a.step), budget=a.budget)
         m = patchmap.describe(img, a.window, **opts)["matrix"]
         if F.dtype != np.float32 or F.shape[1:] != (m["cols"],):
@@ -70,15 +78,34 @@ def main():
     b0, b1 = nblocks * rank // size, nblocks * (rank + 1) // size
     r0, r1 = b0 * rb, min(b1 * rb, rows)
 
-    # The output: rank 0 writes the header to a temporary, renamed at the end.
+    # The output: a temporary beside it, which rank 0 creates and renames
+    # into place once every rank has written its part.
     header = np.lib.format.header_data_from_array_1_0(np.empty((0,), np.float32))
     header["shape"] = (F.shape[0],) + tuple(m["out_shape"])
-    tmp = comm.bcast("%s.%d.tmp" % (a.out, os.getpid()) if rank == 0 else None, root=0)
-    fh = MPI.File.Open(comm, tmp, MPI.MODE_WRONLY | MPI.MODE_CREATE)
+    tmp, err = None, None
+    if rank == 0:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(a.out) + ".",
+                                       dir=os.path.dirname(a.out) or ".")
+            os.close(fd)
+        except OSError as e:
+            err = "cannot write %s: %s" % (a.out, e.strerror or e)
+    tmp = comm.bcast(tmp, root=0)
+    if failed(err):
+        return 1
+    try:
+        fh = MPI.File.Open(comm, tmp, MPI.MODE_WRONLY)
+    except MPI.Exception as e:
+        fh, err = None, "rank %d: cannot open %s for writing: %s" % (rank, tmp, e)
+    if failed(err):
+        if fh is not None:
+            fh.Close()
+        if rank == 0:
+            os.unlink(tmp)
+        return 1
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, header)
     hlen = len(buf.getvalue())
-    err = None
     try:
         if rank == 0:
             fh.Write_at(0, buf.getvalue())
@@ -91,12 +118,25 @@ def main():
         err = "rank %d: %s" % (rank, e)
     fh.Close()
     bad = failed(err)
-    if rank == 0:
-        if bad:
-            os.unlink(tmp)
-        else:
+    if rank == 0 and not bad:
+        try:
+            # the replaced file's permissions, or a new file's
+            mode = os.stat(a.out).st_mode & 0o7777 if os.path.exists(a.out) else 0o666 & ~_umask()
+            os.chmod(tmp, mode)
             os.replace(tmp, a.out)
-    return 1 if bad else 0
+            tmp = None
+        except OSError as e:
+            print("mpi_apply: cannot write %s: %s" % (a.out, e.strerror or e), file=sys.stderr)
+            bad = True
+    if rank == 0 and tmp is not None:
+        os.unlink(tmp)
+    return 1 if comm.bcast(bad, root=0) else 0
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 if __name__ == "__main__":

@@ -155,3 +155,30 @@ def test_a_rank_that_cannot_open_the_source(tmp_path):
         assert r.returncode != 0, r.stdout
         assert "img.npy" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert sorted(os.listdir(tmp_path)) == ["f.npy", "per-rank", "r0"]
+
+
+@pytest.mark.parametrize("prog", ["c", "py"])
+def test_outputs_that_cannot_be_written(tmp_path, prog):
+    """An output that is a directory, or in a directory that does not
+    exist: one line, no traceback, nothing left behind; and an existing
+    output keeps its permissions when replaced."""
+    np.save(tmp_path / "img.npy", np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
+    (tmp_path / "dir.npy").mkdir()
+    for out, why in [("dir.npy", "directory"), ("nodir/o.npy", "No such file or directory")]:
+        r = example(prog, 2, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / out, 4,
+                    "--block-rows", "5")
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        said = [l for l in r.stderr.splitlines() if l.startswith(("mpi_apply:",
+                                                                   "patchmap-mpi-apply:"))]
+        assert len(said) == 1 and why in said[0], r.stderr
+        assert sorted(os.listdir(tmp_path)) == ["dir.npy", "f.npy", "img.npy"]
+        assert os.listdir(tmp_path / "dir.npy") == []
+    (tmp_path / "o.npy").write_bytes(b"old")
+    os.chmod(tmp_path / "o.npy", 0o640)
+    r = example(prog, 2, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy", 4,
+                "--block-rows", "5")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "o.npy").shape == (2, 5, 5)
+    assert os.stat(tmp_path / "o.npy").st_mode & 0o7777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["dir.npy", "f.npy", "img.npy", "o.npy"]
