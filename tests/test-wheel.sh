@@ -60,7 +60,19 @@ assert lib.startswith(sys.prefix), lib
 ' || fail "the installed package does not load the library of its wheel"
 run -m patchmap >"$tmp/demo.out" 2>&1 || { cat "$tmp/demo.out"; fail "python -m patchmap"; }
 tail -1 "$tmp/demo.out"
-# libpatchmap-image (patchmap.imread) is never in a wheel.
+# libpatchmap-image (patchmap.imread) is never in a wheel: where none is
+# installed, the message says what a wheel's user can do.
+run -c '
+import patchmap
+try:
+    patchmap.imread("x.png")
+except OSError as e:
+    if "cannot load libpatchmap-image" in str(e):
+        assert "a wheel holds libpatchmap alone" in str(e) and "libpatchmap-image1" in str(e), e
+        print("imread from a wheel: clear error")
+    else:  # the library loaded, and x.png does not exist
+        print("imread from a wheel: libpatchmap-image installed on this system")
+' || fail "imread without libpatchmap-image"
 run "$src/tests/readme-doctest.py" --without imread --without image_info \
 	"$src/README.md" "$src/python/README.md" ||
 	fail "the README examples against the installed wheel"

@@ -98,9 +98,16 @@ def image_library():
             fn.restype, fn.argtypes = res, args
         _ilib = lib
         return lib
-    raise OSError("patchmap.imread: cannot load libpatchmap-image (tried: %s); it is built "
-                  "when libvips is installed (libvips-dev), or set PATCHMAP_IMAGE_LIBRARY"
-                  % "; ".join(tried))
+    if ".patchmap.mesonpy.libs" in core:
+        how = ("a wheel holds libpatchmap alone (libvips is not for a wheel to carry): "
+               "install the libpatchmap-image1 package, or build the library from source "
+               "with libvips-dev installed and set PATCHMAP_IMAGE_LIBRARY to its "
+               "libpatchmap-image.so")
+    else:
+        how = ("it is built when libvips is installed (libvips-dev), or set "
+               "PATCHMAP_IMAGE_LIBRARY")
+    raise OSError("patchmap.imread: cannot load libpatchmap-image (tried: %s); %s"
+                  % ("; ".join(tried), how))
 
 
 def _close(handle):
