@@ -24,6 +24,7 @@
 
 struct pm_image {
 	VipsImage *vi;              /* what the region decodes: owned reference */
+	VipsImage *root;            /* the loader's image, vi's origin: owned */
 	struct pm_source src;
 	struct pm_image_info info;
 	pm_region *region;
@@ -243,7 +244,9 @@ static int int_meta(VipsImage *vi, const char *name, int dflt)
 
 /* Runs loader `name` on path with the given page / subifd / level (-1: not
  * set). Returns the image (a new reference) or NULL with libvips' error
- * pending. */
+ * pending. Not through libvips' operation cache: the cache would keep the
+ * image, and with it the temporary file into which a format read front to
+ * back (PNG, JPEG, striped TIFF) is decoded, as long as the process lives. */
 static VipsImage *run_loader(const char *name, const char *path, int page, int subifd, int level)
 {
 	VipsOperation *op = vips_operation_new(name);
@@ -256,7 +259,7 @@ static VipsImage *run_loader(const char *name, const char *path, int page, int s
 	    (page >= 0 && vips_object_set(VIPS_OBJECT(op), "page", page, NULL)) ||
 	    (subifd >= 0 && vips_object_set(VIPS_OBJECT(op), "subifd", subifd, NULL)) ||
 	    (level >= 0 && vips_object_set(VIPS_OBJECT(op), "level", level, NULL)) ||
-	    vips_cache_operation_buildp(&op)) {
+	    vips_object_build(VIPS_OBJECT(op))) {
 		vips_object_unref_outputs(VIPS_OBJECT(op));
 		g_object_unref(op);
 		return NULL;
@@ -402,6 +405,18 @@ static VipsImage *select_bands(VipsImage *in, const int *bands, int n)
 	return out;
 }
 
+/* Drops the loader's image, and the operations of libvips' cache built on
+ * it (the decode, band selection: they hold it), so that its memory and
+ * temporary file go now, not at the process's end. */
+static void release_root(pm_image *im)
+{
+	if (!im->root)
+		return;
+	vips_image_invalidate_all(im->root);
+	g_object_unref(im->root);
+	im->root = NULL;
+}
+
 static int open_image(const char *path, const struct pm_image_opts *o, pm_image *im,
 		      char *msg, size_t msglen)
 {
@@ -503,6 +518,8 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 		take_vips_error(msg, msglen, "the decoder refused the file");
 		return -PM_IMAGE_EDECODE;
 	}
+	im->root = vi;
+	g_object_ref(vi);
 	info->random_access = vips_foreign_flags(loader, path) & VIPS_FOREIGN_PARTIAL;
 	if (vi->Coding != VIPS_CODING_NONE) {
 		if (vips_image_decode(vi, &t)) {
@@ -663,6 +680,7 @@ fail_listed:
 fail:
 	if (im->vi)
 		g_object_unref(im->vi);
+	release_root(im);
 	pthread_mutex_destroy(&im->lock);
 	free(im);
 	return ret;
@@ -677,6 +695,7 @@ int pm_image_close(pm_image *im)
 	ret = pm_region_close(im->region);
 	list_image(im, false);
 	g_object_unref(im->vi);
+	release_root(im);
 	pthread_mutex_destroy(&im->lock);
 	free(im);
 	return ret;

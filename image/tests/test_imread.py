@@ -218,3 +218,57 @@ def test_user_reads_of_a_damaged_image_get_sigbus(tmp_path, files):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ))
     assert r.returncode == -7, (r.returncode, r.stderr)   # SIGBUS
+
+
+def test_decoded_temporaries_go_with_the_image(tmp_path):
+    """A PNG is decoded front to back, into a temporary file of libvips
+    when larger than 100 MB. The file goes when the image is closed, in a
+    process that goes on, and when the open fails on a damaged file; it
+    was kept (by libvips' operation cache) until the process ended, and
+    after a failed open for good."""
+    h, w = 6400, 6000  # 115 MB of RGB
+    row = np.random.default_rng(9).integers(0, 256, size=(1, w, 3), dtype=np.uint8)
+    img = np.repeat(row, h, axis=0)
+    img[:, 0, 0] = np.arange(h) % 256
+    write(tmp_path, "big.png", img, "pngsave", "--compression", "1")
+    data = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:len(data) * 6 // 10])
+    vt = tmp_path / "vips-tmp"
+    vt.mkdir()
+    code = textwrap.dedent("""
+        import gc, os, sys
+        import patchmap
+        vt = sys.argv[1]
+
+        def held():  # temporaries open here, named or not (libvips unlinks
+            out = []  # a finished one, and keeps it open)
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    t = os.readlink("/proc/self/fd/" + fd)
+                except OSError:
+                    continue
+                if t.startswith(vt + "/"):
+                    out.append(t)
+            return out + os.listdir(vt)
+
+        for round in range(2):
+            im = patchmap.imread(sys.argv[2])
+            assert im[-1, 0, 0] == (%d - 1) %% 256
+            assert held(), "no temporary: the decode did not go to disc"
+            del im
+            gc.collect()
+            assert held() == [], ("after close", held())
+        try:
+            patchmap.imread(sys.argv[3])
+        except patchmap.ImageError as e:
+            print("refused:", e)
+        assert held() == [], ("after a failed open", held())
+        print("ok")
+    """ % h)
+    env = dict(os.environ, TMPDIR=str(vt), PYTHONPATH=PYDIR)
+    p = subprocess.run([sys.executable, "-c", code, vt, tmp_path / "big.png",
+                        tmp_path / "cut.png"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.endswith("ok\n"), p.stdout + p.stderr
+    assert "refused:" in p.stdout
+    assert os.listdir(vt) == []
