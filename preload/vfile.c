@@ -430,7 +430,9 @@ int vf_read(struct vfile *vf, uint64_t off, void *dst, size_t len)
 		off += n;
 	}
 	if (len) {
-		int code = pm_matrix_read(vf->m, (size_t)(off - vf->header_len), out, len);
+		/* over a libvips image, a part that fails to decode is EIO here,
+		 * not a SIGBUS in the reading thread */
+		int code = img_matrix_read(&vf->im, vf->m, (size_t)(off - vf->header_len), out, len);
 
 		if (code)
 			return -pm_error_errno(code);

@@ -565,3 +565,48 @@ def test_big_sgemv_mmap(tmp_path):
     budget, image, y, margin = 256 << 20, 4096 * 4096, rows * 4, 64 << 20
     print(f"sgemv: peak RSS {rss / 2**20:.0f} MiB")
     assert rss < budget + image + y + margin
+
+
+def test_read_of_a_damaged_image_is_eio(tmp_path):
+    """read(2) of a descriptor whose source is an image with a tile that
+    fails to decode: EIO from the read, and the rows before it as they
+    are; it killed the reader with SIGBUS. (A mapping of it raises SIGBUS
+    as a mapped file with an I/O error does.)"""
+    tifffile = pytest.importorskip("tifffile")
+    import shutil as sh
+    if not sh.which("vips"):
+        pytest.skip("vips (libvips-tools) is not installed")
+    img = np.random.default_rng(11).integers(0, 256, size=(256, 192), dtype=np.uint8)
+    (tmp_path / "img.raw").write_bytes(img.tobytes())
+    subprocess.run(["vips", "rawload", tmp_path / "img.raw", tmp_path / "img.v", "192", "256",
+                    "1"], check=True, capture_output=True)
+    good = tmp_path / "img.tif"
+    subprocess.run(["vips", "tiffsave", tmp_path / "img.v", good, "--tile", "--tile-width",
+                    "64", "--tile-height", "64", "--compression", "deflate"], check=True,
+                   capture_output=True)
+    with tifffile.TiffFile(good) as t:
+        offsets, counts = t.pages[0].dataoffsets, t.pages[0].databytecounts
+    k = 3 * 3  # the first tile of the fourth row of tiles: image rows 192-255
+    data = bytearray(good.read_bytes())
+    data[offsets[k]:offsets[k] + counts[k]] = b"\x5a" * counts[k]
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    desc = tmp_path / "bad.patchmap"
+    desc.write_text("source = bad.tif\nwindow = 4\nimage_chunk = 8K\n")
+    code = ("import os, sys\n"
+            "fd, got = os.open(sys.argv[1], os.O_RDONLY), bytearray()\n"
+            "try:\n"
+            "    while True:\n"
+            "        b = os.read(fd, 1 << 16)\n"
+            "        if not b:\n"
+            "            break\n"
+            "        got += b\n"
+            "    print('no error')\n"
+            "except OSError as e:\n"
+            "    print(e.errno)\n"
+            "open(sys.argv[2], 'wb').write(got)\n")
+    p = subprocess.run([PYTHON, "-c", code, desc, tmp_path / "got.bin"], env=shim_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout == "5\n", (p.returncode, p.stdout, p.stderr)
+    got = (tmp_path / "got.bin").read_bytes()
+    want = reference(img, 4, dtype=np.float32).tobytes()
+    assert 0 < len(got) < len(want) and got == want[:len(got)]
