@@ -204,6 +204,34 @@ def test_package_reads_raise_on_a_tile_failing_mid_scan(tmp_path, files, backend
         m.read(0, 1)
 
 
+@pytest.mark.parametrize("backend", ["uffd", "sigsegv"])
+def test_fold_of_a_matrix_over_an_image(tmp_path, files, backend):
+    """fold reads a matrix over an imread image with libpatchmap-image's
+    reads: over a damaged image an ImageError (it was SIGBUS in the
+    matrix's filler thread), over a sound one the fold of the same matrix
+    over the pixels in memory (integer sums: exact in any order)."""
+    path, rgb = files["rgb"]
+    ref = np.ascontiguousarray(rgb)
+    for kw in [{}, {"step": 2}, {"rows": [5, 0, 7]}]:
+        sel = {"rows": kw["rows"]} if "rows" in kw else {}
+        geo = {k: v for k, v in kw.items() if k != "rows"}
+        want = patchmap.fold(patchmap.select(ref, (3, 3), channel_axis=2, **geo, **sel)
+                             if sel else patchmap.windows(ref, (3, 3), channel_axis=2, **geo),
+                             ref.shape, (3, 3), channel_axis=2, **geo, **sel)
+        img = patchmap.imread(path, budget="16K", chunk="8K", backend=backend)
+        X = (patchmap.select(img, (3, 3), **geo, **sel) if sel else
+             patchmap.windows(img, (3, 3), **geo))
+        got = patchmap.fold(X, ref.shape, (3, 3), channel_axis=2, **geo, **sel)
+        assert np.array_equal(got, want), kw
+    for which in (0, 1):
+        for sel in ({}, {"rows": [0, 20000]}):
+            bad = damaged_files(tmp_path, files)[which]
+            img = patchmap.imread(bad, budget="16K", chunk="8K", backend=backend)
+            X = patchmap.select(img, 3, **sel) if sel else patchmap.windows(img, 3)
+            with pytest.raises(patchmap.ImageError, match="rows"):
+                patchmap.fold(X, (150, 170, 3), 3, channel_axis=2, **sel)
+
+
 def test_user_reads_of_a_damaged_image_get_sigbus(tmp_path, files):
     # numpy's own reads (user code) follow the region contract: SIGBUS, as
     # a damaged file read through numpy.memmap.

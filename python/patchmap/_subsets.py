@@ -336,6 +336,19 @@ def _over_mapping(X):
     return True, owner.handle()
 
 
+def _over_image(X):
+    """X is part of a lazy matrix over an imread image: read through its
+    mapping, a part of the image that fails to decode would raise SIGBUS
+    in the matrix's filler thread."""
+    if not isinstance(X, np.ndarray):
+        return False
+    try:
+        owner = _owner_of(X)
+    except TypeError:
+        return False
+    return isinstance(owner, _Mapping) and _image.guarded(owner.source)[2] is not None
+
+
 def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *,
          mode="sum", dtype=np.float64, channel_axis=None, order=None, layout=None,
          pad_mode=None, rows=None, mask=None, row_range=None, threads=None):
@@ -349,7 +362,10 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     of a lazy matrix, whose filler threads need the CPUs); the result does
     not depend on it. A whole lazy matrix (windows()'s array itself) is
     read by the fold's threads with pm_matrix_read, not through its
-    mapping.
+    mapping. A lazy matrix over an imread image is read in blocks by
+    libpatchmap-image's reads, where a part of the image that fails to
+    decode raises patchmap.ImageError, and folded as an iterator of those
+    blocks would be (with rows= or mask=, read whole first).
 
     X may also be an iterator (a generator, say) of row blocks: consecutive
     runs of rows, in matrix order, that together hold every row (all
@@ -381,6 +397,17 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError("fold: the output dtype must be float32 or float64, not %s" % dt)
+    if _over_image(X):
+        from ._core import blocks
+        try:
+            parts = blocks(X, block_bytes="16M", threads=1)
+        except (TypeError, ValueError):  # not whole rows: through the mapping
+            parts = None
+        if parts is not None and rows is None and mask is None and \
+                str(layout or "rows").lower() == "rows":
+            X = parts
+        elif parts is not None:
+            X = np.concatenate(list(parts)) if X.shape[0] else np.asarray(X)
     if isinstance(X, collections.abc.Iterator):
         if rows is not None or mask is not None:
             raise ValueError("fold: X is an iterator of consecutive row blocks: select them "
