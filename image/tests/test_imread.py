@@ -300,3 +300,21 @@ def test_decoded_temporaries_go_with_the_image(tmp_path):
     assert p.returncode == 0 and p.stdout.endswith("ok\n"), p.stdout + p.stderr
     assert "refused:" in p.stdout
     assert os.listdir(vt) == []
+
+
+def test_dask_blocks_over_an_image(tmp_path, files):
+    """patchmap.dask over an image path: each block is read by the image
+    library's reads, so a damaged image is an ImageError from compute()
+    (it was a SIGBUS that ended the process, or the worker), and a sound
+    one gives the matrix."""
+    pytest.importorskip("dask")
+    import patchmap.dask as pmd
+    path, rgb = files["rgb"]
+    X = pmd.windows(str(path), 3, block_rows=5000)
+    got = X.compute(scheduler="sync")
+    assert type(got) is np.ndarray
+    assert np.array_equal(got, patchmap.windows(np.ascontiguousarray(rgb), 3, channel_axis=2))
+    for which in (0, 1):
+        bad = damaged_files(tmp_path, files)[which]
+        with pytest.raises(patchmap.ImageError, match="rows"):
+            pmd.windows(str(bad), 3, block_rows=5000).compute(scheduler="sync")

@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from . import _core, _subsets
+from . import _core, _image, _subsets
 
 __all__ = ["windows", "fold", "source_rows"]
 
@@ -265,27 +265,34 @@ def _range_matrix(img, window_shape, r0, r1, options):
     SIGSEGV backend or userfaultfd in user mode (an unprivileged user on
     Debian) it gets EFAULT, and distributed retries the transfer for ever.
     There the block is read into memory (pm_matrix_read) before dask sees
-    it, and must fit this task's share of the worker's memory limit."""
+    it, and must fit this task's share of the worker's memory limit. So is
+    a block over an image decoded by libpatchmap-image (imread), on any
+    scheduler: there a part that fails to decode is an ImageError from
+    the read, not a SIGBUS that ends the worker."""
     from . import select
     room = _worker_room()
     options = _fit_options(options, window_shape, img.shape, img.dtype, r0, r1, room)
     X = select(img, window_shape, row_range=(r0, r1), **options)
-    if room is None:
-        st = None  # not on a distributed worker: nothing sends the block
+    st = _core.stats(X)
+    if _image.guarded(_core._owner_of(X).source)[2] is not None:
+        # over an imread image, a part that fails to decode is an
+        # ImageError from the image library's reads; through the mapping
+        # it would be a SIGBUS that ends the worker
+        why = "the source is an image decoded by libpatchmap-image"
+    elif room is not None and st.backend not in ("eager", "none") and \
+            "uffd_full" not in st.mechanisms:
+        why = "the kernel cannot read the lazy pages here (backend %s%s)" % (
+            st.backend, ", user mode only" if "uffd_user_only" in st.mechanisms else "")
     else:
-        st = _core.stats(X)
-    if st is None or st.backend in ("eager", "none") or "uffd_full" in st.mechanisms:
-        return X
-    share, address, limit, nthreads = room
-    if X.nbytes > share:
+        return X  # (outside a distributed worker nothing sends the block)
+    if room is not None and X.nbytes > room[0]:
+        share, address, limit, nthreads = room
         raise _core.L.OutOfMemory(
-            "patchmap.dask: the kernel cannot read the lazy pages here (backend %s%s), so a "
-            "block is read into memory before it is sent, and the block of %s is more than "
-            "the %s per task that the memory limit of the Dask worker %s (%s, %d task%s at "
-            "once) allows; give smaller blocks (block_rows= or block_bytes=)"
-            % (st.backend, ", user mode only" if "uffd_user_only" in st.mechanisms else "",
-               _fmt(X.nbytes), _fmt(share), address, _fmt(limit), nthreads,
-               "s" if nthreads > 1 else ""))
+            "patchmap.dask: %s, so a block is read into memory on its worker, and the "
+            "block of %s is more than the %s per task that the memory limit of the Dask "
+            "worker %s (%s, %d task%s at once) allows; give smaller blocks (block_rows= or "
+            "block_bytes=)" % (why, _fmt(X.nbytes), _fmt(share), address, _fmt(limit),
+                               nthreads, "s" if nthreads > 1 else ""))
     return _core.take(X, np.arange(X.shape[0]))
 
 
