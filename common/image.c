@@ -592,8 +592,10 @@ int img_open(const char *path, const struct img_raw *raw, struct img *im, char *
 		bytes = h.data_bytes;
 		big = h.dtype == PM_DTYPE_U16; /* netpbm's 16-bit samples are big-endian */
 	} else {
-		return fail(err, "unknown image format (not .npy, PGM or PPM)"), img_close(im),
-		       IMG_EFORMAT;
+		return fail(err, "unknown image format (not .npy, PGM or PPM%s)",
+			    im->map_is_heap ? "; a pipe can carry no other: give the image as a file"
+					    : ""),
+		       img_close(im), IMG_EFORMAT;
 	}
 	im->src.data = b + off;
 	es = dtype_size(im->src.dtype);

@@ -439,6 +439,16 @@ static int open_image(const char *path, const struct pm_image_opts *o, pm_image 
 		set_msg(msg, msglen, "%s", strerror(EISDIR));
 		return -EISDIR;
 	}
+	/* libvips opens the file by its name more than once (to find the
+	 * format, then to decode): a pipe would lose the bytes read first,
+	 * and block the second open until another writer came */
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		set_msg(msg, msglen, "not a regular file (%s): images that libvips decodes are "
+			"read from files, which it opens more than once",
+			S_ISFIFO(st.st_mode) ? "a pipe" : S_ISSOCK(st.st_mode) ? "a socket" :
+			"a character device");
+		return -ESPIPE;
+	}
 	loader = vips_foreign_find_load(path);
 	if (!loader) {
 		take_vips_error(NULL, 0, NULL);

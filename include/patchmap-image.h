@@ -75,8 +75,12 @@ typedef struct pm_image pm_image;
 
 /* Opens `path` with libvips (page, level and bands per o; NULL o: all
  * defaults). The loader is asked to fail on any error (fail_on=error): a
- * truncated or damaged file is refused, never completed with invented
- * pixels. On success *out owns the image (free with pm_image_close); on
+ * truncated file, or damage the decoder detects, is refused, never
+ * completed with invented pixels. Damage it cannot see reads as the file
+ * holds it (libtiff does not check a deflate tile's checksum: a tile
+ * altered but still inflatable decodes as altered). path must be a file
+ * (regular or block device): libvips opens it by name more than once, so
+ * a pipe, socket or character device is refused (-ESPIPE). On success *out owns the image (free with pm_image_close); on
  * failure *out is NULL and, if msg is not NULL, msg (msglen bytes) holds one
  * line saying why (libvips' own text for a decoder error).
  *

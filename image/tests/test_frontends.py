@@ -5,6 +5,7 @@ by `vips` itself; every matrix is compared byte for byte with
 sliding_window_view over an independent decode (tifffile, Pillow)."""
 import json
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -241,3 +242,15 @@ def test_jpeg2000_resolution_levels(tmp_path):
     r = run("export", path, "--level", 1, "--window", "3", "--dtype", "same", "--out", out)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.load(out), reference(half, (3, 3)))
+
+
+def test_image_from_a_pipe(files, tmp_path):
+    """A format that libvips decodes, given through a pipe: one line that
+    says a pipe carries only .npy, PGM, PPM or raw samples (it said only
+    "unknown image format")."""
+    r = subprocess.run(["bash", "-c", '"$1" info <(cat "$2") --window 3', "-", EXE,
+                        files["g16"]], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert re.fullmatch(r"patchmap: /dev/fd/\d+: unknown image format \(not \.npy, PGM or PPM; "
+                        r"a pipe can carry no other: give the image as a file\); for raw data "
+                        r"give --shape and --raw-dtype\n", r.stderr), r.stderr

@@ -127,6 +127,29 @@ def test_errors(tmp_path, files):
         patchmap.imread(cut)
     with pytest.raises(patchmap.InvalidArgument, match="backend"):
         patchmap.imread(files["g16"][0], backend="none")
+    # a pipe with a writer: refused at once (libvips would read its first
+    # bytes, then block for ever opening it again), as is a device
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    import threading
+
+    def feed():
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:
+                pass
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    with pytest.raises(patchmap.ImageError, match=r"pipe\.png: not a regular file \(a pipe\): "
+                       r"images that libvips decodes are read from files"):
+        patchmap.imread(fifo)
+    with open(fifo, "rb"):  # releases the writer, whatever the library did
+        pass
+    t.join(10)
+    assert not t.is_alive()
+    with pytest.raises(patchmap.ImageError, match=r"not a regular file \(a character device\)"):
+        patchmap.imread("/dev/zero")
 
 
 def test_image_outlives_nothing_after_close(files):
