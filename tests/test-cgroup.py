@@ -15,6 +15,8 @@ Inside the cgroup:
    library itself (pm_region_open, -PM_EMEMORY);
  - an eager matrix and an unlimited budget of ~300 MiB (far less than the
    machine has) are refused the same way;
+ - imread of an image larger than the limit with a budget that keeps all
+   of it is refused with patchmap.OutOfMemory;
  - `patchmap doctor` reports the cgroup's limit.
 
 usage: test-cgroup.py PATCHMAP_EXE LIBPATCHMAP SOURCE_ROOT [PRELOAD_SHIM]
@@ -233,6 +235,21 @@ print("ok")
 """
 
 
+PY_IMREAD = r"""
+import sys, patchmap
+cg = sys.argv[2]
+for kw in ({"budget": "unlimited"}, {"backend": "eager"}, {"budget": "1G"}):
+    try:
+        patchmap.imread(sys.argv[1], **kw)
+    except patchmap.OutOfMemory as e:
+        assert "the cgroup memory limit of %s allows" % cg in str(e), str(e)
+        print(kw, "->", e)
+        continue
+    raise AssertionError("imread(%r) was not refused" % kw)
+print("ok")
+"""
+
+
 def run_in(d, argv, env, cwd=None):
     """argv run inside cgroup d: (exit status, stdout + stderr)."""
     procs = os.path.join(d, "cgroup.procs")
@@ -277,6 +294,20 @@ def main():
 
             code, out = run_in(d, [sys.executable, "-c", PY_REFUSE, cg], env)
             check("Python and the library refuse what does not fit", code == 0, out)
+
+            # imread: an image larger than the limit, with a budget that
+            # would keep all of it: OutOfMemory (a MemoryError), as windows()
+            ilib = os.path.join(os.path.dirname(libpath), "image", "libpatchmap-image.so")
+            if os.path.exists(ilib):
+                tif = os.path.join(tmp, "big.tif")
+                subprocess.run(["vips", "black", tif + "[tile,compression=deflate]", "16384",
+                                "16384"], check=True, capture_output=True)
+                code, out = run_in(d, [sys.executable, "-c", PY_IMREAD, tif, cg],
+                                   dict(env, PATCHMAP_IMAGE_LIBRARY=ilib))
+                check("imread refuses an image region that does not fit",
+                      code == 0 and out.rstrip().endswith("ok"), out)
+            else:
+                print("imread: not checked (libpatchmap-image not built)")
 
             # the tool: one line naming the limit, exit 1, no output file
             import numpy as np

@@ -341,3 +341,28 @@ def test_dask_blocks_over_an_image(tmp_path, files):
         bad = damaged_files(tmp_path, files)[which]
         with pytest.raises(patchmap.ImageError, match="rows"):
             pmd.windows(str(bad), 3, block_rows=5000).compute(scheduler="sync")
+
+
+def test_save_never_replaces_the_image_it_reads(tmp_path, files):
+    """patchmap.save onto the file an imread image is decoded from, by its
+    name, through a symlink, or as an open file: refused, the file kept
+    (libvips reads the file, it does not map it, so the check of mapped
+    files did not see it)."""
+    path, rgb = files["rgb"]
+    t = tmp_path / "t.npy"  # a TIFF under a .npy name: libvips reads it by its bytes
+    t.write_bytes(path.read_bytes())
+    (tmp_path / "s.npy").symlink_to(t)
+    before = t.read_bytes()
+    X = patchmap.windows(patchmap.imread(t), 3)
+    for target in (t, tmp_path / "s.npy", str(t)):
+        with pytest.raises(ValueError, match="is the file the matrix's source image is read "
+                                             "from"):
+            patchmap.save(target, X)
+    with open(t, "r+b") as f:
+        with pytest.raises(ValueError, match="is open on the file the matrix's source image"):
+            patchmap.save(f, X)
+    assert t.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["s.npy", "t.npy"]
+    patchmap.save(tmp_path / "other.npy", X)
+    assert np.array_equal(np.load(tmp_path / "other.npy"), np.asarray(
+        patchmap.windows(np.ascontiguousarray(rgb), 3, channel_axis=2)))

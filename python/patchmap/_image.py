@@ -273,13 +273,13 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
         text = "patchmap.imread: %s: %s" % (os.fsdecode(path), msg.value.decode(
             errors="replace") or lib.pm_image_strerror(code).decode())
         n = -code
-        if n in (PM_IMAGE_EFIRST + 3, PM_IMAGE_EFIRST + 4, PM_IMAGE_EFIRST + 5) or \
+        if n in (L.PM_EMEMORY, 12):  # the memory policy, ENOMEM: as windows() says them
+            exc = L.OutOfMemory(text)
+        elif n in (PM_IMAGE_EFIRST + 3, PM_IMAGE_EFIRST + 4, PM_IMAGE_EFIRST + 5) or \
                 L.PM_EFIRST <= n < L.PM_ELAST:
             exc = L.InvalidArgument(text)
         elif PM_IMAGE_EFIRST <= n < PM_IMAGE_ELAST:
             exc = ImageError(text)
-        elif n == 12:  # ENOMEM
-            exc = L.OutOfMemory(text)
         else:
             exc = ImageError(n, text)
         exc.code = code
@@ -290,10 +290,16 @@ def imread(path, *, page=0, level=0, bands=None, backend=None, budget=None, chun
     shape = tuple(src.shape[i] for i in range(src.ndim))
     interface = {"shape": shape, "typestr": _DTYPES[src.dtype],
                  "data": (src.data, True), "strides": None, "version": 3}
+    try:  # the file read, which patchmap.save must not replace
+        st = os.stat(path)
+        file_id = (st.st_dev, st.st_ino)
+    except OSError:
+        file_id = None
     owner = _Image(handle.value, interface, {
         "loader": info.loader.decode(), "pages": info.pages, "levels": info.levels,
         "page": info.page, "level": info.level, "file_bands": info.file_bands,
-        "random_access": bool(info.random_access), "path": os.fsdecode(path)})
+        "random_access": bool(info.random_access), "path": os.fsdecode(path),
+        "file_id": file_id})
     arr = np.asarray(owner)
     arr.flags.writeable = False
     return arr

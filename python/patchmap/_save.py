@@ -41,10 +41,14 @@ def _mapped_files(data, lo, hi):
 
 def _source_files(owner):
     """The files the matrix's source image is mapped from (np.load with
-    mmap_mode, numpy.memmap, mmap), as (st_dev, st_ino) pairs."""
+    mmap_mode, numpy.memmap, mmap) or decoded from (imread, which reads
+    the file, not a mapping of it), as (st_dev, st_ino) pairs."""
     src = owner.source
     if src is None or src.size == 0:
         return set()
+    img = _image.guarded(src)[2]
+    if img is not None:
+        return {img.info["file_id"]} if img.info.get("file_id") else set()
     base = src.__array_interface__["data"][0]
     lo = hi = base
     for n, st in zip(src.shape, src.strides):
@@ -163,7 +167,7 @@ def save(file, X):
             raise IsADirectoryError(errno.EISDIR, "patchmap.save: is a directory", path)
         if (st.st_dev, st.st_ino) in _source_files(owner):
             raise ValueError("patchmap.save: %r is the file the matrix's source image is "
-                             "mapped from; writing it would destroy the image: choose "
+                             "read from; writing it would destroy the image: choose "
                              "another path" % (os.fsdecode(path),))
         if not stat.S_ISREG(st.st_mode):  # a device or a FIFO: written in place
             with open(target, "wb") as f:
@@ -233,7 +237,7 @@ def _save_to_file_object(f, owner, header, first, count, stride, name=None):
             st = None
         if st is not None and (st.st_dev, st.st_ino) in _source_files(owner):
             raise ValueError("patchmap.save: %r is open on the file the matrix's source "
-                             "image is mapped from; writing it would destroy the image: "
+                             "image is read from; writing it would destroy the image: "
                              "choose another file" % (name,))
     if fd is None:  # io.BytesIO and the like: rows through memory, in blocks
         f.write(header)
