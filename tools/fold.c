@@ -81,6 +81,21 @@ int cmd_fold(const struct args *a)
 	f.col_stride = in.src.ndim == 2 ? in.src.strides[1] : 0;
 	if (!f.row_stride && !f.col_stride)
 		f.row_stride = (ptrdiff_t)pm_dtype_size(f.dtype); /* one row: not "packed" */
+	/* A matrix with padded rows (--row-pitch): rows of ld values, of which
+	 * the first window_elems are the window's, the rest padding. */
+	if (o.row_pitch) {
+		if (o.layout != PM_LAYOUT_ROWS || in.src.ndim != 2 ||
+		    in.src.strides[1] != (ptrdiff_t)pm_dtype_size(in.src.dtype) ||
+		    in.src.strides[0] != (ptrdiff_t)o.row_pitch) {
+			cli_err("%s: --row-pitch %zu: the input's rows are %td bytes apart%s", a->image,
+				o.row_pitch, in.src.strides[0],
+				o.layout != PM_LAYOUT_ROWS ? " (and a pitch is for layout rows)" :
+				in.src.ndim != 2 ? " (a pitch is for a 2-D matrix)" :
+				"; give the pitch of the input, or none for a packed input");
+			goto out;
+		}
+		f.cols = info.window_elems;
+	}
 	nwin = o.layout == PM_LAYOUT_ROWS ? info.rows : info.cols;
 	if ((o.layout == PM_LAYOUT_ROWS ? rows : cols) != nwin) {
 		cli_err("%s: shape %s, but the geometry has %zu %s (out_shape %s): one %s per "

@@ -191,6 +191,9 @@ def test_fold_float32_and_report(exe, tmp_path):
     (["--window", "3", "--mode", "median"], "--mode: 'median' is not sum, mean or count"),
     (["--window", "3", "--budget", "1M"], "unknown option --budget"),
     (["--window", "12"], "window"),
+    (["--window", "3", "--row-pitch", "96"], "--row-pitch 96: the input's rows are 72 bytes "
+                                             "apart; give the pitch of the input"),
+    (["--window", "3", "--row-pitch", "512", "--layout", "cols"], "a pitch is for layout rows"),
 ])
 def test_fold_refuses_and_writes_nothing(exe, tmp_path, args, words):
     X = RNG.standard_normal((63, 9))
@@ -231,3 +234,22 @@ def test_fold_threads_give_the_same_image(exe, tmp_path):
     want = plain_fold(X, (10, 9, 2), (2, 3), (1, 1), (1, 1), (0, 0), (0, 0), "mean",
                       channels=True)
     assert np.allclose(one, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fold_of_padded_rows(exe, tmp_path, dtype):
+    """--row-pitch: a matrix whose rows carry padding after the window's
+    values (numpy's (windows, ld) array) folds as its packed columns do;
+    it was folded as packed, or refused."""
+    X = RNG.standard_normal((63, 9)).astype(dtype)
+    P = np.zeros((63, 12), dtype)
+    P[:, :9] = X
+    P[:, 9:] = 1e9  # the padding must not reach the image
+    pitch = 12 * np.dtype(dtype).itemsize
+    want = plain_fold(X.astype(np.float64), (9, 11), (3, 3), (1, 1), (1, 1), (0, 0), (0, 0),
+                      "sum")
+    got = fold(exe, tmp_path, P, "--image-shape", "9x11", "--window", "3", "--row-pitch",
+               str(pitch), name="padded.npy")
+    packed = fold(exe, tmp_path, X, "--image-shape", "9x11", "--window", "3")
+    assert np.array_equal(got, packed)
+    assert np.allclose(got, want.reshape(got.shape), rtol=1e-6, atol=1e-5)
