@@ -805,7 +805,8 @@ static int cmd_export(const struct args *a)
 	 * for apply; none, or no --backend, reads without one */
 	lazy = a->backend_given && o.lazy.backend != PM_BACKEND_NONE;
 	if (info.ld != info.cols) {
-		cli_err("the matrix has padded rows; export writes packed ones");
+		cli_err("--row-pitch: export writes the matrix with packed rows (a .npy has no "
+			"row padding): leave the option out");
 		goto out;
 	}
 	hlen = npy_write_header(hdr, sizeof(hdr), info.dtype, 2, (size_t[]){ info.rows, info.cols },

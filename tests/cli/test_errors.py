@@ -944,3 +944,11 @@ def test_interrupted_apply_leaves_nothing(exe, work):
                          cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     interrupt_once_writing(p, work)
     assert sorted(os.listdir(work)) == before
+
+
+def test_export_with_a_row_pitch(exe, work):
+    """export writes packed rows: a pitch is refused with what to do."""
+    write_npy(work / "img.npy", IMG)
+    fails(exe, work, export_args("img.npy", "out.npy", "--row-pitch", "64"),
+          r"^patchmap: --row-pitch: export writes the matrix with packed rows \(a \.npy has no "
+          r"row padding\): leave the option out$")
