@@ -93,11 +93,12 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 	if (msg && msglen) {
 		const char *t = text && *text ? text : what;
 
-		/* newlines between the decoder's lines become "; " */
+		/* newlines between the decoder's lines become "; " (blank lines
+		 * and a separator at the end are dropped) */
 		for (const char *p = t; *p && n + 1 < msglen; p++) {
 			if (*p == '\n') {
-				if (!p[1])
-					break;
+				if (!n || (n >= 2 && msg[n - 2] == ';' && msg[n - 1] == ' '))
+					continue;
 				if (n + 3 >= msglen)
 					break;
 				msg[n++] = ';';
@@ -106,6 +107,8 @@ static bool take_vips_error(char *msg, size_t msglen, const char *what)
 				msg[n++] = *p;
 			}
 		}
+		while (n && (msg[n - 1] == ' ' || msg[n - 1] == ';'))
+			n--;
 		msg[n] = '\0';
 	}
 	g_free(text);

@@ -254,3 +254,15 @@ def test_image_from_a_pipe(files, tmp_path):
     assert re.fullmatch(r"patchmap: /dev/fd/\d+: unknown image format \(not \.npy, PGM or PPM; "
                         r"a pipe can carry no other: give the image as a file\); for raw data "
                         r"give --shape and --raw-dtype\n", r.stderr), r.stderr
+
+
+def test_decoder_message_is_one_clean_line(tmp_path):
+    """libvips' error text ends in newlines (a PDF's: two): the one line
+    the tool prints has no separator left at its end."""
+    if "pdfload" not in subprocess.run(["vips", "-l"], capture_output=True, text=True).stdout:
+        pytest.skip("this libvips has no PDF loader")
+    p = tmp_path / "damaged.pdf"
+    p.write_bytes(b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n")
+    r = run("info", p, "--window", "3")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert re.fullmatch(r"patchmap: %s: [^\n]*[^;\s]\n" % re.escape(str(p)), r.stderr), r.stderr
