@@ -421,6 +421,8 @@ def fold(X, image_shape, window_shape, step=None, dilation=None, padding=None, *
         X = X[:, None]
     if X.ndim != 2:
         raise ValueError("fold: X must be 2-D (windows x values), not %d-D" % X.ndim)
+    if X.dtype.byteorder == ">":  # big-endian (a .npy written elsewhere): in the machine's order
+        X = X.astype(X.dtype.newbyteorder("="))
     try:  # the library's dtype, from its own parser
         x_dtype = _spec.source_dtype(X.dtype)
     except TypeError:

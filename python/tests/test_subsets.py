@@ -305,6 +305,18 @@ def test_fold_threads_change_nothing(in_dtype, geom):
         assert np.array_equal(outs[1], want)
 
 
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">i4", ">u2"])
+def test_fold_big_endian_input(dtype):
+    """A big-endian input (a .npy written elsewhere) folds as its values
+    do in the machine's order; it was refused with TypeError, where the
+    tool takes it."""
+    X = np.random.default_rng(5).integers(0, 1000, (63, 9)).astype(dtype)
+    for mode in ("sum", "mean", "count"):
+        got = patchmap.fold(X, (9, 11), 3, mode=mode)
+        want = patchmap.fold(X.astype(np.dtype(dtype).newbyteorder("=")), (9, 11), 3, mode=mode)
+        assert got.tobytes() == want.tobytes()
+
+
 def test_fold_lazy_input_tightest_budget():
     """A lazy matrix under a two-chunk budget folds, on two threads, to the
     bytes of its materialized copy on one."""
