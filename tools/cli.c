@@ -5,10 +5,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +72,115 @@ int cli_exit(int code)
 		json_end(&j);
 	}
 	return code;
+}
+
+/* ---------------------------------------------------------------- libvips' temporaries */
+
+/* libvips decodes an image read front to back (PNG, JPEG, a striped TIFF)
+ * of over 100 MB into a temporary file in $TMPDIR, and unlinks it only
+ * once the decode is complete: Ctrl-C meanwhile would leave it there. The
+ * tool gives libvips a directory of its own, removed with whatever is in
+ * it at exit and on SIGINT, SIGTERM and SIGHUP. */
+static char vips_dir[PATH_MAX];
+static int vips_dir_fd = -1;
+static struct sigaction vips_old[3];
+static const int vips_signals[3] = { SIGINT, SIGTERM, SIGHUP };
+
+struct dirent64_raw {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
+/* Async-signal-safe: system calls only. */
+void cli_vips_dir_remove(void)
+{
+	char buf[4096] __attribute__((aligned(8)));
+	int fd = vips_dir_fd;
+	bool any = true;
+
+	if (fd < 0)
+		return;
+	vips_dir_fd = -1;
+	while (any) {
+		long n;
+
+		any = false;
+		lseek(fd, 0, SEEK_SET);
+		while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0)
+			for (long off = 0; off < n;) {
+				struct dirent64_raw *d = (struct dirent64_raw *)(buf + off);
+
+				if (!(d->name[0] == '.' && (!d->name[1] ||
+							    (d->name[1] == '.' && !d->name[2]))) &&
+				    !unlinkat(fd, d->name, 0))
+					any = true;
+				off += d->reclen;
+			}
+	}
+	close(fd);
+	rmdir(vips_dir);
+}
+
+static void vips_on_signal(int sig)
+{
+	cli_vips_dir_remove();
+	for (int i = 0; i < 3; i++)
+		if (vips_signals[i] == sig && !(vips_old[i].sa_flags & SA_SIGINFO) &&
+		    vips_old[i].sa_handler != SIG_DFL && vips_old[i].sa_handler != SIG_IGN) {
+			vips_old[i].sa_handler(sig);
+			break;
+		}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void vips_at_exit(void)
+{
+	cli_vips_dir_remove();
+}
+
+void cli_vips_dir(void)
+{
+	const char *base = getenv("TMPDIR");
+	struct sigaction sa;
+	sigset_t all, old;
+
+	if (vips_dir[0])
+		return;
+	if (!base || !*base)
+		base = "/tmp";
+	if (snprintf(vips_dir, sizeof(vips_dir), "%s/patchmap-vips-XXXXXX", base) >=
+	    (int)sizeof(vips_dir))
+		goto none;
+	/* no signal between the directory's making and its handler */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (!mkdtemp(vips_dir)) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		goto none;
+	}
+	vips_dir_fd = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (vips_dir_fd < 0) {
+		rmdir(vips_dir);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		goto none;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = vips_on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 3; i++)
+		sigaction(vips_signals[i], &sa, &vips_old[i]);
+	atexit(vips_at_exit);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* libvips reads TMPDIR each time it makes a temporary */
+	setenv("TMPDIR", vips_dir, 1);
+	return;
+none:
+	vips_dir[0] = '/'; /* tried: libvips uses TMPDIR as it is */
+	vips_dir[1] = 0;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -364,6 +476,7 @@ static void *guard_watch(void *arg)
 		cli_err("%s: %s", guard_path, msg[0] ? msg : "a part of the image failed to decode");
 	}
 	cli_exit(1);
+	cli_vips_dir_remove();
 	fflush(stdout);
 	fflush(stderr);
 	_exit(1);

@@ -149,6 +149,12 @@ int cli_out_open(struct outfile *o, const char *path, uint64_t size, const struc
 int cli_out_close(struct outfile *o);
 int cli_out_commit(struct outfile *o);
 int cli_out_commit_pair(struct outfile *a, struct outfile *b);
+/* Gives libvips a temporary directory of the tool's own (TMPDIR), removed
+ * with its contents at exit and on SIGINT, SIGTERM and SIGHUP: call before
+ * an image is opened. Where none can be made, TMPDIR stays. */
+void cli_vips_dir(void);
+/* Removes it now (async-signal-safe). */
+void cli_vips_dir_remove(void);
 /* True when path (NULL: no such output) is written to standard output:
  * "-", /dev/stdout, /dev/fd/1, ... (out_fd). The report then goes to
  * stderr, so as not to mix with it. */

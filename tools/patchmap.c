@@ -18,7 +18,10 @@
  * that describe a raw file). 0 or -1. */
 static int open_image(const struct args *a, struct img *im, char *err)
 {
-	int ret = fe_image_open(a->image, &a->opt, im, err);
+	int ret;
+
+	cli_vips_dir();
+	ret = fe_image_open(a->image, &a->opt, im, err);
 
 	if (ret)
 		cli_err("%s: %s%s", a->image, err,

@@ -266,3 +266,43 @@ def test_decoder_message_is_one_clean_line(tmp_path):
     r = run("info", p, "--window", "3")
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert re.fullmatch(r"patchmap: %s: [^\n]*[^;\s]\n" % re.escape(str(p)), r.stderr), r.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_during_a_decode_leaves_no_temporary(tmp_path, sig):
+    """A PNG over 100 MB is decoded at open into a temporary file of
+    libvips, named until the decode is complete. A signal meanwhile left
+    it in $TMPDIR for good; the tool gives libvips a directory of its own
+    and removes it, contents and all, on the signal and at exit."""
+    import signal
+    import time
+    from PIL import Image
+    h, w = 7000, 6000  # 126 MB of RGB
+    row = np.random.default_rng(5).integers(0, 256, size=(1, w, 3), dtype=np.uint8)
+    big = tmp_path / "big.png"
+    Image.fromarray(np.repeat(row, h, axis=0)).save(big, compress_level=1)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    # a run to its end leaves nothing either
+    r = subprocess.run([EXE, "info", big, "--window", "3"], capture_output=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0 and os.listdir(tmpdir) == [], (r.stderr, os.listdir(tmpdir))
+    for attempt in range(5):
+        p = subprocess.Popen([EXE, "export", big, "--window", "3", "--out", tmp_path / "o.npy"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        seen, t0 = False, time.monotonic()
+        while p.poll() is None and time.monotonic() - t0 < 60:
+            for root, _, names in os.walk(tmpdir):
+                seen = seen or any(f.startswith("vips-") for f in names)
+            if seen:
+                p.send_signal(getattr(signal, sig))
+                break
+            time.sleep(0.002)
+        p.communicate(timeout=60)
+        if seen:
+            break
+    assert seen, "the decode was never caught under way"
+    assert p.returncode == -getattr(signal, sig), p.returncode
+    assert os.listdir(tmpdir) == []
+    assert not (tmp_path / "o.npy").exists()
