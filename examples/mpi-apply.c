@@ -211,9 +211,11 @@ static int run(struct job *j)
 		goto out;
 	}
 	if ((info.rows + j->block_rows - 1) / j->block_rows < (size_t)j->ranks) {
-		say(j, "%d ranks for %zu blocks of %zu rows: some ranks would have no rows; run "
-		       "fewer ranks or give a smaller --block-rows",
-		    j->ranks, (info.rows + j->block_rows - 1) / j->block_rows, j->block_rows);
+		size_t nb = (info.rows + j->block_rows - 1) / j->block_rows;
+
+		say(j, "%d ranks for %zu block%s of %zu rows (%zu in all): some ranks would have "
+		       "no rows; run fewer ranks or give a smaller --block-rows",
+		    j->ranks, nb, nb == 1 ? "" : "s", j->block_rows, info.rows);
 		goto out;
 	}
 	my_rows(j, info.rows, &r0, &r1);

@@ -72,8 +72,9 @@ def main():
     nblocks = -(-rows // rb)
     if nblocks < size:
         if rank == 0:
-            print("mpi_apply: %d ranks for %d blocks of %d rows: run fewer ranks"
-                  % (size, nblocks, rb), file=sys.stderr)
+            print("mpi_apply: %d ranks for %d block%s of %d rows (%d in all): run fewer "
+                  "ranks or give a smaller --block-rows"
+                  % (size, nblocks, "" if nblocks == 1 else "s", rb, rows), file=sys.stderr)
         return 1
     b0, b1 = nblocks * rank // size, nblocks * (rank + 1) // size
     r0, r1 = b0 * rb, min(b1 * rb, rows)

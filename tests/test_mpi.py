@@ -68,7 +68,7 @@ def test_more_ranks_than_blocks(tmp_path):
     r = mpirun(3, MPI_APPLY, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy",
                "--window", "4", "--block-rows", "40")
     assert r.returncode != 0
-    assert "3 ranks for 1 blocks" in r.stderr
+    assert "3 ranks for 1 block of 40 rows (25 in all)" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["f.npy", "img.npy"]
 
 
@@ -110,7 +110,7 @@ def test_more_ranks_than_rows(tmp_path, prog):
     np.save(tmp_path / "f.npy", np.ones((2, 16), np.float32))
     r = example(prog, 2, tmp_path / "img.npy", tmp_path / "f.npy", tmp_path / "o.npy", 4)
     assert r.returncode != 0
-    assert r.stderr.count("2 ranks for 1 blocks") == 1, r.stderr
+    assert r.stderr.count("2 ranks for 1 block of ") == 1, r.stderr
     assert "Traceback" not in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["f.npy", "img.npy"]
 
