@@ -87,6 +87,9 @@ int fe_options_check(const struct fe_options *f, int *key, char *err);
  * (IMG_EFORMAT for a format no reader knows) with one line in err
  * (IMG_ERRLEN bytes; a refused key's starts with it). */
 int fe_image_open(const char *path, const struct fe_options *f, struct img *im, char *err);
+/* True when fe_image_open() would give path to libpatchmap-image (libvips):
+ * not raw, nor a format of img_open(). (vimage.c) */
+bool fe_image_is_vips(const char *path, const struct fe_options *f);
 
 /* The matrix options for an opened image: pm_spec_matrix. 0, or -1 with
  * pm_spec_error's line in err. */

@@ -281,8 +281,13 @@ static void guard(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	for (int i = 0; i < 3; i++)
-		sigaction(cleanup_signals[i], &sa, &old_actions[i]);
+	/* a signal the process ignores (nohup, a background job's SIGINT)
+	 * stays ignored */
+	for (int i = 0; i < 3; i++) {
+		sigaction(cleanup_signals[i], NULL, &old_actions[i]);
+		if (old_actions[i].sa_handler != SIG_IGN || (old_actions[i].sa_flags & SA_SIGINFO))
+			sigaction(cleanup_signals[i], &sa, NULL);
+	}
 	guarded = true;
 }
 
@@ -604,9 +609,16 @@ fail_a:
 	fail(err, "cannot rename the finished file onto '%s': %s", a->path, strerror(e));
 out:
 	creating = 0;
-	if (deferred)
+	/* after a failure the caller says why first (out_deliver_deferred) */
+	if (deferred && !e)
 		on_signal(deferred);
 	return e ? -1 : 0;
+}
+
+void out_deliver_deferred(void)
+{
+	if (deferred && !creating)
+		on_signal(deferred);
 }
 
 void out_abort(struct outfile *o)

@@ -211,6 +211,11 @@ static bool own_format(const char *path)
 	       (b[2] == ' ' || b[2] == '\t' || b[2] == '\n' || b[2] == '\r' || b[2] == '#');
 }
 
+bool fe_image_is_vips(const char *path, const struct fe_options *f)
+{
+	return !f->raw_given[FE_SHAPE] && !own_format(path);
+}
+
 int fe_image_open(const char *path, const struct fe_options *f, struct img *im, char *err)
 {
 	int k = -1;

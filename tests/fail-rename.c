@@ -1,13 +1,16 @@
 /* fail-rename.c: a test helper for LD_PRELOAD. $PM_FAIL_RENAME lists
  * names, "NAME" or "NAME:N", separated by blanks: rename() and renameat2()
  * onto a file of that name (the last component) fail with EIO, after the
- * first N calls onto it (0 if not given) have gone through. A test so
- * reaches the paths where a finished output cannot be renamed into place. */
+ * first N calls onto it (0 if not given) have gone through. "NAME^N"
+ * raises SIGINT in the call N (from 0) onto NAME, which then goes on. A
+ * test so reaches the paths where a finished output cannot be renamed
+ * into place, and a signal that comes meanwhile. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +24,18 @@ static int refused(const char *to)
 	base = base ? base + 1 : to;
 	len = strlen(base);
 	for (int i = 0; list && *list && i < 8; i++) {
-		size_t n = strcspn(list, ": ");
-		unsigned after = list[n] == ':' ? (unsigned)strtoul(list + n + 1, NULL, 10) : 0;
+		size_t n = strcspn(list, ":^ ");
+		unsigned k = list[n] == ':' || list[n] == '^' ? (unsigned)strtoul(list + n + 1, NULL, 10)
+							   : 0;
 
-		if (n == len && !memcmp(list, base, n) && calls[i]++ >= after) {
-			errno = EIO;
-			return 1;
+		if (n == len && !memcmp(list, base, n)) {
+			if (list[n] == '^') {
+				if (calls[i]++ == k)
+					raise(SIGINT);
+			} else if (calls[i]++ >= k) {
+				errno = EIO;
+				return 1;
+			}
 		}
 		list += n + strcspn(list + n, " ");
 		list += strspn(list, " ");

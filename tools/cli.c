@@ -80,11 +80,13 @@ int cli_exit(int code)
  * of over 100 MB into a temporary file in $TMPDIR, and unlinks it only
  * once the decode is complete: Ctrl-C meanwhile would leave it there. The
  * tool gives libvips a directory of its own, removed with whatever is in
- * it at exit and on SIGINT, SIGTERM and SIGHUP. */
+ * it at exit and on SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE (those
+ * not ignored). */
 static char vips_dir[PATH_MAX];
 static int vips_dir_fd = -1;
-static struct sigaction vips_old[3];
-static const int vips_signals[3] = { SIGINT, SIGTERM, SIGHUP };
+#define VIPS_NSIG 5
+static struct sigaction vips_old[VIPS_NSIG];
+static const int vips_signals[VIPS_NSIG] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
 
 struct dirent64_raw {
 	uint64_t ino;
@@ -121,13 +123,29 @@ void cli_vips_dir_remove(void)
 			}
 	}
 	close(fd);
-	rmdir(vips_dir);
+	/* (a temporary libvips makes after the last pass, on another
+	 * thread, keeps the directory: tried a few times) */
+	for (int i = 0; i < 3 && rmdir(vips_dir) && errno == ENOTEMPTY; i++) {
+		int d = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		long n;
+
+		if (d < 0)
+			break;
+		while ((n = syscall(SYS_getdents64, d, buf, sizeof(buf))) > 0)
+			for (long off = 0; off < n;) {
+				struct dirent64_raw *e = (struct dirent64_raw *)(buf + off);
+
+				unlinkat(d, e->name, 0);
+				off += e->reclen;
+			}
+		close(d);
+	}
 }
 
 static void vips_on_signal(int sig)
 {
 	cli_vips_dir_remove();
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < VIPS_NSIG; i++)
 		if (vips_signals[i] == sig && !(vips_old[i].sa_flags & SA_SIGINFO) &&
 		    vips_old[i].sa_handler != SIG_DFL && vips_old[i].sa_handler != SIG_IGN) {
 			vips_old[i].sa_handler(sig);
@@ -171,8 +189,13 @@ void cli_vips_dir(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = vips_on_signal;
 	sigemptyset(&sa.sa_mask);
-	for (int i = 0; i < 3; i++)
-		sigaction(vips_signals[i], &sa, &vips_old[i]);
+	/* a signal the process ignores (nohup, a background job's SIGINT,
+	 * SIGPIPE for EPIPE) stays ignored */
+	for (int i = 0; i < VIPS_NSIG; i++) {
+		sigaction(vips_signals[i], NULL, &vips_old[i]);
+		if (vips_old[i].sa_handler != SIG_IGN || (vips_old[i].sa_flags & SA_SIGINFO))
+			sigaction(vips_signals[i], &sa, NULL);
+	}
 	atexit(vips_at_exit);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	/* libvips reads TMPDIR each time it makes a temporary */
@@ -397,8 +420,11 @@ int cli_out_commit_pair(struct outfile *a, struct outfile *b)
 {
 	char err[OUT_ERRLEN];
 
-	if (out_commit_pair(a, b, err))
-		return cli_err("%s", err);
+	if (out_commit_pair(a, b, err)) {
+		cli_err("%s", err);
+		out_deliver_deferred();
+		return -1;
+	}
 	return 0;
 }
 

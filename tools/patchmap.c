@@ -20,7 +20,8 @@ static int open_image(const struct args *a, struct img *im, char *err)
 {
 	int ret;
 
-	cli_vips_dir();
+	if (fe_image_is_vips(a->image, &a->opt))
+		cli_vips_dir();
 	ret = fe_image_open(a->image, &a->opt, im, err);
 
 	if (ret)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -306,3 +307,39 @@ def test_signal_during_a_decode_leaves_no_temporary(tmp_path, sig):
     assert p.returncode == -getattr(signal, sig), p.returncode
     assert os.listdir(tmpdir) == []
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_vips_directory_and_signals(files, tmp_path):
+    """The directory the tool makes for libvips: not made for a .npy; gone
+    after a SIGPIPE (the reader of --out - went away); and a signal the
+    tool was started to ignore (nohup) stays ignored."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    np.save(tmp_path / "img.npy", np.zeros((300, 300), np.uint8))
+    r = subprocess.run(["bash", "-c", '"$1" export "$2" --window 8 --out - | head -c 100 '
+                        '>/dev/null; echo "${PIPESTATUS[0]}"', "-", EXE, tmp_path / "img.npy"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout == "141\n" and os.listdir(tmpdir) == [], (r.stdout, os.listdir(tmpdir))
+    r = subprocess.run(["bash", "-c", '"$1" export "$2" --window 8 --out - | head -c 100 '
+                        '>/dev/null; echo "${PIPESTATUS[0]}"', "-", EXE, files["tiled"]],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout == "141\n" and os.listdir(tmpdir) == [], (r.stdout, os.listdir(tmpdir))
+    code = ("import os, signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "p = subprocess.Popen([sys.argv[1], 'export', sys.argv[2], '--window', '8', '--out',"
+            " '-'], stdout=subprocess.PIPE)\n"
+            "p.stdout.read(4096)\n"  # the tool writes, and blocks on the full pipe
+            "time.sleep(0.2)\n"
+            "p.send_signal(signal.SIGHUP)\n"
+            "p.send_signal(signal.SIGINT)\n"
+            "time.sleep(0.2)\n"
+            "alive = p.poll() is None\n"
+            "n = 4096 + len(p.stdout.read())\n"
+            "print(alive, p.wait(), n)\n")
+    r = subprocess.run([sys.executable, "-c", code, EXE, files["tiled"]], capture_output=True,
+                       text=True, env=env, timeout=120)
+    want = 128 + 196 * 294 * 64 * 3 * 4  # header, float32 matrix of the 203 x 301 RGB image
+    assert r.stdout.split() == ["True", "0", str(want)], (r.stdout, r.stderr)
+    assert os.listdir(tmpdir) == []

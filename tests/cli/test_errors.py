@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -483,6 +484,57 @@ def test_apply_old_output_that_cannot_come_back(exe, work):
     assert (work / "f.npy").read_bytes() == b"old filters"
     assert np.load(work / "o.npy").shape[0] == 2
     assert sorted(os.listdir(work)) == sorted([m.group(2), "f.npy", "img.npy", "o.npy"])
+
+
+def test_apply_signal_during_a_failed_commit_is_said(exe, work):
+    """Ctrl-C while apply renames its two outputs, and the renames fail
+    (the filters cannot be renamed, the old responses cannot be swapped
+    back): the signal waits until the failure has been said, the line that
+    names where the old responses are kept included, then ends the tool."""
+    write_npy(work / "img.npy", IMG)
+    (work / "o.npy").write_bytes(b"old responses")
+    (work / "f.npy").write_bytes(b"old filters")
+    prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"],
+              "PM_FAIL_RENAME=f.npy o.npy:1 o.npy^0")
+    p = subprocess.run([*prefix, exe, "apply", "img.npy", "--window", "3", "--random", "2",
+                        "--out", "o.npy", "--save-filters", "f.npy", "--quiet"], cwd=work,
+                       capture_output=True, text=True, timeout=60)
+    m = re.fullmatch(r"patchmap: cannot rename the finished file onto 'f\.npy': Input/output "
+                     r"error; 'o\.npy' is new, its old file is now '(.*/)?(\.o\.npy\.\w{6})'\n",
+                     p.stderr)
+    assert p.returncode == -signal.SIGINT and m, (p.returncode, p.stderr)
+    assert (work / m.group(2)).read_bytes() == b"old responses"
+    assert (work / "f.npy").read_bytes() == b"old filters"
+
+
+def test_ignored_signals_stay_ignored(exe, work):
+    """A tool started with SIGINT and SIGHUP ignored (nohup, a background
+    job of a script) keeps ignoring them while it writes an output file
+    (its handlers for removing the temporary took them over, and the tool
+    died)."""
+    write_npy(work / "img.npy", np.zeros((1024, 1024), np.uint8))
+    code = ("import os, signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "for attempt in range(5):\n"
+            "    p = subprocess.Popen([sys.argv[1], 'export', 'img.npy', '--window', '16',\n"
+            "                          '--dtype', 'same', '--out', 'o.npy', '--quiet'])\n"
+            "    seen = False\n"
+            "    while p.poll() is None and not seen:\n"
+            "        seen = any(f.startswith('.o.npy.') for f in os.listdir('.'))\n"
+            "        time.sleep(0.001)\n"
+            "    if seen:\n"
+            "        p.send_signal(signal.SIGHUP)\n"
+            "        p.send_signal(signal.SIGINT)\n"
+            "    rc = p.wait()\n"
+            "    if seen:\n"
+            "        break\n"
+            "print(seen, rc, os.path.getsize('o.npy'))\n")
+    p = subprocess.run([sys.executable, "-c", code, exe], cwd=work, capture_output=True,
+                       text=True, timeout=300)
+    want = 128 + 1009 * 1009 * 256  # the .npy's header and the uint8 matrix
+    assert p.stdout.split() == ["True", "0", str(want)], (p.stdout, p.stderr)
+    assert sorted(os.listdir(work)) == ["img.npy", "o.npy"]
 
 
 def test_read_only_file_system(exe, tmp_path):
