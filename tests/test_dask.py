@@ -380,3 +380,20 @@ def test_blocks_move_between_workers_on_every_backend(client, image, backend):
                                  r"the memory limit of the Dask worker .* \(768\.0 MiB, 1 "
                                  r"task at once\) allows" % backend):
             big.blocks[0].compute()
+
+
+def test_blocks_move_from_a_worker_without_a_memory_limit(image):
+    """A worker with no memory limit (memory_limit=0, a common setting)
+    is a worker all the same: where its kernel cannot read lazy pages, a
+    block is read into memory before distributed sends it (it was sent
+    lazy, and the transfer retried for ever)."""
+    from distributed import Client, LocalCluster
+
+    path, img = image
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, memory_limit=0,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        X = pmd.windows(str(path), (16, 16), budget=BUDGET, block_bytes="16M",
+                        backend="sigsegv")
+        got = c.compute(X.blocks[1]).result(timeout=120)
+        a, b = blocks_of(X)[1]
+        assert type(got) is np.ndarray and np.array_equal(got, single(img, (16, 16))[a:b])

@@ -210,6 +210,17 @@ def _worker_room():
     return max(0, int(limit) - rss) // nthreads, str(w.address), int(limit), nthreads
 
 
+def _on_worker():
+    """True in a task of a distributed worker (with a memory limit or
+    none), whose results distributed may send to another process."""
+    try:
+        from distributed import get_worker
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def _fmt(n):
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -279,7 +290,7 @@ def _range_matrix(img, window_shape, r0, r1, options):
         # ImageError from the image library's reads; through the mapping
         # it would be a SIGBUS that ends the worker
         why = "the source is an image decoded by libpatchmap-image"
-    elif room is not None and st.backend not in ("eager", "none") and \
+    elif _on_worker() and st.backend not in ("eager", "none") and \
             "uffd_full" not in st.mechanisms:
         why = "the kernel cannot read the lazy pages here (backend %s%s)" % (
             st.backend, ", user mode only" if "uffd_user_only" in st.mechanisms else "")
