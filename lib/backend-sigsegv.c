@@ -274,8 +274,10 @@ static void sigsegv_poison(struct pm_region *r, size_t c)
 
 static void sigsegv_close(struct pm_region *r)
 {
-	if (r->base)
+	if (r->base) {
+		pm__fork_release(r->base);
 		pm__munmap(r->base, r->span);
+	}
 	if (r->pool)
 		pm__munmap(r->pool, r->nslots * r->chunk);
 }
@@ -294,10 +296,11 @@ static int sigsegv_open(struct pm_region *r)
 	}
 	/* The reservation keeps the default flags, so that holes re-reserved
 	 * after an eviction merge with it. Chunks mapped in carry the pool's
-	 * flags: huge pages, and not inherited by fork (a child sees the bare
-	 * reservation: any access raises SIGSEGV). */
+	 * flags: huge pages, and not inherited by fork (a child gets the whole
+	 * range reserved again, pm__fork_reserve: any access raises SIGSEGV). */
 	pm__madvise(r->pool, r->nslots * r->chunk, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	if ((err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)))
+	if ((err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) ||
+	    (err = pm__fork_reserve(r->base, r->span)))
 		goto fail;
 	if ((err = registry_add(r)))
 		goto fail;

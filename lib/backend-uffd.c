@@ -33,86 +33,6 @@ struct uffd {
 	uint64_t reg_mode;
 };
 
-/* ---------------------------------------------------------------- fork */
-
-/* The ranges of the open regions. A child of fork() inherits none of a
- * range (MADV_DONTFORK): left a hole, its next mapping could land there,
- * and the parent's pointer would read that mapping's data. The child
- * handler puts an inaccessible reservation in each hole instead, so that
- * a read there raises SIGSEGV; the child never unmaps it (a child that
- * forks without the handler, by the raw system call, may hold another
- * mapping there). */
-struct live_range {
-	char *base;
-	size_t span;
-};
-
-static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t live_once = PTHREAD_ONCE_INIT;
-static struct live_range *live;
-static size_t live_n, live_cap;
-
-static void live_prepare(void)
-{
-	pthread_mutex_lock(&live_lock);
-}
-
-static void live_parent(void)
-{
-	pthread_mutex_unlock(&live_lock);
-}
-
-static void live_child(void)
-{
-	for (size_t i = 0; i < live_n; i++)
-		mmap(live[i].base, live[i].span, PROT_NONE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-	/* the reservations are ordinary mappings now: a grandchild inherits
-	 * them, and none of these regions is open in this process */
-	live_n = 0;
-	pthread_mutex_init(&live_lock, NULL);
-}
-
-static void live_init(void)
-{
-	pthread_atfork(live_prepare, live_parent, live_child);
-}
-
-static int live_add(char *base, size_t span)
-{
-	int err = 0;
-
-	pthread_once(&live_once, live_init);
-	pthread_mutex_lock(&live_lock);
-	if (live_n == live_cap) {
-		size_t cap = live_cap ? 2 * live_cap : 8;
-		struct live_range *p = realloc(live, cap * sizeof(*p));
-
-		if (p) {
-			live = p;
-			live_cap = cap;
-		} else {
-			err = -ENOMEM;
-		}
-	}
-	if (!err)
-		live[live_n++] = (struct live_range){ base, span };
-	pthread_mutex_unlock(&live_lock);
-	return err;
-}
-
-static void live_remove(char *base)
-{
-	pthread_once(&live_once, live_init);
-	pthread_mutex_lock(&live_lock);
-	for (size_t i = 0; i < live_n; i++)
-		if (live[i].base == base) {
-			live[i] = live[--live_n];
-			break;
-		}
-	pthread_mutex_unlock(&live_lock);
-}
-
 /* ---------------------------------------------------------------- setup */
 
 /* Opens a userfaultfd the way this process may: the system call, then
@@ -472,7 +392,7 @@ static void uffd_close(struct pm_region *r)
 	if (!u)
 		return;
 	if (r->base) {
-		live_remove(r->base);
+		pm__fork_release(r->base);
 		pm__munmap(r->base, r->span);
 	}
 	if (r->pool)
@@ -547,7 +467,7 @@ static int uffd_open(struct pm_region *r)
 	 * see an unserved range: there, any access raises SIGSEGV. */
 	if ((err = pm__madvise(r->base, r->span, MADV_DONTFORK)) ||
 	    (err = pm__madvise(r->pool, pm__pool_chunks(r) * r->chunk, MADV_DONTFORK)) ||
-	    (err = live_add(r->base, r->span)))
+	    (err = pm__fork_reserve(r->base, r->span)))
 		goto fail;
 	if ((err = do_register(u, r->base, r->span)))
 		goto fail;

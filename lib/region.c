@@ -3,6 +3,7 @@
  * sequential read-ahead. The fault front-ends live in the backends. */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,87 @@
 #define READY_BUFS 4
 /* Copying: the staging buffers are the bits of one word (buf_free). */
 #define MAX_BUFS 64
+
+/* ---------------------------------------------------------------- fork */
+
+/* The ranges of the open lazy regions. A child of fork() inherits none of
+ * a userfaultfd range (MADV_DONTFORK), nor the chunks a SIGSEGV region had
+ * mapped in (they carry the pool's MADV_DONTFORK): left a hole, its next
+ * mapping could land there, and the parent's pointer would read that
+ * mapping's data. The child handler makes each whole range an
+ * inaccessible reservation instead, so that a read anywhere in it raises
+ * SIGSEGV; the child never unmaps it (a child that forks without the
+ * handler, by the raw system call, may hold another mapping there). */
+struct live_range {
+	char *base;
+	size_t span;
+};
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+static struct live_range *live;
+static size_t live_n, live_cap;
+
+static void live_prepare(void)
+{
+	pthread_mutex_lock(&live_lock);
+}
+
+static void live_parent(void)
+{
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_child(void)
+{
+	for (size_t i = 0; i < live_n; i++)
+		mmap(live[i].base, live[i].span, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	/* the reservations are ordinary mappings now: a grandchild inherits
+	 * them, and none of these regions is open in this process */
+	live_n = 0;
+	pthread_mutex_init(&live_lock, NULL);
+}
+
+static void live_init(void)
+{
+	pthread_atfork(live_prepare, live_parent, live_child);
+}
+
+int pm__fork_reserve(char *base, size_t span)
+{
+	int err = 0;
+
+	pthread_once(&live_once, live_init);
+	pthread_mutex_lock(&live_lock);
+	if (live_n == live_cap) {
+		size_t cap = live_cap ? 2 * live_cap : 8;
+		struct live_range *p = realloc(live, cap * sizeof(*p));
+
+		if (p) {
+			live = p;
+			live_cap = cap;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err)
+		live[live_n++] = (struct live_range){ base, span };
+	pthread_mutex_unlock(&live_lock);
+	return err;
+}
+
+void pm__fork_release(char *base)
+{
+	pthread_once(&live_once, live_init);
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < live_n; i++)
+		if (live[i].base == base) {
+			live[i] = live[--live_n];
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+}
 
 char *pm__reserve(size_t len, size_t align, int prot)
 {

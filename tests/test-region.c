@@ -2185,9 +2185,10 @@ static int child_read_all(void *arg)
 	return pat_check(c->p, c->seed, c->off, c->len) == 0 ? 0 : 1;
 }
 
-/* Maps memory of its own asking for the region's address, then reads the
- * region: a child whose copy of the range were a hole would get the new
- * mapping there, and read its bytes (7) as the matrix's. */
+/* Maps off + len bytes of its own asking for the region's address, then
+ * reads the region: a child whose copy of the range had a hole there
+ * would get the new mapping in it, and read its bytes (7) as the
+ * matrix's. */
 static int child_map_then_read(void *arg)
 {
 	struct child_read *c = arg;
@@ -2268,7 +2269,11 @@ static void test_fork(void)
 			c.off = 3 * chunk + 10;
 			status = in_child(child_read_byte, &c);
 			expect_signal(status, SIGSEGV, "child reading an absent chunk");
+			/* one chunk at the first one's address, which the parent
+			 * read: resident there, and on the SIGSEGV backend its
+			 * pages (the pool's) are not inherited either */
 			c.off = 10;
+			c.len = chunk - 10;
 			status = in_child(child_map_then_read, &c);
 			expect_signal(status, SIGSEGV, "child mapping memory at the region's address, "
 						       "then reading the region");
