@@ -300,7 +300,7 @@ static int sigsegv_open(struct pm_region *r)
 	 * range reserved again, pm__fork_reserve: any access raises SIGSEGV). */
 	pm__madvise(r->pool, r->nslots * r->chunk, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	if ((err = pm__madvise(r->pool, r->nslots * r->chunk, MADV_DONTFORK)) ||
-	    (err = pm__fork_reserve(r->base, r->span)))
+	    (err = pm__fork_reserve(r->base, r->span, r->chunk)))
 		goto fail;
 	if ((err = registry_add(r)))
 		goto fail;

@@ -467,7 +467,7 @@ static int uffd_open(struct pm_region *r)
 	 * see an unserved range: there, any access raises SIGSEGV. */
 	if ((err = pm__madvise(r->base, r->span, MADV_DONTFORK)) ||
 	    (err = pm__madvise(r->pool, pm__pool_chunks(r) * r->chunk, MADV_DONTFORK)) ||
-	    (err = pm__fork_reserve(r->base, r->span)))
+	    (err = pm__fork_reserve(r->base, r->span, r->chunk)))
 		goto fail;
 	if ((err = do_register(u, r->base, r->span)))
 		goto fail;

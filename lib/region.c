@@ -50,19 +50,23 @@
  * a userfaultfd range (MADV_DONTFORK), nor the chunks a SIGSEGV region had
  * mapped in (they carry the pool's MADV_DONTFORK): left a hole, its next
  * mapping could land there, and the parent's pointer would read that
- * mapping's data. The child handler makes each whole range an
- * inaccessible reservation instead, so that a read anywhere in it raises
- * SIGSEGV; the child never unmaps it (a child that forks without the
- * handler, by the raw system call, may hold another mapping there). */
+ * mapping's data. The child handler puts an inaccessible reservation in
+ * each hole instead, so that a read anywhere in the range raises SIGSEGV;
+ * the child never unmaps it. The holes are filled, never what the child
+ * holds (MAP_FIXED_NOREPLACE): the whole range at once where it is all a
+ * hole (userfaultfd), else chunk by chunk (SIGSEGV: its reservation is
+ * inherited, the chunks mapped in are not). The list is the process's
+ * that made it: a child that forked without the handler (_Fork, a raw
+ * clone) and forks again has a stale one, which is ignored. */
 struct live_range {
 	char *base;
-	size_t span;
+	size_t span, chunk;
 };
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t live_once = PTHREAD_ONCE_INIT;
 static struct live_range *live;
 static size_t live_n, live_cap;
+static pid_t live_pid; /* the process the list is of */
 
 static void live_prepare(void)
 {
@@ -74,28 +78,55 @@ static void live_parent(void)
 	pthread_mutex_unlock(&live_lock);
 }
 
+static void reserve_hole(char *p, size_t len)
+{
+	mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+	     -1, 0);
+}
+
 static void live_child(void)
 {
-	for (size_t i = 0; i < live_n; i++)
-		mmap(live[i].base, live[i].span, PROT_NONE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (live_pid == getppid())
+		for (size_t i = 0; i < live_n; i++) {
+			struct live_range *l = &live[i];
+			void *q = mmap(l->base, l->span, PROT_NONE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+					       MAP_FIXED_NOREPLACE, -1, 0);
+
+			if (q == MAP_FAILED)
+				for (size_t off = 0; off < l->span; off += l->chunk)
+					reserve_hole(l->base + off, l->span - off < l->chunk
+									    ? l->span - off
+									    : l->chunk);
+			else if (q != l->base) /* a kernel that took it as a hint */
+				munmap(q, l->span);
+		}
 	/* the reservations are ordinary mappings now: a grandchild inherits
 	 * them, and none of these regions is open in this process */
 	live_n = 0;
+	live_pid = getpid();
 	pthread_mutex_init(&live_lock, NULL);
 }
 
-static void live_init(void)
+/* Registered when the library is loaded: before the handlers of what loads
+ * later, which run after this one in a child and so find the holes
+ * reserved. */
+__attribute__((constructor)) static void live_init(void)
 {
+	live_pid = getpid();
 	pthread_atfork(live_prepare, live_parent, live_child);
 }
 
-int pm__fork_reserve(char *base, size_t span)
+int pm__fork_reserve(char *base, size_t span, size_t chunk)
 {
 	int err = 0;
 
-	pthread_once(&live_once, live_init);
 	pthread_mutex_lock(&live_lock);
+	if (live_pid != getpid()) {
+		/* a child made without the handler: the list is its parent's */
+		live_n = 0;
+		live_pid = getpid();
+	}
 	if (live_n == live_cap) {
 		size_t cap = live_cap ? 2 * live_cap : 8;
 		struct live_range *p = realloc(live, cap * sizeof(*p));
@@ -108,14 +139,13 @@ int pm__fork_reserve(char *base, size_t span)
 		}
 	}
 	if (!err)
-		live[live_n++] = (struct live_range){ base, span };
+		live[live_n++] = (struct live_range){ base, span, chunk };
 	pthread_mutex_unlock(&live_lock);
 	return err;
 }
 
 void pm__fork_release(char *base)
 {
-	pthread_once(&live_once, live_init);
 	pthread_mutex_lock(&live_lock);
 	for (size_t i = 0; i < live_n; i++)
 		if (live[i].base == base) {

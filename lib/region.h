@@ -180,11 +180,12 @@ static inline char *pm__chunk_addr(const struct pm_region *r, size_t c)
 	return r->base + c * r->chunk;
 }
 
-/* Lists [base, base + span) as an open lazy region's range, which a child
- * of fork() gets as an inaccessible reservation (PROT_NONE): a read there
- * raises SIGSEGV, never reads another mapping. 0 or -ENOMEM. Release
- * before the range is unmapped. */
-int pm__fork_reserve(char *base, size_t span);
+/* Lists [base, base + span) as an open lazy region's range (mapped in
+ * chunks of `chunk` bytes), whose holes a child of fork() gets as
+ * inaccessible reservations (PROT_NONE): a read there raises SIGSEGV,
+ * never reads another mapping. 0 or -ENOMEM. Release before the range is
+ * unmapped. */
+int pm__fork_reserve(char *base, size_t span, size_t chunk);
 void pm__fork_release(char *base);
 
 /* Reserves `len` bytes aligned to `align` (a power of two). */

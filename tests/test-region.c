@@ -2202,6 +2202,48 @@ static int child_map_then_read(void *arg)
 	return child_read_byte(arg);
 }
 
+/* Run in a child made without the fork handlers (_Fork): maps memory of
+ * its own where the parent's first chunk is (a hole in it), then forks as
+ * usual; the grandchild must keep that memory: the handler fills holes,
+ * never what a process holds, and ignores a list that is not its
+ * parent's. */
+static int child_unhandled_fork(void *arg)
+{
+	struct child_read *c = arg;
+	size_t len = c->off + c->len;
+	unsigned char *q;
+	int status;
+	pid_t pid;
+
+	q = mmap((void *)(uintptr_t)c->p, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (q == MAP_FAILED)
+		return 8;
+	memset(q, 42, len);
+	pid = fork();
+	if (pid < 0)
+		return 9;
+	if (pid == 0)
+		_exit(*(volatile unsigned char *)q == 42 && q[len - 1] == 42 ? 0 : 10);
+	return waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : 11;
+}
+
+/* in_child() with _Fork: no fork handler runs. */
+static int in_unhandled_child(int (*fn)(void *), void *arg)
+{
+	int status = 0;
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = _Fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(fn(arg));
+	CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
+	return status;
+}
+
 /* A child can open regions of its own, on every backend. */
 static int child_own_regions(void *arg)
 {
@@ -2277,6 +2319,9 @@ static void test_fork(void)
 			status = in_child(child_map_then_read, &c);
 			expect_signal(status, SIGSEGV, "child mapping memory at the region's address, "
 						       "then reading the region");
+			expect_exit0(in_unhandled_child(child_unhandled_fork, &c),
+				     "grandchild of a child forked without the handlers keeps the "
+				     "child's memory");
 		}
 		expect_exit0(in_child(child_own_regions, NULL), "child opening its own regions");
 		expect_exit0(in_child(child_close, r), "child closing the parent's region");
