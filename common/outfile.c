@@ -291,6 +291,16 @@ static void guard(void)
 	guarded = true;
 }
 
+static bool restore_due;
+
+static void restore_handlers(void)
+{
+	for (int i = 0; i < 3; i++)
+		sigaction(cleanup_signals[i], &old_actions[i], NULL);
+	guarded = false;
+	restore_due = false;
+}
+
 /* Forgets o's temporary; the handlers go when no temporary is left. */
 static void unguard(struct outfile *o)
 {
@@ -302,9 +312,13 @@ static void unguard(struct outfile *o)
 			return;
 	if (!guarded)
 		return;
-	for (int i = 0; i < 3; i++)
-		sigaction(cleanup_signals[i], &old_actions[i], NULL);
-	guarded = false;
+	if (creating) {
+		/* a pair's commit: the handlers hold signals until it is said
+		 * how it ended (out_deliver_deferred) */
+		restore_due = true;
+		return;
+	}
+	restore_handlers();
 }
 
 void out_remove_pending(void)
@@ -608,17 +622,20 @@ fail_a:
 	out_abort(b);
 	fail(err, "cannot rename the finished file onto '%s': %s", a->path, strerror(e));
 out:
-	creating = 0;
-	/* after a failure the caller says why first (out_deliver_deferred) */
-	if (deferred && !e)
-		on_signal(deferred);
+	/* after a failure signals keep waiting until the caller has said
+	 * why (out_deliver_deferred) */
+	if (!e)
+		out_deliver_deferred();
 	return e ? -1 : 0;
 }
 
 void out_deliver_deferred(void)
 {
-	if (deferred && !creating)
+	creating = 0;
+	if (deferred)
 		on_signal(deferred);
+	if (restore_due)
+		restore_handlers();
 }
 
 void out_abort(struct outfile *o)

@@ -78,12 +78,13 @@ int out_commit(struct outfile *o, char *err);
  * cannot exchange two names a is renamed as out_commit() does, and a
  * failure of b leaves the new a. 0, or -1 with the message in err (both
  * temporaries then removed). A signal that comes meanwhile waits: after
- * a success it is acted on before the return, after a failure the caller
- * calls out_deliver_deferred() once it has said why. */
+ * a success it is acted on before the return; after a failure signals
+ * keep waiting, and the caller must call out_deliver_deferred() once it
+ * has said why. */
 int out_commit_pair(struct outfile *a, struct outfile *b, char *err);
-/* Acts on a signal that came during a failed out_commit_pair(), once the
- * caller has said why it failed: removes what is left and ends the
- * process as the signal would. Returns if no signal came. */
+/* After a failed out_commit_pair(), once the caller has said why: acts on
+ * a signal that came meanwhile (removes what is left and ends the process
+ * as the signal would), else puts the signal handlers back and returns. */
 void out_deliver_deferred(void);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);

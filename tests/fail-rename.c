@@ -2,9 +2,11 @@
  * names, "NAME" or "NAME:N", separated by blanks: rename() and renameat2()
  * onto a file of that name (the last component) fail with EIO, after the
  * first N calls onto it (0 if not given) have gone through. "NAME^N"
- * raises SIGINT in the call N (from 0) onto NAME, which then goes on. A
- * test so reaches the paths where a finished output cannot be renamed
- * into place, and a signal that comes meanwhile. */
+ * raises SIGINT in the call N (from 0) onto NAME, which then goes on.
+ * With $PM_RAISE_ON_RESTORE set, sigaction() that puts SIGINT back to its
+ * default action raises SIGINT right after. A test so reaches the paths
+ * where a finished output cannot be renamed into place, and a signal that
+ * comes meanwhile or just after. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -61,4 +63,17 @@ int renameat2(int fromdir, const char *from, int todir, const char *to, unsigned
 		return -1;
 	*(void **)&real = dlsym(RTLD_NEXT, "renameat2");
 	return real(fromdir, from, todir, to, flags);
+}
+
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	int (*real)(int, const struct sigaction *, struct sigaction *);
+	int ret;
+
+	*(void **)&real = dlsym(RTLD_NEXT, "sigaction");
+	ret = real(sig, act, old);
+	if (!ret && sig == SIGINT && act && !(act->sa_flags & SA_SIGINFO) &&
+	    act->sa_handler == SIG_DFL && getenv("PM_RAISE_ON_RESTORE"))
+		raise(SIGINT);
+	return ret;
 }

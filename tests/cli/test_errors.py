@@ -486,7 +486,8 @@ def test_apply_old_output_that_cannot_come_back(exe, work):
     assert sorted(os.listdir(work)) == sorted([m.group(2), "f.npy", "img.npy", "o.npy"])
 
 
-def test_apply_signal_during_a_failed_commit_is_said(exe, work):
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_apply_signal_during_a_failed_commit_is_said(exe, work, when):
     """Ctrl-C while apply renames its two outputs, and the renames fail
     (the filters cannot be renamed, the old responses cannot be swapped
     back): the signal waits until the failure has been said, the line that
@@ -494,8 +495,11 @@ def test_apply_signal_during_a_failed_commit_is_said(exe, work):
     write_npy(work / "img.npy", IMG)
     (work / "o.npy").write_bytes(b"old responses")
     (work / "f.npy").write_bytes(b"old filters")
+    # during: in the first rename; after: as soon as the handlers give
+    # SIGINT back to its default action
     prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"],
-              "PM_FAIL_RENAME=f.npy o.npy:1 o.npy^0")
+              "PM_FAIL_RENAME=f.npy o.npy:1" + (" o.npy^0" if when == "during" else ""),
+              *(["PM_RAISE_ON_RESTORE=1"] if when == "after" else []))
     p = subprocess.run([*prefix, exe, "apply", "img.npy", "--window", "3", "--random", "2",
                         "--out", "o.npy", "--save-filters", "f.npy", "--quiet"], cwd=work,
                        capture_output=True, text=True, timeout=60)
