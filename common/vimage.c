@@ -193,11 +193,15 @@ static bool own_format(const char *path)
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* not a regular file: img_open reads pipes and refuses devices. A
+	 * pipe is not opened here: a named one loses its writer's bytes when
+	 * its only reader closes it */
+	if (stat(path, &st) || !S_ISREG(st.st_mode))
+		return true; /* (or img_open says why not) */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return true; /* img_open says why */
-	/* not a regular file: img_open reads pipes and refuses devices */
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		return true;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) { /* replaced meanwhile */
 		close(fd);
 		return true;
 	}

@@ -1008,3 +1008,34 @@ def test_export_with_a_row_pitch(exe, work):
     fails(exe, work, export_args("img.npy", "out.npy", "--row-pitch", "64"),
           r"^patchmap: --row-pitch: export writes the matrix with packed rows \(a \.npy has no "
           r"row padding\): leave the option out$")
+
+
+def test_image_from_a_named_pipe(exe, work):
+    """A .npy written into a named pipe as the tool reads it: the tool
+    opens the pipe once, and reads it whole (an open and close to sniff
+    its format would leave the writer without a reader, and the bytes
+    lost)."""
+    os.mkfifo(work / "img.npy")
+    import threading
+
+    data = open_npy_bytes(IMG)
+
+    def feed():
+        with open(work / "img.npy", "wb") as f:
+            f.write(data)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    p = subprocess.run([exe, *export_args("img.npy", "out.npy"), "--quiet"], cwd=work,
+                       capture_output=True, text=True, timeout=60)
+    t.join(10)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    from numpy.lib.stride_tricks import sliding_window_view
+    want = sliding_window_view(IMG, (3, 3)).reshape(-1, 9).astype(np.float32)
+    assert np.array_equal(np.load(work / "out.npy"), want)
+
+
+def open_npy_bytes(a):
+    import io
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
