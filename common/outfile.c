@@ -260,12 +260,15 @@ static void on_signal(int sig)
 	for (int i = 0; i < PENDING_SLOTS; i++)
 		if (pending_set[i])
 			unlink(pending_tmp[i]);
-	/* then what was there before (a handler that cleans up too), or the
-	 * default action, which ends the process */
-	for (int i = 0; i < 3; i++)
-		if (cleanup_signals[i] == sig && !(old_actions[i].sa_flags & SA_SIGINFO) &&
-		    old_actions[i].sa_handler != SIG_DFL && old_actions[i].sa_handler != SIG_IGN) {
-			old_actions[i].sa_handler(sig);
+	out_pass_signal(sig, cleanup_signals, old_actions, 3);
+}
+
+void out_pass_signal(int sig, const int *sigs, const struct sigaction *old, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (sigs[i] == sig && !(old[i].sa_flags & SA_SIGINFO) &&
+		    old[i].sa_handler != SIG_DFL && old[i].sa_handler != SIG_IGN) {
+			old[i].sa_handler(sig);
 			break;
 		}
 	signal(sig, SIG_DFL);

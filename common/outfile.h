@@ -88,6 +88,11 @@ int out_commit_pair(struct outfile *a, struct outfile *b, char *err);
 void out_deliver_deferred(void);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);
+/* For a cleanup signal handler, after its own cleanup: runs the handler
+ * that was there before (old[i] for sigs[i] == sig, a cleanup of its own),
+ * then the default action, which ends the process. Async-signal-safe. */
+struct sigaction;
+void out_pass_signal(int sig, const int *sigs, const struct sigaction *old, int n);
 /* Removes the temporary of the output being written, if any, from a thread
  * that cannot reach its outfile (the process is about to end, as on
  * SIGTERM). */

@@ -96,16 +96,13 @@ struct dirent64_raw {
 	char name[];
 };
 
-/* Async-signal-safe: system calls only. */
-void cli_vips_dir_remove(void)
+/* Unlinks what the directory open on fd holds, until a pass finds
+ * nothing. Async-signal-safe: system calls only. */
+static void unlink_all(int fd)
 {
 	char buf[4096] __attribute__((aligned(8)));
-	int fd = vips_dir_fd;
 	bool any = true;
 
-	if (fd < 0)
-		return;
-	vips_dir_fd = -1;
 	while (any) {
 		long n;
 
@@ -122,37 +119,32 @@ void cli_vips_dir_remove(void)
 				off += d->reclen;
 			}
 	}
+}
+
+/* Async-signal-safe: system calls only. */
+void cli_vips_dir_remove(void)
+{
+	int fd = vips_dir_fd;
+
+	if (fd < 0)
+		return;
+	vips_dir_fd = -1;
+	unlink_all(fd);
 	close(fd);
 	/* (a temporary libvips makes after the last pass, on another
 	 * thread, keeps the directory: tried a few times) */
 	for (int i = 0; i < 3 && rmdir(vips_dir) && errno == ENOTEMPTY; i++) {
-		int d = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		long n;
-
-		if (d < 0)
+		if ((fd = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 			break;
-		while ((n = syscall(SYS_getdents64, d, buf, sizeof(buf))) > 0)
-			for (long off = 0; off < n;) {
-				struct dirent64_raw *e = (struct dirent64_raw *)(buf + off);
-
-				unlinkat(d, e->name, 0);
-				off += e->reclen;
-			}
-		close(d);
+		unlink_all(fd);
+		close(fd);
 	}
 }
 
 static void vips_on_signal(int sig)
 {
 	cli_vips_dir_remove();
-	for (int i = 0; i < VIPS_NSIG; i++)
-		if (vips_signals[i] == sig && !(vips_old[i].sa_flags & SA_SIGINFO) &&
-		    vips_old[i].sa_handler != SIG_DFL && vips_old[i].sa_handler != SIG_IGN) {
-			vips_old[i].sa_handler(sig);
-			break;
-		}
-	signal(sig, SIG_DFL);
-	raise(sig);
+	out_pass_signal(sig, vips_signals, vips_old, VIPS_NSIG);
 }
 
 static void vips_at_exit(void)
