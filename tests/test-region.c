@@ -522,22 +522,27 @@ static bool is_mapped(const void *p)
 
 /* ---------------------------------------------------------- children */
 
-/* Runs fn in a forked child that exits with its return value; returns the
- * wait status. The child leaves with _exit: nothing of the parent's stdio or
+/* Runs fn in a child made by forker (fork, or _Fork: no fork handler runs)
+ * that exits with its return value; returns the wait status. The child leaves with _exit: nothing of the parent's stdio or
  * CUnit state is flushed twice. */
-static int in_child(int (*fn)(void *), void *arg)
+static int in_child_by(pid_t (*forker)(void), int (*fn)(void *), void *arg)
 {
 	int status = 0;
 	pid_t pid;
 
 	fflush(stdout);
 	fflush(stderr);
-	pid = fork();
+	pid = forker();
 	CU_ASSERT_FATAL(pid >= 0);
 	if (pid == 0)
 		_exit(fn(arg));
 	CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
 	return status;
+}
+
+static int in_child(int (*fn)(void *), void *arg)
+{
+	return in_child_by(fork, fn, arg);
 }
 
 static const char *self_exe;
@@ -2228,22 +2233,6 @@ static int child_unhandled_fork(void *arg)
 	return waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : 11;
 }
 
-/* in_child() with _Fork: no fork handler runs. */
-static int in_unhandled_child(int (*fn)(void *), void *arg)
-{
-	int status = 0;
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = _Fork();
-	CU_ASSERT_FATAL(pid >= 0);
-	if (pid == 0)
-		_exit(fn(arg));
-	CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
-	return status;
-}
-
 /* A child can open regions of its own, on every backend. */
 static int child_own_regions(void *arg)
 {
@@ -2319,7 +2308,7 @@ static void test_fork(void)
 			status = in_child(child_map_then_read, &c);
 			expect_signal(status, SIGSEGV, "child mapping memory at the region's address, "
 						       "then reading the region");
-			expect_exit0(in_unhandled_child(child_unhandled_fork, &c),
+			expect_exit0(in_child_by(_Fork, child_unhandled_fork, &c),
 				     "grandchild of a child forked without the handlers keeps the "
 				     "child's memory");
 		}

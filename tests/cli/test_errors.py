@@ -463,27 +463,36 @@ def test_apply_renames_both_outputs_or_neither(exe, work, refused, old):
     assert sorted(os.listdir(work)) == ["f.npy", "img.npy", "o.npy"]
 
 
-def test_apply_old_output_that_cannot_come_back(exe, work):
-    """The filters cannot be renamed into place, and the old responses,
-    exchanged with their temporary a moment before, cannot be exchanged
-    back: the old responses are kept under the temporary's name, which the
-    message gives, and the command fails."""
+def apply_with_failing_renames(exe, work, renames, *env):
+    """apply --out o.npy --save-filters f.npy over old files, with rename
+    failures (and signals) from the preloaded helper as $PM_FAIL_RENAME
+    says: (the process, the name of the temporary the message says keeps
+    the old responses, or None)."""
     write_npy(work / "img.npy", IMG)
     (work / "o.npy").write_bytes(b"old responses")
     (work / "f.npy").write_bytes(b"old filters")
     prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"],
-              "PM_FAIL_RENAME=f.npy o.npy:1")
+              "PM_FAIL_RENAME=" + renames, *env)
     p = subprocess.run([*prefix, exe, "apply", "img.npy", "--window", "3", "--random", "2",
                         "--out", "o.npy", "--save-filters", "f.npy", "--quiet"], cwd=work,
                        capture_output=True, text=True, timeout=60)
     m = re.fullmatch(r"patchmap: cannot rename the finished file onto 'f\.npy': Input/output "
                      r"error; 'o\.npy' is new, its old file is now '(.*/)?(\.o\.npy\.\w{6})'\n",
                      p.stderr)
-    assert p.returncode == 1 and m, p.stderr
-    assert (work / m.group(2)).read_bytes() == b"old responses"
+    return p, m and m.group(2)
+
+
+def test_apply_old_output_that_cannot_come_back(exe, work):
+    """The filters cannot be renamed into place, and the old responses,
+    exchanged with their temporary a moment before, cannot be exchanged
+    back: the old responses are kept under the temporary's name, which the
+    message gives, and the command fails."""
+    p, kept = apply_with_failing_renames(exe, work, "f.npy o.npy:1")
+    assert p.returncode == 1 and kept, p.stderr
+    assert (work / kept).read_bytes() == b"old responses"
     assert (work / "f.npy").read_bytes() == b"old filters"
     assert np.load(work / "o.npy").shape[0] == 2
-    assert sorted(os.listdir(work)) == sorted([m.group(2), "f.npy", "img.npy", "o.npy"])
+    assert sorted(os.listdir(work)) == sorted([kept, "f.npy", "img.npy", "o.npy"])
 
 
 @pytest.mark.parametrize("when", ["during", "after"])
@@ -492,22 +501,15 @@ def test_apply_signal_during_a_failed_commit_is_said(exe, work, when):
     (the filters cannot be renamed, the old responses cannot be swapped
     back): the signal waits until the failure has been said, the line that
     names where the old responses are kept included, then ends the tool."""
-    write_npy(work / "img.npy", IMG)
-    (work / "o.npy").write_bytes(b"old responses")
-    (work / "f.npy").write_bytes(b"old filters")
     # during: in the first rename; after: as soon as the handlers give
     # SIGINT back to its default action
-    prefix = ("env", "LD_PRELOAD=" + os.environ["PATCHMAP_FAIL_RENAME"],
-              "PM_FAIL_RENAME=f.npy o.npy:1" + (" o.npy^0" if when == "during" else ""),
-              *(["PM_RAISE_ON_RESTORE=1"] if when == "after" else []))
-    p = subprocess.run([*prefix, exe, "apply", "img.npy", "--window", "3", "--random", "2",
-                        "--out", "o.npy", "--save-filters", "f.npy", "--quiet"], cwd=work,
-                       capture_output=True, text=True, timeout=60)
-    m = re.fullmatch(r"patchmap: cannot rename the finished file onto 'f\.npy': Input/output "
-                     r"error; 'o\.npy' is new, its old file is now '(.*/)?(\.o\.npy\.\w{6})'\n",
-                     p.stderr)
-    assert p.returncode == -signal.SIGINT and m, (p.returncode, p.stderr)
-    assert (work / m.group(2)).read_bytes() == b"old responses"
+    if when == "during":
+        p, kept = apply_with_failing_renames(exe, work, "f.npy o.npy:1 o.npy^0")
+    else:
+        p, kept = apply_with_failing_renames(exe, work, "f.npy o.npy:1",
+                                             "PM_RAISE_ON_RESTORE=1")
+    assert p.returncode == -signal.SIGINT and kept, (p.returncode, p.stderr)
+    assert (work / kept).read_bytes() == b"old responses"
     assert (work / "f.npy").read_bytes() == b"old filters"
 
 
