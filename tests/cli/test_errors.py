@@ -252,19 +252,21 @@ def test_budget_too_small(exe, work):
 
 
 def test_resident_more_than_memory(exe, work):
-    """The eager backend, or an unlimited budget, on a 68 GB matrix: refused
-    before anything is reserved (a sparse file stands for the image)."""
+    """The eager backend, or an unlimited budget, on a 16 TiB matrix (more
+    than any machine that runs this has): refused before anything is
+    reserved (a sparse file stands for the image). apply pads rows of 4096
+    bytes by 64 (see its BLAS panels), so a lazy matrix is 16.2 TiB."""
     path = work / "big.raw"
     with open(path, "wb") as f:
-        f.truncate(8192 * 8192)
-    args = ["apply", path, "--shape", "8192x8192", "--window", "16", "--random", "1",
+        f.truncate(65536 * 65536)
+    args = ["apply", path, "--shape", "65536x65536", "--window", "32", "--random", "1",
             "--out", "out.npy"]
     fails(exe, work, args + ["--backend", "eager"],
           r"backend: the (cgroup memory limit of /.*|machine's available memory "
-          r"\(MemAvailable\)) allows .* more; eager would keep all 63\.8 GiB of the matrix "
+          r"\(MemAvailable\)) allows .* more; eager would keep all 16\.0 TiB of the matrix "
           r"resident; use a lazy backend")
     fails(exe, work, args + ["--budget", "unlimited"],
-          r"budget: the .* allows .* more; budget unlimited would keep all 63\.8 GiB of the "
+          r"budget: the .* allows .* more; budget unlimited would keep all 16\.2 TiB of the "
           r"matrix resident; give a budget, or none: the default fits")
 
 
