@@ -275,22 +275,27 @@ void out_pass_signal(int sig, const int *sigs, const struct sigaction *old, int 
 	raise(sig);
 }
 
-static void guard(void)
+void out_catch_signals(const int *sigs, struct sigaction *old, int n, void (*handler)(int))
 {
 	struct sigaction sa;
 
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigemptyset(&sa.sa_mask);
+	/* a signal the process ignores (nohup, a background job's SIGINT,
+	 * SIGPIPE for EPIPE) stays ignored */
+	for (int i = 0; i < n; i++) {
+		sigaction(sigs[i], NULL, &old[i]);
+		if (old[i].sa_handler != SIG_IGN || (old[i].sa_flags & SA_SIGINFO))
+			sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+static void guard(void)
+{
 	if (guarded)
 		return;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* a signal the process ignores (nohup, a background job's SIGINT)
-	 * stays ignored */
-	for (int i = 0; i < 3; i++) {
-		sigaction(cleanup_signals[i], NULL, &old_actions[i]);
-		if (old_actions[i].sa_handler != SIG_IGN || (old_actions[i].sa_flags & SA_SIGINFO))
-			sigaction(cleanup_signals[i], &sa, NULL);
-	}
+	out_catch_signals(cleanup_signals, old_actions, 3, on_signal);
 	guarded = true;
 }
 

@@ -88,10 +88,13 @@ int out_commit_pair(struct outfile *a, struct outfile *b, char *err);
 void out_deliver_deferred(void);
 /* Closes and removes the temporary; the destination is untouched. */
 void out_abort(struct outfile *o);
+/* Installs handler for each of sigs[0..n) that the process does not ignore,
+ * keeping the actions there before in old[] (for out_pass_signal). */
+struct sigaction;
+void out_catch_signals(const int *sigs, struct sigaction *old, int n, void (*handler)(int));
 /* For a cleanup signal handler, after its own cleanup: runs the handler
  * that was there before (old[i] for sigs[i] == sig, a cleanup of its own),
  * then the default action, which ends the process. Async-signal-safe. */
-struct sigaction;
 void out_pass_signal(int sig, const int *sigs, const struct sigaction *old, int n);
 /* Removes the temporary of the output being written, if any, from a thread
  * that cannot reach its outfile (the process is about to end, as on

@@ -78,10 +78,10 @@ static void live_parent(void)
 	pthread_mutex_unlock(&live_lock);
 }
 
-static void reserve_hole(char *p, size_t len)
+static void *reserve_hole(char *p, size_t len)
 {
-	mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-	     -1, 0);
+	return mmap(p, len, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
 }
 
 static void live_child(void)
@@ -89,9 +89,7 @@ static void live_child(void)
 	if (live_pid == getppid())
 		for (size_t i = 0; i < live_n; i++) {
 			struct live_range *l = &live[i];
-			void *q = mmap(l->base, l->span, PROT_NONE,
-				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-					       MAP_FIXED_NOREPLACE, -1, 0);
+			void *q = reserve_hole(l->base, l->span);
 
 			if (q == MAP_FAILED)
 				for (size_t off = 0; off < l->span; off += l->chunk)

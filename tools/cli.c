@@ -129,15 +129,14 @@ void cli_vips_dir_remove(void)
 	if (fd < 0)
 		return;
 	vips_dir_fd = -1;
-	unlink_all(fd);
-	close(fd);
 	/* (a temporary libvips makes after the last pass, on another
 	 * thread, keeps the directory: tried a few times) */
-	for (int i = 0; i < 3 && rmdir(vips_dir) && errno == ENOTEMPTY; i++) {
-		if ((fd = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-			break;
+	for (int i = 0;; i++) {
 		unlink_all(fd);
 		close(fd);
+		if (!rmdir(vips_dir) || errno != ENOTEMPTY || i == 3 ||
+		    (fd = open(vips_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			break;
 	}
 }
 
@@ -155,7 +154,6 @@ static void vips_at_exit(void)
 void cli_vips_dir(void)
 {
 	const char *base = getenv("TMPDIR");
-	struct sigaction sa;
 	sigset_t all, old;
 
 	if (vips_dir[0])
@@ -178,16 +176,7 @@ void cli_vips_dir(void)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		goto none;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = vips_on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* a signal the process ignores (nohup, a background job's SIGINT,
-	 * SIGPIPE for EPIPE) stays ignored */
-	for (int i = 0; i < VIPS_NSIG; i++) {
-		sigaction(vips_signals[i], NULL, &vips_old[i]);
-		if (vips_old[i].sa_handler != SIG_IGN || (vips_old[i].sa_flags & SA_SIGINFO))
-			sigaction(vips_signals[i], &sa, NULL);
-	}
+	out_catch_signals(vips_signals, vips_old, VIPS_NSIG, vips_on_signal);
 	atexit(vips_at_exit);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	/* libvips reads TMPDIR each time it makes a temporary */

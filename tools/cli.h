@@ -150,7 +150,8 @@ int cli_out_close(struct outfile *o);
 int cli_out_commit(struct outfile *o);
 int cli_out_commit_pair(struct outfile *a, struct outfile *b);
 /* Gives libvips a temporary directory of the tool's own (TMPDIR), removed
- * with its contents at exit and on SIGINT, SIGTERM and SIGHUP: call before
+ * with its contents at exit and on SIGINT, SIGTERM, SIGHUP, SIGQUIT and
+ * SIGPIPE (those not ignored): call before
  * an image is opened. Where none can be made, TMPDIR stays. */
 void cli_vips_dir(void);
 /* Removes it now (async-signal-safe). */

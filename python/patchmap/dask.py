@@ -181,16 +181,24 @@ class _Shifted:
 # ---------------------------------------------------------------- tasks
 
 
+def _worker():
+    """The distributed worker running this task (whose results distributed
+    may send to another process), or None."""
+    try:
+        from distributed import get_worker
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
 def _worker_room():
     """(bytes one task of this Dask worker may still take, the worker's
     address, its memory_limit, its threads), or None outside a worker or for
     a worker without a memory limit. A worker runs up to `nthreads` tasks
     at once, each with its own block: each gets an equal share of what the
     limit leaves above the worker's resident memory now."""
-    try:
-        from distributed import get_worker
-        w = get_worker()
-    except (ImportError, ValueError):
+    w = _worker()
+    if w is None:
         return None
     mm = getattr(w, "memory_manager", None)
     limit = getattr(mm, "memory_limit", None) if mm is not None else None
@@ -208,17 +216,6 @@ def _worker_room():
     n = getattr(state, "nthreads", None) if state is not None else None
     nthreads = max(1, int(n if n is not None else getattr(w, "nthreads", 1) or 1))
     return max(0, int(limit) - rss) // nthreads, str(w.address), int(limit), nthreads
-
-
-def _on_worker():
-    """True in a task of a distributed worker (with a memory limit or
-    none), whose results distributed may send to another process."""
-    try:
-        from distributed import get_worker
-        get_worker()
-    except (ImportError, ValueError):
-        return False
-    return True
 
 
 def _fmt(n):
@@ -290,7 +287,7 @@ def _range_matrix(img, window_shape, r0, r1, options):
         # ImageError from the image library's reads; through the mapping
         # it would be a SIGBUS that ends the worker
         why = "the source is an image decoded by libpatchmap-image"
-    elif _on_worker() and st.backend not in ("eager", "none") and \
+    elif _worker() is not None and st.backend not in ("eager", "none") and \
             "uffd_full" not in st.mechanisms:
         why = "the kernel cannot read the lazy pages here (backend %s%s)" % (
             st.backend, ", user mode only" if "uffd_user_only" in st.mechanisms else "")
